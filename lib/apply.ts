@@ -1,0 +1,346 @@
+/**
+ * Executes a {@linkcode Plan}: directories parents first, files through a temp file and an
+ * atomic rename with bounded concurrency, removals deepest first, directory attributes last.
+ *
+ * Never writes through a symbolic link: every replica path it writes was either created by
+ * this run or seen by lstat as a real directory, and a failed directory blocks its subtree.
+ *
+ * @module
+ */
+
+import { lutimesSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import type { Plan } from "./plan.ts";
+import { parentOf } from "./plan.ts";
+import type { Entry } from "./scan.ts";
+import { describeError } from "./errors.ts";
+
+/** The file-system calls apply makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
+export interface FsOps {
+  copyFile(from: string, to: string): Promise<void>;
+  lstat(path: string): Promise<Deno.FileInfo>;
+  rename(from: string, to: string): Promise<void>;
+  remove(path: string, options?: { recursive?: boolean }): Promise<void>;
+  mkdir(path: string, options?: { recursive?: boolean; mode?: number }): Promise<void>;
+  chmod(path: string, mode: number): Promise<void>;
+  utime(path: string, atime: Date, mtime: Date): Promise<void>;
+  /** Sets the times of a link itself, not of its target. */
+  lutime(path: string, atime: Date, mtime: Date): Promise<void>;
+  symlink(target: string, path: string): Promise<void>;
+  readDir(path: string): AsyncIterable<Deno.DirEntry>;
+}
+
+/** The real file system, through Deno's APIs (and node:fs for lutimes, which Deno lacks). */
+export const denoFs: FsOps = {
+  copyFile: (from, to) => Deno.copyFile(from, to),
+  lstat: (path) => Deno.lstat(path),
+  rename: (from, to) => Deno.rename(from, to),
+  remove: (path, options) => Deno.remove(path, options),
+  mkdir: (path, options) => Deno.mkdir(path, options),
+  chmod: (path, mode) => Deno.chmod(path, mode),
+  utime: (path, atime, mtime) => Deno.utime(path, atime, mtime),
+  lutime: (path, atime, mtime) => Promise.resolve(lutimesSync(path, atime, mtime)),
+  symlink: (target, path) => Deno.symlink(target, path),
+  readDir: (path) => Deno.readDir(path),
+};
+
+/** What apply reports as it goes; the sync layer turns these into log lines. */
+export type ApplyEvent =
+  | {
+    type: "op";
+    action: "create" | "copy" | "update" | "link" | "attrs" | "remove";
+    path: string;
+    size?: number;
+    target?: string;
+    kind?: string;
+  }
+  | { type: "error"; path: string; message: string }
+  | { type: "debug"; path: string; message: string };
+
+/** Counts of what a run did. */
+export interface Stats {
+  created: number;
+  copied: number;
+  updated: number;
+  linked: number;
+  attrs: number;
+  removed: number;
+  /** Bytes written by copies and updates. */
+  bytes: number;
+  /** Entries that failed. */
+  errors: number;
+}
+
+/** A fresh, all-zero {@linkcode Stats}. */
+export function emptyStats(): Stats {
+  return { created: 0, copied: 0, updated: 0, linked: 0, attrs: 0, removed: 0, bytes: 0, errors: 0 };
+}
+
+/** Options for {@linkcode applyPlan}. */
+export interface ApplyOptions {
+  /** Source entries by relative path, as scanned: the metadata to give the replica. */
+  sourceEntries: ReadonlyMap<string, Entry>;
+  /** The source root's own entry (for the replica root's attributes). */
+  sourceRoot: Entry;
+  /**
+   * Copies running at once.
+   * @default 8
+   */
+  jobs?: number;
+  /**
+   * The file-system layer.
+   * @default denoFs
+   */
+  fs?: FsOps;
+  /** Stops starting new operations once aborted; operations in flight finish or are undone. */
+  signal?: AbortSignal;
+  /** Called for every operation done and every error. */
+  onEvent?: (event: ApplyEvent) => void;
+}
+
+/** Temp files are named `.foldersync-<random>.tmp`; short, so that 255-byte names still fit. */
+export const TEMP_PATTERN: RegExp = /^\.foldersync-[0-9a-z]{10}\.tmp$/;
+
+function tempName(): string {
+  const random = crypto.getRandomValues(new Uint32Array(2));
+  return `.foldersync-${(random[0]! % 36 ** 5).toString(36).padStart(5, "0")}${
+    (random[1]! % 36 ** 5).toString(36).padStart(5, "0")
+  }.tmp`;
+}
+
+/** Thrown when a source file changed while it was being copied. */
+class ChangedError extends Error {
+  override name = "ChangedError";
+}
+
+/**
+ * Executes `plan` from `source` into `replica` and returns what it did.
+ *
+ * Needs read permission for `source` and write permission for `replica`. Never throws for
+ * a single entry: each failure is reported through `onEvent` and counted in `errors`, and
+ * everything else goes on. A directory that could not be created blocks only its subtree.
+ *
+ * @example Applying a plan
+ * ```ts
+ * const stats = await applyPlan(p, "/data/src", "/backup/src", { sourceEntries, sourceRoot });
+ * ```
+ */
+export async function applyPlan(
+  plan: Plan,
+  source: string,
+  replica: string,
+  options: ApplyOptions,
+): Promise<Stats> {
+  const { sourceEntries, sourceRoot, jobs = 8, fs = denoFs, signal, onEvent = () => {} } = options;
+  const stats = emptyStats();
+  const failedDirs = new Set<string>();
+  const at = (rel: string) => (rel === "" ? replica : join(replica, rel));
+  const from = (rel: string) => (rel === "" ? source : join(source, rel));
+  const fail = (path: string, error: unknown) => {
+    stats.errors++;
+    onEvent({ type: "error", path, message: describeError(error) });
+  };
+  const blocked = (rel: string) => {
+    if (failedDirs.size === 0) return false;
+    for (let p = parentOf(rel);; p = parentOf(p)) {
+      if (failedDirs.has(p)) return true;
+      if (p === "") return false;
+    }
+  };
+
+  /** Runs `fn`, and once more after giving the owner write access to `dir` if it was denied. */
+  const inWritableDir = async <T>(dir: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
+      const info = await fs.lstat(dir).catch(() => undefined);
+      const mode = (info?.mode ?? 0) & 0o7777;
+      if (!info?.isDirectory || (mode & 0o700) === 0o700) throw error;
+      await fs.chmod(dir, mode | 0o700);
+      return await fn();
+    }
+  };
+
+  const removeTree = async (full: string, kind: string): Promise<void> => {
+    if (kind !== "dir") {
+      await inWritableDir(dirname(full), () => fs.remove(full));
+      return;
+    }
+    await inWritableDir(dirname(full), async () => {
+      try {
+        await fs.remove(full, { recursive: true });
+      } catch (error) {
+        if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
+        await makeTreeWritable(fs, full);
+        await fs.remove(full, { recursive: true });
+      }
+    });
+  };
+
+  // 1. Directories, parents first.
+  for (const action of plan.mkdirs) {
+    if (signal?.aborted) return stats;
+    if (blocked(action.path)) {
+      failedDirs.add(action.path);
+      continue;
+    }
+    const full = at(action.path);
+    try {
+      if (action.path === "") {
+        await fs.mkdir(full, { recursive: true });
+      } else {
+        if (action.replace) await removeTree(full, action.replace);
+        await inWritableDir(dirname(full), () => fs.mkdir(full, { mode: 0o700 }));
+        stats.created++;
+        onEvent({ type: "op", action: "create", path: action.path, kind: "dir" });
+      }
+    } catch (error) {
+      failedDirs.add(action.path);
+      fail(action.path, error);
+    }
+  }
+
+  // 2. Files and links, `jobs` at a time.
+  const copyOne = async (rel: string, entry: Entry, replaceKind: string | undefined) => {
+    const dst = at(rel);
+    const tmp = join(dirname(dst), tempName());
+    let created = false;
+    try {
+      await inWritableDir(dirname(dst), async () => {
+        await fs.copyFile(from(rel), tmp);
+        created = true;
+      });
+      const after = await fs.lstat(from(rel));
+      if (!after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs) {
+        throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+      }
+      const tmpInfo = await fs.lstat(tmp);
+      if (tmpInfo.size !== entry.size) {
+        throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+      }
+      if (((tmpInfo.mode ?? 0) & 0o7777) !== entry.mode && Deno.build.os !== "windows") {
+        await fs.chmod(tmp, entry.mode);
+      }
+      await fs.utime(tmp, after.atime ?? new Date(), new Date(entry.mtimeMs));
+      if (replaceKind === "dir") await removeTree(dst, "dir");
+      await fs.rename(tmp, dst);
+      created = false;
+    } finally {
+      if (created) await fs.remove(tmp).catch(() => {});
+    }
+  };
+
+  const linkOne = async (rel: string, target: string, entry: Entry, replaceKind: string | undefined) => {
+    const dst = at(rel);
+    const tmp = join(dirname(dst), tempName());
+    let created = false;
+    try {
+      await inWritableDir(dirname(dst), async () => {
+        await fs.symlink(target, tmp);
+        created = true;
+      });
+      await fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {});
+      if (replaceKind === "dir") await removeTree(dst, "dir");
+      await fs.rename(tmp, dst);
+      created = false;
+    } finally {
+      if (created) await fs.remove(tmp).catch(() => {});
+    }
+  };
+
+  let next = 0;
+  const transfers = plan.transfers;
+  const worker = async () => {
+    while (next < transfers.length && !signal?.aborted) {
+      const action = transfers[next++]!;
+      if (blocked(action.path)) continue;
+      const entry = sourceEntries.get(action.path);
+      if (!entry) continue;
+      try {
+        switch (action.op) {
+          case "copy":
+          case "update":
+            await copyOne(action.path, entry, action.replace);
+            if (action.op === "copy") stats.copied++;
+            else stats.updated++;
+            stats.bytes += entry.size;
+            onEvent({ type: "op", action: action.op, path: action.path, size: entry.size });
+            break;
+          case "link":
+            await linkOne(action.path, action.target, entry, action.replace);
+            stats.linked++;
+            onEvent({ type: "op", action: "link", path: action.path, target: action.target });
+            break;
+          case "attrs": {
+            const full = at(action.path);
+            const mtime = new Date(entry.mtimeMs);
+            if (action.kind === "symlink") {
+              await fs.lutime(full, mtime, mtime);
+            } else {
+              const info = await fs.lstat(full);
+              if (!info.isFile) throw new ChangedError("Replica entry changed during the sync");
+              if (((info.mode ?? 0) & 0o7777) !== entry.mode && Deno.build.os !== "windows") {
+                await fs.chmod(full, entry.mode);
+              }
+              await fs.utime(full, info.atime ?? new Date(), mtime);
+            }
+            stats.attrs++;
+            onEvent({ type: "op", action: "attrs", path: action.path });
+            break;
+          }
+        }
+      } catch (error) {
+        fail(action.path, error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, transfers.length)) }, worker));
+  if (signal?.aborted) return stats;
+
+  // 3. Extraneous entries, deepest first.
+  for (const action of plan.removes) {
+    if (signal?.aborted) return stats;
+    try {
+      await removeTree(at(action.path), action.kind);
+      stats.removed++;
+      onEvent({ type: "op", action: "remove", path: action.path, kind: action.kind });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue;
+      fail(action.path, error);
+    }
+  }
+
+  // 4. Directory attributes, deepest first, so that later changes do not disturb them.
+  for (const rel of plan.dirAttrs) {
+    if (signal?.aborted) return stats;
+    if (failedDirs.has(rel) || blocked(rel)) continue;
+    const entry = rel === "" ? sourceRoot : sourceEntries.get(rel);
+    if (!entry) continue;
+    const full = at(rel);
+    try {
+      if (Deno.build.os !== "windows") await fs.chmod(full, entry.mode);
+      const mtime = new Date(entry.mtimeMs);
+      await fs.utime(full, mtime, mtime);
+      onEvent({ type: "debug", path: rel, message: "directory attributes set" });
+    } catch (error) {
+      fail(rel, error);
+    }
+  }
+  return stats;
+}
+
+/** Gives the owner rwx on every directory under `root`, never following links. */
+async function makeTreeWritable(fs: FsOps, root: string): Promise<void> {
+  const info = await fs.lstat(root);
+  if (!info.isDirectory) return;
+  await fs.chmod(root, ((info.mode ?? 0) & 0o7777) | 0o700);
+  for await (const child of fs.readDir(root)) {
+    if (child.isDirectory && !child.isSymlink) await makeTreeWritable(fs, join(root, child.name));
+  }
+}
+
+/** True for names of temp files this program leaves behind when killed. */
+export function isTempName(path: string): boolean {
+  return TEMP_PATTERN.test(basename(path));
+}

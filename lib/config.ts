@@ -1,0 +1,171 @@
+/**
+ * SyncOptions with their defaults, and the checks on the paths a user gives: missing,
+ * not a directory, the same, or one inside the other (compared as real paths).
+ *
+ * @module
+ */
+
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { UsageError } from "./errors.ts";
+import type { HashName } from "./hash.ts";
+
+/** Options for one sync, with every path already checked and made absolute. */
+export interface SyncOptions {
+  /** Absolute real path of the source directory. */
+  source: string;
+  /** Absolute path of the replica directory (real, as far as it exists). */
+  replica: string;
+  /**
+   * Compare file content by hash instead of size and mtime.
+   * @default false
+   */
+  checksum?: boolean;
+  /**
+   * Hash algorithm for `checksum`.
+   * @default "xxh128"
+   */
+  hash?: HashName;
+  /**
+   * Report what would change and change nothing.
+   * @default false
+   */
+  dryRun?: boolean;
+  /**
+   * Let an empty source empty a non-empty replica.
+   * @default false
+   */
+  allowEmptySource?: boolean;
+  /**
+   * Parallel copies and hashes.
+   * @default 8
+   */
+  jobs?: number;
+  /**
+   * Directory for the checksum cache; `undefined` picks the user cache directory when the
+   * process may use it, `false` disables the cache.
+   * @default undefined
+   */
+  cacheDir?: string | false;
+}
+
+/** The outcome of {@linkcode checkPaths}. */
+export interface CheckedPaths {
+  /** Absolute real path of the source. */
+  source: string;
+  /** Absolute path of the replica, real where it exists. */
+  replica: string;
+  /** Absolute path of the log file, if one was given. */
+  log?: string;
+}
+
+function errorDetail(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/**
+ * Real path of `path`, resolving as much of it as exists (a replica may not exist yet).
+ * Falls back to the plain absolute path where the process may not read an ancestor.
+ */
+function realPathOfPossiblyMissing(path: string): string {
+  const absolute = resolve(path);
+  const missing: string[] = [];
+  let current = absolute;
+  for (;;) {
+    try {
+      return join(Deno.realPathSync(current), ...missing.reverse());
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        const parent = dirname(current);
+        if (parent === current) return absolute;
+        missing.push(current.slice(parent.length).replace(/^[\\/]+/, ""));
+        current = parent;
+        continue;
+      }
+      return absolute; // NotCapable or PermissionDenied: compare what we can
+    }
+  }
+}
+
+/** True if `inner` is `outer` or lies below it. */
+function isWithin(outer: string, inner: string): boolean {
+  const fold = Deno.build.os === "windows" || Deno.build.os === "darwin"
+    ? (p: string) => p.toLowerCase()
+    : (p: string) => p;
+  const rel = relative(fold(outer), fold(inner));
+  return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
+}
+
+/**
+ * Checks the source, replica and log paths and returns them absolute and real.
+ *
+ * Needs read permission for the source and the replica. Touches nothing.
+ *
+ * @throws {UsageError} When the source is missing, unreadable or not a directory; the
+ * replica exists but is not a directory; they are the same or one is inside the other;
+ * or the log file lies inside either tree.
+ * @example Checking paths
+ * ```ts
+ * const paths = checkPaths("./src", "./backup", "./sync.log");
+ * ```
+ */
+export function checkPaths(source: string, replica: string, log?: string): CheckedPaths {
+  let sourceReal: string;
+  try {
+    sourceReal = Deno.realPathSync(source);
+    const info = Deno.statSync(sourceReal);
+    if (!info.isDirectory) throw new UsageError(`Source is not a directory: '${source}'`);
+    for (const _ of Deno.readDirSync(sourceReal)) break;
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    if (error instanceof Deno.errors.NotFound) throw new UsageError(`Source does not exist: '${source}'`);
+    throw new UsageError(`Cannot read source: '${source}': ${errorDetail(error)}`);
+  }
+
+  let replicaReal: string;
+  try {
+    const info = Deno.statSync(replica);
+    if (!info.isDirectory) throw new UsageError(`Replica exists but is not a directory: '${replica}'`);
+    replicaReal = Deno.realPathSync(replica);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new UsageError(`Cannot read replica: '${replica}': ${errorDetail(error)}`);
+    }
+    try {
+      if (Deno.lstatSync(replica).isSymlink) {
+        throw new UsageError(`Replica is a dangling symbolic link: '${replica}'`);
+      }
+    } catch (inner) {
+      if (inner instanceof UsageError) throw inner;
+    }
+    replicaReal = realPathOfPossiblyMissing(replica);
+    const blocker = firstNonDirectoryAncestor(replicaReal);
+    if (blocker) throw new UsageError(`Replica path runs through a file: '${blocker}'`);
+  }
+
+  if (isWithin(sourceReal, replicaReal) && isWithin(replicaReal, sourceReal)) {
+    throw new UsageError(`Replica is the source: '${replica}'`);
+  }
+  if (isWithin(sourceReal, replicaReal)) throw new UsageError(`Replica is inside the source: '${replicaReal}'`);
+  if (isWithin(replicaReal, sourceReal)) throw new UsageError(`Source is inside the replica: '${sourceReal}'`);
+
+  const checked: CheckedPaths = { source: sourceReal, replica: replicaReal };
+  if (log !== undefined) {
+    const logReal = realPathOfPossiblyMissing(log);
+    if (isWithin(replicaReal, logReal)) throw new UsageError(`Log file is inside the replica: '${log}'`);
+    if (isWithin(sourceReal, logReal)) throw new UsageError(`Log file is inside the source: '${log}'`);
+    checked.log = logReal;
+  }
+  return checked;
+}
+
+function firstNonDirectoryAncestor(path: string): string | undefined {
+  for (let current = dirname(path);; current = dirname(current)) {
+    try {
+      return Deno.statSync(current).isDirectory ? undefined : current;
+    } catch {
+      // missing or unreadable: look further up
+    }
+    if (dirname(current) === current) return undefined;
+  }
+}

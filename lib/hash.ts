@@ -1,0 +1,72 @@
+/**
+ * Content hashes for `--checksum`: xxHash and BLAKE3 from hash-wasm, MD5 and SHA from node:crypto.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { createBLAKE3, createXXHash128, createXXHash3, createXXHash64 } from "hash-wasm";
+
+/** The algorithms `--hash` accepts. */
+export const HASH_NAMES = ["xxh128", "xxh3", "xxh64", "md5", "sha1", "sha256", "blake3"] as const;
+
+/** One of {@linkcode HASH_NAMES}. */
+export type HashName = typeof HASH_NAMES[number];
+
+/**
+ * The default for `--checksum`: xxh128, as rsync uses. Measured on 2 GiB with a warm cache
+ * (see README, Performance): xxh128 about 3x faster than MD5, and 128 bits wide.
+ */
+export const DEFAULT_HASH: HashName = "xxh128";
+
+interface Hasher {
+  update(data: Uint8Array): void;
+  digest(): string;
+}
+
+async function createHasher(name: HashName): Promise<Hasher> {
+  switch (name) {
+    case "md5":
+    case "sha1":
+    case "sha256": {
+      const h = createHash(name);
+      return { update: (d) => h.update(d), digest: () => h.digest("hex") };
+    }
+    default: {
+      const h = name === "xxh128"
+        ? await createXXHash128()
+        : name === "xxh3"
+        ? await createXXHash3()
+        : name === "xxh64"
+        ? await createXXHash64()
+        : await createBLAKE3();
+      h.init();
+      return { update: (d) => h.update(d), digest: () => h.digest("hex") };
+    }
+  }
+}
+
+const CHUNK = 1 << 20;
+
+/**
+ * Hashes a file's content, reading it in 1 MiB chunks, and returns the hex digest.
+ *
+ * Needs read permission for `path`. Throws what `Deno.open` and `read` throw
+ * (NotFound, PermissionDenied ...).
+ *
+ * @example Hashing a file
+ * ```ts
+ * const digest = await hashFile("/etc/hostname", "xxh128");
+ * ```
+ */
+export async function hashFile(path: string, name: HashName): Promise<string> {
+  const hasher = await createHasher(name);
+  using file = await Deno.open(path, { read: true });
+  const buffer = new Uint8Array(CHUNK);
+  for (;;) {
+    const n = await file.read(buffer);
+    if (n === null) break;
+    hasher.update(n === CHUNK ? buffer : buffer.subarray(0, n));
+  }
+  return hasher.digest();
+}

@@ -1,0 +1,180 @@
+/**
+ * The single logging setup: a console sink and an optional (rotating) file sink, both
+ * through LogTape, writing one line per record as text or as JSON.
+ *
+ * @module
+ */
+
+import { configure, getLogger, type LogLevel, type LogRecord, reset, type Sink } from "@logtape/logtape";
+import { getFileSink, getRotatingFileSink } from "@logtape/file";
+import type { Verbosity } from "./cli.ts";
+import { UsageError } from "./errors.ts";
+
+/** The logger foldersync writes to. */
+export const logger = getLogger(["foldersync"]);
+
+/** Options for {@linkcode setupLogging}. */
+export interface LogSetup {
+  /**
+   * Console verbosity: quiet shows warnings, errors and summaries only.
+   * @default "normal"
+   */
+  verbosity?: Verbosity;
+  /** Append lines to this file too. */
+  file?: string;
+  /**
+   * Line format.
+   * @default "text"
+   */
+  format?: "text" | "json";
+  /** Rotate the file past this many bytes. */
+  maxSize?: number;
+  /**
+   * Files kept when rotating.
+   * @default 5
+   */
+  keep?: number;
+  /** Where console lines go (tests capture them); default stdout and stderr. */
+  console?: { out: (line: string) => void; err: (line: string) => void };
+}
+
+const LEVEL_RANK: Record<LogLevel, number> = {
+  trace: 0,
+  debug: 1,
+  info: 2,
+  warning: 3,
+  error: 4,
+  fatal: 5,
+};
+
+const LEVEL_TEXT: Record<LogLevel, string> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: "INFO ",
+  warning: "WARN ",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+function pad(n: number, width = 2): string {
+  return String(n).padStart(width, "0");
+}
+
+function localTimestamp(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${
+    pad(d.getSeconds())
+  }.${pad(d.getMilliseconds(), 3)}`;
+}
+
+/** The text of a record: the `text` property foldersync always sets. */
+function recordText(record: LogRecord): string {
+  const text = record.properties.text;
+  if (typeof text === "string") return text;
+  return record.message.map((part, i) => (i % 2 === 0 ? part : String(part))).join("");
+}
+
+/** `2026-11-22 03:53:57.123 INFO  copy a/b.txt (1.2 KiB)` */
+function textLine(record: LogRecord): string {
+  return `${localTimestamp(record.timestamp)} ${LEVEL_TEXT[record.level]} ${recordText(record)}\n`;
+}
+
+/** `{"time":"...","level":"info","action":"copy","path":"a/b.txt","size":1234,"message":"..."}` */
+function jsonLine(record: LogRecord): string {
+  const { text: _text, summary: _summary, ...fields } = record.properties;
+  return `${
+    JSON.stringify({
+      time: new Date(record.timestamp).toISOString(),
+      level: record.level,
+      ...fields,
+      message: recordText(record),
+    })
+  }\n`;
+}
+
+const encoder = new TextEncoder();
+
+function writeAll(stream: { writeSync(p: Uint8Array): number }, line: string): void {
+  let bytes = encoder.encode(line);
+  try {
+    while (bytes.length > 0) bytes = bytes.subarray(stream.writeSync(bytes));
+  } catch {
+    // A closed pipe must not stop a sync.
+  }
+}
+
+/**
+ * Configures LogTape for the process and returns a disposer that flushes and closes the file.
+ *
+ * Needs write permission for `file`. Opens the file for appending: an existing log is never
+ * truncated.
+ *
+ * @throws {UsageError} When the log file cannot be opened.
+ * @example Logging to the console and a file
+ * ```ts
+ * await using _logging = await setupLogging({ file: "/var/log/foldersync.log" });
+ * logger.info("{text}", { text: "hello" });
+ * ```
+ */
+export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposable> {
+  const { verbosity = "normal", file, format = "text", maxSize, keep = 5 } = setup;
+  const formatter = format === "json" ? jsonLine : textLine;
+  const out = setup.console?.out ?? ((line: string) => writeAll(Deno.stdout, line));
+  const err = setup.console?.err ?? ((line: string) => writeAll(Deno.stderr, line));
+  const consoleMin = verbosity === "quiet" ? "warning" : verbosity === "verbose" ? "debug" : "info";
+  const consoleSink: Sink = (record) => {
+    const shown = LEVEL_RANK[record.level] >= LEVEL_RANK[consoleMin] || record.properties.summary === true;
+    if (!shown) return;
+    (LEVEL_RANK[record.level] >= LEVEL_RANK.warning ? err : out)(formatter(record));
+  };
+  const sinks: Record<string, Sink> = { console: consoleSink };
+  let fileSink: (Sink & Disposable) | undefined;
+  if (file !== undefined) {
+    try {
+      // Opened once here so that a bad path is a usage error before anything is touched.
+      (await Deno.open(file, { append: true, create: true })).close();
+      const fileOptions = { formatter, bufferSize: 64 * 1024, flushInterval: 500 };
+      fileSink = maxSize !== undefined || setup.keep !== undefined
+        ? getRotatingFileSink(file, { ...fileOptions, maxSize: maxSize ?? 10 * 1024 * 1024, maxFiles: keep })
+        : getFileSink(file, fileOptions);
+    } catch (error) {
+      throw new UsageError(
+        `Cannot open log file: '${file}': ${error instanceof Error ? `${error.name}: ${error.message}` : error}`,
+      );
+    }
+    const minFile = verbosity === "verbose" ? "debug" : "info";
+    const inner = fileSink;
+    sinks.file = (record) => {
+      if (LEVEL_RANK[record.level] >= LEVEL_RANK[minFile]) inner(record);
+    };
+  }
+  await configure({
+    reset: true,
+    sinks,
+    loggers: [
+      { category: ["foldersync"], sinks: Object.keys(sinks), lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+  });
+  return {
+    async [Symbol.asyncDispose]() {
+      await reset();
+      fileSink?.[Symbol.dispose]();
+    },
+  };
+}
+
+/**
+ * Shows a relative path on one line: control characters (a newline in a name, say) are
+ * escaped as `\xNN`, and the root is `.`.
+ *
+ * @example Showing an odd name
+ * ```ts
+ * showPath("a\nb"); // "a\\x0ab"
+ * ```
+ */
+export function showPath(path: string): string {
+  if (path === "") return ".";
+  // deno-lint-ignore no-control-regex
+  return path.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}

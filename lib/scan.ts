@@ -1,0 +1,208 @@
+/**
+ * Walks one tree with lstat, never following symbolic links, into a flat map of entries.
+ *
+ * The walk is synchronous on purpose: per-call async overhead dominates a metadata walk
+ * (measured on /usr/share: readDirSync + lstatSync 0.6 s, async lstat pools 2.4 s and more).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+
+/** What an entry is; `other` covers FIFOs, sockets and devices. */
+export type EntryKind = "file" | "dir" | "symlink" | "other";
+
+/** The metadata foldersync compares and preserves for one entry. */
+export interface Entry {
+  /** File, directory, symbolic link or other. */
+  kind: EntryKind;
+  /** Size in bytes (0 for directories). */
+  size: number;
+  /** Modification time in milliseconds since the epoch (Deno reports milliseconds). */
+  mtimeMs: number;
+  /** Permission bits, `mode & 0o7777` (0 where the OS has none). */
+  mode: number;
+  /** Target text of a symbolic link. */
+  target?: string;
+  /** Inode number, for the checksum cache key. */
+  ino?: number;
+  /** Change time in milliseconds, for the checksum cache key. */
+  ctimeMs?: number;
+}
+
+/** A path that could not be read, with why. */
+export interface ScanProblem {
+  /** Relative path, `/`-separated; `""` is the root. */
+  path: string;
+  /** One line saying what went wrong. */
+  message: string;
+}
+
+/** The result of walking one tree. */
+export interface TreeScan {
+  /** Absolute path of the root. */
+  root: string;
+  /** Entries by relative path (`/`-separated, root excluded), parents before children. */
+  entries: Map<string, Entry>;
+  /** Directories whose listing is incomplete: nothing under them may be judged extraneous. */
+  incomplete: Set<string>;
+  /** Paths that could not be read. */
+  problems: ScanProblem[];
+}
+
+/** Options for {@linkcode scanTree}. */
+export interface ScanOptions {
+  /**
+   * Temporarily add owner rwx to directories that cannot be listed, then put the mode back.
+   * Used for the replica, whose read-only or unreadable directories must still be synced.
+   * @default false
+   */
+  fixPermissions?: boolean;
+  /**
+   * Skip entries whose relative path this returns true for (the replica's own temp files
+   * are never skipped: they are junk to delete).
+   */
+  exclude?: (relPath: string) => boolean;
+}
+
+/**
+ * Converts a `Deno.FileInfo` from lstat into an {@linkcode Entry} (without a link target).
+ *
+ * @example Converting an lstat result
+ * ```ts
+ * const entry = toEntry(Deno.lstatSync("/etc/hostname"));
+ * ```
+ */
+export function toEntry(info: Deno.FileInfo): Entry {
+  const kind: EntryKind = info.isFile ? "file" : info.isDirectory ? "dir" : info.isSymlink ? "symlink" : "other";
+  const entry: Entry = {
+    kind,
+    size: kind === "dir" ? 0 : info.size,
+    mtimeMs: info.mtime?.getTime() ?? 0,
+    mode: (info.mode ?? 0) & 0o7777,
+  };
+  if (info.ino !== null) entry.ino = info.ino;
+  if (info.ctime) entry.ctimeMs = info.ctime.getTime();
+  return entry;
+}
+
+/**
+ * Walks the tree under `root` (which must be a directory) with lstat, never following links.
+ *
+ * Needs read permission for `root`, and write permission too with `fixPermissions`.
+ * Never throws for entries inside the tree: unreadable paths are listed in `problems`, and
+ * directories that could not be fully listed in `incomplete`. Throws only if `root` itself
+ * cannot be listed.
+ *
+ * @example Scanning a tree
+ * ```ts
+ * const scan = scanTree("/data/src");
+ * for (const [path, entry] of scan.entries) console.log(entry.kind, path);
+ * ```
+ */
+export function scanTree(root: string, options: ScanOptions = {}): TreeScan {
+  const { fixPermissions = false, exclude } = options;
+  const scan: TreeScan = { root, entries: new Map(), incomplete: new Set(), problems: [] };
+  listDirectory(scan, "", fixPermissions, exclude, true);
+  return scan;
+}
+
+function listDirectory(
+  scan: TreeScan,
+  rootRel: string,
+  fixPermissions: boolean,
+  exclude: ((relPath: string) => boolean) | undefined,
+  throwOnRoot: boolean,
+): void {
+  const stack: string[] = [rootRel];
+  while (stack.length > 0) {
+    const rel = stack.pop()!;
+    const full = rel === "" ? scan.root : join(scan.root, rel);
+    let children: Array<[string, Entry]>;
+    try {
+      children = readChildren(full, rel, scan, fixPermissions, exclude);
+    } catch (error) {
+      if (rel === "" && throwOnRoot) throw error;
+      if (error instanceof Deno.errors.NotFound) {
+        scan.entries.delete(rel); // vanished between listing its parent and reading it
+        continue;
+      }
+      scan.incomplete.add(rel);
+      scan.problems.push({ path: rel, message: `Cannot read directory: ${errorText(error)}` });
+      continue;
+    }
+    const dirs: string[] = [];
+    for (const [childRel, entry] of children) {
+      scan.entries.set(childRel, entry);
+      if (entry.kind === "dir") dirs.push(childRel);
+    }
+    // Pushed in reverse so that the walk visits directories in sorted order.
+    for (let i = dirs.length - 1; i >= 0; i--) stack.push(dirs[i]!);
+  }
+}
+
+function readChildren(
+  full: string,
+  rel: string,
+  scan: TreeScan,
+  fixPermissions: boolean,
+  exclude: ((relPath: string) => boolean) | undefined,
+): Array<[string, Entry]> {
+  try {
+    return readChildrenOnce(full, rel, scan, exclude);
+  } catch (error) {
+    if (!fixPermissions || !(error instanceof Deno.errors.PermissionDenied)) throw error;
+    const mode = (Deno.lstatSync(full).mode ?? 0) & 0o7777;
+    Deno.chmodSync(full, mode | 0o700);
+    try {
+      return readChildrenOnce(full, rel, scan, exclude);
+    } finally {
+      Deno.chmodSync(full, mode);
+    }
+  }
+}
+
+function readChildrenOnce(
+  full: string,
+  rel: string,
+  scan: TreeScan,
+  exclude: ((relPath: string) => boolean) | undefined,
+): Array<[string, Entry]> {
+  const names: string[] = [];
+  for (const dirent of Deno.readDirSync(full)) names.push(dirent.name);
+  names.sort(compareNames);
+  const out: Array<[string, Entry]> = [];
+  for (const name of names) {
+    const childRel = rel === "" ? name : `${rel}/${name}`;
+    if (exclude?.(childRel)) continue;
+    const childFull = join(full, name);
+    let entry: Entry;
+    try {
+      entry = toEntry(Deno.lstatSync(childFull));
+      if (entry.kind === "symlink") entry.target = Deno.readLinkSync(childFull);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue; // vanished: it no longer exists
+      scan.incomplete.add(rel);
+      scan.problems.push({ path: childRel, message: `Cannot stat: ${errorText(error)}` });
+      continue;
+    }
+    out.push([childRel, entry]);
+  }
+  return out;
+}
+
+/**
+ * Orders names the way the plan orders paths: by UTF-16 code units, as `Array.sort` does.
+ *
+ * @example Sorting names
+ * ```ts
+ * ["b", "a"].sort(compareNames); // ["a", "b"]
+ * ```
+ */
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

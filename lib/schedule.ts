@@ -1,0 +1,84 @@
+/**
+ * The loops around {@linkcode runOnce}: once, every interval, or live on file-system events.
+ * Runs never overlap; an AbortSignal stops any of them between operations.
+ *
+ * @module
+ */
+
+import type { SyncOptions } from "./config.ts";
+import { ExitCode } from "./errors.ts";
+import { logger } from "./log.ts";
+import { guardedRun, syncOnce } from "./sync.ts";
+import { formatDuration } from "./units.ts";
+import { watchLoop } from "./watch.ts";
+
+/** How to repeat runs. */
+export interface ScheduleOptions {
+  /** Sync again this many milliseconds after each run started; undefined: once. */
+  intervalMs?: number;
+  /**
+   * Watch the source and sync changes as they settle (full rescans every `intervalMs`).
+   * @default false
+   */
+  watch?: boolean;
+  /** Stops the loop. */
+  signal?: AbortSignal;
+}
+
+/** The full-rescan period in watch mode when no interval is given: 5 minutes. */
+export const DEFAULT_WATCH_RESCAN_MS = 5 * 60_000;
+
+/** Resolves after `ms`, or early when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * Runs syncs as `schedule` says and returns the process exit code.
+ *
+ * Once: the run's code. Interval and watch: runs until `signal` aborts, then logs "stopped"
+ * and returns 0.
+ *
+ * @example Syncing every minute until Ctrl+C
+ * ```ts
+ * const controller = new AbortController();
+ * Deno.addSignalListener("SIGINT", () => controller.abort());
+ * await runSchedule(options, { intervalMs: 60_000, signal: controller.signal });
+ * ```
+ */
+export async function runSchedule(options: SyncOptions, schedule: ScheduleOptions = {}): Promise<ExitCode> {
+  const { intervalMs, watch = false, signal } = schedule;
+  if (watch) {
+    await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...(signal ? { signal } : {}) });
+  } else if (intervalMs === undefined) {
+    return await syncOnce(options, signal);
+  } else {
+    logger.info("{text}", { text: `Syncing every ${formatDuration(intervalMs)}; stop with Ctrl+C` });
+    while (!signal?.aborted) {
+      const started = performance.now();
+      await guardedRun(options, signal);
+      if (signal?.aborted) break;
+      const elapsed = performance.now() - started;
+      if (elapsed >= intervalMs) {
+        logger.warn("{text}", {
+          text: `Run took ${formatDuration(elapsed)}, longer than the interval of ${
+            formatDuration(intervalMs)
+          }; starting the next run now`,
+        });
+        continue;
+      }
+      await sleep(intervalMs - elapsed, signal);
+    }
+  }
+  logger.info("{text}", { text: "Stopped", action: "stopped", summary: true });
+  return ExitCode.Ok;
+}

@@ -1,0 +1,141 @@
+/**
+ * Live mode: watch the source with `Deno.watchFs`, and sync once a burst of events settles.
+ *
+ * Every sync is a full scan-plan-apply, so renames, deletions and new directories filled
+ * after creation all arrive; bursts of thousands of events collapse into a few runs. A full
+ * rescan also runs at start, every `rescanMs`, and whenever the watcher fails or overflows.
+ *
+ * @module
+ */
+
+import type { SyncOptions } from "./config.ts";
+import { describeError } from "./errors.ts";
+import { logger } from "./log.ts";
+import { guardedRun } from "./sync.ts";
+import { formatDuration } from "./units.ts";
+
+/** Options for {@linkcode watchLoop}. */
+export interface WatchOptions {
+  /** Full rescan period in milliseconds, as a safety net. */
+  rescanMs: number;
+  /** Stops the loop. */
+  signal?: AbortSignal;
+  /**
+   * Quiet time after the last event before a sync starts.
+   * @default 100
+   */
+  settleMs?: number;
+  /**
+   * Longest wait for a burst to settle before syncing anyway.
+   * @default 1000
+   */
+  maxSettleMs?: number;
+}
+
+/** Text for the OS refusing another watch, with the fix. */
+function watchLimitHint(error: unknown): string {
+  const text = describeError(error);
+  const limit = /limit|ENOSPC|No space left|too many/i.test(text);
+  return limit
+    ? `Cannot watch the source: ${text}. The OS watch limit is reached; raise it with ` +
+      `'sudo sysctl fs.inotify.max_user_watches=1048576' (and persist it in /etc/sysctl.d). ` +
+      `Falling back to full scans`
+    : `Cannot watch the source: ${text}. Falling back to full scans`;
+}
+
+/**
+ * Syncs now, then again whenever the source changes, until `signal` aborts.
+ *
+ * Needs read permission for the source (to watch it) and what {@linkcode guardedRun} needs.
+ *
+ * @example Watching until Ctrl+C
+ * ```ts
+ * const controller = new AbortController();
+ * Deno.addSignalListener("SIGINT", () => controller.abort());
+ * await watchLoop(options, { rescanMs: 300_000, signal: controller.signal });
+ * ```
+ */
+export async function watchLoop(options: SyncOptions, watch: WatchOptions): Promise<void> {
+  const { rescanMs, signal, settleMs = 100, maxSettleMs = 1000 } = watch;
+  let dirty = true;
+  let lastEventAt = 0;
+  let wake: (() => void) | undefined;
+  const kick = () => wake?.();
+  const waitForKick = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done() {
+        clearTimeout(timer);
+        wake = undefined;
+        resolve();
+      }
+      wake = done;
+    });
+
+  let watcher: Deno.FsWatcher | undefined;
+  let fallbackMs = rescanMs;
+  const fallBack = (error: unknown) => {
+    logger.warn("{text}", { text: `${watchLimitHint(error)} every ${formatDuration(fallbackMs)}` });
+    dirty = true;
+    kick();
+  };
+  try {
+    watcher = Deno.watchFs(options.source, { recursive: true });
+  } catch (error) {
+    fallbackMs = Math.min(rescanMs, 60_000);
+    fallBack(error);
+  }
+  const onAbort = () => {
+    try {
+      watcher?.close();
+    } catch {
+      // already closed
+    }
+    kick();
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+
+  const pump = watcher
+    ? (async () => {
+      try {
+        for await (const event of watcher) {
+          if (event.flag === "rescan") logger.debug("{text}", { text: "Watcher overflowed; rescanning" });
+          dirty = true;
+          lastEventAt = performance.now();
+          kick();
+        }
+      } catch (error) {
+        if (!signal?.aborted) {
+          fallbackMs = Math.min(rescanMs, 60_000);
+          fallBack(error);
+        }
+      }
+    })()
+    : Promise.resolve();
+
+  logger.info("{text}", {
+    text: `Watching '${options.source}' (full rescan every ${formatDuration(fallbackMs)}); stop with Ctrl+C`,
+  });
+  let nextRescan = performance.now() + fallbackMs;
+  while (!signal?.aborted) {
+    if (dirty) {
+      const burstStart = performance.now();
+      while (!signal?.aborted) {
+        const now = performance.now();
+        const quietFor = now - lastEventAt;
+        if (quietFor >= settleMs || now - burstStart >= maxSettleMs) break;
+        await waitForKick(settleMs - quietFor);
+      }
+      if (signal?.aborted) break;
+      dirty = false;
+      await guardedRun(options, signal);
+      nextRescan = performance.now() + fallbackMs;
+      continue;
+    }
+    await waitForKick(nextRescan - performance.now());
+    if (performance.now() >= nextRescan) dirty = true;
+  }
+  signal?.removeEventListener("abort", onAbort);
+  onAbort();
+  await pump;
+}
