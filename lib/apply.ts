@@ -237,7 +237,18 @@ export async function applyPlan(
     let created = false;
     try {
       await inWritableDir(dirname(dst), async () => {
-        await fs.symlink(target, tmp);
+        try {
+          await fs.symlink(target, tmp);
+        } catch (error) {
+          if (error instanceof Deno.errors.NotCapable) {
+            throw new Error(
+              "Cannot create a symbolic link with path-scoped permissions (a Deno rule): " +
+                "grant plain --allow-read --allow-write to copy links",
+              { cause: error },
+            );
+          }
+          throw error;
+        }
         created = true;
       });
       await fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {});

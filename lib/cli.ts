@@ -244,6 +244,9 @@ function parseArgsMessage(error: unknown): string {
     case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
       return `Unknown option: '${option ?? message}' (see --help)`;
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      if (option && /ambiguous/.test(message)) {
+        return `Ambiguous value for '${option}': a value that starts with '-' must be attached, as in --interval=-5`;
+      }
       return option && /argument missing/.test(message)
         ? `Option needs a value: '${option}'`
         : `Invalid option value: ${message.split("\n")[0]}`;

@@ -128,6 +128,9 @@ export function checkPaths(source: string, replica: string, log?: string): Check
     replicaReal = Deno.realPathSync(replica);
   } catch (error) {
     if (error instanceof UsageError) throw error;
+    if (error instanceof Deno.errors.NotADirectory) {
+      throw new UsageError(`Replica path runs through a file: '${firstNonDirectoryAncestor(resolve(replica))}'`);
+    }
     if (!(error instanceof Deno.errors.NotFound)) {
       throw new UsageError(`Cannot read replica: '${replica}': ${errorDetail(error)}`);
     }

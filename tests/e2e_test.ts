@@ -1,0 +1,420 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  assertMirror,
+  IS_ROOT,
+  mirrorDiff,
+  POSIX,
+  runMain,
+  snapshot,
+  spawnMain,
+  tempDir,
+  waitFor,
+  writeTree,
+} from "./helpers.ts";
+
+const OPERATION = /INFO {2}(create|copy|update|link|attrs|remove) /;
+
+Deno.test("main.ts mirrors a fresh tree, and a second run changes nothing", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { a: { b: { "c.txt": "deep" } }, "top.txt": "top", empty: {} });
+  const first = await runMain([src, dst]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /create dir a\n/);
+  assert.match(first.stdout, /copy a\/b\/c\.txt \(4 B\)/);
+  assert.match(first.stdout, /Sync done: 3 created, 2 copied/);
+  await assertMirror(src, dst);
+
+  const second = await runMain([src, dst]);
+  assert.equal(second.code, 0, second.stderr);
+  assert.doesNotMatch(second.stdout, OPERATION, "an unchanged tree must log no operation");
+  assert.match(second.stdout, /Sync done: 0 created, 0 copied, 0 updated, 0 linked, 0 attrs, 0 removed, 0 errors/);
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts propagates edits, deletions and renames", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { keep: "1", edit: "old", gone: "x", olddir: { f: "f" } });
+  assert.equal((await runMain([src, dst])).code, 0);
+  await Deno.writeTextFile(join(src, "edit"), "new content");
+  await Deno.remove(join(src, "gone"));
+  await Deno.rename(join(src, "olddir"), join(src, "newdir"));
+  const run = await runMain([src, dst]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /update edit/);
+  assert.match(run.stdout, /remove gone/);
+  assert.match(run.stdout, /remove dir olddir/);
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts copies odd names exactly", { ignore: !POSIX }, async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const names = [
+    "caf\u00e9-nfc",
+    "cafe\u0301-nfd",
+    "with space",
+    "new\nline",
+    "-leading-dash",
+    "--double",
+    "*?[]",
+    "tab\there",
+    "back\\slash",
+    "x".repeat(250),
+    "\u00e9".repeat(127), // 254 bytes in UTF-8
+    "emoji-\u{1F600}",
+    ".hidden",
+  ];
+  await Deno.mkdir(src);
+  for (const name of names) await Deno.writeTextFile(join(src, name), name);
+  await Deno.mkdir(join(src, "dir with\nnewline"));
+  await Deno.writeTextFile(join(src, "dir with\nnewline", "-f"), "x");
+  const run = await runMain([src, dst]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /copy new\\x0aline/, "control characters are escaped in log lines");
+  assert.equal(run.stdout.split("\n").filter((l) => /copy /.test(l)).length, names.length + 1);
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts mirrors nesting 40 levels deep", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  let deep = src;
+  for (let i = 0; i < 40; i++) deep = join(deep, `level${i}`);
+  await Deno.mkdir(deep, { recursive: true });
+  await Deno.writeTextFile(join(deep, "bottom.txt"), "bottom");
+  const run = await runMain([src, dst]);
+  assert.equal(run.code, 0, run.stderr);
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts copies symlinks as links, never following them", { ignore: !POSIX }, async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const outside = join(dir, "outside");
+  await writeTree(outside, { "secret.txt": "do not copy" });
+  await writeTree(src, {
+    real: { "f.txt": "f" },
+    rel: { link: "real/f.txt" },
+    abs: { link: join(outside, "secret.txt") },
+    dangling: { link: "no/such/target" },
+    todir: { link: "real" },
+    toout: { link: outside },
+  });
+  const run = await runMain([src, dst]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(await Deno.readLink(join(dst, "abs")), join(outside, "secret.txt"));
+  assert.ok((await Deno.lstat(join(dst, "todir"))).isSymlink);
+  assert.ok((await Deno.lstat(join(dst, "toout"))).isSymlink);
+  await assertMirror(src, dst);
+
+  await Deno.remove(join(src, "rel"));
+  await Deno.symlink("elsewhere", join(src, "rel"));
+  const relink = await runMain([src, dst]);
+  assert.match(relink.stdout, /link rel -> elsewhere/);
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts replaces a replica pre-filled with conflicting junk", { ignore: !POSIX }, async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const outside = join(dir, "outside");
+  await Deno.mkdir(outside);
+  await writeTree(src, {
+    dirOverFile: { "kid.txt": "k" },
+    dirOverLink: { "kid.txt": "k" },
+    fileOverDir: "file",
+    fileOverLink: "file",
+    linkOverFile: { link: "t" },
+    linkOverDir: { link: "t" },
+    readonly: "new",
+    roDir: { "f.txt": "new" },
+  });
+  await writeTree(dst, {
+    dirOverFile: "junk",
+    dirOverLink: { link: outside },
+    fileOverDir: { deep: { er: { "f": "junk" } } },
+    fileOverLink: { link: "/etc/passwd" },
+    linkOverFile: "junk",
+    linkOverDir: { q: { r: "junk" } },
+    readonly: "old content",
+    roDir: { "f.txt": "older", "extra.txt": "junk" },
+    extraneous: { ro: { deeper: { "f": "junk" } } },
+  });
+  await Deno.chmod(join(dst, "readonly"), 0o444);
+  await Deno.chmod(join(dst, "fileOverDir", "deep", "er"), 0o555);
+  await Deno.chmod(join(dst, "roDir", "f.txt"), 0o444);
+  await Deno.chmod(join(dst, "roDir"), 0o555);
+  await Deno.chmod(join(dst, "extraneous", "ro", "deeper"), 0o555);
+  await Deno.chmod(join(dst, "extraneous", "ro"), 0o555);
+  await Deno.chmod(join(dst, "linkOverDir", "q"), 0o000);
+  const run = await runMain([src, dst]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual([...Deno.readDirSync(outside)], [], "nothing may be written through a replica symlink");
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts keeps modes and the mtimes of files, directories and links", { ignore: !POSIX }, async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { exec: "#!/bin/sh\n", ro: "r", sub: { "f": "f" }, l: { link: "exec" } });
+  await Deno.chmod(join(src, "exec"), 0o750);
+  await Deno.chmod(join(src, "ro"), 0o400);
+  await Deno.chmod(join(src, "sub"), 0o711);
+  await Deno.utime(join(src, "sub", "f"), new Date(2001, 1, 1), new Date(2001, 1, 1));
+  await Deno.utime(join(src, "sub"), new Date(2002, 1, 1), new Date(2002, 1, 1));
+  const run = await runMain([src, dst]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal((await Deno.stat(join(dst, "sub"))).mtime?.getTime(), new Date(2002, 1, 1).getTime());
+  await assertMirror(src, dst);
+
+  await Deno.chmod(join(src, "exec"), 0o700);
+  const again = await runMain([src, dst]);
+  assert.match(again.stdout, /attrs exec/);
+  assert.doesNotMatch(again.stdout, /INFO {2}(copy|update) /);
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts --checksum catches a same-size, same-mtime edit that the quick check misses", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { "f.txt": "AAAA", "same.txt": "same" });
+  assert.equal((await runMain([src, dst])).code, 0);
+  const { mtime } = await Deno.stat(join(dst, "f.txt"));
+  await Deno.writeTextFile(join(dst, "f.txt"), "BBBB");
+  await Deno.utime(join(dst, "f.txt"), mtime!, mtime!);
+
+  const quick = await runMain([src, dst]);
+  assert.doesNotMatch(quick.stdout, OPERATION, "size+mtime cannot see the edit");
+  assert.notEqual(await mirrorDiff(src, dst), "", "the oracle (rsync -c) does see it");
+
+  for (const hash of ["xxh128", "md5"]) {
+    await Deno.writeTextFile(join(dst, "f.txt"), "BBBB");
+    await Deno.utime(join(dst, "f.txt"), mtime!, mtime!);
+    const run = await runMain([src, dst, "--checksum", "--hash", hash]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /update f\.txt/);
+    assert.doesNotMatch(run.stdout, /same\.txt/);
+    assert.equal(await Deno.readTextFile(join(dst, "f.txt")), "AAAA");
+    await assertMirror(src, dst);
+  }
+});
+
+Deno.test("main.ts --dry-run prints every change and changes nothing", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { new: { "f": "new" }, changed: "changed!", l: { link: "new" } });
+  await writeTree(dst, { changed: "old", extra: { deep: "x" }, stray: "s" });
+  const before = await snapshot(dst);
+  const run = await runMain([src, dst, "-n"]);
+  assert.equal(run.code, 0, run.stderr);
+  for (
+    const line of [
+      "would create dir new",
+      "would copy new/f",
+      "would update changed",
+      "would link l -> new",
+      "would remove dir extra",
+      "would remove stray",
+    ]
+  ) {
+    assert.ok(run.stdout.includes(line), `missing '${line}' in:\n${run.stdout}`);
+  }
+  assert.match(run.stdout, /Dry run done: 1 created, 1 copied, 1 updated, 1 linked, 0 attrs, 2 removed/);
+  assert.deepEqual(await snapshot(dst), before);
+
+  const fresh = join(dir, "fresh");
+  const intoMissing = await runMain([src, fresh, "--dry-run"]);
+  assert.equal(intoMissing.code, 0, intoMissing.stderr);
+  await assert.rejects(Deno.lstat(fresh), Deno.errors.NotFound);
+});
+
+Deno.test("main.ts refuses bad input with exit 2, one line on stderr, and touches nothing", async (t) => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { "f.txt": "f", inner: { "g": "g" } });
+  await writeTree(dst, { "old.txt": "old" });
+  await Deno.writeTextFile(join(dir, "afile"), "x");
+  if (POSIX) await Deno.symlink(src, join(dir, "srclink"));
+  const cases: Array<[string, string[], RegExp]> = [
+    ["missing source", [join(dir, "nope"), dst], /Source does not exist/],
+    ["source is a file", [join(dir, "afile"), dst], /Source is not a directory/],
+    ["replica is a file", [src, join(dir, "afile")], /Replica exists but is not a directory/],
+    ["replica equals source", [src, src], /Replica is the source/],
+    ["replica inside source", [src, join(src, "inner", "backup")], /Replica is inside the source/],
+    ["source inside replica", [join(dst), dir], /Source is inside the replica/],
+    ["replica path runs through a file", [src, join(dir, "afile", "sub")], /runs through a file/],
+    ["unknown flag", [src, dst, "--frobnicate"], /Unknown option: '--frobnicate'/],
+    ["bad interval", [src, dst, "-i", "0"], /Interval must be greater than zero/],
+    ["bad jobs", [src, dst, "-j", "x"], /Jobs must be a whole number/],
+    ["log inside replica", [src, dst, "-l", join(dst, "sync.log")], /Log file is inside the replica/],
+    ["log in a missing directory", [src, dst, "-l", join(dir, "no", "dir", "x.log")], /Cannot open log file/],
+    ["missing arguments", [src], /Missing arguments/],
+  ];
+  if (POSIX) cases.push(["same tree through a symlink", [join(dir, "srclink"), src], /Replica is the source/]);
+  const beforeSrc = await snapshot(src);
+  const beforeDst = await snapshot(dst);
+  for (const [name, args, message] of cases) {
+    await t.step(name, async () => {
+      const run = await runMain(args);
+      assert.equal(run.code, 2, `${name}: ${run.stdout}${run.stderr}`);
+      const lines = run.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, `one line on stderr, got:\n${run.stderr}`);
+      assert.match(lines[0]!, message);
+      assert.doesNotMatch(run.stderr, /^\s+at /m, "no stack trace");
+      assert.deepEqual(await snapshot(src), beforeSrc);
+      assert.deepEqual(await snapshot(dst), beforeDst);
+    });
+  }
+});
+
+Deno.test("main.ts refuses to empty a full replica from an empty source (exit 3)", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await Deno.mkdir(src);
+  await writeTree(dst, { "precious.txt": "backup", d: { f: "f" } });
+  const before = await snapshot(dst);
+  const refused = await runMain([src, dst]);
+  assert.equal(refused.code, 3);
+  assert.match(refused.stderr, /Source is empty but the replica has 3 entries/);
+  assert.deepEqual(await snapshot(dst), before);
+
+  const allowed = await runMain([src, dst, "--allow-empty-source"]);
+  assert.equal(allowed.code, 0, allowed.stderr);
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts appends to its log file and never truncates it", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const log = join(dir, "sync.log");
+  await writeTree(src, { "a.txt": "a" });
+  await Deno.writeTextFile(log, "earlier line\n");
+  assert.equal((await runMain([src, dst, "-l", log])).code, 0);
+  assert.equal((await runMain([src, dst, "--log", log, "--log-format", "json"])).code, 0);
+  const lines = (await Deno.readTextFile(log)).trim().split("\n");
+  assert.equal(lines[0], "earlier line");
+  assert.match(lines[1]!, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO {2}copy a\.txt \(1 B\)$/);
+  assert.match(lines[2]!, /INFO {2}Sync done: 0 created, 1 copied/);
+  const summary = JSON.parse(lines[3]!);
+  assert.equal(summary.action, "summary");
+  assert.equal(summary.copied, 0);
+  assert.equal(summary.level, "info");
+});
+
+Deno.test("main.ts works under least privilege with absolute paths", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const logdir = join(dir, "logs");
+  await writeTree(src, { a: { "b.txt": "b" }, c: {} });
+  await Deno.mkdir(logdir);
+  const run = await runMain([src, dst, "-l", join(logdir, "sync.log")], {
+    permissions: [`--allow-read=${src},${dst},${logdir}`, `--allow-write=${dst},${logdir}`],
+  });
+  assert.equal(run.code, 0, run.stderr);
+  await assertMirror(src, dst);
+  assert.match(await Deno.readTextFile(join(logdir, "sync.log")), /copy a\/b\.txt/);
+  const checksum = await runMain([src, dst, "-c"], {
+    permissions: [`--allow-read=${src},${dst}`, `--allow-write=${dst}`],
+  });
+  assert.equal(checksum.code, 0, checksum.stderr);
+
+  // Deno refuses symlink creation under path-scoped grants: one clear line per link, exit 1.
+  if (POSIX) {
+    await Deno.symlink("a", join(src, "l"));
+    const links = await runMain([src, dst], {
+      permissions: [`--allow-read=${src},${dst}`, `--allow-write=${dst}`],
+    });
+    assert.equal(links.code, 1);
+    assert.match(links.stderr, /ERROR l: Cannot create a symbolic link with path-scoped permissions/);
+    assert.equal((await runMain([src, dst])).code, 0, "plain permissions copy the link");
+    await assertMirror(src, dst);
+  }
+});
+
+Deno.test("main.ts leaves old or new content after SIGKILL mid-replace, and cleans up next run", {
+  ignore: !POSIX,
+}, async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await Deno.mkdir(src);
+  await Deno.mkdir(dst);
+  const size = 256 * 1024 * 1024;
+  const chunk = new Uint8Array(1024 * 1024);
+  const writeBig = async (path: string, fill: number) => {
+    chunk.fill(fill);
+    using f = await Deno.open(path, { write: true, create: true, truncate: true });
+    for (let i = 0; i < size / chunk.length; i++) await f.write(chunk);
+  };
+  await writeBig(join(dst, "big.bin"), 0x11); // old content
+  await writeBig(join(src, "big.bin"), 0x22); // new content, same size, newer mtime
+  await Deno.utime(join(dst, "big.bin"), new Date(2000, 0, 1), new Date(2000, 0, 1));
+
+  const child = spawnMain([src, dst]);
+  // Kill as soon as the temp file exists: the copy is in flight.
+  await waitFor(() => [...Deno.readDirSync(dst)].some((e) => e.name.endsWith(".tmp")), 20_000, "temp file");
+  child.kill("SIGKILL");
+  await child.status;
+  await child.stdout.cancel();
+  await child.stderr.cancel();
+
+  using f = await Deno.open(join(dst, "big.bin"));
+  const head = new Uint8Array(1);
+  await f.read(head);
+  assert.ok(head[0] === 0x11 || head[0] === 0x22, "the final name holds old or new content");
+  assert.equal((await Deno.stat(join(dst, "big.bin"))).size, size, "never a partial file at the final name");
+
+  const rerun = await runMain([src, dst]);
+  assert.equal(rerun.code, 0, rerun.stderr);
+  assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name), ["big.bin"], "leftover temp files are removed");
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts skips an unreadable source directory and removes nothing under it (exit 1)", {
+  ignore: !POSIX || IS_ROOT,
+}, async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { locked: { "a": "a" }, open: { "b": "b" } });
+  assert.equal((await runMain([src, dst])).code, 0);
+  await Deno.chmod(join(src, "locked"), 0o000);
+  await Deno.writeTextFile(join(dst, "open", "stray"), "s");
+  const run = await runMain([src, dst]);
+  await Deno.chmod(join(src, "locked"), 0o755);
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /locked: Cannot read directory/);
+  assert.equal(await Deno.readTextFile(join(dst, "locked", "a")), "a", "kept: not provably extraneous");
+  await assert.rejects(Deno.lstat(join(dst, "open", "stray")), Deno.errors.NotFound);
+});

@@ -1,0 +1,201 @@
+/**
+ * Test helpers: temp trees, running main.ts as a subprocess, and rsync as the oracle.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+
+/** The repository root. */
+export const ROOT: string = dirname(dirname(fileURLToPath(import.meta.url)));
+/** The entry point under test. */
+export const MAIN: string = join(ROOT, "main.ts");
+/** True on POSIX systems, where modes, symlinks and signals behave as tests expect. */
+export const POSIX: boolean = Deno.build.os !== "windows";
+/** True when running as root, where permission bits do not stop the process. */
+export const IS_ROOT: boolean = POSIX && Deno.uid() === 0;
+
+const decoder = new TextDecoder();
+
+/** A temp directory that removes itself, even when tests left read-only entries in it. */
+export async function tempDir(prefix = "foldersync-test-"): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix });
+  return { path, [Symbol.asyncDispose]: () => forceRemove(path) };
+}
+
+/** Removes a tree whatever its modes. */
+export async function forceRemove(path: string): Promise<void> {
+  if (POSIX) await new Deno.Command("chmod", { args: ["-R", "u+rwx", path], stderr: "null" }).output();
+  await Deno.remove(path, { recursive: true }).catch(() => {});
+}
+
+/** A tree description: a string is a file's content, `{ link }` a symlink, an object a directory. */
+export type TreeSpec = { [name: string]: string | Uint8Array | { link: string } | TreeSpec };
+
+/** Writes `spec` under `root` (created if needed). */
+export async function writeTree(root: string, spec: TreeSpec): Promise<void> {
+  await Deno.mkdir(root, { recursive: true });
+  for (const [name, value] of Object.entries(spec)) {
+    const path = join(root, name);
+    if (typeof value === "string") await Deno.writeTextFile(path, value);
+    else if (value instanceof Uint8Array) await Deno.writeFile(path, value);
+    else if ("link" in value && typeof value.link === "string") await Deno.symlink(value.link, path);
+    else await writeTree(path, value as TreeSpec);
+  }
+}
+
+/** The output of a finished subprocess. */
+export interface RunOutput {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deno run <permissions> main.ts <args>` and waits for it. */
+export async function runMain(
+  args: string[],
+  options: { permissions?: string[]; env?: Record<string, string>; cwd?: string } = {},
+): Promise<RunOutput> {
+  const permissions = options.permissions ?? ["--allow-read", "--allow-write"];
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...permissions, MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** Starts main.ts without waiting; the caller must consume or cancel its output. */
+export function spawnMain(args: string[], permissions = ["--allow-read", "--allow-write"]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...permissions, MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+}
+
+/**
+ * The independent oracle: `rsync -rlptD -J -c --delete -n -i src/ dst/` lists every
+ * difference; an exact mirror prints nothing. Where rsync is missing (Windows runners), a
+ * tree comparison by lstat and content stands in.
+ */
+export async function mirrorDiff(source: string, replica: string): Promise<string> {
+  if (await hasRsync()) {
+    const out = await new Deno.Command("rsync", {
+      args: ["-rlptD", "-J", "-c", "--delete", "-n", "-i", `${source}/`, `${replica}/`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = decoder.decode(out.stdout) + decoder.decode(out.stderr);
+    return out.code === 0 ? text.trim() : `rsync exited ${out.code}: ${text}`;
+  }
+  return (await treeDiff(source, replica)).join("\n");
+}
+
+let rsyncAvailable: boolean | undefined;
+async function hasRsync(): Promise<boolean> {
+  if (rsyncAvailable === undefined) {
+    try {
+      rsyncAvailable = (await new Deno.Command("rsync", { args: ["--version"], stdout: "null" }).output()).success;
+    } catch {
+      rsyncAvailable = false;
+    }
+  }
+  return rsyncAvailable;
+}
+
+/** Asserts that the replica is an exact mirror of the source, by the oracle. */
+export async function assertMirror(source: string, replica: string): Promise<void> {
+  const diff = await mirrorDiff(source, replica);
+  assert.equal(diff, "", `replica differs from source:\n${diff}`);
+  const own = await treeDiff(source, replica);
+  assert.deepEqual(own, [], `tree comparison found differences`);
+}
+
+/** Compares two trees by lstat (kind, size, mode, mtime in ms), link targets and content. */
+export async function treeDiff(a: string, b: string, rel = ""): Promise<string[]> {
+  const diffs: string[] = [];
+  const names = new Set<string>();
+  for (const root of [a, b]) {
+    for await (const e of Deno.readDir(join(root, rel))) names.add(e.name);
+  }
+  for (const name of [...names].sort()) {
+    const r = rel === "" ? name : `${rel}/${name}`;
+    const ia = await Deno.lstat(join(a, r)).catch(() => undefined);
+    const ib = await Deno.lstat(join(b, r)).catch(() => undefined);
+    if (!ia || !ib) {
+      diffs.push(`${r}: only in ${ia ? "source" : "replica"}`);
+      continue;
+    }
+    const kind = (i: Deno.FileInfo) => (i.isFile ? "file" : i.isDirectory ? "dir" : i.isSymlink ? "link" : "other");
+    if (kind(ia) !== kind(ib)) {
+      diffs.push(`${r}: ${kind(ia)} vs ${kind(ib)}`);
+      continue;
+    }
+    if (POSIX && (ia.mode! & 0o7777) !== (ib.mode! & 0o7777)) diffs.push(`${r}: mode`);
+    if (ia.isSymlink) {
+      if (await Deno.readLink(join(a, r)) !== await Deno.readLink(join(b, r))) diffs.push(`${r}: target`);
+      continue;
+    }
+    if (ia.mtime?.getTime() !== ib.mtime?.getTime()) diffs.push(`${r}: mtime`);
+    if (ia.isDirectory) {
+      diffs.push(...await treeDiff(a, b, r));
+    } else if (ia.isFile) {
+      if (ia.size !== ib.size) diffs.push(`${r}: size`);
+      else if (!(await sameBytes(join(a, r), join(b, r)))) diffs.push(`${r}: content`);
+    }
+  }
+  return diffs;
+}
+
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([Deno.readFile(a), Deno.readFile(b)]);
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Every path under `root`, with kind and content or target, for "nothing was touched" checks. */
+export async function snapshot(root: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string) => {
+    const full = rel === "" ? root : join(root, rel);
+    const info = await Deno.lstat(full);
+    const stamp = `${info.mode! & 0o7777} ${info.mtime?.getTime()}`;
+    if (info.isSymlink) out.push(`${rel} link ${await Deno.readLink(full)} ${stamp}`);
+    else if (info.isFile) out.push(`${rel} file ${await Deno.readTextFile(full).catch(() => "?")} ${stamp}`);
+    else if (info.isDirectory) {
+      out.push(`${rel} dir ${stamp}`);
+      const names: string[] = [];
+      for await (const e of Deno.readDir(full)) names.push(e.name);
+      for (const n of names.sort()) await walk(rel === "" ? n : `${rel}/${n}`);
+    }
+  };
+  await walk("");
+  return out;
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; never a fixed sleep. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = "condition") {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Reads a child's stream into a growing string that tests can poll. */
+export function collect(stream: ReadableStream<Uint8Array>): { text: () => string; done: Promise<void> } {
+  let text = "";
+  const done = (async () => {
+    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+  })();
+  return { text: () => text, done };
+}
