@@ -207,9 +207,9 @@ export async function applyPlan(
     const tmp = join(dirname(dst), tempName());
     let created = false;
     try {
-      await inWritableDir(dirname(dst), async () => {
-        await fs.copyFile(from(rel), tmp);
-        created = true;
+      await inWritableDir(dirname(dst), () => {
+        created = true; // a failed copy may still leave a partial temp file
+        return fs.copyFile(from(rel), tmp);
       });
       const after = await fs.lstat(from(rel));
       if (!after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs) {

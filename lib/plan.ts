@@ -81,6 +81,8 @@ export interface PlanTree {
   entries: ReadonlyMap<string, Entry>;
   /** Directories whose listing is incomplete. */
   incomplete?: ReadonlySet<string>;
+  /** Replica directories whose mode the scan opened up: their mode must be set again. */
+  loosened?: ReadonlySet<string>;
 }
 
 /** Options for {@linkcode plan}. */
@@ -196,6 +198,11 @@ export function plan(source: PlanTree, replica: PlanTree, options: PlanOptions =
   result.removes.reverse();
 
   for (const dir of touched) dirAttrs.add(dir);
+  for (const dir of replica.loosened ?? []) {
+    if (dir === "" || (source.entries.get(dir)?.kind === "dir" && !gone.has(dir) && !underAny(dir, gone))) {
+      dirAttrs.add(dir);
+    }
+  }
   result.dirAttrs = [...dirAttrs].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
   return result;
 }

@@ -48,6 +48,11 @@ export interface TreeScan {
   incomplete: Set<string>;
   /** Paths that could not be read. */
   problems: ScanProblem[];
+  /**
+   * Directories whose mode the walk had to open up (`fixPermissions`); their entries keep the
+   * original mode, and the plan sets their final mode after the run.
+   */
+  loosened: Set<string>;
 }
 
 /** Options for {@linkcode scanTree}. */
@@ -102,7 +107,7 @@ export function toEntry(info: Deno.FileInfo): Entry {
  */
 export function scanTree(root: string, options: ScanOptions = {}): TreeScan {
   const { fixPermissions = false, exclude } = options;
-  const scan: TreeScan = { root, entries: new Map(), incomplete: new Set(), problems: [] };
+  const scan: TreeScan = { root, entries: new Map(), incomplete: new Set(), problems: [], loosened: new Set() };
   listDirectory(scan, "", fixPermissions, exclude, true);
   return scan;
 }
@@ -152,12 +157,17 @@ function readChildren(
     return readChildrenOnce(full, rel, scan, exclude);
   } catch (error) {
     if (!fixPermissions || !(error instanceof Deno.errors.PermissionDenied)) throw error;
+    // Opened up for the whole run (subdirectories need the search bit too); the plan puts the
+    // mode back afterwards, or the directory is removed.
     const mode = (Deno.lstatSync(full).mode ?? 0) & 0o7777;
     Deno.chmodSync(full, mode | 0o700);
     try {
-      return readChildrenOnce(full, rel, scan, exclude);
-    } finally {
+      const children = readChildrenOnce(full, rel, scan, exclude);
+      scan.loosened.add(rel);
+      return children;
+    } catch (retryError) {
       Deno.chmodSync(full, mode);
+      throw retryError;
     }
   }
 }

@@ -108,7 +108,7 @@ function scanReplica(replica: string, dryRun: boolean): { scan: TreeScan; root?:
     root = toEntry(Deno.statSync(replica));
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      return { scan: { root: replica, entries: new Map(), incomplete: new Set(), problems: [] } };
+      return { scan: { root: replica, entries: new Map(), incomplete: new Set(), problems: [], loosened: new Set() } };
     }
     throw error;
   }
@@ -187,7 +187,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   const thePlan = plan(
     { root: sourceRoot, entries: sourceScan.entries, incomplete: sourceScan.incomplete },
     replicaRoot
-      ? { root: replicaRoot, entries: replicaScan.entries, incomplete: replicaScan.incomplete }
+      ? { root: replicaRoot, entries: replicaScan.entries, loosened: replicaScan.loosened }
       : { entries: replicaScan.entries },
     checksum ? { checksum, sameContent: sameContent ?? new Set() } : {},
   );

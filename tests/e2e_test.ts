@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   assertMirror,
-  IS_ROOT,
   mirrorDiff,
   POSIX,
   runMain,
+  runMainUnprivileged,
   snapshot,
   spawnMain,
   tempDir,
@@ -400,21 +400,44 @@ Deno.test("main.ts leaves old or new content after SIGKILL mid-replace, and clea
   await assertMirror(src, dst);
 });
 
-Deno.test("main.ts skips an unreadable source directory and removes nothing under it (exit 1)", {
-  ignore: !POSIX || IS_ROOT,
-}, async () => {
+Deno.test("main.ts as a non-root user: read-only replica entries, and an unreadable source directory", {
+  ignore: !POSIX,
+}, async (t) => {
   await using tmp = await tempDir();
   const dir = tmp.path;
   const src = join(dir, "src");
   const dst = join(dir, "dst");
-  await writeTree(src, { locked: { "a": "a" }, open: { "b": "b" } });
-  assert.equal((await runMain([src, dst])).code, 0);
+  await writeTree(src, { locked: { "a": "a" }, open: { "b": "b2", "c": "c" }, roSrc: { "x": "x" } });
+  await writeTree(dst, {
+    locked: { "a": "a" },
+    open: { "b": "old b", "stray": "s", roSub: { deeper: { "f": "f" } } },
+    roSrc: { "x": "old x" },
+    junk: { ro: { "f": "f" } },
+  });
+  await Deno.chmod(join(src, "roSrc"), 0o555);
+  await Deno.chmod(join(dst, "open", "b"), 0o444);
+  await Deno.chmod(join(dst, "open", "roSub", "deeper"), 0o555);
+  await Deno.chmod(join(dst, "open", "roSub"), 0o000);
+  await Deno.chmod(join(dst, "open"), 0o555);
+  await Deno.chmod(join(dst, "junk", "ro"), 0o555);
+  await Deno.chmod(dst, 0o555);
+
+  const first = await runMainUnprivileged([src, dst], [src, dst]);
+  if (!first) {
+    t.step({ name: "no way to run as a non-root user here", ignore: true, fn: () => {} });
+    return;
+  }
+  assert.equal(first.code, 0, first.stdout + first.stderr);
+  await assertMirror(src, dst);
+
   await Deno.chmod(join(src, "locked"), 0o000);
-  await Deno.writeTextFile(join(dst, "open", "stray"), "s");
-  const run = await runMain([src, dst]);
+  await Deno.writeTextFile(join(dst, "open", "stray2"), "s");
+  await Deno.chmod(join(dst, "open", "stray2"), 0o444);
+  const second = await runMainUnprivileged([src, dst], [join(dst, "open", "stray2")]);
   await Deno.chmod(join(src, "locked"), 0o755);
-  assert.equal(run.code, 1);
-  assert.match(run.stderr, /locked: Cannot read directory/);
+  assert.ok(second);
+  assert.equal(second.code, 1, second.stdout + second.stderr);
+  assert.match(second.stderr, /locked: Cannot read directory/);
   assert.equal(await Deno.readTextFile(join(dst, "locked", "a")), "a", "kept: not provably extraneous");
-  await assert.rejects(Deno.lstat(join(dst, "open", "stray")), Deno.errors.NotFound);
+  await assert.rejects(Deno.lstat(join(dst, "open", "stray2")), Deno.errors.NotFound);
 });

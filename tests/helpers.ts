@@ -199,3 +199,71 @@ export function collect(stream: ReadableStream<Uint8Array>): { text: () => strin
   })();
   return { text: () => text, done };
 }
+
+let unprivileged: Promise<{ app: string; denoDir: string } | undefined> | undefined;
+
+/**
+ * Prepares a copy of the app and of Deno's npm cache that an unprivileged user can read, so
+ * that tests running as root can still run main.ts as `nobody` (uid 65534) with setpriv.
+ * Resolves to undefined where that is not possible (not root, no setpriv, Windows).
+ */
+function prepareUnprivileged(): Promise<{ app: string; denoDir: string } | undefined> {
+  unprivileged ??= (async () => {
+    if (!IS_ROOT) return undefined;
+    try {
+      const base = await Deno.makeTempDir({ prefix: "foldersync-nobody-" });
+      const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" }).output();
+      const denoDir = JSON.parse(decoder.decode(info.stdout)).denoDir as string;
+      const app = join(base, "app");
+      await Deno.mkdir(app);
+      for (const name of ["main.ts", "lib", "deno.json", "deno.lock"]) {
+        await new Deno.Command("cp", { args: ["-r", join(ROOT, name), app] }).output();
+      }
+      await Deno.mkdir(join(base, "deno"));
+      await new Deno.Command("cp", { args: ["-r", join(denoDir, "npm"), join(base, "deno")] }).output();
+      await new Deno.Command("chown", { args: ["-R", "65534:65534", base] }).output();
+      await Deno.chmod(base, 0o755);
+      const probe = await new Deno.Command("setpriv", { args: ["--version"], stdout: "null" }).output();
+      if (!probe.success) return undefined;
+      globalThis.addEventListener("unload", () => Deno.removeSync(base, { recursive: true }));
+      return { app, denoDir: join(base, "deno") };
+    } catch {
+      return undefined;
+    }
+  })();
+  return unprivileged;
+}
+
+/**
+ * Runs main.ts as an unprivileged user: directly when the tests are not root, through
+ * `setpriv` as nobody when they are. `paths` are handed to that user first (chown).
+ * Resolves to undefined where neither is possible.
+ */
+export async function runMainUnprivileged(args: string[], paths: string[]): Promise<RunOutput | undefined> {
+  if (!POSIX) return undefined;
+  if (!IS_ROOT) return await runMain(args);
+  const setup = await prepareUnprivileged();
+  if (!setup) return undefined;
+  for (const p of paths) await new Deno.Command("chown", { args: ["-R", "65534:65534", p] }).output();
+  for (const p of paths) await Deno.chmod(dirname(p), 0o755).catch(() => {});
+  const out = await new Deno.Command("setpriv", {
+    args: [
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      Deno.execPath(),
+      "run",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-write",
+      join(setup.app, "main.ts"),
+      ...args,
+    ],
+    env: { DENO_DIR: setup.denoDir, HOME: "/nonexistent", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}

@@ -150,3 +150,12 @@ Deno.test("plan() sets directory attributes when only they differ", () => {
   assert.deepEqual(p.dirAttrs, ["d"]);
   assert.equal(p.transfers.length, 0);
 });
+
+Deno.test("plan() puts back the mode of replica directories the scan opened up", () => {
+  const p = plan(
+    tree({ kept: dir(), "kept/x": dir() }),
+    tree({ kept: dir(), "kept/x": dir(), extra: dir() }, { loosened: new Set(["kept/x", "extra"]) }),
+  );
+  assert.deepEqual(p.dirAttrs, ["kept/x", ""], "the removed 'extra' needs none");
+  assert.deepEqual(p.removes.map((r) => r.path), ["extra"]);
+});

@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type ApplyEvent, applyPlan, denoFs, type FsOps, TEMP_PATTERN } from "../lib/apply.ts";
+import { plan } from "../lib/plan.ts";
+import { scanTree, toEntry } from "../lib/scan.ts";
+import { runOnce } from "../lib/sync.ts";
+import { assertMirror, POSIX, tempDir, writeTree } from "./helpers.ts";
+
+async function planFor(src: string, dst: string) {
+  const source = scanTree(src);
+  const replica = scanTree(dst);
+  const sourceRoot = toEntry(await Deno.stat(src));
+  const p = plan(
+    { root: sourceRoot, entries: source.entries },
+    { root: toEntry(await Deno.stat(dst)), entries: replica.entries },
+  );
+  return { p, source, sourceRoot };
+}
+
+Deno.test("applyPlan() on a full disk keeps the old file and leaves no temp file", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { "big.txt": "new content that does not fit", "small.txt": "ok" });
+  await writeTree(dst, { "big.txt": "old" });
+  const fullDisk: FsOps = {
+    ...denoFs,
+    async copyFile(from, to) {
+      if (!from.endsWith("big.txt")) return denoFs.copyFile(from, to);
+      await Deno.writeTextFile(to, "new cont"); // a partial write, then the disk is full
+      throw new Error("No space left on device (os error 28)");
+    },
+  };
+  const { p, source, sourceRoot } = await planFor(src, dst);
+  const events: ApplyEvent[] = [];
+  const stats = await applyPlan(p, src, dst, {
+    sourceEntries: source.entries,
+    sourceRoot,
+    fs: fullDisk,
+    onEvent: (e) => events.push(e),
+  });
+  assert.equal(stats.errors, 1);
+  assert.equal(stats.copied, 1, "the other file is still copied");
+  assert.ok(events.some((e) => e.type === "error" && e.path === "big.txt" && /No space left/.test(e.message)));
+  assert.equal(await Deno.readTextFile(join(dst, "big.txt")), "old");
+  const names = [...Deno.readDirSync(dst)].map((e) => e.name).sort();
+  assert.deepEqual(names, ["big.txt", "small.txt"]);
+  assert.ok(!names.some((n) => TEMP_PATTERN.test(n)));
+});
+
+Deno.test("applyPlan() never records a file that changed during its copy as synced", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { "busy.log": "line 1\n" });
+  await Deno.mkdir(dst);
+  const { p, source, sourceRoot } = await planFor(src, dst);
+  const growing: FsOps = {
+    ...denoFs,
+    async copyFile(from, to) {
+      await denoFs.copyFile(from, to);
+      await Deno.writeTextFile(from, "line 2\n", { append: true }); // written to while copied
+    },
+  };
+  const events: ApplyEvent[] = [];
+  const stats = await applyPlan(p, src, dst, {
+    sourceEntries: source.entries,
+    sourceRoot,
+    fs: growing,
+    onEvent: (e) => events.push(e),
+  });
+  assert.equal(stats.copied, 0);
+  assert.equal(stats.errors, 1);
+  assert.ok(events.some((e) => e.type === "error" && /changed while it was being copied/.test(e.message)));
+  assert.deepEqual([...Deno.readDirSync(dst)], [], "neither the file nor a temp file is left");
+
+  const again = await runOnce({ source: src, replica: dst });
+  assert.equal(again.stats.errors, 0);
+  await assertMirror(src, dst);
+});
+
+Deno.test("applyPlan() blocks the subtree of a directory it could not create", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { d: { e: { "f.txt": "f" } }, "g.txt": "g" });
+  await Deno.mkdir(dst);
+  const { p, source, sourceRoot } = await planFor(src, dst);
+  const noMkdir: FsOps = {
+    ...denoFs,
+    mkdir: (path, options) =>
+      path.endsWith("/d") || path.endsWith("\\d")
+        ? Promise.reject(new Deno.errors.PermissionDenied("Permission denied"))
+        : denoFs.mkdir(path, options),
+  };
+  const stats = await applyPlan(p, src, dst, { sourceEntries: source.entries, sourceRoot, fs: noMkdir });
+  assert.equal(stats.errors, 1, "one error for the directory, none for each entry under it");
+  assert.equal(stats.copied, 1);
+  assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name), ["g.txt"]);
+});
+
+Deno.test("runOnce() replaces a replica symlink where the source has a directory, never writing through it", {
+  ignore: !POSIX,
+}, async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  const elsewhere = join(tmp.path, "elsewhere");
+  await writeTree(src, { sub: { "f.txt": "f", deeper: { "g.txt": "g" } } });
+  await writeTree(elsewhere, { "keep.txt": "must survive" });
+  await Deno.mkdir(dst);
+  await Deno.symlink(elsewhere, join(dst, "sub"));
+  const result = await runOnce({ source: src, replica: dst });
+  assert.equal(result.stats.errors, 0);
+  assert.deepEqual([...Deno.readDirSync(elsewhere)].map((e) => e.name), ["keep.txt"]);
+  assert.ok((await Deno.lstat(join(dst, "sub"))).isDirectory);
+  await assertMirror(src, dst);
+});
+
+Deno.test(
+  "scanTree() lists entries with lstat, parents first, and reports link targets",
+  { ignore: !POSIX },
+  async () => {
+    await using tmp = await tempDir();
+    await writeTree(tmp.path, { b: { c: "c" }, a: "a", l: { link: "b" } });
+    const scan = scanTree(tmp.path);
+    assert.deepEqual([...scan.entries.keys()], ["a", "b", "l", "b/c"]);
+    assert.equal(scan.entries.get("l")?.kind, "symlink");
+    assert.equal(scan.entries.get("l")?.target, "b");
+    assert.equal(scan.entries.get("b")?.kind, "dir");
+    assert.equal(scan.entries.get("a")?.size, 1);
+    assert.equal(scan.problems.length, 0);
+  },
+);
