@@ -39,7 +39,7 @@ export interface CliOptions {
   logFormat: "text" | "json";
   /** Rotate the log file when it grows past this many bytes. */
   logMaxSize?: number;
-  /** How many log files to keep when rotating, the current one included. */
+  /** How many rotated log files to keep besides the current one. */
   logKeep?: number;
   /** Sync again every this many milliseconds. */
   intervalMs?: number;
@@ -79,7 +79,7 @@ Options:
   -l, --log FILE            also append log lines to FILE (aliases --log-file, --log_path)
       --log-format FORMAT   text (default) or json (one JSON object per line)
       --log-max-size SIZE   rotate the log file past SIZE (10M, 512K ...)
-      --log-keep N          log files kept when rotating (default 5)
+      --log-keep N          rotated log files kept besides the current one (default 5)
       --allow-empty-source  let an empty source empty a non-empty replica
   -j, --jobs N              parallel copies and hashes (default 8)
       --cache-dir DIR       where --checksum keeps its hash cache

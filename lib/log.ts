@@ -134,9 +134,15 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
       // Opened once here so that a bad path is a usage error before anything is touched.
       (await Deno.open(file, { append: true, create: true })).close();
       const fileOptions = { formatter, bufferSize: 64 * 1024, flushInterval: 500 };
-      fileSink = maxSize !== undefined || setup.keep !== undefined
-        ? getRotatingFileSink(file, { ...fileOptions, maxSize: maxSize ?? 10 * 1024 * 1024, maxFiles: keep })
-        : getFileSink(file, fileOptions);
+      if (maxSize !== undefined || setup.keep !== undefined) {
+        const limit = maxSize ?? 10 * 1024 * 1024;
+        // The sink checks the size when it flushes, so a buffer much smaller than the limit
+        // keeps each file close to it.
+        const bufferSize = Math.min(fileOptions.bufferSize, Math.floor(limit / 16));
+        fileSink = getRotatingFileSink(file, { ...fileOptions, bufferSize, maxSize: limit, maxFiles: keep });
+      } else {
+        fileSink = getFileSink(file, fileOptions);
+      }
     } catch (error) {
       throw new UsageError(
         `Cannot open log file: '${file}': ${error instanceof Error ? `${error.name}: ${error.message}` : error}`,
