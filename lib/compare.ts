@@ -58,10 +58,9 @@ export async function compareContent(
     while (next < candidates.length) {
       const path = candidates[next++]!;
       try {
-        const [a, b] = await Promise.all([
-          hashFile(join(source.root, path), hash),
-          hashFile(join(replica.root, path), hash),
-        ]);
+        const size = source.entries.get(path)!.size;
+        const a = await hashFile(join(source.root, path), hash, size);
+        const b = await hashFile(join(replica.root, path), hash, size);
         if (a === b) same.add(path);
       } catch (error) {
         onError(path, `Cannot hash: ${describeError(error)}`);

@@ -47,9 +47,38 @@ async function createHasher(name: HashName): Promise<Hasher> {
 }
 
 const CHUNK = 1 << 20;
+const shared = new Map<HashName, Promise<Hasher & { init(): void }>>();
+
+/** One reusable hasher per algorithm for whole-buffer hashing (creating a WASM one per file is slow). */
+function sharedHasher(name: HashName): Promise<Hasher & { init(): void }> {
+  let hasher = shared.get(name);
+  if (!hasher) {
+    hasher = (async () => {
+      if (name === "md5" || name === "sha1" || name === "sha256") {
+        let h = createHash(name);
+        return {
+          init: () => (h = createHash(name)),
+          update: (d: Uint8Array) => h.update(d),
+          digest: () => h.digest("hex"),
+        };
+      }
+      const h = name === "xxh128"
+        ? await createXXHash128()
+        : name === "xxh3"
+        ? await createXXHash3()
+        : name === "xxh64"
+        ? await createXXHash64()
+        : await createBLAKE3();
+      return { init: () => h.init(), update: (d: Uint8Array) => h.update(d), digest: () => h.digest("hex") };
+    })();
+    shared.set(name, hasher);
+  }
+  return hasher;
+}
 
 /**
- * Hashes a file's content, reading it in 1 MiB chunks, and returns the hex digest.
+ * Hashes a file's content and returns the hex digest. Files up to 1 MiB are read at once and
+ * hashed by a shared hasher; larger ones stream in 1 MiB chunks through their own.
  *
  * Needs read permission for `path`. Throws what `Deno.open` and `read` throw
  * (NotFound, PermissionDenied ...).
@@ -59,7 +88,14 @@ const CHUNK = 1 << 20;
  * const digest = await hashFile("/etc/hostname", "xxh128");
  * ```
  */
-export async function hashFile(path: string, name: HashName): Promise<string> {
+export async function hashFile(path: string, name: HashName, sizeHint = Infinity): Promise<string> {
+  if (sizeHint <= CHUNK) {
+    const hasher = await sharedHasher(name);
+    const data = Deno.readFileSync(path);
+    hasher.init(); // init, update and digest run without a break: no other file interleaves
+    hasher.update(data);
+    return hasher.digest();
+  }
   const hasher = await createHasher(name);
   using file = await Deno.open(path, { read: true });
   const buffer = new Uint8Array(CHUNK);

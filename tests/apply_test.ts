@@ -25,8 +25,8 @@ Deno.test("applyPlan() on a full disk keeps the old file and leaves no temp file
   await writeTree(dst, { "big.txt": "old" });
   const fullDisk: FsOps = {
     ...denoFs,
-    async copyFile(from, to) {
-      if (!from.endsWith("big.txt")) return denoFs.copyFile(from, to);
+    async copyFile(from, to, size) {
+      if (!from.endsWith("big.txt")) return denoFs.copyFile(from, to, size);
       await Deno.writeTextFile(to, "new cont"); // a partial write, then the disk is full
       throw new Error("No space left on device (os error 28)");
     },
@@ -57,8 +57,8 @@ Deno.test("applyPlan() never records a file that changed during its copy as sync
   const { p, source, sourceRoot } = await planFor(src, dst);
   const growing: FsOps = {
     ...denoFs,
-    async copyFile(from, to) {
-      await denoFs.copyFile(from, to);
+    async copyFile(from, to, size) {
+      await denoFs.copyFile(from, to, size);
       await Deno.writeTextFile(from, "line 2\n", { append: true }); // written to while copied
     },
   };
