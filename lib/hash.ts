@@ -20,57 +20,36 @@ export type HashName = typeof HASH_NAMES[number];
 export const DEFAULT_HASH: HashName = "xxh128";
 
 interface Hasher {
+  /** Starts a new digest, forgetting any data fed before. */
+  init(): void;
   update(data: Uint8Array): void;
   digest(): string;
 }
 
 async function createHasher(name: HashName): Promise<Hasher> {
-  switch (name) {
-    case "md5":
-    case "sha1":
-    case "sha256": {
-      const h = createHash(name);
-      return { update: (d) => h.update(d), digest: () => h.digest("hex") };
-    }
-    default: {
-      const h = name === "xxh128"
-        ? await createXXHash128()
-        : name === "xxh3"
-        ? await createXXHash3()
-        : name === "xxh64"
-        ? await createXXHash64()
-        : await createBLAKE3();
-      h.init();
-      return { update: (d) => h.update(d), digest: () => h.digest("hex") };
-    }
+  if (name === "md5" || name === "sha1" || name === "sha256") {
+    let h = createHash(name);
+    return { init: () => void (h = createHash(name)), update: (d) => void h.update(d), digest: () => h.digest("hex") };
   }
+  const h = name === "xxh128"
+    ? await createXXHash128()
+    : name === "xxh3"
+    ? await createXXHash3()
+    : name === "xxh64"
+    ? await createXXHash64()
+    : await createBLAKE3();
+  h.init();
+  return { init: () => void h.init(), update: (d) => void h.update(d), digest: () => h.digest("hex") };
 }
 
 const CHUNK = 1 << 20;
-const shared = new Map<HashName, Promise<Hasher & { init(): void }>>();
+const shared = new Map<HashName, Promise<Hasher>>();
 
 /** One reusable hasher per algorithm for whole-buffer hashing (creating a WASM one per file is slow). */
-function sharedHasher(name: HashName): Promise<Hasher & { init(): void }> {
+function sharedHasher(name: HashName): Promise<Hasher> {
   let hasher = shared.get(name);
   if (!hasher) {
-    hasher = (async () => {
-      if (name === "md5" || name === "sha1" || name === "sha256") {
-        let h = createHash(name);
-        return {
-          init: () => (h = createHash(name)),
-          update: (d: Uint8Array) => h.update(d),
-          digest: () => h.digest("hex"),
-        };
-      }
-      const h = name === "xxh128"
-        ? await createXXHash128()
-        : name === "xxh3"
-        ? await createXXHash3()
-        : name === "xxh64"
-        ? await createXXHash64()
-        : await createBLAKE3();
-      return { init: () => h.init(), update: (d: Uint8Array) => h.update(d), digest: () => h.digest("hex") };
-    })();
+    hasher = createHasher(name);
     shared.set(name, hasher);
   }
   return hasher;
