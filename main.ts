@@ -70,7 +70,6 @@ async function main(args: string[]): Promise<number> {
       allowEmptySource: o.allowEmptySource,
       ...(o.hash !== undefined ? { hash: o.hash } : {}),
       ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
-      ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     }, {
       watch: o.watch,
       signal: controller.signal,

@@ -49,8 +49,6 @@ export interface CliOptions {
   allowEmptySource: boolean;
   /** Parallel file copies and hashes. */
   jobs?: number;
-  /** Directory for the checksum cache; `false` disables it. */
-  cacheDir?: string | false;
   /** Console verbosity. */
   verbosity: Verbosity;
 }
@@ -82,8 +80,6 @@ Options:
       --log-keep N          rotated log files kept besides the current one (default 5)
       --allow-empty-source  let an empty source empty a non-empty replica
   -j, --jobs N              parallel copies and hashes (default 8)
-      --cache-dir DIR       where --checksum keeps its hash cache
-      --no-cache            do not use the hash cache
   -q, --quiet               print only warnings, errors and the summary
   -v, --verbose             print debug detail too
   -s, --source PATH         the source folder (instead of the first argument)
@@ -116,8 +112,6 @@ const OPTIONS = {
   "log-keep": { type: "string" },
   "allow-empty-source": { type: "boolean" },
   jobs: { type: "string", short: "j" },
-  "cache-dir": { type: "string" },
-  "no-cache": { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
@@ -184,9 +178,6 @@ export function parseCommand(argv: readonly string[]): Command {
     throw new UsageError(`Log format must be text or json: '${logFormat}'`);
   }
   if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
-  if (values["cache-dir"] !== undefined && values["no-cache"]) {
-    throw new UsageError("Choose one of --cache-dir and --no-cache");
-  }
 
   const options: CliOptions = {
     source,
@@ -209,8 +200,6 @@ export function parseCommand(argv: readonly string[]): Command {
   if ((options.logMaxSize !== undefined || options.logKeep !== undefined) && options.log === undefined) {
     throw new UsageError("--log-max-size and --log-keep need --log FILE");
   }
-  if (values["no-cache"]) options.cacheDir = false;
-  else if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
   return { kind: "sync", options };
 }
 

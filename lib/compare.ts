@@ -19,13 +19,6 @@ export interface CompareOptions {
    * @default 8
    */
   jobs?: number;
-  /** Directory of the hash cache, or `false`/`undefined` for none. */
-  cacheDir?: string | false | undefined;
-  /**
-   * Do not write the cache (dry runs).
-   * @default false
-   */
-  readOnly?: boolean;
   /** Called for each file that could not be hashed; that pair counts as different. */
   onError?: (path: string, message: string) => void;
 }

@@ -40,12 +40,6 @@ export interface SyncOptions {
    * @default 8
    */
   jobs?: number;
-  /**
-   * Directory for the checksum cache; `undefined` picks the user cache directory when the
-   * process may use it, `false` disables the cache.
-   * @default undefined
-   */
-  cacheDir?: string | false;
 }
 
 /** The outcome of {@linkcode checkPaths}. */

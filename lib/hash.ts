@@ -14,8 +14,8 @@ export const HASH_NAMES = ["xxh128", "xxh3", "xxh64", "md5", "sha1", "sha256", "
 export type HashName = typeof HASH_NAMES[number];
 
 /**
- * The default for `--checksum`: xxh128, as rsync uses. Measured on 2 GiB with a warm cache
- * (see README, Performance): xxh128 about 3x faster than MD5, and 128 bits wide.
+ * The default for `--checksum`: xxh128, as rsync uses; 128 bits wide, and about 3x faster
+ * than MD5 in hash-wasm on 2 GiB with a warm cache (1.8 s against 5.8 s, measured in issue 4).
  */
 export const DEFAULT_HASH: HashName = "xxh128";
 

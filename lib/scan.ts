@@ -24,9 +24,9 @@ export interface Entry {
   mode: number;
   /** Target text of a symbolic link. */
   target?: string;
-  /** Inode number, for the checksum cache key. */
+  /** Inode number (part of the key of the planned checksum cache). */
   ino?: number;
-  /** Change time in milliseconds, for the checksum cache key. */
+  /** Change time in milliseconds (part of the key of the planned checksum cache). */
   ctimeMs?: number;
 }
 

@@ -138,7 +138,6 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     dryRun = false,
     allowEmptySource = false,
     jobs = 8,
-    cacheDir,
   } = options;
   const started = performance.now();
   const sourceRoot = toEntry(Deno.statSync(source));
@@ -174,8 +173,6 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     const compared = await compareContent(sourceScan, replicaScan, {
       hash,
       jobs,
-      cacheDir,
-      readOnly: dryRun,
       onError: (path, message) => {
         hashErrors++;
         logger.error("{text}", { text: `${showPath(path)}: ${message}`, action: "error", path, error: message });
