@@ -9,7 +9,7 @@
  */
 
 import { lutimesSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Plan } from "./plan.ts";
 import { parentOf } from "./plan.ts";
 import type { Entry } from "./scan.ts";
@@ -227,27 +227,26 @@ export async function applyPlan(
   }
 
   // 2. Files and links, `jobs` at a time.
-  const copyOne = async (rel: string, entry: Entry, replaceKind: string | undefined) => {
+  /**
+   * Puts a new entry at `rel` the atomic way: `write` makes it under a temp name in the same
+   * directory, `finish` gives it its metadata, and a rename puts it in place. Whatever fails,
+   * no temp entry is left behind.
+   */
+  const install = async (
+    rel: string,
+    replaceKind: string | undefined,
+    write: (tmp: string) => Promise<void>,
+    finish: (tmp: string) => Promise<void>,
+  ) => {
     const dst = at(rel);
     const tmp = join(dirname(dst), tempName());
     let created = false;
     try {
       await inWritableDir(dirname(dst), () => {
-        created = true; // a failed copy may still leave a partial temp file
-        return fs.copyFile(from(rel), tmp, entry.size);
+        created = true; // a failed write may still leave a partial temp entry
+        return write(tmp);
       });
-      const after = await fs.lstat(from(rel));
-      if (!after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs) {
-        throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
-      }
-      const tmpInfo = await fs.lstat(tmp);
-      if (tmpInfo.size !== entry.size) {
-        throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
-      }
-      if (((tmpInfo.mode ?? 0) & 0o7777) !== entry.mode && Deno.build.os !== "windows") {
-        await fs.chmod(tmp, entry.mode);
-      }
-      await fs.utime(tmp, after.atime ?? new Date(), new Date(entry.mtimeMs));
+      await finish(tmp);
       if (replaceKind === "dir") await removeTree(dst, "dir");
       await fs.rename(tmp, dst);
       created = false;
@@ -256,34 +255,35 @@ export async function applyPlan(
     }
   };
 
-  const linkOne = async (rel: string, target: string, entry: Entry, replaceKind: string | undefined) => {
-    const dst = at(rel);
-    const tmp = join(dirname(dst), tempName());
-    let created = false;
-    try {
-      await inWritableDir(dirname(dst), async () => {
-        try {
-          await fs.symlink(target, tmp);
-        } catch (error) {
-          if (error instanceof Deno.errors.NotCapable) {
-            throw new Error(
-              "Cannot create a symbolic link with path-scoped permissions (a Deno rule): " +
-                "grant plain --allow-read --allow-write to copy links",
-              { cause: error },
-            );
-          }
-          throw error;
-        }
-        created = true;
-      });
-      await fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {});
-      if (replaceKind === "dir") await removeTree(dst, "dir");
-      await fs.rename(tmp, dst);
-      created = false;
-    } finally {
-      if (created) await fs.remove(tmp).catch(() => {});
-    }
-  };
+  const copyOne = (rel: string, entry: Entry, replaceKind: string | undefined) =>
+    install(rel, replaceKind, (tmp) => fs.copyFile(from(rel), tmp, entry.size), async (tmp) => {
+      const after = await fs.lstat(from(rel));
+      const tmpInfo = await fs.lstat(tmp);
+      if (
+        !after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs ||
+        tmpInfo.size !== entry.size
+      ) {
+        throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+      }
+      if (((tmpInfo.mode ?? 0) & 0o7777) !== entry.mode && Deno.build.os !== "windows") {
+        await fs.chmod(tmp, entry.mode);
+      }
+      await fs.utime(tmp, after.atime ?? new Date(), new Date(entry.mtimeMs));
+    });
+
+  const linkOne = (rel: string, target: string, entry: Entry, replaceKind: string | undefined) =>
+    install(rel, replaceKind, async (tmp) => {
+      try {
+        await fs.symlink(target, tmp);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotCapable)) throw error;
+        throw new Error(
+          "Cannot create a symbolic link with path-scoped permissions (a Deno rule): " +
+            "grant plain --allow-read --allow-write to copy links",
+          { cause: error },
+        );
+      }
+    }, (tmp) => fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {}));
 
   let next = 0;
   const transfers = plan.transfers;
@@ -389,9 +389,4 @@ async function makeTreeWritable(fs: FsOps, root: string): Promise<void> {
   for await (const child of fs.readDir(root)) {
     if (child.isDirectory && !child.isSymlink) await makeTreeWritable(fs, join(root, child.name));
   }
-}
-
-/** True for names of temp files this program leaves behind when killed. */
-export function isTempName(path: string): boolean {
-  return TEMP_PATTERN.test(basename(path));
 }

@@ -108,18 +108,16 @@ export function toEntry(info: Deno.FileInfo): Entry {
 export function scanTree(root: string, options: ScanOptions = {}): TreeScan {
   const { fixPermissions = false, exclude } = options;
   const scan: TreeScan = { root, entries: new Map(), incomplete: new Set(), problems: [], loosened: new Set() };
-  listDirectory(scan, "", fixPermissions, exclude, true);
+  listDirectory(scan, fixPermissions, exclude);
   return scan;
 }
 
 function listDirectory(
   scan: TreeScan,
-  rootRel: string,
   fixPermissions: boolean,
   exclude: ((relPath: string) => boolean) | undefined,
-  throwOnRoot: boolean,
 ): void {
-  const stack: string[] = [rootRel];
+  const stack: string[] = [""];
   while (stack.length > 0) {
     const rel = stack.pop()!;
     const full = rel === "" ? scan.root : join(scan.root, rel);
@@ -127,7 +125,7 @@ function listDirectory(
     try {
       children = readChildren(full, rel, scan, fixPermissions, exclude);
     } catch (error) {
-      if (rel === "" && throwOnRoot) throw error;
+      if (rel === "") throw error; // the root itself: the caller must know
       if (error instanceof Deno.errors.NotFound) {
         scan.entries.delete(rel); // vanished between listing its parent and reading it
         continue;

@@ -34,20 +34,11 @@ export interface RunControl {
   fs?: FsOps;
 }
 
-const OP_WORDS: Record<string, string> = {
-  create: "create",
-  copy: "copy",
-  update: "update",
-  link: "link",
-  attrs: "attrs",
-  remove: "remove",
-};
-
 function logEvent(event: ApplyEvent, dryRun: boolean): void {
   const prefix = dryRun ? "would " : "";
   switch (event.type) {
     case "op": {
-      const what = event.kind === "dir" ? `${OP_WORDS[event.action]} dir` : OP_WORDS[event.action];
+      const what = event.kind === "dir" ? `${event.action} dir` : event.action;
       const detail = event.size !== undefined
         ? ` (${formatBytes(event.size)})`
         : event.target !== undefined
@@ -76,7 +67,7 @@ function logEvent(event: ApplyEvent, dryRun: boolean): void {
 }
 
 /** Reports a plan as the operations it would do, without doing them. */
-function reportPlan(p: Plan, source: TreeScan): Stats {
+function reportPlan(p: Plan): Stats {
   const stats = emptyStats();
   const emit = (e: ApplyEvent) => logEvent(e, true);
   for (const m of p.mkdirs) {
@@ -85,7 +76,7 @@ function reportPlan(p: Plan, source: TreeScan): Stats {
   for (const t of p.transfers) {
     if (t.op === "link") emit({ type: "op", action: "link", path: t.path, target: t.target });
     else if (t.op === "attrs") emit({ type: "op", action: "attrs", path: t.path });
-    else emit({ type: "op", action: t.op, path: t.path, size: source.entries.get(t.path)?.size ?? t.size });
+    else emit({ type: "op", action: t.op, path: t.path, size: t.size });
   }
   for (const r of p.removes) emit({ type: "op", action: "remove", path: r.path, kind: r.kind });
   const counts = countPlan(p);
@@ -194,7 +185,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
 
   let stats: Stats;
   if (dryRun) {
-    stats = reportPlan(thePlan, sourceScan);
+    stats = reportPlan(thePlan);
   } else {
     stats = await applyPlan(thePlan, source, replica, {
       sourceEntries: sourceScan.entries,
