@@ -10,7 +10,8 @@
 
 import { lutimesSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Plan } from "./plan.ts";
+import type { CopyAction, Plan } from "./plan.ts";
+import { copyInWorkers, type CopyJob } from "./copy_pool.ts";
 import { parentOf } from "./plan.ts";
 import type { Entry } from "./scan.ts";
 import { describeError } from "./errors.ts";
@@ -39,6 +40,9 @@ function settle<T>(fn: () => T): Promise<T> {
     return Promise.reject(error);
   }
 }
+
+/** Below this many plain copies, starting workers costs more than it saves. */
+const MIN_POOL_FILES = 64;
 
 /** Files up to this size are copied in memory: far cheaper per file than Deno.copyFile. */
 const SMALL_FILE = 1 << 20;
@@ -116,6 +120,12 @@ export interface ApplyOptions {
    * @default denoFs
    */
   fs?: FsOps;
+  /**
+   * Worker threads for plain file copies; 0 copies everything in-process. Only used with the
+   * real file system.
+   * @default min(jobs, cores)
+   */
+  workers?: number;
   /** Stops starting new operations once aborted; operations in flight finish or are undone. */
   signal?: AbortSignal;
   /** Called for every operation done and every error. */
@@ -155,7 +165,15 @@ export async function applyPlan(
   replica: string,
   options: ApplyOptions,
 ): Promise<Stats> {
-  const { sourceEntries, sourceRoot, jobs = 8, fs = denoFs, signal, onEvent = () => {} } = options;
+  const {
+    sourceEntries,
+    sourceRoot,
+    jobs = 8,
+    workers = Math.min(jobs, navigator.hardwareConcurrency ?? 2),
+    fs = denoFs,
+    signal,
+    onEvent = () => {},
+  } = options;
   const stats = emptyStats();
   const failedDirs = new Set<string>();
   const at = (rel: string) => (rel === "" ? replica : join(replica, rel));
@@ -285,8 +303,15 @@ export async function applyPlan(
       }
     }, (tmp) => fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {}));
 
+  // Plain copies go to parallel workers first; whatever they could not do (a read-only
+  // directory, a full disk, a file that changed) takes the careful path below.
+  let transfers = plan.transfers;
+  if (workers > 0 && fs === denoFs) {
+    transfers = await copyPlainInWorkers(transfers);
+    if (signal?.aborted) return stats;
+  }
+
   let next = 0;
-  const transfers = plan.transfers;
   const worker = async () => {
     for (;;) {
       await breathe();
@@ -335,6 +360,46 @@ export async function applyPlan(
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, transfers.length)) }, worker));
   if (signal?.aborted) return stats;
+
+  /** Hands plain copies to the worker pool; returns the transfers left for the careful path. */
+  async function copyPlainInWorkers(all: Plan["transfers"]): Promise<Plan["transfers"]> {
+    const plain: Array<{ action: CopyAction; entry: Entry }> = [];
+    const rest: Plan["transfers"] = [];
+    for (const action of all) {
+      const entry = sourceEntries.get(action.path);
+      const isPlain = (action.op === "copy" || action.op === "update") && action.replace === undefined;
+      if (isPlain && entry && !blocked(action.path)) plain.push({ action, entry });
+      else rest.push(action);
+    }
+    if (plain.length < MIN_POOL_FILES) return all;
+    const jobsForPool: CopyJob[] = plain.map(({ action, entry }) => {
+      const dst = at(action.path);
+      return {
+        src: from(action.path),
+        dst,
+        tmp: join(dirname(dst), tempName()),
+        size: entry.size,
+        mode: entry.mode,
+        mtimeMs: entry.mtimeMs,
+      };
+    });
+    const done = new Uint8Array(plain.length);
+    await copyInWorkers(jobsForPool, {
+      workers,
+      ...(signal ? { signal } : {}),
+      onResult: (i, result) => {
+        if (!result.ok) return;
+        done[i] = 1;
+        const { action, entry } = plain[i]!;
+        if (action.op === "copy") stats.copied++;
+        else stats.updated++;
+        stats.bytes += entry.size;
+        onEvent({ type: "op", action: action.op, path: action.path, size: entry.size });
+      },
+    });
+    for (let i = 0; i < plain.length; i++) if (!done[i]) rest.push(plain[i]!.action);
+    return rest;
+  }
 
   // 3. Extraneous entries, deepest first.
   for (const action of plan.removes) {

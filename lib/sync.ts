@@ -134,6 +134,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   const sourceRoot = toEntry(Deno.statSync(source));
   const sourceScan = scanTree(source);
   const { scan: replicaScan, root: replicaRoot } = scanReplica(replica, dryRun);
+  const scanned = performance.now();
   for (const problem of sourceScan.problems) {
     logger.error("{text}", {
       text: `${showPath(problem.path)}: ${problem.message} (nothing under it is removed from the replica)`,
@@ -183,6 +184,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     logger.warn("{text}", { text: `${showPath(skip.path)}: skipped: ${skip.reason}`, action: "skip", path: skip.path });
   }
 
+  const planned = performance.now();
   let stats: Stats;
   if (dryRun) {
     stats = reportPlan(thePlan);
@@ -198,6 +200,11 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   }
   stats.errors += sourceScan.problems.length + replicaScan.problems.length + hashErrors + thePlan.skipped.length;
   const durationMs = performance.now() - started;
+  logger.debug("{text}", {
+    text: `Timings: scan ${formatDuration(scanned - started)}, compare and plan ${
+      formatDuration(planned - scanned)
+    }, apply ${formatDuration(performance.now() - planned)}`,
+  });
   const aborted = control.signal?.aborted ?? false;
   logSummary(stats, durationMs, { dryRun, aborted, scanned: sourceScan.entries.size });
   return { stats, plan: thePlan, durationMs, aborted };

@@ -407,7 +407,10 @@ Deno.test("main.ts as a non-root user: read-only replica entries, and an unreada
   const dir = tmp.path;
   const src = join(dir, "src");
   const dst = join(dir, "dst");
-  await writeTree(src, { locked: { "a": "a" }, open: { "b": "b2", "c": "c" }, roSrc: { "x": "x" } });
+  const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`m${i}`, `many ${i}`]));
+  // 100 new files in a read-only replica directory: the worker pool fails on them, and the
+  // careful path must open the directory up and finish the job.
+  await writeTree(src, { locked: { "a": "a" }, open: { "b": "b2", "c": "c", ...many }, roSrc: { "x": "x" } });
   await writeTree(dst, {
     locked: { "a": "a" },
     open: { "b": "old b", "stray": "s", roSub: { deeper: { "f": "f" } } },

@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { copyInWorkers, type CopyJob, type CopyResult } from "../lib/copy_pool.ts";
+import { POSIX, tempDir } from "./helpers.ts";
+
+Deno.test("copyInWorkers() installs files with mode and mtime, and reports failures per file", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await Deno.mkdir(src);
+  await Deno.mkdir(dst);
+  const jobs: CopyJob[] = [];
+  for (let i = 0; i < 150; i++) {
+    const path = join(src, `f${i}`);
+    await Deno.writeTextFile(path, `content ${i}`);
+    const when = new Date(2001, 0, 1 + (i % 28));
+    await Deno.utime(path, when, when);
+    const info = await Deno.stat(path);
+    jobs.push({
+      src: path,
+      dst: join(dst, `f${i}`),
+      tmp: join(dst, `.t${i}`),
+      size: info.size,
+      mode: 0o640,
+      mtimeMs: info.mtime!.getTime(),
+    });
+  }
+  jobs[7] = { ...jobs[7]!, src: join(src, "missing") };
+  jobs[9] = { ...jobs[9]!, size: 999 }; // the source no longer matches its scan
+  const results = new Map<number, CopyResult>();
+  await copyInWorkers(jobs, { workers: 2, onResult: (i, r) => results.set(i, r) });
+  assert.equal(results.size, jobs.length);
+  assert.match(results.get(7)!.error ?? "", /NotFound/);
+  assert.equal(results.get(9)!.changed, true);
+  for (const [i, job] of jobs.entries()) {
+    if (i === 7 || i === 9) continue;
+    assert.ok(results.get(i)!.ok, `job ${i}`);
+    const info = await Deno.stat(job.dst);
+    assert.equal(info.mtime?.getTime(), new Date(2001, 0, 1 + (i % 28)).getTime());
+    if (POSIX) assert.equal(info.mode! & 0o777, 0o640);
+    assert.equal(await Deno.readTextFile(job.dst), `content ${i}`);
+  }
+  const names = [...Deno.readDirSync(dst)].map((e) => e.name);
+  assert.equal(names.length, jobs.length - 2, "no temp file is left, not even for failures");
+});
+
+Deno.test("copyInWorkers() hands out no more batches once aborted", async () => {
+  await using tmp = await tempDir();
+  await Deno.writeTextFile(join(tmp.path, "s"), "x");
+  const mtimeMs = (await Deno.stat(join(tmp.path, "s"))).mtime!.getTime();
+  const jobs: CopyJob[] = Array.from({ length: 1000 }, (_, i) => ({
+    src: join(tmp.path, "s"),
+    dst: join(tmp.path, `d${i}`),
+    tmp: join(tmp.path, `.t${i}`),
+    size: 1,
+    mode: 0o644,
+    mtimeMs,
+  }));
+  const controller = new AbortController();
+  controller.abort();
+  let attempted = 0;
+  await copyInWorkers(jobs, { workers: 2, signal: controller.signal, onResult: () => attempted++ });
+  assert.equal(attempted, 0);
+});
