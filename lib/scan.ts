@@ -214,3 +214,46 @@ export function compareNames(a: string, b: string): number {
 function errorText(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
+
+/**
+ * Walks `root` like {@linkcode scanTree}, but in a Worker, so that the caller can scan the
+ * other tree at the same time (one core each). Falls back to scanning in this thread if the
+ * worker cannot run.
+ *
+ * Needs read permission for `root` (workers inherit the process's permissions).
+ *
+ * @throws What {@linkcode scanTree} throws for an unreadable root, with the same error name.
+ * @example Scanning both trees at once
+ * ```ts
+ * const pending = scanTreeInWorker("/data/src");
+ * const replica = scanTree("/backup/src");
+ * const source = await pending;
+ * ```
+ */
+export function scanTreeInWorker(root: string): Promise<TreeScan> {
+  let worker: Worker;
+  try {
+    worker = new Worker(new URL("./scan_worker.ts", import.meta.url), { type: "module" });
+  } catch {
+    return Promise.resolve().then(() => scanTree(root));
+  }
+  return new Promise<TreeScan>((resolve, reject) => {
+    worker.onmessage = (event: MessageEvent<{ scan?: TreeScan; error?: { name: string; message: string } }>) => {
+      worker.terminate();
+      const { scan, error } = event.data;
+      if (scan) return resolve(scan);
+      const ErrorClass = (Deno.errors as unknown as Record<string, ErrorConstructor>)[error?.name ?? ""] ?? Error;
+      reject(new ErrorClass(error?.message ?? "Scan failed"));
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      worker.terminate();
+      try {
+        resolve(scanTree(root));
+      } catch (error) {
+        reject(error);
+      }
+    };
+    worker.postMessage({ root });
+  });
+}

@@ -11,7 +11,7 @@ import { DEFAULT_HASH } from "./hash.ts";
 import { compareContent } from "./compare.ts";
 import { logger, showPath } from "./log.ts";
 import { countPlan, type Plan, plan } from "./plan.ts";
-import { type Entry, scanTree, toEntry, type TreeScan } from "./scan.ts";
+import { type Entry, scanTree, scanTreeInWorker, toEntry, type TreeScan } from "./scan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
 /** What one run did. */
@@ -132,8 +132,17 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   } = options;
   const started = performance.now();
   const sourceRoot = toEntry(Deno.statSync(source));
-  const sourceScan = scanTree(source);
-  const { scan: replicaScan, root: replicaRoot } = scanReplica(replica, dryRun);
+  // One core walks the source while this thread walks the replica.
+  const pendingSource = scanTreeInWorker(source);
+  let replicaScan: TreeScan;
+  let replicaRoot: Entry | undefined;
+  try {
+    ({ scan: replicaScan, root: replicaRoot } = scanReplica(replica, dryRun));
+  } finally {
+    // Always settle the worker, even if the replica scan threw.
+    await pendingSource.catch(() => undefined);
+  }
+  const sourceScan = await pendingSource;
   const scanned = performance.now();
   for (const problem of sourceScan.problems) {
     logger.error("{text}", {

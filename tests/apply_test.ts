@@ -116,19 +116,3 @@ Deno.test("runOnce() replaces a replica symlink where the source has a directory
   assert.ok((await Deno.lstat(join(dst, "sub"))).isDirectory);
   await assertMirror(src, dst);
 });
-
-Deno.test(
-  "scanTree() lists entries with lstat, parents first, and reports link targets",
-  { ignore: !POSIX },
-  async () => {
-    await using tmp = await tempDir();
-    await writeTree(tmp.path, { b: { c: "c" }, a: "a", l: { link: "b" } });
-    const scan = scanTree(tmp.path);
-    assert.deepEqual([...scan.entries.keys()], ["a", "b", "l", "b/c"]);
-    assert.equal(scan.entries.get("l")?.kind, "symlink");
-    assert.equal(scan.entries.get("l")?.target, "b");
-    assert.equal(scan.entries.get("b")?.kind, "dir");
-    assert.equal(scan.entries.get("a")?.size, 1);
-    assert.equal(scan.problems.length, 0);
-  },
-);
