@@ -11,7 +11,8 @@
 import { lutimesSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { CopyAction, Plan } from "./plan.ts";
-import { copyInWorkers, type CopyJob } from "./copy_pool.ts";
+import type { CopyJob, CopyResult } from "./copy_worker.ts";
+import { runInWorkers } from "./pool.ts";
 import { parentOf } from "./plan.ts";
 import type { Entry } from "./scan.ts";
 import { describeError } from "./errors.ts";
@@ -40,6 +41,8 @@ function settle<T>(fn: () => T): Promise<T> {
     return Promise.reject(error);
   }
 }
+
+const COPY_WORKER = new URL("./copy_worker.ts", import.meta.url);
 
 /** Below this many plain copies, starting workers costs more than it saves. */
 const MIN_POOL_FILES = 64;
@@ -384,9 +387,10 @@ export async function applyPlan(
       };
     });
     const done = new Uint8Array(plain.length);
-    await copyInWorkers(jobsForPool, {
+    await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, jobsForPool, {
       workers,
       ...(signal ? { signal } : {}),
+      weight: (i) => jobsForPool[i]!.size,
       onResult: (i, result) => {
         if (!result.ok) return;
         done[i] = 1;

@@ -8,7 +8,24 @@
 
 /// <reference lib="deno.worker" />
 
-import type { CopyJob, CopyResult } from "./copy_pool.ts";
+/** One file to install: copy `src` to `tmp`, set mode and mtime, rename to `dst`. */
+export interface CopyJob {
+  src: string;
+  dst: string;
+  tmp: string;
+  size: number;
+  mode: number;
+  mtimeMs: number;
+}
+
+/** What the worker reports for one job. */
+export interface CopyResult {
+  ok: boolean;
+  /** The source changed while it was copied. */
+  changed?: boolean;
+  /** Why it failed, as `Name: message`. */
+  error?: string;
+}
 
 const SMALL_FILE = 1 << 20;
 

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { copyInWorkers, type CopyJob, type CopyResult } from "../lib/copy_pool.ts";
+import type { CopyJob, CopyResult } from "../lib/copy_worker.ts";
+import { runInWorkers } from "../lib/pool.ts";
+
+const COPY_WORKER = new URL("../lib/copy_worker.ts", import.meta.url);
 import { POSIX, tempDir } from "./helpers.ts";
 
-Deno.test("copyInWorkers() installs files with mode and mtime, and reports failures per file", async () => {
+Deno.test("runInWorkers() installs files with mode and mtime, and reports failures per file", async () => {
   await using tmp = await tempDir();
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
@@ -28,7 +31,7 @@ Deno.test("copyInWorkers() installs files with mode and mtime, and reports failu
   jobs[7] = { ...jobs[7]!, src: join(src, "missing") };
   jobs[9] = { ...jobs[9]!, size: 999 }; // the source no longer matches its scan
   const results = new Map<number, CopyResult>();
-  await copyInWorkers(jobs, { workers: 2, onResult: (i, r) => results.set(i, r) });
+  await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, jobs, { workers: 2, onResult: (i, r) => results.set(i, r) });
   assert.equal(results.size, jobs.length);
   assert.match(results.get(7)!.error ?? "", /NotFound/);
   assert.equal(results.get(9)!.changed, true);
@@ -44,7 +47,7 @@ Deno.test("copyInWorkers() installs files with mode and mtime, and reports failu
   assert.equal(names.length, jobs.length - 2, "no temp file is left, not even for failures");
 });
 
-Deno.test("copyInWorkers() hands out no more batches once aborted", async () => {
+Deno.test("runInWorkers() hands out no more batches once aborted", async () => {
   await using tmp = await tempDir();
   await Deno.writeTextFile(join(tmp.path, "s"), "x");
   const mtimeMs = (await Deno.stat(join(tmp.path, "s"))).mtime!.getTime();
@@ -59,6 +62,6 @@ Deno.test("copyInWorkers() hands out no more batches once aborted", async () => 
   const controller = new AbortController();
   controller.abort();
   let attempted = 0;
-  await copyInWorkers(jobs, { workers: 2, signal: controller.signal, onResult: () => attempted++ });
+  await runInWorkers(COPY_WORKER, jobs, { workers: 2, signal: controller.signal, onResult: () => attempted++ });
   assert.equal(attempted, 0);
 });
