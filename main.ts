@@ -39,7 +39,11 @@ async function main(args: string[]): Promise<number> {
   let paths;
   let logging;
   try {
-    paths = checkPaths(o.source, o.replica, o.log);
+    paths = checkPaths(o.source, o.replica, {
+      checksum: o.checksum,
+      ...(o.log !== undefined ? { log: o.log } : {}),
+      ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+    });
     logging = await setupLogging({
       verbosity: o.verbosity,
       format: o.logFormat,
@@ -70,6 +74,7 @@ async function main(args: string[]): Promise<number> {
       allowEmptySource: o.allowEmptySource,
       ...(o.hash !== undefined ? { hash: o.hash } : {}),
       ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
+      ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),
     }, {
       watch: o.watch,
       signal: controller.signal,

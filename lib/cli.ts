@@ -49,6 +49,8 @@ export interface CliOptions {
   allowEmptySource: boolean;
   /** Parallel file copies and hashes. */
   jobs?: number;
+  /** Directory for the checksum cache; `false` disables it; undefined: the default place. */
+  cacheDir?: string | false;
   /** Console verbosity. */
   verbosity: Verbosity;
 }
@@ -69,7 +71,7 @@ Usage:
 
 Options:
   -c, --checksum            compare files by content hash, not by size and mtime
-      --hash NAME           hash for --checksum: ${HASH_NAMES.join(", ")} (default xxh128)
+      --hash NAME           hash for --checksum: ${HASH_NAMES.join(", ")} (default xxh3)
   -n, --dry-run             print every change that would be made; change nothing
   -i, --interval DURATION   sync again every DURATION: 60 (seconds), 30s, 5m, 1h
   -w, --watch               sync changes live as they happen (full rescan every
@@ -80,6 +82,9 @@ Options:
       --log-keep N          rotated log files kept besides the current one (default 5)
       --allow-empty-source  let an empty source empty a non-empty replica
   -j, --jobs N              parallel copies and hashes (default 8)
+      --cache-dir DIR       where --checksum keeps its hash cache
+                            (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
+      --no-cache            do not use the hash cache
   -q, --quiet               print only warnings, errors and the summary
   -v, --verbose             print debug detail too
   -s, --source PATH         the source folder (instead of the first argument)
@@ -112,6 +117,8 @@ const OPTIONS = {
   "log-keep": { type: "string" },
   "allow-empty-source": { type: "boolean" },
   jobs: { type: "string", short: "j" },
+  "cache-dir": { type: "string" },
+  "no-cache": { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
@@ -178,6 +185,9 @@ export function parseCommand(argv: readonly string[]): Command {
     throw new UsageError(`Log format must be text or json: '${logFormat}'`);
   }
   if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
+  if (values["cache-dir"] !== undefined && values["no-cache"]) {
+    throw new UsageError("Choose one of --cache-dir and --no-cache");
+  }
 
   const options: CliOptions = {
     source,
@@ -200,6 +210,8 @@ export function parseCommand(argv: readonly string[]): Command {
   if ((options.logMaxSize !== undefined || options.logKeep !== undefined) && options.log === undefined) {
     throw new UsageError("--log-max-size and --log-keep need --log FILE");
   }
+  if (values["no-cache"]) options.cacheDir = false;
+  else if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
   return { kind: "sync", options };
 }
 

@@ -40,6 +40,11 @@ export interface SyncOptions {
    * @default 8
    */
   jobs?: number;
+  /**
+   * Directory of the `checksum` hash cache, outside both trees; undefined for no cache.
+   * @default undefined
+   */
+  cacheDir?: string;
 }
 
 /** The outcome of {@linkcode checkPaths}. */
@@ -50,6 +55,24 @@ export interface CheckedPaths {
   replica: string;
   /** Absolute path of the log file, if one was given. */
   log?: string;
+  /** Absolute path of the hash cache directory, if there is one. */
+  cacheDir?: string;
+}
+
+/** Options for {@linkcode checkPaths}. */
+export interface PathOptions {
+  /** The log file as typed. */
+  log?: string;
+  /**
+   * The hash cache directory as typed; `false` for none; undefined for the default place
+   * (only looked up when `checksum` is set and the process may read the environment).
+   */
+  cacheDir?: string | false;
+  /**
+   * Whether the run compares content (and so uses the cache).
+   * @default false
+   */
+  checksum?: boolean;
 }
 
 function errorDetail(error: unknown): string {
@@ -102,7 +125,8 @@ function isWithin(outer: string, inner: string): boolean {
  * const paths = checkPaths("./src", "./backup", "./sync.log");
  * ```
  */
-export function checkPaths(source: string, replica: string, log?: string): CheckedPaths {
+export function checkPaths(source: string, replica: string, options: PathOptions = {}): CheckedPaths {
+  const { log, cacheDir, checksum = false } = options;
   let sourceReal: string;
   try {
     sourceReal = Deno.realPathSync(source);
@@ -153,7 +177,35 @@ export function checkPaths(source: string, replica: string, log?: string): Check
     if (isWithin(sourceReal, logReal)) throw new UsageError(`Log file is inside the source: '${log}'`);
     checked.log = logReal;
   }
+  if (checksum && cacheDir !== false) {
+    const dir = cacheDir ?? defaultCacheDir();
+    if (dir !== undefined) {
+      const dirReal = realPathOfPossiblyMissing(dir);
+      const inside = isWithin(replicaReal, dirReal) ? "replica" : isWithin(sourceReal, dirReal) ? "source" : "";
+      if (inside && cacheDir !== undefined) throw new UsageError(`Cache directory is inside the ${inside}: '${dir}'`);
+      // The default place inside a tree (syncing a home directory, say) is quietly not used.
+      if (!inside) checked.cacheDir = dirReal;
+    }
+  }
   return checked;
+}
+
+/**
+ * The user's cache directory for foldersync: `$XDG_CACHE_HOME/foldersync`,
+ * `~/.cache/foldersync`, or `%LOCALAPPDATA%\foldersync` on Windows; undefined when the
+ * process may not read those variables (asking would prompt).
+ */
+function defaultCacheDir(): string | undefined {
+  const env = (name: string) =>
+    Deno.permissions.querySync({ name: "env", variable: name }).state === "granted" ? Deno.env.get(name) : undefined;
+  if (Deno.build.os === "windows") {
+    const local = env("LOCALAPPDATA");
+    return local ? join(local, "foldersync") : undefined;
+  }
+  const xdg = env("XDG_CACHE_HOME");
+  if (xdg) return join(xdg, "foldersync");
+  const home = env("HOME");
+  return home ? join(home, ".cache", "foldersync") : undefined;
 }
 
 function firstNonDirectoryAncestor(path: string): string | undefined {

@@ -129,6 +129,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     dryRun = false,
     allowEmptySource = false,
     jobs = 8,
+    cacheDir,
   } = options;
   const started = performance.now();
   const sourceRoot = toEntry(Deno.statSync(source));
@@ -174,12 +175,16 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     const compared = await compareContent(sourceScan, replicaScan, {
       hash,
       jobs,
+      cacheDir,
+      readOnly: dryRun,
+      onCacheError: (message) => logger.warn("{text}", { text: message }),
       onError: (path, message) => {
         hashErrors++;
         logger.error("{text}", { text: `${showPath(path)}: ${message}`, action: "error", path, error: message });
       },
     });
-    sameContent = compared;
+    sameContent = compared.same;
+    logger.debug("{text}", { text: `Checksums: ${compared.hashed} files hashed, ${compared.cached} from the cache` });
   }
 
   const thePlan = plan(

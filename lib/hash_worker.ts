@@ -1,0 +1,34 @@
+/**
+ * Worker side of hashing for `--checksum`: hashes batches of files, one result per file.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { getHasher, hashFileSync, type HashName } from "./hash.ts";
+
+/** One file to hash. */
+export interface HashJob {
+  path: string;
+  size: number;
+  hash: HashName;
+}
+
+/** A digest, or why there is none. */
+export interface HashResult {
+  digest?: string;
+  error?: string;
+}
+
+self.onmessage = async (event: MessageEvent<HashJob[]>) => {
+  const results: HashResult[] = [];
+  for (const job of event.data) {
+    try {
+      results.push({ digest: hashFileSync(await getHasher(job.hash), job.path, job.size) });
+    } catch (error) {
+      results.push({ error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+    }
+  }
+  self.postMessage(results);
+};
