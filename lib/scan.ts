@@ -215,32 +215,45 @@ function errorText(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
+/** A scan of one tree running in a Worker; see {@linkcode startScanInWorker}. */
+export interface BackgroundScan {
+  /** True once the worker has begun walking (it has booted). */
+  readonly started: boolean;
+  /** The scan; rejects as {@linkcode scanTree} would throw. */
+  readonly result: Promise<TreeScan>;
+  /** Stops the worker; `result` then never settles unless it already has. */
+  cancel(): void;
+}
+
 /**
- * Walks `root` like {@linkcode scanTree}, but in a Worker, so that the caller can scan the
- * other tree at the same time (one core each). Falls back to scanning in this thread if the
- * worker cannot run.
+ * Starts walking `root` like {@linkcode scanTree} in a Worker, so that the caller can scan the
+ * other tree at the same time (one core each). Booting a worker takes ~100 ms, so a caller
+ * that finishes its own tree first should check `started`, and when the worker has not begun,
+ * cancel it and scan here. If the worker cannot run, the scan happens in this thread.
  *
  * Needs read permission for `root` (workers inherit the process's permissions).
  *
- * @throws What {@linkcode scanTree} throws for an unreadable root, with the same error name.
  * @example Scanning both trees at once
  * ```ts
- * const pending = scanTreeInWorker("/data/src");
+ * const source = startScanInWorker("/data/src");
  * const replica = scanTree("/backup/src");
- * const source = await pending;
+ * const src = source.started ? await source.result : (source.cancel(), scanTree("/data/src"));
  * ```
  */
-export function scanTreeInWorker(root: string): Promise<TreeScan> {
+export function startScanInWorker(root: string): BackgroundScan {
   let worker: Worker;
   try {
     worker = new Worker(new URL("./scan_worker.ts", import.meta.url), { type: "module" });
   } catch {
-    return Promise.resolve().then(() => scanTree(root));
+    const result = Promise.resolve().then(() => scanTree(root));
+    return { started: true, result, cancel: () => {} };
   }
-  return new Promise<TreeScan>((resolve, reject) => {
-    worker.onmessage = (event: MessageEvent<{ scan?: TreeScan; error?: { name: string; message: string } }>) => {
-      worker.terminate();
+  const started = new Int32Array(new SharedArrayBuffer(4));
+  const result = new Promise<TreeScan>((resolve, reject) => {
+    type Reply = { scan?: TreeScan; error?: { name: string; message: string } };
+    worker.onmessage = (event: MessageEvent<Reply>) => {
       const { scan, error } = event.data;
+      worker.terminate();
       if (scan) return resolve(scan);
       const ErrorClass = (Deno.errors as unknown as Record<string, ErrorConstructor>)[error?.name ?? ""] ?? Error;
       reject(new ErrorClass(error?.message ?? "Scan failed"));
@@ -248,12 +261,20 @@ export function scanTreeInWorker(root: string): Promise<TreeScan> {
     worker.onerror = (event) => {
       event.preventDefault();
       worker.terminate();
+      Atomics.store(started, 0, 1);
       try {
         resolve(scanTree(root));
       } catch (error) {
         reject(error);
       }
     };
-    worker.postMessage({ root });
   });
+  worker.postMessage({ root, started });
+  return {
+    get started() {
+      return Atomics.load(started, 0) === 1;
+    },
+    result,
+    cancel: () => worker.terminate(),
+  };
 }

@@ -8,7 +8,9 @@
 
 import { scanTree } from "./scan.ts";
 
-self.onmessage = (event: MessageEvent<{ root: string }>) => {
+self.onmessage = (event: MessageEvent<{ root: string; started: Int32Array }>) => {
+  // Shared memory, not a message: the caller is busy in synchronous code and checks it there.
+  Atomics.store(event.data.started, 0, 1);
   try {
     self.postMessage({ scan: scanTree(event.data.root) });
   } catch (error) {

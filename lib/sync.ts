@@ -11,7 +11,7 @@ import { DEFAULT_HASH } from "./hash.ts";
 import { compareContent } from "./compare.ts";
 import { logger, showPath } from "./log.ts";
 import { countPlan, type Plan, plan } from "./plan.ts";
-import { type Entry, scanTree, scanTreeInWorker, toEntry, type TreeScan } from "./scan.ts";
+import { type Entry, scanTree, startScanInWorker, toEntry, type TreeScan } from "./scan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
 /** What one run did. */
@@ -133,17 +133,24 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   } = options;
   const started = performance.now();
   const sourceRoot = toEntry(Deno.statSync(source));
-  // One core walks the source while this thread walks the replica.
-  const pendingSource = scanTreeInWorker(source);
+  // A worker walks the source while this thread walks the replica; if the worker has not even
+  // booted by then (a small tree), this thread walks the source too.
+  const background = startScanInWorker(source);
   let replicaScan: TreeScan;
   let replicaRoot: Entry | undefined;
   try {
     ({ scan: replicaScan, root: replicaRoot } = scanReplica(replica, dryRun));
-  } finally {
-    // Always settle the worker, even if the replica scan threw.
-    await pendingSource.catch(() => undefined);
+  } catch (error) {
+    background.cancel();
+    throw error;
   }
-  const sourceScan = await pendingSource;
+  let sourceScan: TreeScan;
+  if (background.started) {
+    sourceScan = await background.result;
+  } else {
+    background.cancel();
+    sourceScan = scanTree(source);
+  }
   const scanned = performance.now();
   for (const problem of sourceScan.problems) {
     logger.error("{text}", {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { scanTree, scanTreeInWorker } from "../lib/scan.ts";
+import { scanTree, startScanInWorker } from "../lib/scan.ts";
 import { POSIX, tempDir, writeTree } from "./helpers.ts";
 
 Deno.test(
@@ -19,12 +19,16 @@ Deno.test(
   },
 );
 
-Deno.test("scanTreeInWorker() returns what scanTree() does, and keeps the error class", async () => {
+Deno.test("startScanInWorker() returns what scanTree() does, and keeps the error class", async () => {
   await using tmp = await tempDir();
   await writeTree(tmp.path, { b: { c: "c", d: { e: "e" } }, a: "a" });
   const here = scanTree(tmp.path);
-  const there = await scanTreeInWorker(tmp.path);
+  const background = startScanInWorker(tmp.path);
+  const there = await background.result;
+  assert.ok(background.started);
   assert.deepEqual([...there.entries], [...here.entries]);
   assert.deepEqual(there.problems, []);
-  await assert.rejects(scanTreeInWorker(join(tmp.path, "missing")), Deno.errors.NotFound);
+  await assert.rejects(startScanInWorker(join(tmp.path, "missing")).result, Deno.errors.NotFound);
+  const cancelled = startScanInWorker(tmp.path);
+  cancelled.cancel(); // must not keep the process or the test alive
 });
