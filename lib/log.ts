@@ -13,6 +13,21 @@ import { UsageError } from "./errors.ts";
 /** The logger foldersync writes to. */
 export const logger = getLogger(["foldersync"]);
 
+let operationLines = true;
+
+/**
+ * Whether per-operation info lines reach any sink. With `--quiet` and no log file they do not,
+ * and building 50,000 records nobody sees costs a busy sync measurable time.
+ *
+ * @example Skipping unseen records
+ * ```ts
+ * if (operationsLogged()) logger.info("{text}", { text: "copy a.txt" });
+ * ```
+ */
+export function operationsLogged(): boolean {
+  return operationLines;
+}
+
 /** Options for {@linkcode setupLogging}. */
 export interface LogSetup {
   /**
@@ -154,6 +169,7 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
       if (LEVEL_RANK[record.level] >= LEVEL_RANK[minFile]) inner(record);
     };
   }
+  operationLines = verbosity !== "quiet" || file !== undefined;
   await configure({
     reset: true,
     sinks,

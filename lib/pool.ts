@@ -61,24 +61,31 @@ export async function runInWorkers<J, R>(module: URL, jobs: readonly J[], option
       } catch {
         return resolve();
       }
-      let batch: number[] = [];
+      // Two batches in flight, so that a worker never idles while its results cross a busy
+      // main thread; a worker answers its messages in order.
+      const inFlight: number[][] = [];
       const finish = () => {
         worker.terminate();
         resolve();
       };
       const send = () => {
-        batch = signal?.aborted ? [] : takeBatch();
-        if (batch.length === 0) return finish();
+        const batch = signal?.aborted ? [] : takeBatch();
+        if (batch.length === 0) return false;
+        inFlight.push(batch);
         worker.postMessage(batch.map((i) => jobs[i]!));
+        return true;
       };
       worker.onmessage = (event: MessageEvent<R[]>) => {
+        const batch = inFlight.shift()!;
         event.data.forEach((result, k) => onResult(batch[k]!, result));
         send();
+        if (inFlight.length === 0) finish();
       };
       worker.onerror = (event) => {
         event.preventDefault();
-        finish(); // the batch in flight gets no result: the caller redoes it
+        finish(); // the batches in flight get no result: the caller redoes them
       };
+      if (!send()) return finish();
       send();
     });
   await Promise.all(Array.from({ length: Math.max(1, Math.min(workers, jobs.length)) }, runWorker));

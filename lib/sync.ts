@@ -9,7 +9,7 @@ import type { SyncOptions } from "./config.ts";
 import { describeError, ExitCode, RefusedError } from "./errors.ts";
 import { DEFAULT_HASH } from "./hash.ts";
 import { compareContent } from "./compare.ts";
-import { logger, showPath } from "./log.ts";
+import { logger, operationsLogged, showPath } from "./log.ts";
 import { countPlan, type Plan, plan } from "./plan.ts";
 import { type Entry, scanTree, startScanInWorker, toEntry, type TreeScan } from "./scan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
@@ -38,6 +38,7 @@ function logEvent(event: ApplyEvent, dryRun: boolean): void {
   const prefix = dryRun ? "would " : "";
   switch (event.type) {
     case "op": {
+      if (!operationsLogged()) break;
       const what = event.kind === "dir" ? `${event.action} dir` : event.action;
       const detail = event.size !== undefined
         ? ` (${formatBytes(event.size)})`
