@@ -64,6 +64,6 @@ function install(job: CopyJob): CopyResult {
   }
 }
 
-self.onmessage = (event: MessageEvent<CopyJob[]>) => {
-  self.postMessage(event.data.map(install));
+self.onmessage = (event: MessageEvent<{ id: number; jobs: CopyJob[] }>) => {
+  self.postMessage({ id: event.data.id, results: event.data.jobs.map(install) });
 };

@@ -21,14 +21,14 @@ export interface HashResult {
   error?: string;
 }
 
-self.onmessage = async (event: MessageEvent<HashJob[]>) => {
+self.onmessage = async (event: MessageEvent<{ id: number; jobs: HashJob[] }>) => {
   const results: HashResult[] = [];
-  for (const job of event.data) {
+  for (const job of event.data.jobs) {
     try {
       results.push({ digest: hashFileSync(await getHasher(job.hash), job.path, job.size) });
     } catch (error) {
       results.push({ error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
     }
   }
-  self.postMessage(results);
+  self.postMessage({ id: event.data.id, results });
 };

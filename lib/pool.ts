@@ -6,7 +6,8 @@
  * synchronous calls inside a worker avoid per-call async overhead while the main thread stays
  * free to handle signals.
  *
- * A worker module answers each message, an array of jobs, with an array of results in order.
+ * A worker module answers each message `{ id, jobs }` with `{ id, results }`, one result per
+ * job in order; the id pairs a reply with its batch whatever order replies come back in.
  *
  * @module
  */
@@ -63,7 +64,8 @@ export async function runInWorkers<J, R>(module: URL, jobs: readonly J[], option
       }
       // Two batches in flight, so that a worker never idles while its results cross a busy
       // main thread; a worker answers its messages in order.
-      const inFlight: number[][] = [];
+      const inFlight = new Map<number, number[]>();
+      let nextId = 0;
       const finish = () => {
         worker.terminate();
         resolve();
@@ -71,15 +73,18 @@ export async function runInWorkers<J, R>(module: URL, jobs: readonly J[], option
       const send = () => {
         const batch = signal?.aborted ? [] : takeBatch();
         if (batch.length === 0) return false;
-        inFlight.push(batch);
-        worker.postMessage(batch.map((i) => jobs[i]!));
+        const id = nextId++;
+        inFlight.set(id, batch);
+        worker.postMessage({ id, jobs: batch.map((i) => jobs[i]!) });
         return true;
       };
-      worker.onmessage = (event: MessageEvent<R[]>) => {
-        const batch = inFlight.shift()!;
-        event.data.forEach((result, k) => onResult(batch[k]!, result));
+      worker.onmessage = (event: MessageEvent<{ id: number; results: R[] }>) => {
+        const batch = inFlight.get(event.data.id);
+        if (!batch || event.data.results.length !== batch.length) return; // never trust a stray reply
+        inFlight.delete(event.data.id);
+        event.data.results.forEach((result, k) => onResult(batch[k]!, result));
         send();
-        if (inFlight.length === 0) finish();
+        if (inFlight.size === 0) finish();
       };
       worker.onerror = (event) => {
         event.preventDefault();

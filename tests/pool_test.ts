@@ -65,3 +65,14 @@ Deno.test("runInWorkers() hands out no more batches once aborted", async () => {
   await runInWorkers(COPY_WORKER, jobs, { workers: 2, signal: controller.signal, onResult: () => attempted++ });
   assert.equal(attempted, 0);
 });
+
+Deno.test("runInWorkers() pairs each reply with its own batch when replies come back out of order", async () => {
+  const jobs = Array.from({ length: 300 }, (_, i) => i);
+  const seen = new Map<number, number>();
+  await runInWorkers<number, number>(new URL("./fixtures/echo_worker.ts", import.meta.url), jobs, {
+    workers: 1,
+    onResult: (i, result) => seen.set(i, result),
+  });
+  assert.equal(seen.size, jobs.length);
+  for (const i of jobs) assert.equal(seen.get(i), i * 2, `job ${i}`);
+});
