@@ -30,6 +30,7 @@ const RACY_MARGIN_MS = 100;
 export class HashCache {
   #old: Map<string, Row>;
   #new = new Map<string, Row>();
+  #added = false;
   #file: string | undefined;
   #root: string;
   #hash: string;
@@ -91,6 +92,7 @@ export class HashCache {
   set(path: string, entry: Entry, digest: string, hashedAt: number): void {
     if (entry.ctimeMs === undefined || entry.ctimeMs + 1000 + RACY_MARGIN_MS > hashedAt) return;
     this.#new.set(path, [entry.size, entry.mtimeMs, entry.ctimeMs, entry.ino ?? 0, digest]);
+    this.#added = true;
   }
 
   /**
@@ -101,6 +103,8 @@ export class HashCache {
    */
   save(): boolean {
     if (this.#file === undefined) return true;
+    // Unchanged: every old entry was used again and none was added.
+    if (!this.#added && this.#new.size === this.#old.size) return true;
     const rows = [...this.#new].map(([path, row]) => [path, ...row]);
     const tmp = `${this.#file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
     try {

@@ -83,15 +83,18 @@ Deno.test("compareContent() uses the cache, and a rewrite that restores size and
 
   const cold = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
   assert.deepEqual([cold.same.size, cold.hashed, cold.cached], [40, 80, 0]);
+  const saved = [...Deno.readDirSync(cacheDir)].map((e) => Deno.statSync(join(cacheDir, e.name)).mtime?.getTime());
   const warm = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
   assert.deepEqual([warm.same.size, warm.hashed, warm.cached], [40, 0, 80]);
+  const after = [...Deno.readDirSync(cacheDir)].map((e) => Deno.statSync(join(cacheDir, e.name)).mtime?.getTime());
+  assert.deepEqual(after, saved, "an unchanged cache is not written again");
 
   const { mtime } = await Deno.stat(join(dst, "f7"));
   await Deno.writeTextFile(join(dst, "f7"), "CONTENT 7");
   await Deno.utime(join(dst, "f7"), mtime!, mtime!);
-  const after = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
-  assert.deepEqual([after.same.size, after.hashed], [39, 1], "only the rewritten file is hashed again");
-  assert.ok(!after.same.has("f7"), "the new ctime keeps the stale digest from being trusted");
+  const edited = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
+  assert.deepEqual([edited.same.size, edited.hashed], [39, 1], "only the rewritten file is hashed again");
+  assert.ok(!edited.same.has("f7"), "the new ctime keeps the stale digest from being trusted");
 });
 
 Deno.test("compareContent() does not cache files changed in the second before hashing", async () => {
