@@ -375,7 +375,8 @@ export async function applyPlan(
       else rest.push(action);
     }
     if (plain.length < MIN_POOL_FILES) return all;
-    const jobsForPool: CopyJob[] = plain.map(({ action, entry }) => {
+    const copyJob = (i: number): CopyJob => {
+      const { action, entry } = plain[i]!;
       const dst = at(action.path);
       return {
         src: from(action.path),
@@ -385,12 +386,12 @@ export async function applyPlan(
         mode: entry.mode,
         mtimeMs: entry.mtimeMs,
       };
-    });
+    };
     const done = new Uint8Array(plain.length);
-    await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, jobsForPool, {
+    await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, plain.length, copyJob, {
       workers,
       ...(signal ? { signal } : {}),
-      weight: (i) => jobsForPool[i]!.size,
+      weight: (i) => plain[i]!.entry.size,
       onResult: (i, result) => {
         if (!result.ok) return;
         done[i] = 1;

@@ -73,7 +73,12 @@ export async function compareContent(
   const digests = [new Map<string, string>(), new Map<string, string>()];
 
   const candidates: string[] = [];
-  const work: Array<{ side: 0 | 1; path: string; job: HashJob }> = [];
+  // Paths are the scans' own strings; a job's full path is built only when its batch is sent.
+  const work: Array<{ side: 0 | 1; path: string; size: number }> = [];
+  const jobOf = (i: number): HashJob => {
+    const { side, path, size } = work[i]!;
+    return { path: join(trees[side].root, path), size, hash };
+  };
   for (const [path, s] of source.entries) {
     const r = replica.entries.get(path);
     if (s.kind !== "file" || r?.kind !== "file" || r.size !== s.size) continue;
@@ -82,7 +87,7 @@ export async function compareContent(
       const entry = side === 0 ? s : r;
       const cached = caches[side]!.get(path, entry);
       if (cached !== undefined) digests[side]!.set(path, cached);
-      else work.push({ side, path, job: { path: join(trees[side].root, path), size: entry.size, hash } });
+      else work.push({ side, path, size: entry.size });
     }
   }
 
@@ -100,9 +105,9 @@ export async function compareContent(
   };
   const done = new Uint8Array(work.length);
   if (work.length >= MIN_POOL_FILES) {
-    await runInWorkers<HashJob, HashResult>(HASH_WORKER, work.map((w) => w.job), {
+    await runInWorkers<HashJob, HashResult>(HASH_WORKER, work.length, jobOf, {
       workers: Math.min(jobs, navigator.hardwareConcurrency ?? 2),
-      weight: (i) => work[i]!.job.size,
+      weight: (i) => work[i]!.size,
       onResult: (i, result) => {
         done[i] = 1;
         record(i, result);
@@ -115,7 +120,8 @@ export async function compareContent(
     for (let i = 0; i < work.length; i++) {
       if (done[i]) continue;
       try {
-        record(i, { digest: hashFileSync(hasher, work[i]!.job.path, work[i]!.job.size) });
+        const job = jobOf(i);
+        record(i, { digest: hashFileSync(hasher, job.path, job.size) });
       } catch (error) {
         record(i, { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
       }

@@ -18,7 +18,7 @@ export interface PoolOptions<R> {
   workers: number;
   /** Stops handing out new batches; batches in flight finish. */
   signal?: AbortSignal;
-  /** Called once for each job that was attempted, with its index in `jobs`. */
+  /** Called once for each job that was attempted, with its index. */
   onResult: (index: number, result: R) => void;
   /** A job's weight (bytes, say); a batch closes once its weights pass 16 MiB. */
   weight?: (index: number) => number;
@@ -28,7 +28,9 @@ const BATCH_JOBS = 64;
 const BATCH_WEIGHT = 16 << 20;
 
 /**
- * Runs `jobs` in Workers made from `module`, handing out batches as workers become free.
+ * Runs `count` jobs in Workers made from `module`, handing out batches as workers become free.
+ * Jobs are made by `job(index)` only when their batch is sent, so that a million small jobs
+ * never sit in memory at once.
  *
  * Workers inherit the process's permissions. Never throws for a job: results come back through
  * `onResult`. Jobs never attempted (after an abort, or when a worker cannot start or dies)
@@ -36,19 +38,24 @@ const BATCH_WEIGHT = 16 << 20;
  *
  * @example Copying in two workers
  * ```ts
- * await runInWorkers(new URL("./copy_worker.ts", import.meta.url), jobs, {
+ * await runInWorkers(new URL("./copy_worker.ts", import.meta.url), jobs.length, (i) => jobs[i]!, {
  *   workers: 2,
  *   onResult: (i, r) => console.log(i, r),
  * });
  * ```
  */
-export async function runInWorkers<J, R>(module: URL, jobs: readonly J[], options: PoolOptions<R>): Promise<void> {
+export async function runInWorkers<J, R>(
+  module: URL,
+  count: number,
+  job: (index: number) => J,
+  options: PoolOptions<R>,
+): Promise<void> {
   const { workers, signal, onResult, weight = () => 0 } = options;
   let next = 0;
   const takeBatch = (): number[] => {
     const batch: number[] = [];
     let total = 0;
-    while (next < jobs.length && batch.length < BATCH_JOBS && (batch.length === 0 || total < BATCH_WEIGHT)) {
+    while (next < count && batch.length < BATCH_JOBS && (batch.length === 0 || total < BATCH_WEIGHT)) {
       total += weight(next);
       batch.push(next++);
     }
@@ -75,7 +82,7 @@ export async function runInWorkers<J, R>(module: URL, jobs: readonly J[], option
         if (batch.length === 0) return false;
         const id = nextId++;
         inFlight.set(id, batch);
-        worker.postMessage({ id, jobs: batch.map((i) => jobs[i]!) });
+        worker.postMessage({ id, jobs: batch.map(job) });
         return true;
       };
       worker.onmessage = (event: MessageEvent<{ id: number; results: R[] }>) => {
@@ -93,5 +100,5 @@ export async function runInWorkers<J, R>(module: URL, jobs: readonly J[], option
       if (!send()) return finish();
       send();
     });
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(workers, jobs.length)) }, runWorker));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(workers, count)) }, runWorker));
 }

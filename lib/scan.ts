@@ -8,27 +8,9 @@
  */
 
 import { join } from "node:path";
+import { type Entry, type EntryKind, EntryTable, type PackedTable } from "./entry_table.ts";
 
-/** What an entry is; `other` covers FIFOs, sockets and devices. */
-export type EntryKind = "file" | "dir" | "symlink" | "other";
-
-/** The metadata foldersync compares and preserves for one entry. */
-export interface Entry {
-  /** File, directory, symbolic link or other. */
-  kind: EntryKind;
-  /** Size in bytes (0 for directories). */
-  size: number;
-  /** Modification time in milliseconds since the epoch (Deno reports milliseconds). */
-  mtimeMs: number;
-  /** Permission bits, `mode & 0o7777` (0 where the OS has none). */
-  mode: number;
-  /** Target text of a symbolic link. */
-  target?: string;
-  /** Inode number (part of the key of the planned checksum cache). */
-  ino?: number;
-  /** Change time in milliseconds (part of the key of the planned checksum cache). */
-  ctimeMs?: number;
-}
+export type { Entry, EntryKind } from "./entry_table.ts";
 
 /** A path that could not be read, with why. */
 export interface ScanProblem {
@@ -43,7 +25,7 @@ export interface TreeScan {
   /** Absolute path of the root. */
   root: string;
   /** Entries by relative path (`/`-separated, root excluded), parents before children. */
-  entries: Map<string, Entry>;
+  entries: EntryTable;
   /** Directories whose listing is incomplete: nothing under them may be judged extraneous. */
   incomplete: Set<string>;
   /** Paths that could not be read. */
@@ -107,7 +89,13 @@ export function toEntry(info: Deno.FileInfo): Entry {
  */
 export function scanTree(root: string, options: ScanOptions = {}): TreeScan {
   const { fixPermissions = false, exclude } = options;
-  const scan: TreeScan = { root, entries: new Map(), incomplete: new Set(), problems: [], loosened: new Set() };
+  const scan: TreeScan = {
+    root,
+    entries: new EntryTable(),
+    incomplete: new Set(),
+    problems: [],
+    loosened: new Set(),
+  };
   listDirectory(scan, fixPermissions, exclude);
   return scan;
 }
@@ -215,6 +203,30 @@ function errorText(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
+/** A {@linkcode TreeScan} as plain data, for crossing between threads. */
+export interface PackedScan extends Omit<TreeScan, "entries"> {
+  entries: PackedTable;
+}
+
+/** What the scan worker answers. */
+export interface ScanReply {
+  scan?: PackedScan;
+  error?: { name: string; message: string };
+}
+
+/** A scan as plain data plus the buffers to transfer with it. */
+export function packScan(scan: TreeScan): { packed: PackedScan; transfer: ArrayBuffer[] } {
+  const entries = scan.entries.pack();
+  return {
+    packed: { ...scan, entries },
+    transfer: [entries.numbers.buffer, entries.meta.buffer],
+  };
+}
+
+function unpackScan(packed: PackedScan): TreeScan {
+  return { ...packed, entries: EntryTable.unpack(packed.entries) };
+}
+
 /** A scan of one tree running in a Worker; see {@linkcode startScanInWorker}. */
 export interface BackgroundScan {
   /** True once the worker has begun walking (it has booted). */
@@ -250,11 +262,10 @@ export function startScanInWorker(root: string): BackgroundScan {
   }
   const started = new Int32Array(new SharedArrayBuffer(4));
   const result = new Promise<TreeScan>((resolve, reject) => {
-    type Reply = { scan?: TreeScan; error?: { name: string; message: string } };
-    worker.onmessage = (event: MessageEvent<Reply>) => {
+    worker.onmessage = (event: MessageEvent<ScanReply>) => {
       const { scan, error } = event.data;
       worker.terminate();
-      if (scan) return resolve(scan);
+      if (scan) return resolve(unpackScan(scan));
       const ErrorClass = (Deno.errors as unknown as Record<string, ErrorConstructor>)[error?.name ?? ""] ?? Error;
       reject(new ErrorClass(error?.message ?? "Scan failed"));
     };

@@ -11,6 +11,7 @@ import { DEFAULT_HASH } from "./hash.ts";
 import { compareContent } from "./compare.ts";
 import { logger, operationsLogged, showPath } from "./log.ts";
 import { countPlan, type Plan, plan } from "./plan.ts";
+import { EntryTable } from "./entry_table.ts";
 import { type Entry, scanTree, startScanInWorker, toEntry, type TreeScan } from "./scan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
@@ -100,7 +101,9 @@ function scanReplica(replica: string, dryRun: boolean): { scan: TreeScan; root?:
     root = toEntry(Deno.statSync(replica));
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      return { scan: { root: replica, entries: new Map(), incomplete: new Set(), problems: [], loosened: new Set() } };
+      return {
+        scan: { root: replica, entries: new EntryTable(), incomplete: new Set(), problems: [], loosened: new Set() },
+      };
     }
     throw error;
   }

@@ -31,7 +31,10 @@ Deno.test("runInWorkers() installs files with mode and mtime, and reports failur
   jobs[7] = { ...jobs[7]!, src: join(src, "missing") };
   jobs[9] = { ...jobs[9]!, size: 999 }; // the source no longer matches its scan
   const results = new Map<number, CopyResult>();
-  await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, jobs, { workers: 2, onResult: (i, r) => results.set(i, r) });
+  await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, jobs.length, (i) => jobs[i]!, {
+    workers: 2,
+    onResult: (i, r) => results.set(i, r),
+  });
   assert.equal(results.size, jobs.length);
   assert.match(results.get(7)!.error ?? "", /NotFound/);
   assert.equal(results.get(9)!.changed, true);
@@ -62,14 +65,18 @@ Deno.test("runInWorkers() hands out no more batches once aborted", async () => {
   const controller = new AbortController();
   controller.abort();
   let attempted = 0;
-  await runInWorkers(COPY_WORKER, jobs, { workers: 2, signal: controller.signal, onResult: () => attempted++ });
+  await runInWorkers(COPY_WORKER, jobs.length, (i) => jobs[i]!, {
+    workers: 2,
+    signal: controller.signal,
+    onResult: () => attempted++,
+  });
   assert.equal(attempted, 0);
 });
 
 Deno.test("runInWorkers() pairs each reply with its own batch when replies come back out of order", async () => {
   const jobs = Array.from({ length: 300 }, (_, i) => i);
   const seen = new Map<number, number>();
-  await runInWorkers<number, number>(new URL("./fixtures/echo_worker.ts", import.meta.url), jobs, {
+  await runInWorkers<number, number>(new URL("./fixtures/echo_worker.ts", import.meta.url), jobs.length, (i) => i, {
     workers: 1,
     onResult: (i, result) => seen.set(i, result),
   });
