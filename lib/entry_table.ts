@@ -27,6 +27,11 @@ export interface Entry {
   ctimeMs?: number;
 }
 
+/** The kind of an lstat result. */
+export function kindOf(info: Deno.FileInfo): EntryKind {
+  return info.isFile ? "file" : info.isDirectory ? "dir" : info.isSymlink ? "symlink" : "other";
+}
+
 const KINDS: readonly EntryKind[] = ["file", "dir", "symlink", "other"];
 const KIND_CODE: Record<EntryKind, number> = { file: 0, dir: 1, symlink: 2, other: 3 };
 const REMOVED = 1 << 20;
@@ -82,6 +87,30 @@ export class EntryTable implements ReadonlyMap<string, Entry> {
     if (entry.target !== undefined) this.#targets.set(i, entry.target);
     else this.#targets.delete(i);
     return this;
+  }
+
+  /**
+   * Adds or replaces the entry at `path` straight from an lstat result, without an
+   * intermediate object (the scan's hot loop), and returns its kind.
+   */
+  setStat(path: string, info: Deno.FileInfo, target?: string): EntryKind {
+    const kind = kindOf(info);
+    let i = this.#index.get(path);
+    if (i === undefined) {
+      i = this.#paths.length;
+      if (i === this.#meta.length) this.#grow();
+      this.#paths.push(path);
+      this.#index.set(path, i);
+    }
+    const n = i * NUMS;
+    this.#numbers[n] = kind === "dir" ? 0 : info.size;
+    this.#numbers[n + 1] = info.mtime?.getTime() ?? 0;
+    this.#numbers[n + 2] = info.ctime?.getTime() ?? NaN;
+    this.#numbers[n + 3] = info.ino ?? NaN;
+    this.#meta[i] = (KIND_CODE[kind] << 16) | ((info.mode ?? 0) & 0o7777);
+    if (target !== undefined) this.#targets.set(i, target);
+    else this.#targets.delete(i);
+    return kind;
   }
 
   /** Removes the entry at `path`; true if there was one. */

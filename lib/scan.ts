@@ -7,8 +7,8 @@
  * @module
  */
 
-import { join } from "node:path";
-import { type Entry, type EntryKind, EntryTable, type PackedTable } from "./entry_table.ts";
+import { sep as SEP } from "node:path";
+import { type Entry, EntryTable, kindOf, type PackedTable } from "./entry_table.ts";
 
 export type { Entry, EntryKind } from "./entry_table.ts";
 
@@ -61,7 +61,7 @@ export interface ScanOptions {
  * ```
  */
 export function toEntry(info: Deno.FileInfo): Entry {
-  const kind: EntryKind = info.isFile ? "file" : info.isDirectory ? "dir" : info.isSymlink ? "symlink" : "other";
+  const kind = kindOf(info);
   const entry: Entry = {
     kind,
     size: kind === "dir" ? 0 : info.size,
@@ -108,10 +108,10 @@ function listDirectory(
   const stack: string[] = [""];
   while (stack.length > 0) {
     const rel = stack.pop()!;
-    const full = rel === "" ? scan.root : join(scan.root, rel);
-    let children: Array<[string, Entry]>;
+    const full = rel === "" ? scan.root : `${scan.root}${SEP}${rel.replaceAll("/", SEP)}`;
+    let dirs: string[];
     try {
-      children = readChildren(full, rel, scan, fixPermissions, exclude);
+      dirs = readChildren(full, rel, scan, fixPermissions, exclude);
     } catch (error) {
       if (rel === "") throw error; // the root itself: the caller must know
       if (error instanceof Deno.errors.NotFound) {
@@ -122,35 +122,31 @@ function listDirectory(
       scan.problems.push({ path: rel, message: `Cannot read directory: ${errorText(error)}` });
       continue;
     }
-    const dirs: string[] = [];
-    for (const [childRel, entry] of children) {
-      scan.entries.set(childRel, entry);
-      if (entry.kind === "dir") dirs.push(childRel);
-    }
     // Pushed in reverse so that the walk visits directories in sorted order.
     for (let i = dirs.length - 1; i >= 0; i--) stack.push(dirs[i]!);
   }
 }
 
+/** Lists a directory into the scan and returns its subdirectories' relative paths. */
 function readChildren(
   full: string,
   rel: string,
   scan: TreeScan,
   fixPermissions: boolean,
   exclude: ((relPath: string) => boolean) | undefined,
-): Array<[string, Entry]> {
+): string[] {
   try {
-    return readChildrenOnce(full, rel, scan, exclude);
+    return readChildrenOnce(full, rel, scan, exclude, fixPermissions);
   } catch (error) {
     if (!fixPermissions || !(error instanceof Deno.errors.PermissionDenied)) throw error;
     // Opened up for the whole run (subdirectories need the search bit too); the plan puts the
-    // mode back afterwards, or the directory is removed.
+    // mode back afterwards, or the directory is removed. Entries already stored are replaced.
     const mode = (Deno.lstatSync(full).mode ?? 0) & 0o7777;
     Deno.chmodSync(full, mode | 0o700);
     try {
-      const children = readChildrenOnce(full, rel, scan, exclude);
+      const dirs = readChildrenOnce(full, rel, scan, exclude, false);
       scan.loosened.add(rel);
-      return children;
+      return dirs;
     } catch (retryError) {
       Deno.chmodSync(full, mode);
       throw retryError;
@@ -158,33 +154,39 @@ function readChildren(
   }
 }
 
+/**
+ * The hot loop of every scan: one readDir, then one lstat per entry written straight into
+ * the table. With `strict`, a permission error on an entry is thrown (for the caller to open
+ * the directory up and retry) instead of being recorded.
+ */
 function readChildrenOnce(
   full: string,
   rel: string,
   scan: TreeScan,
   exclude: ((relPath: string) => boolean) | undefined,
-): Array<[string, Entry]> {
+  strict: boolean,
+): string[] {
   const names: string[] = [];
   for (const dirent of Deno.readDirSync(full)) names.push(dirent.name);
   names.sort(compareNames);
-  const out: Array<[string, Entry]> = [];
+  const dirs: string[] = [];
+  const prefix = rel === "" ? "" : `${rel}/`;
   for (const name of names) {
-    const childRel = rel === "" ? name : `${rel}/${name}`;
+    const childRel = prefix + name;
     if (exclude?.(childRel)) continue;
-    const childFull = join(full, name);
-    let entry: Entry;
+    const childFull = `${full}${SEP}${name}`;
     try {
-      entry = toEntry(Deno.lstatSync(childFull));
-      if (entry.kind === "symlink") entry.target = Deno.readLinkSync(childFull);
+      const info = Deno.lstatSync(childFull);
+      const target = info.isSymlink ? Deno.readLinkSync(childFull) : undefined;
+      if (scan.entries.setStat(childRel, info, target) === "dir") dirs.push(childRel);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) continue; // vanished: it no longer exists
+      if (strict && error instanceof Deno.errors.PermissionDenied) throw error;
       scan.incomplete.add(rel);
       scan.problems.push({ path: childRel, message: `Cannot stat: ${errorText(error)}` });
-      continue;
     }
-    out.push([childRel, entry]);
   }
-  return out;
+  return dirs;
 }
 
 /**

@@ -410,13 +410,20 @@ Deno.test("main.ts as a non-root user: read-only replica entries, and an unreada
   const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`m${i}`, `many ${i}`]));
   // 100 new files in a read-only replica directory: the worker pool fails on them, and the
   // careful path must open the directory up and finish the job.
-  await writeTree(src, { locked: { "a": "a" }, open: { "b": "b2", "c": "c", ...many }, roSrc: { "x": "x" } });
+  await writeTree(src, {
+    locked: { "a": "a" },
+    open: { "b": "b2", "c": "c", ...many },
+    roSrc: { "x": "x" },
+    listOnly: { "f": "new content" },
+  });
   await writeTree(dst, {
     locked: { "a": "a" },
     open: { "b": "old b", "stray": "s", roSub: { deeper: { "f": "f" } } },
     roSrc: { "x": "old x" },
     junk: { ro: { "f": "f" } },
+    listOnly: { "f": "old", "stray": "s" },
   });
+  await Deno.chmod(join(dst, "listOnly"), 0o444); // readable but not searchable: lstat inside fails
   await Deno.chmod(join(src, "roSrc"), 0o555);
   await Deno.chmod(join(dst, "open", "b"), 0o444);
   await Deno.chmod(join(dst, "open", "roSub", "deeper"), 0o555);
