@@ -44,8 +44,11 @@ function settle<T>(fn: () => T): Promise<T> {
 
 const COPY_WORKER = new URL("./copy_worker.ts", import.meta.url);
 
-/** Below this many plain copies, starting workers costs more than it saves. */
-const MIN_POOL_FILES = 64;
+/**
+ * Below this many plain copies, starting workers costs more than it saves: a copy worker
+ * takes ~16 ms to start and saves ~35 us a file (measured on 4 KiB files).
+ */
+const MIN_POOL_FILES = 512;
 
 /** Files up to this size are copied in memory: far cheaper per file than Deno.copyFile. */
 const SMALL_FILE = 1 << 20;

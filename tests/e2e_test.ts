@@ -407,8 +407,8 @@ Deno.test("main.ts as a non-root user: read-only replica entries, and an unreada
   const dir = tmp.path;
   const src = join(dir, "src");
   const dst = join(dir, "dst");
-  const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`m${i}`, `many ${i}`]));
-  // 100 new files in a read-only replica directory: the worker pool fails on them, and the
+  const many = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`m${i}`, `many ${i}`]));
+  // 600 new files (enough for the copy workers) in a read-only replica directory: the workers fail on them, and the
   // careful path must open the directory up and finish the job.
   await writeTree(src, {
     locked: { "a": "a" },

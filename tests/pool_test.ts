@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { CopyJob, CopyResult } from "../lib/copy_worker.ts";
 import { runInWorkers } from "../lib/pool.ts";
+import { getHasher, hashFileSync } from "../lib/hash.ts";
+import type { HashJob, HashResult } from "../lib/hash_worker.ts";
 
 const COPY_WORKER = new URL("../lib/copy_worker.ts", import.meta.url);
 import { POSIX, tempDir } from "./helpers.ts";
@@ -82,4 +84,28 @@ Deno.test("runInWorkers() pairs each reply with its own batch when replies come 
   });
   assert.equal(seen.size, jobs.length);
   for (const i of jobs) assert.equal(seen.get(i), i * 2, `job ${i}`);
+});
+
+Deno.test("runInWorkers() with the hash worker gives the digests hashing in this thread gives", async () => {
+  await using tmp = await tempDir();
+  const jobs: HashJob[] = [];
+  for (let i = 0; i < 100; i++) {
+    const path = join(tmp.path, `f${i}`);
+    const size = i === 99 ? 3 << 20 : 100 + i; // one file large enough to be streamed
+    await Deno.writeFile(path, new Uint8Array(size).fill(i));
+    jobs.push({ path, size, hash: i % 2 ? "xxh3" : "md5" });
+  }
+  jobs.push({ path: join(tmp.path, "missing"), size: 1, hash: "xxh3" });
+  const results = new Map<number, HashResult>();
+  await runInWorkers<HashJob, HashResult>(
+    new URL("../lib/hash_worker.ts", import.meta.url),
+    jobs.length,
+    (i) => jobs[i]!,
+    { workers: 2, onResult: (i, r) => results.set(i, r) },
+  );
+  assert.equal(results.size, jobs.length);
+  for (const [i, job] of jobs.slice(0, 100).entries()) {
+    assert.equal(results.get(i)!.digest, hashFileSync(await getHasher(job.hash), job.path, job.size), `job ${i}`);
+  }
+  assert.match(results.get(100)!.error ?? "", /NotFound/);
 });
