@@ -6,7 +6,6 @@
  */
 
 import { configure, getLogger, type LogLevel, type LogRecord, reset, type Sink } from "@logtape/logtape";
-import { getFileSink, getRotatingFileSink } from "@logtape/file";
 import type { Verbosity } from "./cli.ts";
 import { UsageError } from "./errors.ts";
 
@@ -148,6 +147,8 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
     try {
       // Opened once here so that a bad path is a usage error before anything is touched.
       (await Deno.open(file, { append: true, create: true })).close();
+      // Loaded only when a log file is asked for: it adds to every start otherwise.
+      const { getFileSink, getRotatingFileSink } = await import("@logtape/file");
       const fileOptions = { formatter, bufferSize: 64 * 1024, flushInterval: 500 };
       if (maxSize !== undefined || setup.keep !== undefined) {
         const limit = maxSize ?? 10 * 1024 * 1024;
