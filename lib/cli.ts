@@ -81,7 +81,7 @@ Options:
       --log-max-size SIZE   rotate the log file past SIZE (10M, 512K ...)
       --log-keep N          rotated log files kept besides the current one (default 5)
       --allow-empty-source  let an empty source empty a non-empty replica
-  -j, --jobs N              parallel copies and hashes (default 8)
+  -j, --jobs N              most parallel copies and hashes (default 8; also capped by cores)
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
       --no-cache            do not use the hash cache
