@@ -3,7 +3,8 @@
  * same generated trees in the same run, tools alternated (A B A B ...) so machine drift
  * cancels out. Prints medians, ratios to rsync, and peak RSS (GNU time, when installed).
  *
- * Usage: deno task bench [--quick] [--reps N] [--only small,large,real]
+ * Usage: deno task bench [--quick] [--reps N] [--only small,large,real,huge] [--dir DIR]
+ * (huge, a million empty files for the memory row, runs only when named)
  *
  * @module
  */
@@ -131,6 +132,17 @@ async function genLarge(root: string): Promise<void> {
   }
 }
 
+/** 1,000,000 empty files in 10,000 directories: the memory row (only with --only huge). */
+async function genHuge(root: string): Promise<void> {
+  const files = QUICK ? 100_000 : 1_000_000;
+  for (let d = 0; d < 10_000; d++) Deno.mkdirSync(join(root, `d${d % 100}`, `e${d}`), { recursive: true });
+  for (let i = 0; i < files; i++) {
+    Deno.writeFileSync(join(root, `d${(i % 10_000) % 100}`, `e${i % 10_000}`, `f${i}`), EMPTY);
+  }
+  await Promise.resolve();
+}
+const EMPTY = new Uint8Array(0);
+
 async function genReal(root: string): Promise<void> {
   await sh(`mkdir -p '${root}' && cp -a /usr/share/. '${root}/' 2>/dev/null || true`);
 }
@@ -169,13 +181,13 @@ async function scenario(
   name: string,
   src: string,
   prepare: (dst: string, tool: Tool) => Promise<void>,
-  opts: { checksum?: boolean; tools?: string[] } = {},
+  opts: { checksum?: boolean; tools?: string[]; reps?: number } = {},
 ) {
   const row: Row = { tree, scenario: name, results: new Map() };
   const tools = TOOLS.filter((t) =>
     (opts.tools ? opts.tools.includes(t.name) : true) && (!opts.checksum || t.checksum)
   );
-  for (let rep = 0; rep < REPS; rep++) {
+  for (let rep = 0; rep < (opts.reps ?? REPS); rep++) {
     for (const tool of rep % 2 ? [...tools].reverse() : tools) {
       const dst = join(WORK, `dst-${tool.name.replace(/\W/g, "")}`);
       await prepare(dst, tool);
@@ -227,6 +239,12 @@ async function benchTree(tree: string, gen: (root: string) => Promise<void>) {
   console.error(`generating ${tree} tree ...`);
   await sh(`rm -rf '${src}'`);
   await gen(src);
+  if (tree === "huge") {
+    // The memory row: peak RSS at a million files, for an initial copy and a no-op.
+    await scenario(tree, "initial copy", src, (dst) => fresh(dst), { tools: ["foldersync", "rsync"], reps: 1 });
+    await scenario(tree, "no-op resync", src, () => Promise.resolve(), { tools: ["foldersync", "rsync"], reps: 1 });
+    return;
+  }
   await scenario(tree, "initial copy", src, (dst) => fresh(dst));
   await scenario(tree, "no-op resync", src, async (dst, tool) => {
     if (!(await Deno.stat(dst).catch(() => undefined))) await mirrorOf(src)(dst);
@@ -263,6 +281,7 @@ try {
   if (ONLY.has("small")) await benchTree("small", genSmall);
   if (ONLY.has("large")) await benchTree("large", genLarge);
   if (ONLY.has("real")) await benchTree("real", genReal);
+  if (ONLY.has("huge")) await benchTree("huge", genHuge);
 } finally {
   if (!values.dir) await sh(`chmod -R u+rwx '${WORK}'; rm -rf '${WORK}'`);
 }
