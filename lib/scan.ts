@@ -180,7 +180,17 @@ function readChildrenOnce(
       const target = info.isSymlink ? Deno.readLinkSync(childFull) : undefined;
       if (scan.entries.setStat(childRel, info, target) === "dir") dirs.push(childRel);
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) continue; // vanished: it no longer exists
+      if (error instanceof Deno.errors.NotFound) {
+        if (!name.includes("\uFFFD")) continue; // vanished: it no longer exists
+        // Deno turns bytes that are not UTF-8 into U+FFFD, so such a name cannot be reached
+        // at all: say so, and keep the directory from being judged on a partial listing.
+        scan.incomplete.add(rel);
+        scan.problems.push({
+          path: childRel,
+          message: "Name is not valid UTF-8 and cannot be copied (Deno names files by UTF-8 text)",
+        });
+        continue;
+      }
       if (strict && error instanceof Deno.errors.PermissionDenied) throw error;
       scan.incomplete.add(rel);
       scan.problems.push({ path: childRel, message: `Cannot stat: ${errorText(error)}` });

@@ -451,3 +451,26 @@ Deno.test("main.ts as a non-root user: read-only replica entries, and an unreada
   assert.equal(await Deno.readTextFile(join(dst, "locked", "a")), "a", "kept: not provably extraneous");
   await assert.rejects(Deno.lstat(join(dst, "open", "stray2")), Deno.errors.NotFound);
 });
+
+Deno.test("main.ts reports names that are not valid UTF-8 instead of skipping them silently (exit 1)", {
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { "ok.txt": "fine", sub: { "keep.txt": "k" } });
+  await writeTree(dst, { sub: { "stray.txt": "s" } });
+  // Latin-1 bytes, as an old tool or a foreign disk leaves them; Deno cannot create such a name.
+  const made = await new Deno.Command("sh", {
+    args: ["-c", "touch \"$(printf 'caf\\351.txt')\" && touch \"sub/$(printf 'x\\377')\""],
+    cwd: src,
+  }).output();
+  if (!made.success) return; // the file system refuses such names (it enforces UTF-8)
+  const run = await runMain([src, dst]);
+  assert.equal(run.code, 1, run.stdout + run.stderr);
+  assert.match(run.stderr, /caf\uFFFD\.txt: Name is not valid UTF-8 and cannot be copied/);
+  assert.match(run.stderr, /sub\/x\uFFFD: Name is not valid UTF-8/);
+  assert.equal(await Deno.readTextFile(join(dst, "ok.txt")), "fine", "the rest is synced");
+  assert.equal(await Deno.readTextFile(join(dst, "sub", "stray.txt")), "s", "nothing removed on a partial listing");
+});
