@@ -226,6 +226,19 @@ export async function applyPlan(
     });
   };
 
+  // 0. Removals that must come first: names that differ from new ones only in case or in
+  //    Unicode normalization are the same name on case-insensitive file systems.
+  for (const action of plan.removes) {
+    if (!action.first) continue;
+    try {
+      await removeTree(at(action.path), action.kind);
+      stats.removed++;
+      onEvent({ type: "op", action: "remove", path: action.path, kind: action.kind });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) fail(action.path, error);
+    }
+  }
+
   // 1. Directories, parents first.
   for (const action of plan.mkdirs) {
     await breathe();
@@ -413,6 +426,7 @@ export async function applyPlan(
   for (const action of plan.removes) {
     await breathe();
     if (signal?.aborted) return stats;
+    if (action.first) continue;
     try {
       await removeTree(at(action.path), action.kind);
       stats.removed++;

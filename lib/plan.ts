@@ -49,6 +49,11 @@ export interface RemoveAction {
   op: "remove";
   path: string;
   kind: EntryKind;
+  /**
+   * Remove before anything is created: the path differs from a new entry's only in case or
+   * Unicode normalization, so on a case-insensitive file system it is the same name.
+   */
+  first?: true;
 }
 
 /** An entry left alone, with why (special files, entries under unreadable directories). */
@@ -196,6 +201,7 @@ export function plan(source: PlanTree, replica: PlanTree, options: PlanOptions =
     touched.add(parentOf(path));
   }
   result.removes.reverse();
+  markEarlyRemoves(result);
 
   for (const dir of touched) dirAttrs.add(dir);
   for (const dir of replica.loosened ?? []) {
@@ -205,6 +211,24 @@ export function plan(source: PlanTree, replica: PlanTree, options: PlanOptions =
   }
   result.dirAttrs = [...dirAttrs].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
   return result;
+}
+
+/** Folds a path the way case- and normalization-insensitive file systems compare names. */
+function foldName(path: string): string {
+  return path.normalize("NFC").toLowerCase();
+}
+
+/**
+ * Marks removals that must come before creations: `a.txt` renamed to `A.txt` is a copy of
+ * `A.txt` and a removal of `a.txt`, and on macOS or Windows the removal after the copy would
+ * delete the new file.
+ */
+function markEarlyRemoves(result: Plan): void {
+  if (result.removes.length === 0) return;
+  const created = new Set<string>();
+  for (const m of result.mkdirs) created.add(foldName(m.path));
+  for (const t of result.transfers) if (t.op === "copy" || t.op === "link") created.add(foldName(t.path));
+  for (const r of result.removes) if (created.has(foldName(r.path))) r.first = true;
 }
 
 function planCreate(result: Plan, path: string, s: Entry, replace: EntryKind | undefined): void {

@@ -474,3 +474,21 @@ Deno.test("main.ts reports names that are not valid UTF-8 instead of skipping th
   assert.equal(await Deno.readTextFile(join(dst, "ok.txt")), "fine", "the rest is synced");
   assert.equal(await Deno.readTextFile(join(dst, "sub", "stray.txt")), "s", "nothing removed on a partial listing");
 });
+
+Deno.test("main.ts follows a rename that changes only case, on any file system", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { "readme.txt": "text", docs: { "a.md": "a" } });
+  assert.equal((await runMain([src, dst])).code, 0);
+  await Deno.rename(join(src, "readme.txt"), join(src, "x.tmp"));
+  await Deno.rename(join(src, "x.tmp"), join(src, "README.txt"));
+  await Deno.rename(join(src, "docs"), join(src, "y.tmp"));
+  await Deno.rename(join(src, "y.tmp"), join(src, "Docs"));
+  const run = await runMain([src, dst]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name).sort(), ["Docs", "README.txt"]);
+  assert.equal(await Deno.readTextFile(join(dst, "README.txt")), "text");
+  assert.equal(await Deno.readTextFile(join(dst, "Docs", "a.md")), "a");
+  await assertMirror(src, dst);
+});

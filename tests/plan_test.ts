@@ -159,3 +159,12 @@ Deno.test("plan() puts back the mode of replica directories the scan opened up",
   assert.deepEqual(p.dirAttrs, ["kept/x", ""], "the removed 'extra' needs none");
   assert.deepEqual(p.removes.map((r) => r.path), ["extra"]);
 });
+
+Deno.test("plan() removes first what differs from a new name only in case or normalization", () => {
+  const p = plan(
+    tree({ "A.txt": file(), "caf\u00e9": dir(), keep: file() }),
+    tree({ "a.txt": file(), "cafe\u0301": dir(), "cafe\u0301/x": file(), other: file() }),
+  );
+  const removes = Object.fromEntries(p.removes.map((r) => [r.path, r.first ?? false]));
+  assert.deepEqual(removes, { "a.txt": true, "cafe\u0301": true, other: false });
+});
