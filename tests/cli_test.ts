@@ -151,3 +151,10 @@ Deno.test("parseSize() and formatBytes() agree on binary units", () => {
   assert.equal(formatBytes(512), "512 B");
   assert.equal(formatBytes(1536), "1.5 KiB");
 });
+
+Deno.test("parseCommand() takes paths that start with a dash after --", () => {
+  const o = syncOptions(["-q", "--", "-src", "--dst"]);
+  assert.equal(o.source, "-src");
+  assert.equal(o.replica, "--dst");
+  assert.equal(o.verbosity, "quiet");
+});
