@@ -71,13 +71,7 @@ export class EntryTable implements ReadonlyMap<string, Entry> {
 
   /** Adds `entry` at `path`, or replaces the entry there. */
   set(path: string, entry: Entry): this {
-    let i = this.#index.get(path);
-    if (i === undefined) {
-      i = this.#paths.length;
-      if (i === this.#meta.length) this.#grow();
-      this.#paths.push(path);
-      this.#index.set(path, i);
-    }
+    const i = this.#slot(path);
     const n = i * NUMS;
     this.#numbers[n] = entry.size;
     this.#numbers[n + 1] = entry.mtimeMs;
@@ -95,13 +89,7 @@ export class EntryTable implements ReadonlyMap<string, Entry> {
    */
   setStat(path: string, info: Deno.FileInfo, target?: string): EntryKind {
     const kind = kindOf(info);
-    let i = this.#index.get(path);
-    if (i === undefined) {
-      i = this.#paths.length;
-      if (i === this.#meta.length) this.#grow();
-      this.#paths.push(path);
-      this.#index.set(path, i);
-    }
+    const i = this.#slot(path);
     const n = i * NUMS;
     this.#numbers[n] = kind === "dir" ? 0 : info.size;
     this.#numbers[n + 1] = info.mtime?.getTime() ?? 0;
@@ -194,6 +182,18 @@ export class EntryTable implements ReadonlyMap<string, Entry> {
     const target = this.#targets.get(i);
     if (target !== undefined) entry.target = target;
     return entry;
+  }
+
+  /** The row of `path`, appended if it is new. */
+  #slot(path: string): number {
+    let i = this.#index.get(path);
+    if (i === undefined) {
+      i = this.#paths.length;
+      if (i === this.#meta.length) this.#grow();
+      this.#paths.push(path);
+      this.#index.set(path, i);
+    }
+    return i;
   }
 
   #grow(): void {
