@@ -18,6 +18,8 @@ export interface ScanProblem {
   path: string;
   /** One line saying what went wrong. */
   message: string;
+  /** True when a whole directory could not be listed (else one entry in it failed). */
+  directory?: true;
 }
 
 /** The result of walking one tree. */
@@ -119,7 +121,7 @@ function listDirectory(
         continue;
       }
       scan.incomplete.add(rel);
-      scan.problems.push({ path: rel, message: `Cannot read directory: ${errorText(error)}` });
+      scan.problems.push({ path: rel, message: `Cannot read directory: ${errorText(error)}`, directory: true });
       continue;
     }
     // Pushed in reverse so that the walk visits directories in sorted order.

@@ -55,17 +55,22 @@ function logEvent(event: ApplyEvent, dryRun: boolean): void {
       break;
     }
     case "error":
-      logger.error("{text}", {
-        text: `${showPath(event.path)}: ${event.message}`,
-        action: "error",
-        path: event.path,
-        error: event.message,
-      });
+      logEntryError(event.path, event.message);
       break;
     case "debug":
       logger.debug("{text}", { text: `${showPath(event.path)}: ${event.message}`, path: event.path });
       break;
   }
+}
+
+/** One error line for one entry: `path: message`, with the path as a field for JSON logs. */
+function logEntryError(path: string, message: string, suffix = "", prefix = ""): void {
+  logger.error("{text}", {
+    text: `${prefix}${showPath(path)}: ${message}${suffix}`,
+    action: "error",
+    path,
+    error: message,
+  });
 }
 
 /** Reports a plan as the operations it would do, without doing them. */
@@ -157,21 +162,10 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   }
   const scanned = performance.now();
   for (const problem of sourceScan.problems) {
-    logger.error("{text}", {
-      text: `${showPath(problem.path)}: ${problem.message} (nothing under it is removed from the replica)`,
-      action: "error",
-      path: problem.path,
-      error: problem.message,
-    });
+    const spared = problem.directory ? "nothing under it" : "nothing in its directory";
+    logEntryError(problem.path, problem.message, ` (${spared} is removed from the replica)`);
   }
-  for (const problem of replicaScan.problems) {
-    logger.error("{text}", {
-      text: `replica ${showPath(problem.path)}: ${problem.message}`,
-      action: "error",
-      path: problem.path,
-      error: problem.message,
-    });
-  }
+  for (const problem of replicaScan.problems) logEntryError(problem.path, problem.message, "", "replica ");
 
   if (sourceScan.entries.size === 0 && replicaScan.entries.size > 0 && !allowEmptySource) {
     throw new RefusedError(
@@ -191,7 +185,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
       onCacheError: (message) => logger.warn("{text}", { text: message }),
       onError: (path, message) => {
         hashErrors++;
-        logger.error("{text}", { text: `${showPath(path)}: ${message}`, action: "error", path, error: message });
+        logEntryError(path, message);
       },
     });
     sameContent = compared.same;
