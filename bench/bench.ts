@@ -76,11 +76,18 @@ const deno = Deno.execPath();
 const TOOLS: Tool[] = [
   {
     name: "foldersync",
-    cmd: (
+    // The hash cache lives in the work directory, so the bench leaves nothing in the user's cache.
+    cmd: (s, d, c) => [
+      deno,
+      "run",
+      "--allow-read",
+      "--allow-write",
+      MAIN,
       s,
       d,
-      c,
-    ) => [deno, "run", "--allow-read", "--allow-write", "--allow-env", MAIN, s, d, "-q", ...(c ? ["-c"] : [])],
+      "-q",
+      ...(c ? ["-c", "--cache-dir", join(WORK, "hash-cache", d.replace(/\W/g, "_"))] : []),
+    ],
     checksum: true,
   },
   {
