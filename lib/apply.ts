@@ -10,11 +10,10 @@
 
 import { lutimesSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { CopyAction, Plan } from "./plan.ts";
+import type { CopyAction, LinkAction, Plan } from "./plan.ts";
 import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "./pool.ts";
 import { parentOf } from "./plan.ts";
-import type { Entry } from "./scan.ts";
 import { describeError } from "./errors.ts";
 
 /** The file-system calls apply makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
@@ -112,10 +111,6 @@ export function emptyStats(): Stats {
 
 /** Options for {@linkcode applyPlan}. */
 export interface ApplyOptions {
-  /** Source entries by relative path, as scanned: the metadata to give the replica. */
-  sourceEntries: ReadonlyMap<string, Entry>;
-  /** The source root's own entry (for the replica root's attributes). */
-  sourceRoot: Entry;
   /**
    * Copies running at once.
    * @default 8
@@ -162,18 +157,16 @@ class ChangedError extends Error {
  *
  * @example Applying a plan
  * ```ts
- * const stats = await applyPlan(p, "/data/src", "/backup/src", { sourceEntries, sourceRoot });
+ * const stats = await applyPlan(p, "/data/src", "/backup/src");
  * ```
  */
 export async function applyPlan(
   plan: Plan,
   source: string,
   replica: string,
-  options: ApplyOptions,
+  options: ApplyOptions = {},
 ): Promise<Stats> {
   const {
-    sourceEntries,
-    sourceRoot,
     jobs = 8,
     workers = Math.min(jobs, navigator.hardwareConcurrency ?? 2),
     fs = denoFs,
@@ -292,9 +285,9 @@ export async function applyPlan(
     }
   };
 
-  const copyOne = (rel: string, entry: Entry, replaceKind: string | undefined) =>
-    install(rel, replaceKind, (tmp) => fs.copyFile(from(rel), tmp, entry.size), async (tmp) => {
-      const after = await fs.lstat(from(rel));
+  const copyOne = (entry: CopyAction) =>
+    install(entry.path, entry.replace, (tmp) => fs.copyFile(from(entry.path), tmp, entry.size), async (tmp) => {
+      const after = await fs.lstat(from(entry.path));
       const tmpInfo = await fs.lstat(tmp);
       if (
         !after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs ||
@@ -308,10 +301,10 @@ export async function applyPlan(
       await fs.utime(tmp, after.atime ?? new Date(), new Date(entry.mtimeMs));
     });
 
-  const linkOne = (rel: string, target: string, entry: Entry, replaceKind: string | undefined) =>
-    install(rel, replaceKind, async (tmp) => {
+  const linkOne = (entry: LinkAction) =>
+    install(entry.path, entry.replace, async (tmp) => {
       try {
-        await fs.symlink(target, tmp);
+        await fs.symlink(entry.target, tmp);
       } catch (error) {
         if (!(error instanceof Deno.errors.NotCapable)) throw error;
         throw new Error(
@@ -337,33 +330,31 @@ export async function applyPlan(
       if (next >= transfers.length || signal?.aborted) break;
       const action = transfers[next++]!;
       if (blocked(action.path)) continue;
-      const entry = sourceEntries.get(action.path);
-      if (!entry) continue;
       try {
         switch (action.op) {
           case "copy":
           case "update":
-            await copyOne(action.path, entry, action.replace);
+            await copyOne(action);
             if (action.op === "copy") stats.copied++;
             else stats.updated++;
-            stats.bytes += entry.size;
-            onEvent({ type: "op", action: action.op, path: action.path, size: entry.size });
+            stats.bytes += action.size;
+            onEvent({ type: "op", action: action.op, path: action.path, size: action.size });
             break;
           case "link":
-            await linkOne(action.path, action.target, entry, action.replace);
+            await linkOne(action);
             stats.linked++;
             onEvent({ type: "op", action: "link", path: action.path, target: action.target });
             break;
           case "attrs": {
             const full = at(action.path);
-            const mtime = new Date(entry.mtimeMs);
+            const mtime = new Date(action.mtimeMs);
             if (action.kind === "symlink") {
               await fs.lutime(full, mtime, mtime);
             } else {
               const info = await fs.lstat(full);
               if (!info.isFile) throw new ChangedError("Replica entry changed during the sync");
-              if (((info.mode ?? 0) & 0o7777) !== entry.mode && Deno.build.os !== "windows") {
-                await fs.chmod(full, entry.mode);
+              if (((info.mode ?? 0) & 0o7777) !== action.mode && Deno.build.os !== "windows") {
+                await fs.chmod(full, action.mode);
               }
               await fs.utime(full, info.atime ?? new Date(), mtime);
             }
@@ -382,43 +373,42 @@ export async function applyPlan(
 
   /** Hands plain copies to the worker pool; returns the transfers left for the careful path. */
   async function copyPlainInWorkers(all: Plan["transfers"]): Promise<Plan["transfers"]> {
-    const plain: Array<{ action: CopyAction; entry: Entry }> = [];
+    const plain: CopyAction[] = [];
     const rest: Plan["transfers"] = [];
     for (const action of all) {
-      const entry = sourceEntries.get(action.path);
       const isPlain = (action.op === "copy" || action.op === "update") && action.replace === undefined;
-      if (isPlain && entry && !blocked(action.path)) plain.push({ action, entry });
+      if (isPlain && !blocked(action.path)) plain.push(action);
       else rest.push(action);
     }
     if (plain.length < MIN_POOL_FILES) return all;
     const copyJob = (i: number): CopyJob => {
-      const { action, entry } = plain[i]!;
+      const action = plain[i]!;
       const dst = at(action.path);
       return {
         src: from(action.path),
         dst,
         tmp: join(dirname(dst), tempName()),
-        size: entry.size,
-        mode: entry.mode,
-        mtimeMs: entry.mtimeMs,
+        size: action.size,
+        mode: action.mode,
+        mtimeMs: action.mtimeMs,
       };
     };
     const done = new Uint8Array(plain.length);
     await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, plain.length, copyJob, {
       workers,
       ...(signal ? { signal } : {}),
-      weight: (i) => plain[i]!.entry.size,
+      weight: (i) => plain[i]!.size,
       onResult: (i, result) => {
         if (!result.ok) return;
         done[i] = 1;
-        const { action, entry } = plain[i]!;
+        const action = plain[i]!;
         if (action.op === "copy") stats.copied++;
         else stats.updated++;
-        stats.bytes += entry.size;
-        onEvent({ type: "op", action: action.op, path: action.path, size: entry.size });
+        stats.bytes += action.size;
+        onEvent({ type: "op", action: action.op, path: action.path, size: action.size });
       },
     });
-    for (let i = 0; i < plain.length; i++) if (!done[i]) rest.push(plain[i]!.action);
+    for (let i = 0; i < plain.length; i++) if (!done[i]) rest.push(plain[i]!);
     return rest;
   }
 
@@ -438,11 +428,10 @@ export async function applyPlan(
   }
 
   // 4. Directory attributes, deepest first, so that later changes do not disturb them.
-  for (const rel of plan.dirAttrs) {
+  for (const entry of plan.dirAttrs) {
     if (signal?.aborted) return stats;
+    const rel = entry.path;
     if (failedDirs.has(rel) || blocked(rel)) continue;
-    const entry = rel === "" ? sourceRoot : sourceEntries.get(rel);
-    if (!entry) continue;
     const full = at(rel);
     try {
       if (Deno.build.os !== "windows") await fs.chmod(full, entry.mode);

@@ -11,7 +11,7 @@ import { getHasher, hashFileSync, type HashName } from "./hash.ts";
 import { HashCache } from "./hash_cache.ts";
 import type { HashJob, HashResult } from "./hash_worker.ts";
 import { runInWorkers } from "./pool.ts";
-import type { TreeScan } from "./scan.ts";
+import type { ContentPair } from "./plan.ts";
 
 /** Options for {@linkcode compareContent}. */
 export interface CompareOptions {
@@ -54,53 +54,51 @@ export interface Comparison {
 const MIN_POOL_FILES = 4096;
 
 /**
- * Hashes every regular file present in both trees with equal sizes, and returns the relative
- * paths whose digests are equal, with how many files were hashed and how many were cached. Pairs of different sizes are different without hashing.
+ * Hashes both files of every pair (equal-sized regular files at the same path), and returns
+ * the relative paths whose digests are equal, with how many files were hashed and how many
+ * were cached.
  *
  * Needs read permission for both trees, and for `cacheDir` read and write permission. Never
  * throws for a single file.
  *
- * @example Comparing two scans
+ * @example Comparing the pairs of a plan
  * ```ts
- * const { same } = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3" });
+ * const { planner } = await marchTrees(src, dst, { checksum: true });
+ * const { same } = await compareContent(src, dst, planner.contentPairs, { hash: "xxh3" });
  * ```
  */
 export async function compareContent(
-  source: TreeScan,
-  replica: TreeScan,
+  source: string,
+  replica: string,
+  pairs: readonly ContentPair[],
   options: CompareOptions,
 ): Promise<Comparison> {
   const { hash, jobs = 8, cacheDir, readOnly = false, onError = () => {}, onCacheError = () => {} } = options;
-  const trees = [source, replica] as const;
-  const caches = trees.map((t) => (cacheDir ? HashCache.open(cacheDir, t.root, hash) : HashCache.none()));
+  const roots = [source, replica] as const;
+  const caches = roots.map((root) => (cacheDir ? HashCache.open(cacheDir, root, hash) : HashCache.none()));
   const digests = [new Map<string, string>(), new Map<string, string>()];
 
-  const candidates: string[] = [];
-  // Paths are the scans' own strings; a job's full path is built only when its batch is sent.
-  const work: Array<{ side: 0 | 1; path: string; size: number }> = [];
+  // Paths are the pairs' own strings; a job's full path is built only when its batch is sent.
+  const work: Array<{ side: 0 | 1; pair: ContentPair }> = [];
   const jobOf = (i: number): HashJob => {
-    const { side, path, size } = work[i]!;
-    return { path: join(trees[side].root, path), size, hash };
+    const { side, pair } = work[i]!;
+    return { path: join(roots[side], pair.path), size: pair.source.size, hash };
   };
-  for (const [path, s] of source.entries) {
-    const r = replica.entries.get(path);
-    if (s.kind !== "file" || r?.kind !== "file" || r.size !== s.size) continue;
-    candidates.push(path);
+  for (const pair of pairs) {
     for (const side of [0, 1] as const) {
-      const entry = side === 0 ? s : r;
-      const cached = caches[side]!.get(path, entry);
-      if (cached !== undefined) digests[side]!.set(path, cached);
-      else work.push({ side, path, size: entry.size });
+      const cached = caches[side]!.get(pair.path, side === 0 ? pair.source : pair.replica);
+      if (cached !== undefined) digests[side]!.set(pair.path, cached);
+      else work.push({ side, pair });
     }
   }
 
   const hashedAt = Date.now();
   const failed = new Set<string>();
   const record = (i: number, result: HashResult) => {
-    const { side, path } = work[i]!;
+    const { side, pair: { path, source, replica } } = work[i]!;
     if (result.digest !== undefined) {
       digests[side]!.set(path, result.digest);
-      caches[side]!.set(path, trees[side].entries.get(path)!, result.digest, hashedAt);
+      caches[side]!.set(path, side === 0 ? source : replica, result.digest, hashedAt);
     } else if (!failed.has(path)) {
       failed.add(path);
       onError(path, `Cannot hash: ${result.error}`);
@@ -110,7 +108,7 @@ export async function compareContent(
   if (work.length >= MIN_POOL_FILES) {
     await runInWorkers<HashJob, HashResult>(HASH_WORKER, work.length, jobOf, {
       workers: Math.min(jobs, navigator.hardwareConcurrency ?? 2),
-      weight: (i) => work[i]!.size,
+      weight: (i) => work[i]!.pair.source.size,
       onResult: (i, result) => {
         done[i] = 1;
         record(i, result);
@@ -137,9 +135,9 @@ export async function compareContent(
     }
   }
   const same = new Set<string>();
-  for (const path of candidates) {
+  for (const { path } of pairs) {
     const a = digests[0]!.get(path);
     if (a !== undefined && a === digests[1]!.get(path)) same.add(path);
   }
-  return { same, hashed: work.length, cached: 2 * candidates.length - work.length };
+  return { same, hashed: work.length, cached: 2 * pairs.length - work.length };
 }

@@ -16,7 +16,7 @@
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import type { HashName } from "./hash.ts";
-import type { Entry } from "./scan.ts";
+import type { Entry } from "./listing.ts";
 
 /** size, mtimeMs, ctimeMs, ino, digest */
 type Row = [number, number, number, number, string];

@@ -1,13 +1,25 @@
 /**
- * PURE: decides, from two scans, every change that makes the replica equal to the source.
+ * PURE: decides, directory by directory, every change that makes the replica equal to the
+ * source.
  *
- * The plan is data: `--dry-run` prints it, tests check it without touching a disk, and
- * `apply.ts` executes it. Like rclone's march/equal split, nothing here does I/O.
+ * Like rclone's march, the {@linkcode Planner} merges the sorted listings of the same
+ * directory in both trees, so it never holds a whole tree: only the plan (the changes) and the
+ * directories still to visit. The plan is data: `--dry-run` prints it, tests check it without
+ * touching a disk, and `apply.ts` executes it. Nothing here does I/O.
  *
  * @module
  */
 
-import type { Entry, EntryKind } from "./scan.ts";
+import {
+  compareNames,
+  type Entry,
+  type EntryKind,
+  FAILED,
+  INCOMPLETE,
+  ListingBatch,
+  LOOSENED,
+  VANISHED,
+} from "./listing.ts";
 
 /** Create a directory (first removing a non-directory that stands in its place). */
 export interface MkdirAction {
@@ -17,12 +29,16 @@ export interface MkdirAction {
   replace?: EntryKind;
 }
 
-/** Copy a regular file: new (`copy`) or changed (`update`). */
+/** Copy a regular file: new (`copy`) or changed (`update`), with the source's metadata. */
 export interface CopyAction {
   op: "copy" | "update";
   path: string;
   /** Size of the source file when scanned. */
   size: number;
+  /** Modification time of the source file when scanned. */
+  mtimeMs: number;
+  /** Permission bits of the source file. */
+  mode: number;
   /** The kind of replica entry that must be removed first, if any (never `file`). */
   replace?: EntryKind;
 }
@@ -33,6 +49,8 @@ export interface LinkAction {
   path: string;
   /** The link's target text, copied verbatim. */
   target: string;
+  /** Modification time of the source link. */
+  mtimeMs: number;
   /** The kind of replica entry that must be replaced, if any. */
   replace?: EntryKind;
 }
@@ -42,6 +60,10 @@ export interface AttrsAction {
   op: "attrs";
   path: string;
   kind: "file" | "symlink";
+  /** The source's modification time. */
+  mtimeMs: number;
+  /** The source's permission bits (not used for links). */
+  mode: number;
 }
 
 /** Remove an entry the source does not have (a directory with everything in it). */
@@ -56,7 +78,14 @@ export interface RemoveAction {
   first?: true;
 }
 
-/** An entry left alone, with why (special files, entries under unreadable directories). */
+/** Give a directory the source's mode and mtime, once everything in it is done. */
+export interface DirAttrs {
+  path: string;
+  mtimeMs: number;
+  mode: number;
+}
+
+/** An entry left alone, with why (special files). */
 export interface Skip {
   path: string;
   reason: string;
@@ -68,38 +97,41 @@ export interface Plan {
   mkdirs: MkdirAction[];
   /** Files and links to copy, and attributes to set. */
   transfers: Array<CopyAction | LinkAction | AttrsAction>;
-  /** Extraneous entries to remove, deepest first; a directory is removed with its contents. */
+  /** Extraneous entries to remove, children before parents; a directory goes with its contents. */
   removes: RemoveAction[];
   /** Directories whose mode and mtime must be set after their contents, deepest first, root last. */
-  dirAttrs: string[];
+  dirAttrs: DirAttrs[];
   /** Entries deliberately left alone. */
   skipped: Skip[];
   /** Bytes that copies and updates will write. */
   bytes: number;
 }
 
-/** What the planner knows of one tree. */
-export interface PlanTree {
-  /** The root's own metadata; `undefined` when the root does not exist (a new replica). */
-  root?: Entry;
-  /** Entries by relative path, `/`-separated, parents before children. */
-  entries: ReadonlyMap<string, Entry>;
-  /** Directories whose listing is incomplete. */
-  incomplete?: ReadonlySet<string>;
-  /** Replica directories whose mode the scan opened up: their mode must be set again. */
-  loosened?: ReadonlySet<string>;
+/** A pair of equal-sized files whose contents `--checksum` must compare. */
+export interface ContentPair {
+  path: string;
+  source: Entry;
+  replica: Entry;
 }
 
-/** Options for {@linkcode plan}. */
+/** Options for {@linkcode Planner} and {@linkcode plan}. */
 export interface PlanOptions {
   /**
-   * Compare regular files by content: files of equal size are equal only if listed in
-   * `sameContent`; size and mtime are not used to decide.
+   * Compare regular files by content: equal-sized files become {@linkcode ContentPair}s, and
+   * are equal only if {@linkcode Planner.finish} is told so; mtime is not used to decide.
    * @default false
    */
   checksum?: boolean;
-  /** With `checksum`: relative paths whose content hashes are equal in both trees. */
-  sameContent?: ReadonlySet<string>;
+}
+
+/** A source directory whose listing the planner still waits for. */
+interface PendingDir {
+  /** True when the replica has no directory there: everything in it is created. */
+  fresh: boolean;
+  /** The source directory's own metadata. */
+  entry: Entry;
+  /** True when its mode or mtime differ from the replica's. */
+  attrsDiffer: boolean;
 }
 
 /** The parent of a relative path (`""` for top-level names). */
@@ -108,114 +140,199 @@ export function parentOf(path: string): string {
   return slash === -1 ? "" : path.slice(0, slash);
 }
 
-function underAny(path: string, dirs: ReadonlySet<string> | undefined): boolean {
-  if (!dirs || dirs.size === 0) return false;
-  let p = path;
-  while (p !== "") {
-    p = parentOf(p);
-    if (dirs.has(p)) return true;
-  }
-  return false;
-}
-
 /**
- * Computes the {@linkcode Plan} that turns the replica into an exact copy of the source.
+ * Builds a {@linkcode Plan} from the listings of both trees, one directory at a time, parents
+ * before children. For each directory it {@linkcode Planner.wants}, the caller lists the
+ * replica's side (unless the directory is new) and hands both to {@linkcode Planner.add};
+ * directories it does not want (under a removed or replaced directory) are skipped.
  *
- * Pure: no I/O, no permissions. Never plans a removal under a source directory whose listing
- * is incomplete, since nothing there can be proved extraneous.
+ * Never plans a removal in a source directory whose listing is incomplete, since nothing there
+ * can be proved extraneous, and nothing at all under a source directory that failed to list.
  *
  * @example Planning a new file
  * ```ts
- * const file = { kind: "file", size: 3, mtimeMs: 1000, mode: 0o644 } as const;
  * const dir = { kind: "dir", size: 0, mtimeMs: 1000, mode: 0o755 } as const;
- * const p = plan(
- *   { root: dir, entries: new Map([["a.txt", file]]) },
- *   { root: dir, entries: new Map() },
- * );
- * // p.transfers: [{ op: "copy", path: "a.txt", size: 3 }]
+ * const planner = new Planner(dir, dir);
+ * const source = new ListingBatch();
+ * source.begin("");
+ * source.push("a.txt", { kind: "file", size: 3, mtimeMs: 1000, mode: 0o644 });
+ * const replica = new ListingBatch();
+ * replica.begin("");
+ * planner.add(source, 0, replica, 0);
+ * planner.finish().transfers; // [{ op: "copy", path: "a.txt", size: 3, mtimeMs: 1000, mode: 0o644 }]
  * ```
  */
-export function plan(source: PlanTree, replica: PlanTree, options: PlanOptions = {}): Plan {
-  const { checksum = false, sameContent = new Set<string>() } = options;
-  const result: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
-  /** Directories whose entries change, so their mtime must be put back afterwards. */
-  const touched = new Set<string>();
-  /** Replica directories removed or replaced as a whole: nothing under them needs a plan. */
-  const gone = new Set<string>();
-  const dirAttrs = new Set<string>();
+export class Planner {
+  /** Source entries seen in the listings planned so far. */
+  sourceEntries = 0;
+  #plan: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
+  #checksum: boolean;
+  #pending = new Map<string, PendingDir>();
+  #dirAttrs = new Map<string, DirAttrs>();
+  #pairs: ContentPair[] = [];
+  /** Source metadata of directories holding content pairs, in case one of them is updated. */
+  #pairDirs = new Map<string, Entry>();
 
-  if (!replica.root) {
-    result.mkdirs.push({ op: "mkdir", path: "" });
-    dirAttrs.add("");
-  } else if (source.root && attrsDiffer(source.root, replica.root)) {
-    dirAttrs.add("");
+  /** Starts a plan; `replicaRoot` is undefined when the replica does not exist yet. */
+  constructor(sourceRoot: Entry, replicaRoot: Entry | undefined, options: PlanOptions = {}) {
+    this.#checksum = options.checksum ?? false;
+    if (!replicaRoot) this.#plan.mkdirs.push({ op: "mkdir", path: "" });
+    this.#pending.set("", {
+      fresh: !replicaRoot,
+      entry: sourceRoot,
+      attrsDiffer: !replicaRoot || attrsDiffer(sourceRoot, replicaRoot),
+    });
   }
 
-  for (const [path, s] of source.entries) {
-    const r = replica.entries.get(path);
-    if (s.kind === "other") {
-      result.skipped.push({ path, reason: "special file (FIFO, socket or device) is not copied" });
-      continue;
-    }
-    if (!r || r.kind !== s.kind) {
-      if (r?.kind === "dir") gone.add(path);
-      planCreate(result, path, s, r?.kind);
-      touched.add(parentOf(path));
-      if (s.kind === "dir") dirAttrs.add(path);
-      continue;
-    }
-    switch (s.kind) {
-      case "file": {
-        const differs = s.size !== r.size ||
-          (checksum ? !sameContent.has(path) : s.mtimeMs !== r.mtimeMs);
-        if (differs) {
-          result.transfers.push({ op: "update", path, size: s.size });
-          result.bytes += s.size;
-          touched.add(parentOf(path));
-        } else if (attrsDiffer(s, r)) {
-          result.transfers.push({ op: "attrs", path, kind: "file" });
+  /**
+   * Whether the planner wants the listing of source directory `dir`: `"both"` with the
+   * replica's listing too, `"source"` when the replica has nothing there, `undefined` when
+   * the directory needs no plan.
+   */
+  wants(dir: string): "both" | "source" | undefined {
+    const pending = this.#pending.get(dir);
+    return pending === undefined ? undefined : pending.fresh ? "source" : "both";
+  }
+
+  /** The pairs `--checksum` must hash before {@linkcode Planner.finish}. */
+  get contentPairs(): readonly ContentPair[] {
+    return this.#pairs;
+  }
+
+  /**
+   * Plans directory `source.dirs[k]` from its source listing and, unless it is new (or the
+   * replica's side could not be listed), the replica's listing `replica.dirs[rk]`.
+   */
+  add(source: ListingBatch, k: number, replica?: ListingBatch, rk = 0): void {
+    const dir = source.dirs[k]!;
+    const pending = this.#pending.get(dir);
+    if (!pending) return;
+    this.#pending.delete(dir);
+    const flags = source.flags[k]!;
+    if (flags & (FAILED | VANISHED)) return;
+    const r = pending.fresh ? undefined : replica;
+    const prefix = dir === "" ? "" : `${dir}/`;
+    const created: string[] = [];
+    const removed: RemoveAction[] = [];
+    let touched = false;
+    let i = source.start(k);
+    const iEnd = source.end(k);
+    let j = r ? r.start(rk) : 0;
+    const jEnd = r ? r.end(rk) : 0;
+    this.sourceEntries += iEnd - i;
+
+    while (i < iEnd || j < jEnd) {
+      const order = i === iEnd ? 1 : j === jEnd ? -1 : compareNames(source.names[i]!, r!.names[j]!);
+      if (order > 0) {
+        // Only in the replica: extraneous, unless the source listing is partial.
+        if (!(flags & INCOMPLETE)) {
+          const remove: RemoveAction = { op: "remove", path: prefix + r!.names[j]!, kind: r!.kind(j) };
+          this.#plan.removes.push(remove);
+          removed.push(remove);
+          touched = true;
         }
-        break;
+        j++;
+        continue;
       }
-      case "symlink":
-        if (s.target !== r.target) {
-          result.transfers.push({ op: "link", path, target: s.target ?? "", replace: "symlink" });
-          touched.add(parentOf(path));
-        } else if (s.mtimeMs !== r.mtimeMs) {
-          result.transfers.push({ op: "attrs", path, kind: "symlink" });
+      const name = source.names[i]!;
+      const path = prefix + name;
+      const kind = source.kind(i);
+      const rKind = order === 0 ? r!.kind(j) : undefined;
+      if (kind === "other") {
+        this.#plan.skipped.push({ path, reason: "special file (FIFO, socket or device) is not copied" });
+      } else if (kind !== rKind) {
+        this.#create(path, source, i, rKind);
+        created.push(name);
+        touched = true;
+      } else if (kind === "dir") {
+        const entry = source.entry(i);
+        this.#pending.set(path, { fresh: false, entry, attrsDiffer: attrsDiffer(entry, r!.entry(j)) });
+      } else if (kind === "symlink") {
+        const target = source.target(i) ?? "";
+        if (target !== (r!.target(j) ?? "")) {
+          const mtimeMs = source.mtimeMs(i);
+          this.#plan.transfers.push({ op: "link", path, target, mtimeMs, replace: "symlink" });
+          created.push(name);
+          touched = true;
+        } else if (source.mtimeMs(i) !== r!.mtimeMs(j)) {
+          this.#plan.transfers.push({ op: "attrs", path, kind: "symlink", mtimeMs: source.mtimeMs(i), mode: 0 });
         }
-        break;
-      case "dir":
-        if (attrsDiffer(s, r)) dirAttrs.add(path);
-        break;
+      } else if (source.size(i) !== r!.size(j)) {
+        this.#copy("update", path, source.entry(i));
+        touched = true;
+      } else if (this.#checksum) {
+        this.#pairs.push({ path, source: source.entry(i), replica: r!.entry(j) });
+        this.#pairDirs.set(dir, pending.entry);
+      } else if (source.mtimeMs(i) !== r!.mtimeMs(j)) {
+        this.#copy("update", path, source.entry(i));
+        touched = true;
+      } else if (source.mode(i) !== r!.mode(j)) {
+        this.#plan.transfers.push({
+          op: "attrs",
+          path,
+          kind: "file",
+          mtimeMs: source.mtimeMs(i),
+          mode: source.mode(i),
+        });
+      }
+      i++;
+      if (order === 0) j++;
+    }
+
+    if (created.length > 0 && removed.length > 0) markEarlyRemoves(created, removed, prefix.length);
+    const loosened = r !== undefined && (r.flags[rk]! & LOOSENED) !== 0;
+    if (pending.fresh || pending.attrsDiffer || touched || loosened) this.#setDirAttrs(dir, pending.entry);
+  }
+
+  /**
+   * The finished plan. With `checksum`, `sameContent` lists the paths of
+   * {@linkcode Planner.contentPairs} whose contents are equal; the others are updated.
+   */
+  finish(sameContent: ReadonlySet<string> = new Set()): Plan {
+    for (const { path, source, replica } of this.#pairs) {
+      if (!sameContent.has(path)) {
+        this.#copy("update", path, source);
+        const dir = parentOf(path);
+        if (!this.#dirAttrs.has(dir)) this.#setDirAttrs(dir, this.#pairDirs.get(dir)!);
+      } else if (attrsDiffer(source, replica)) {
+        this.#plan.transfers.push({ op: "attrs", path, kind: "file", mtimeMs: source.mtimeMs, mode: source.mode });
+      }
+    }
+    this.#pairs = [];
+    this.#pairDirs.clear();
+    this.#plan.removes.reverse();
+    this.#plan.dirAttrs = [...this.#dirAttrs.values()].sort((a, b) => (a.path < b.path ? 1 : a.path > b.path ? -1 : 0));
+    return this.#plan;
+  }
+
+  #create(path: string, source: ListingBatch, i: number, replace: EntryKind | undefined): void {
+    const extra = replace === undefined ? {} : { replace };
+    const entry = source.entry(i);
+    if (entry.kind === "dir") {
+      this.#plan.mkdirs.push({ op: "mkdir", path, ...extra });
+      this.#pending.set(path, { fresh: true, entry, attrsDiffer: true });
+    } else if (entry.kind === "symlink") {
+      this.#plan.transfers.push({ op: "link", path, target: entry.target ?? "", mtimeMs: entry.mtimeMs, ...extra });
+    } else {
+      this.#copy("copy", path, entry, replace);
     }
   }
 
-  for (const [path, r] of replica.entries) {
-    if (source.entries.has(path) || underAny(path, gone)) continue;
-    if (source.incomplete?.has(parentOf(path)) || underAny(path, source.incomplete)) {
-      continue;
-    }
-    result.removes.push({ op: "remove", path, kind: r.kind });
-    if (r.kind === "dir") gone.add(path);
-    touched.add(parentOf(path));
+  #copy(op: "copy" | "update", path: string, entry: Entry, replace?: EntryKind): void {
+    const action: CopyAction = { op, path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode };
+    if (replace !== undefined) action.replace = replace;
+    this.#plan.transfers.push(action);
+    this.#plan.bytes += entry.size;
   }
-  result.removes.reverse();
-  markEarlyRemoves(result);
 
-  for (const dir of touched) dirAttrs.add(dir);
-  for (const dir of replica.loosened ?? []) {
-    if (dir === "" || (source.entries.get(dir)?.kind === "dir" && !gone.has(dir) && !underAny(dir, gone))) {
-      dirAttrs.add(dir);
-    }
+  #setDirAttrs(path: string, entry: Entry): void {
+    this.#dirAttrs.set(path, { path, mtimeMs: entry.mtimeMs, mode: entry.mode });
   }
-  result.dirAttrs = [...dirAttrs].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0));
-  return result;
 }
 
-/** Folds a path the way case- and normalization-insensitive file systems compare names. */
-function foldName(path: string): string {
-  return path.normalize("NFC").toLowerCase();
+/** Folds a name the way case- and normalization-insensitive file systems compare names. */
+function foldName(name: string): string {
+  return name.normalize("NFC").toLowerCase();
 }
 
 /**
@@ -223,28 +340,83 @@ function foldName(path: string): string {
  * `A.txt` and a removal of `a.txt`, and on macOS or Windows the removal after the copy would
  * delete the new file.
  */
-function markEarlyRemoves(result: Plan): void {
-  if (result.removes.length === 0) return;
-  const created = new Set<string>();
-  for (const m of result.mkdirs) created.add(foldName(m.path));
-  for (const t of result.transfers) if (t.op === "copy" || t.op === "link") created.add(foldName(t.path));
-  for (const r of result.removes) if (created.has(foldName(r.path))) r.first = true;
-}
-
-function planCreate(result: Plan, path: string, s: Entry, replace: EntryKind | undefined): void {
-  const extra = replace === undefined ? {} : { replace };
-  if (s.kind === "dir") {
-    result.mkdirs.push({ op: "mkdir", path, ...extra });
-  } else if (s.kind === "symlink") {
-    result.transfers.push({ op: "link", path, target: s.target ?? "", ...extra });
-  } else {
-    result.transfers.push({ op: "copy", path, size: s.size, ...extra });
-    result.bytes += s.size;
-  }
+function markEarlyRemoves(createdNames: string[], removes: RemoveAction[], prefixLength: number): void {
+  const created = new Set(createdNames.map(foldName));
+  for (const r of removes) if (created.has(foldName(r.path.slice(prefixLength)))) r.first = true;
 }
 
 function attrsDiffer(s: Entry, r: Entry): boolean {
   return s.mtimeMs !== r.mtimeMs || s.mode !== r.mode;
+}
+
+/** Two whole trees, for {@linkcode plan}. */
+export interface PlanTree {
+  /** The root's own metadata; `undefined` when the root does not exist (a new replica). */
+  root?: Entry;
+  /** Entries by relative path, `/`-separated. */
+  entries: ReadonlyMap<string, Entry>;
+  /** Directories whose listing is incomplete. */
+  incomplete?: ReadonlySet<string>;
+  /** Replica directories whose mode the scan opened up: their mode must be set again. */
+  loosened?: ReadonlySet<string>;
+}
+
+const NO_DIR: Entry = { kind: "dir", size: 0, mtimeMs: 0, mode: 0o755 };
+
+/**
+ * Plans two whole trees held in memory, through the same {@linkcode Planner} the sync uses:
+ * for tests and tools that already have both trees.
+ *
+ * @example Planning a new file
+ * ```ts
+ * const file = { kind: "file", size: 3, mtimeMs: 1000, mode: 0o644 } as const;
+ * const dir = { kind: "dir", size: 0, mtimeMs: 1000, mode: 0o755 } as const;
+ * const p = plan({ root: dir, entries: new Map([["a.txt", file]]) }, { root: dir, entries: new Map() });
+ * // p.transfers: [{ op: "copy", path: "a.txt", size: 3, mtimeMs: 1000, mode: 0o644 }]
+ * ```
+ */
+export function plan(
+  source: PlanTree,
+  replica: PlanTree,
+  options: PlanOptions & { sameContent?: ReadonlySet<string> } = {},
+): Plan {
+  const planner = new Planner(source.root ?? NO_DIR, replica.root, options);
+  const sourceDirs = byParent(source.entries);
+  const replicaDirs = byParent(replica.entries);
+  const listing = (dirs: Map<string, Array<[string, Entry]>>, dir: string, flags: number) => {
+    const batch = new ListingBatch();
+    batch.flags[batch.begin(dir)] = flags;
+    for (const [name, entry] of dirs.get(dir) ?? []) batch.push(name, entry);
+    return batch;
+  };
+  const stack = [""];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    const wants = planner.wants(dir);
+    if (!wants) continue;
+    const flags = source.incomplete?.has(dir) ? INCOMPLETE : 0;
+    const rFlags = replica.loosened?.has(dir) ? LOOSENED : 0;
+    planner.add(listing(sourceDirs, dir, flags), 0, wants === "both" ? listing(replicaDirs, dir, rFlags) : undefined);
+    const prefix = dir === "" ? "" : `${dir}/`;
+    const children = sourceDirs.get(dir) ?? [];
+    for (let i = children.length - 1; i >= 0; i--) {
+      if (children[i]![1].kind === "dir") stack.push(prefix + children[i]![0]);
+    }
+  }
+  return planner.finish(options.sameContent);
+}
+
+/** Entries grouped by parent directory, each group sorted by name. */
+function byParent(entries: ReadonlyMap<string, Entry>): Map<string, Array<[string, Entry]>> {
+  const dirs = new Map<string, Array<[string, Entry]>>();
+  for (const [path, entry] of entries) {
+    const parent = parentOf(path);
+    let list = dirs.get(parent);
+    if (!list) dirs.set(parent, list = []);
+    list.push([path.slice(parent === "" ? 0 : parent.length + 1), entry]);
+  }
+  for (const list of dirs.values()) list.sort((a, b) => compareNames(a[0], b[0]));
+  return dirs;
 }
 
 /**

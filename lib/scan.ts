@@ -1,305 +1,237 @@
 /**
- * Walks one tree with lstat, never following symbolic links, into a flat map of entries.
+ * Reads trees with lstat, never following symbolic links, one directory at a time: the listing
+ * of one directory ({@linkcode listDirectory}), a depth-first walk ({@linkcode walkStep}), and
+ * the source walk that moves to a Worker once one has booted ({@linkcode SourceWalk}).
  *
- * The walk is synchronous on purpose: per-call async overhead dominates a metadata walk
+ * Nothing here holds a whole tree: the planner consumes listings as they come, so memory
+ * follows the depth and breadth of the walk, not the number of files.
+ *
+ * The calls are synchronous on purpose: per-call async overhead dominates a metadata walk
  * (measured on /usr/share: readDirSync + lstatSync 0.6 s, async lstat pools 2.4 s and more).
  *
  * @module
  */
 
 import { sep as SEP } from "node:path";
-import { type Entry, EntryTable, kindOf, type PackedTable } from "./entry_table.ts";
-
-export type { Entry, EntryKind } from "./entry_table.ts";
-
-/** A path that could not be read, with why. */
-export interface ScanProblem {
-  /** Relative path, `/`-separated; `""` is the root. */
-  path: string;
-  /** One line saying what went wrong. */
-  message: string;
-  /** True when a whole directory could not be listed (else one entry in it failed). */
-  directory?: true;
-}
-
-/** The result of walking one tree. */
-export interface TreeScan {
-  /** Absolute path of the root. */
-  root: string;
-  /** Entries by relative path (`/`-separated, root excluded), parents before children. */
-  entries: EntryTable;
-  /** Directories whose listing is incomplete: nothing under them may be judged extraneous. */
-  incomplete: Set<string>;
-  /** Paths that could not be read. */
-  problems: ScanProblem[];
-  /**
-   * Directories whose mode the walk had to open up (`fixPermissions`); their entries keep the
-   * original mode, and the plan sets their final mode after the run.
-   */
-  loosened: Set<string>;
-}
-
-/** Options for {@linkcode scanTree}. */
-export interface ScanOptions {
-  /**
-   * Temporarily add owner rwx to directories that cannot be listed, then put the mode back.
-   * Used for the replica, whose read-only or unreadable directories must still be synced.
-   * @default false
-   */
-  fixPermissions?: boolean;
-  /**
-   * Skip entries whose relative path this returns true for (the replica's own temp files
-   * are never skipped: they are junk to delete).
-   */
-  exclude?: (relPath: string) => boolean;
-}
+import { compareNames, FAILED, INCOMPLETE, ListingBatch, LOOSENED, type PackedBatch, VANISHED } from "./listing.ts";
 
 /**
- * Converts a `Deno.FileInfo` from lstat into an {@linkcode Entry} (without a link target).
+ * Lists directory `rel` of the tree at `root` into `batch`, sorted by name, one lstat per
+ * entry (and a readlink per symbolic link).
  *
- * @example Converting an lstat result
- * ```ts
- * const entry = toEntry(Deno.lstatSync("/etc/hostname"));
- * ```
- */
-export function toEntry(info: Deno.FileInfo): Entry {
-  const kind = kindOf(info);
-  const entry: Entry = {
-    kind,
-    size: kind === "dir" ? 0 : info.size,
-    mtimeMs: info.mtime?.getTime() ?? 0,
-    mode: (info.mode ?? 0) & 0o7777,
-  };
-  if (info.ino !== null) entry.ino = info.ino;
-  if (info.ctime) entry.ctimeMs = info.ctime.getTime();
-  return entry;
-}
-
-/**
- * Walks the tree under `root` (which must be a directory) with lstat, never following links.
+ * Never throws for a directory inside the tree: a directory that cannot be listed is flagged
+ * {@linkcode FAILED} with a problem, one that vanished {@linkcode VANISHED}, and entries that
+ * cannot be read make it {@linkcode INCOMPLETE}. Throws only if the root itself (`rel` is
+ * `""`) cannot be listed. With `fixPermissions` (the replica), a directory that denies
+ * listing gets owner rwx for the rest of the run and is flagged {@linkcode LOOSENED}.
  *
  * Needs read permission for `root`, and write permission too with `fixPermissions`.
- * Never throws for entries inside the tree: unreadable paths are listed in `problems`, and
- * directories that could not be fully listed in `incomplete`. Throws only if `root` itself
- * cannot be listed.
  *
- * @example Scanning a tree
+ * @example Listing a root
  * ```ts
- * const scan = scanTree("/data/src");
- * for (const [path, entry] of scan.entries) console.log(entry.kind, path);
+ * const batch = new ListingBatch();
+ * listDirectory(batch, "/data/src", "");
  * ```
  */
-export function scanTree(root: string, options: ScanOptions = {}): TreeScan {
-  const { fixPermissions = false, exclude } = options;
-  const scan: TreeScan = {
-    root,
-    entries: new EntryTable(),
-    incomplete: new Set(),
-    problems: [],
-    loosened: new Set(),
-  };
-  listDirectory(scan, fixPermissions, exclude);
-  return scan;
-}
-
-function listDirectory(
-  scan: TreeScan,
-  fixPermissions: boolean,
-  exclude: ((relPath: string) => boolean) | undefined,
-): void {
-  const stack: string[] = [""];
-  while (stack.length > 0) {
-    const rel = stack.pop()!;
-    const full = rel === "" ? scan.root : `${scan.root}${SEP}${rel.replaceAll("/", SEP)}`;
-    let dirs: string[];
-    try {
-      dirs = readChildren(full, rel, scan, fixPermissions, exclude);
-    } catch (error) {
-      if (rel === "") throw error; // the root itself: the caller must know
-      if (error instanceof Deno.errors.NotFound) {
-        scan.entries.delete(rel); // vanished between listing its parent and reading it
-        continue;
-      }
-      scan.incomplete.add(rel);
-      scan.problems.push({ path: rel, message: `Cannot read directory: ${errorText(error)}`, directory: true });
-      continue;
-    }
-    // Pushed in reverse so that the walk visits directories in sorted order.
-    for (let i = dirs.length - 1; i >= 0; i--) stack.push(dirs[i]!);
-  }
-}
-
-/** Lists a directory into the scan and returns its subdirectories' relative paths. */
-function readChildren(
-  full: string,
-  rel: string,
-  scan: TreeScan,
-  fixPermissions: boolean,
-  exclude: ((relPath: string) => boolean) | undefined,
-): string[] {
+export function listDirectory(batch: ListingBatch, root: string, rel: string, fixPermissions = false): void {
+  const k = batch.begin(rel);
+  const full = rel === "" ? root : `${root}${SEP}${rel.replaceAll("/", SEP)}`;
   try {
-    return readChildrenOnce(full, rel, scan, exclude, fixPermissions);
-  } catch (error) {
-    if (!fixPermissions || !(error instanceof Deno.errors.PermissionDenied)) throw error;
-    // Opened up for the whole run (subdirectories need the search bit too); the plan puts the
-    // mode back afterwards, or the directory is removed. Entries already stored are replaced.
-    const mode = (Deno.lstatSync(full).mode ?? 0) & 0o7777;
-    Deno.chmodSync(full, mode | 0o700);
     try {
-      const dirs = readChildrenOnce(full, rel, scan, exclude, false);
-      scan.loosened.add(rel);
-      return dirs;
-    } catch (retryError) {
-      Deno.chmodSync(full, mode);
-      throw retryError;
+      readEntries(batch, k, full, rel, fixPermissions);
+    } catch (error) {
+      if (!fixPermissions || !(error instanceof Deno.errors.PermissionDenied)) throw error;
+      // Opened up for the whole run (subdirectories need the search bit too); the plan puts
+      // the mode back afterwards, or the directory is removed.
+      const mode = (Deno.lstatSync(full).mode ?? 0) & 0o7777;
+      Deno.chmodSync(full, mode | 0o700);
+      batch.clearLast();
+      try {
+        readEntries(batch, k, full, rel, false);
+        batch.flags[k]! |= LOOSENED;
+      } catch (retryError) {
+        Deno.chmodSync(full, mode);
+        throw retryError;
+      }
     }
+  } catch (error) {
+    if (rel === "") throw error; // the root itself: the caller must know
+    batch.clearLast();
+    if (error instanceof Deno.errors.NotFound) {
+      batch.flags[k]! |= VANISHED;
+      return;
+    }
+    batch.flags[k]! |= FAILED;
+    batch.problems.push({ path: rel, message: `Cannot read directory: ${errorText(error)}`, directory: true });
   }
 }
 
 /**
- * The hot loop of every scan: one readDir, then one lstat per entry written straight into
- * the table. With `strict`, a permission error on an entry is thrown (for the caller to open
- * the directory up and retry) instead of being recorded.
+ * The hot loop of every walk: one readDir, then one lstat per entry written straight into the
+ * batch. With `strict`, a permission error on an entry is thrown (for the caller to open the
+ * directory up and retry) instead of being recorded.
  */
-function readChildrenOnce(
-  full: string,
-  rel: string,
-  scan: TreeScan,
-  exclude: ((relPath: string) => boolean) | undefined,
-  strict: boolean,
-): string[] {
+function readEntries(batch: ListingBatch, k: number, full: string, rel: string, strict: boolean): void {
   const names: string[] = [];
   for (const dirent of Deno.readDirSync(full)) names.push(dirent.name);
   names.sort(compareNames);
-  const dirs: string[] = [];
   const prefix = rel === "" ? "" : `${rel}/`;
   for (const name of names) {
-    const childRel = prefix + name;
-    if (exclude?.(childRel)) continue;
     const childFull = `${full}${SEP}${name}`;
     try {
       const info = Deno.lstatSync(childFull);
-      const target = info.isSymlink ? Deno.readLinkSync(childFull) : undefined;
-      if (scan.entries.setStat(childRel, info, target) === "dir") dirs.push(childRel);
+      batch.pushStat(name, info, info.isSymlink ? Deno.readLinkSync(childFull) : undefined);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
         if (!name.includes("\uFFFD")) continue; // vanished: it no longer exists
         // Deno turns bytes that are not UTF-8 into U+FFFD, so such a name cannot be reached
         // at all: say so, and keep the directory from being judged on a partial listing.
-        scan.incomplete.add(rel);
-        scan.problems.push({
-          path: childRel,
+        batch.flags[k]! |= INCOMPLETE;
+        batch.problems.push({
+          path: prefix + name,
           message: "Name is not valid UTF-8 and cannot be copied (Deno names files by UTF-8 text)",
         });
         continue;
       }
       if (strict && error instanceof Deno.errors.PermissionDenied) throw error;
-      scan.incomplete.add(rel);
-      scan.problems.push({ path: childRel, message: `Cannot stat: ${errorText(error)}` });
+      batch.flags[k]! |= INCOMPLETE;
+      batch.problems.push({ path: prefix + name, message: `Cannot stat: ${errorText(error)}` });
     }
   }
-  return dirs;
 }
 
 /**
- * Orders names the way the plan orders paths: by UTF-16 code units, as `Array.sort` does.
- *
- * @example Sorting names
- * ```ts
- * ["b", "a"].sort(compareNames); // ["a", "b"]
- * ```
+ * One step of a depth-first walk: lists the directory on top of `stack` into `batch` and
+ * pushes its subdirectories so that they are visited in sorted order, parents before children.
  */
-export function compareNames(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+export function walkStep(batch: ListingBatch, root: string, stack: string[]): void {
+  const rel = stack.pop()!;
+  listDirectory(batch, root, rel);
+  const k = batch.dirs.length - 1;
+  const prefix = rel === "" ? "" : `${rel}/`;
+  for (let i = batch.end(k) - 1; i >= batch.start(k); i--) {
+    if (batch.kind(i) === "dir") stack.push(prefix + batch.names[i]!);
+  }
 }
 
 function errorText(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-/** A {@linkcode TreeScan} as plain data, for crossing between threads. */
-export interface PackedScan extends Omit<TreeScan, "entries"> {
-  entries: PackedTable;
+/** What the scan worker posts: a batch of listings, the end of the walk, or a failure. */
+export interface WalkMessage {
+  batch?: PackedBatch;
+  done?: true;
+  error?: string;
 }
 
-/** What the scan worker answers. */
-export interface ScanReply {
-  scan?: PackedScan;
-  error?: { name: string; message: string };
-}
-
-/** A scan as plain data plus the buffers to transfer with it. */
-export function packScan(scan: TreeScan): { packed: PackedScan; transfer: ArrayBuffer[] } {
-  const entries = scan.entries.pack();
-  return {
-    packed: { ...scan, entries },
-    transfer: [entries.numbers.buffer, entries.meta.buffer],
-  };
-}
-
-function unpackScan(packed: PackedScan): TreeScan {
-  return { ...packed, entries: EntryTable.unpack(packed.entries) };
-}
-
-/** A scan of one tree running in a Worker; see {@linkcode startScanInWorker}. */
-export interface BackgroundScan {
-  /** True once the worker has begun walking (it has booted). */
-  readonly started: boolean;
-  /** The scan; rejects as {@linkcode scanTree} would throw. */
-  readonly result: Promise<TreeScan>;
-  /** Stops the worker; `result` then never settles unless it already has. */
-  cancel(): void;
-}
+/** Batches in flight from the worker before it waits for the planner to catch up. */
+export const MAX_AHEAD = 4;
 
 /**
- * Starts walking `root` like {@linkcode scanTree} in a Worker, so that the caller can scan the
- * other tree at the same time (one core each). Booting a worker takes ~100 ms, so a caller
- * that finishes its own tree first should check `started`, and when the worker has not begun,
- * cancel it and scan here. If the worker cannot run, the scan happens in this thread.
+ * The source tree's listings, in depth-first order, parents before children.
+ *
+ * Walking the source in a Worker lets the caller list the replica at the same time, one core
+ * each, but a worker takes ~100 ms to boot. So the walk starts in this thread and hands what
+ * is left to the worker as soon as it is ready; a small tree is done before that. The worker
+ * streams batches and waits when {@linkcode MAX_AHEAD} are unconsumed, so memory stays small
+ * however fast it runs.
  *
  * Needs read permission for `root` (workers inherit the process's permissions).
  *
- * @example Scanning both trees at once
+ * @example Walking a tree
  * ```ts
- * const source = startScanInWorker("/data/src");
- * const replica = scanTree("/backup/src");
- * const src = source.started ? await source.result : (source.cancel(), scanTree("/data/src"));
+ * const walk = new SourceWalk("/data/src");
+ * try {
+ *   for (let batch; (batch = await walk.next());) console.log(batch.dirs);
+ * } finally {
+ *   walk.close();
+ * }
  * ```
  */
-export function startScanInWorker(root: string): BackgroundScan {
-  let worker: Worker;
-  try {
-    worker = new Worker(new URL("./scan_worker.ts", import.meta.url), { type: "module" });
-  } catch {
-    const result = Promise.resolve().then(() => scanTree(root));
-    return { started: true, result, cancel: () => {} };
+export class SourceWalk {
+  #root: string;
+  #stack: string[] = [""];
+  #local = new ListingBatch();
+  #worker: Worker | undefined;
+  /** [0]: the worker has booted; [1]: batches the caller has consumed. */
+  #shared = new Int32Array(new SharedArrayBuffer(8));
+  #remote = false;
+  #queue: WalkMessage[] = [];
+  #waiting: ((message: WalkMessage) => void) | undefined;
+  #received = 0;
+
+  /**
+   * Starts walking `root`; `useWorker: false` keeps the whole walk in this thread, and
+   * `batchEntries` sets how many entries the worker puts in a batch (default 2048).
+   */
+  constructor(root: string, options: { useWorker?: boolean; batchEntries?: number } = {}) {
+    this.#root = root;
+    if (options.useWorker === false) return;
+    try {
+      const worker = new Worker(new URL("./scan_worker.ts", import.meta.url), { type: "module" });
+      worker.onmessage = (event: MessageEvent<WalkMessage>) => this.#deliver(event.data);
+      worker.onerror = (event) => {
+        event.preventDefault();
+        this.#deliver({ error: event.message || "Scan worker failed" });
+      };
+      worker.postMessage({ root, shared: this.#shared, batchEntries: options.batchEntries ?? 2048 });
+      this.#worker = worker;
+    } catch {
+      // no workers here: walk in this thread
+    }
   }
-  const started = new Int32Array(new SharedArrayBuffer(4));
-  const result = new Promise<TreeScan>((resolve, reject) => {
-    worker.onmessage = (event: MessageEvent<ScanReply>) => {
-      const { scan, error } = event.data;
-      worker.terminate();
-      if (scan) return resolve(unpackScan(scan));
-      const ErrorClass = (Deno.errors as unknown as Record<string, ErrorConstructor>)[error?.name ?? ""] ?? Error;
-      reject(new ErrorClass(error?.message ?? "Scan failed"));
-    };
-    worker.onerror = (event) => {
-      event.preventDefault();
-      worker.terminate();
-      Atomics.store(started, 0, 1);
-      try {
-        resolve(scanTree(root));
-      } catch (error) {
-        reject(error);
+
+  /**
+   * The next batch of listings, or `undefined` when the walk is done. A batch is valid until
+   * the next call. Throws if the root cannot be listed.
+   */
+  async next(): Promise<ListingBatch | undefined> {
+    if (this.#remote) {
+      if (this.#received > 0) {
+        Atomics.add(this.#shared, 1, 1);
+        Atomics.notify(this.#shared, 1);
       }
-    };
-  });
-  worker.postMessage({ root, started });
-  return {
-    get started() {
-      return Atomics.load(started, 0) === 1;
-    },
-    result,
-    cancel: () => worker.terminate(),
-  };
+      const message = this.#queue.shift() ?? await new Promise<WalkMessage>((resolve) => (this.#waiting = resolve));
+      this.#received++;
+      if (message.error !== undefined) throw new Error(`Source walk failed: ${message.error}`);
+      return message.batch ? ListingBatch.unpack(message.batch) : (this.close(), undefined);
+    }
+    if (this.#stack.length === 0) {
+      this.close();
+      return undefined;
+    }
+    if (this.#stack[0] !== "" && this.workerReady) {
+      this.#worker!.postMessage({ stack: this.#stack });
+      this.#stack = [];
+      this.#remote = true;
+      return this.next();
+    }
+    this.#local.reset();
+    walkStep(this.#local, this.#root, this.#stack);
+    return this.#local;
+  }
+
+  /** True once the worker has booted and could take the walk over. */
+  get workerReady(): boolean {
+    return this.#worker !== undefined && Atomics.load(this.#shared, 0) === 1;
+  }
+
+  /** True once the worker has taken the walk over. */
+  get inWorker(): boolean {
+    return this.#remote;
+  }
+
+  /** Stops the worker; call when done or abandoning the walk. */
+  close(): void {
+    this.#worker?.terminate();
+    this.#worker = undefined;
+  }
+
+  #deliver(message: WalkMessage): void {
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    if (waiting) waiting(message);
+    else this.#queue.push(message);
+  }
 }

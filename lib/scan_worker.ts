@@ -1,21 +1,44 @@
 /**
- * Worker side of {@linkcode scanTreeInWorker}: walks one tree and posts the scan back.
+ * Worker side of {@linkcode SourceWalk}: says it has booted, then walks the directories it is
+ * handed and streams their listings back in batches, waiting while the planner is behind.
  *
  * @module
  */
 
 /// <reference lib="deno.worker" />
 
-import { packScan, type ScanReply, scanTree } from "./scan.ts";
+import { ListingBatch } from "./listing.ts";
+import { MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
 
-self.onmessage = (event: MessageEvent<{ root: string; started: Int32Array }>) => {
-  // Shared memory, not a message: the caller is busy in synchronous code and checks it there.
-  Atomics.store(event.data.started, 0, 1);
+let root = "";
+/** Entries a batch collects before it is sent. */
+let batchEntries = 2048;
+let shared: Int32Array = new Int32Array(2);
+
+type Start = { root: string; shared: Int32Array; batchEntries: number };
+
+self.onmessage = (event: MessageEvent<Start | { stack: string[] }>) => {
+  if ("root" in event.data) {
+    ({ root, shared, batchEntries } = event.data);
+    // Shared memory, not a message: the caller is busy in synchronous code and checks it there.
+    Atomics.store(shared, 0, 1);
+    return;
+  }
+  const stack = event.data.stack;
+  let sent = 0;
   try {
-    const { packed, transfer } = packScan(scanTree(event.data.root));
-    self.postMessage({ scan: packed } satisfies ScanReply, transfer);
+    while (stack.length > 0) {
+      const batch = new ListingBatch();
+      while (stack.length > 0 && batch.names.length < batchEntries) walkStep(batch, root, stack);
+      for (let consumed; sent - (consumed = Atomics.load(shared, 1)) >= MAX_AHEAD;) {
+        Atomics.wait(shared, 1, consumed, 1000);
+      }
+      const { packed, transfer } = batch.pack();
+      self.postMessage({ batch: packed } satisfies WalkMessage, transfer);
+      sent++;
+    }
+    self.postMessage({ done: true } satisfies WalkMessage);
   } catch (error) {
-    const e = error instanceof Error ? error : new Error(String(error));
-    self.postMessage({ error: { name: e.name, message: e.message } } satisfies ScanReply);
+    self.postMessage({ error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
   }
 };

@@ -7,12 +7,11 @@
 import { type ApplyEvent, applyPlan, emptyStats, type FsOps, type Stats } from "./apply.ts";
 import type { SyncOptions } from "./config.ts";
 import { describeError, ExitCode, RefusedError } from "./errors.ts";
+import { marchTrees } from "./march.ts";
 import { DEFAULT_HASH } from "./hash.ts";
 import { compareContent } from "./compare.ts";
 import { logger, operationsLogged, showPath } from "./log.ts";
-import { countPlan, type Plan, plan } from "./plan.ts";
-import { EntryTable } from "./entry_table.ts";
-import { type Entry, scanTree, startScanInWorker, toEntry, type TreeScan } from "./scan.ts";
+import { countPlan, type Plan } from "./plan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
 /** What one run did. */
@@ -99,23 +98,6 @@ function reportPlan(p: Plan): Stats {
   return stats;
 }
 
-/** Scans the replica, or returns an empty scan when it does not exist yet. */
-function scanReplica(replica: string, dryRun: boolean): { scan: TreeScan; root?: Entry } {
-  let root: Entry;
-  try {
-    root = toEntry(Deno.statSync(replica));
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      return {
-        scan: { root: replica, entries: new EntryTable(), incomplete: new Set(), problems: [], loosened: new Set() },
-      };
-    }
-    throw error;
-  }
-  // A dry run must not even change modes for a moment, so it does not fix permissions.
-  return { scan: scanTree(replica, { fixPermissions: !dryRun }), root };
-}
-
 /**
  * Makes the replica an exact copy of the source, once, and logs every operation and a summary.
  *
@@ -141,43 +123,23 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     cacheDir,
   } = options;
   const started = performance.now();
-  const sourceRoot = toEntry(Deno.statSync(source));
-  // A worker walks the source while this thread walks the replica; if the worker has not even
-  // booted by then (a small tree), this thread walks the source too.
-  const background = startScanInWorker(source);
-  let replicaScan: TreeScan;
-  let replicaRoot: Entry | undefined;
-  try {
-    ({ scan: replicaScan, root: replicaRoot } = scanReplica(replica, dryRun));
-  } catch (error) {
-    background.cancel();
-    throw error;
-  }
-  let sourceScan: TreeScan;
-  if (background.started) {
-    sourceScan = await background.result;
-  } else {
-    background.cancel();
-    sourceScan = scanTree(source);
-  }
+  // A dry run must not even change modes for a moment, so it does not fix permissions.
+  const { planner, problems } = await marchTrees(source, replica, {
+    checksum,
+    allowEmptySource,
+    fixPermissions: !dryRun,
+    onProblem: (side, problem) => {
+      if (side === "replica") return logEntryError(problem.path, problem.message, "", "replica ");
+      const spared = problem.directory ? "nothing under it" : "nothing in its directory";
+      logEntryError(problem.path, problem.message, ` (${spared} is removed from the replica)`);
+    },
+  });
   const scanned = performance.now();
-  for (const problem of sourceScan.problems) {
-    const spared = problem.directory ? "nothing under it" : "nothing in its directory";
-    logEntryError(problem.path, problem.message, ` (${spared} is removed from the replica)`);
-  }
-  for (const problem of replicaScan.problems) logEntryError(problem.path, problem.message, "", "replica ");
-
-  if (sourceScan.entries.size === 0 && replicaScan.entries.size > 0 && !allowEmptySource) {
-    throw new RefusedError(
-      `Source is empty but the replica has ${replicaScan.entries.size} entries; refusing to empty it ` +
-        `(is the source disk mounted?): '${source}'. Pass --allow-empty-source to mirror it anyway`,
-    );
-  }
 
   let sameContent: Set<string> | undefined;
   let hashErrors = 0;
   if (checksum) {
-    const compared = await compareContent(sourceScan, replicaScan, {
+    const compared = await compareContent(source, replica, planner.contentPairs, {
       hash,
       jobs,
       cacheDir,
@@ -191,14 +153,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     sameContent = compared.same;
     logger.debug("{text}", { text: `Checksums: ${compared.hashed} files hashed, ${compared.cached} from the cache` });
   }
-
-  const thePlan = plan(
-    { root: sourceRoot, entries: sourceScan.entries, incomplete: sourceScan.incomplete },
-    replicaRoot
-      ? { root: replicaRoot, entries: replicaScan.entries, loosened: replicaScan.loosened }
-      : { entries: replicaScan.entries },
-    checksum ? { checksum, sameContent: sameContent ?? new Set() } : {},
-  );
+  const thePlan = planner.finish(sameContent);
   for (const skip of thePlan.skipped) {
     logger.warn("{text}", { text: `${showPath(skip.path)}: skipped: ${skip.reason}`, action: "skip", path: skip.path });
   }
@@ -209,23 +164,21 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     stats = reportPlan(thePlan);
   } else {
     stats = await applyPlan(thePlan, source, replica, {
-      sourceEntries: sourceScan.entries,
-      sourceRoot,
       jobs,
       ...(control.fs ? { fs: control.fs } : {}),
       ...(control.signal ? { signal: control.signal } : {}),
       onEvent: (e) => logEvent(e, false),
     });
   }
-  stats.errors += sourceScan.problems.length + replicaScan.problems.length + hashErrors + thePlan.skipped.length;
+  stats.errors += problems + hashErrors + thePlan.skipped.length;
   const durationMs = performance.now() - started;
   logger.debug("{text}", {
-    text: `Timings: scan ${formatDuration(scanned - started)}, compare and plan ${
+    text: `Timings: scan and plan ${formatDuration(scanned - started)}, compare ${
       formatDuration(planned - scanned)
     }, apply ${formatDuration(performance.now() - planned)}`,
   });
   const aborted = control.signal?.aborted ?? false;
-  logSummary(stats, durationMs, { dryRun, aborted, scanned: sourceScan.entries.size });
+  logSummary(stats, durationMs, { dryRun, aborted, scanned: planner.sourceEntries });
   return { stats, plan: thePlan, durationMs, aborted };
 }
 

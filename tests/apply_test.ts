@@ -1,21 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type ApplyEvent, applyPlan, denoFs, type FsOps, TEMP_PATTERN } from "../lib/apply.ts";
-import { plan } from "../lib/plan.ts";
-import { scanTree, toEntry } from "../lib/scan.ts";
+import { planTrees } from "../lib/march.ts";
 import { runOnce } from "../lib/sync.ts";
 import { assertMirror, POSIX, tempDir, writeTree } from "./helpers.ts";
-
-async function planFor(src: string, dst: string) {
-  const source = scanTree(src);
-  const replica = scanTree(dst);
-  const sourceRoot = toEntry(await Deno.stat(src));
-  const p = plan(
-    { root: sourceRoot, entries: source.entries },
-    { root: toEntry(await Deno.stat(dst)), entries: replica.entries },
-  );
-  return { p, source, sourceRoot };
-}
 
 Deno.test("applyPlan() on a full disk keeps the old file and leaves no temp file", async () => {
   await using tmp = await tempDir();
@@ -31,11 +19,9 @@ Deno.test("applyPlan() on a full disk keeps the old file and leaves no temp file
       throw new Error("No space left on device (os error 28)");
     },
   };
-  const { p, source, sourceRoot } = await planFor(src, dst);
+  const p = await planTrees(src, dst);
   const events: ApplyEvent[] = [];
   const stats = await applyPlan(p, src, dst, {
-    sourceEntries: source.entries,
-    sourceRoot,
     fs: fullDisk,
     onEvent: (e) => events.push(e),
   });
@@ -54,7 +40,7 @@ Deno.test("applyPlan() never records a file that changed during its copy as sync
   const dst = join(tmp.path, "dst");
   await writeTree(src, { "busy.log": "line 1\n" });
   await Deno.mkdir(dst);
-  const { p, source, sourceRoot } = await planFor(src, dst);
+  const p = await planTrees(src, dst);
   const growing: FsOps = {
     ...denoFs,
     async copyFile(from, to, size) {
@@ -64,8 +50,6 @@ Deno.test("applyPlan() never records a file that changed during its copy as sync
   };
   const events: ApplyEvent[] = [];
   const stats = await applyPlan(p, src, dst, {
-    sourceEntries: source.entries,
-    sourceRoot,
     fs: growing,
     onEvent: (e) => events.push(e),
   });
@@ -85,7 +69,7 @@ Deno.test("applyPlan() blocks the subtree of a directory it could not create", a
   const dst = join(tmp.path, "dst");
   await writeTree(src, { d: { e: { "f.txt": "f" } }, "g.txt": "g" });
   await Deno.mkdir(dst);
-  const { p, source, sourceRoot } = await planFor(src, dst);
+  const p = await planTrees(src, dst);
   const noMkdir: FsOps = {
     ...denoFs,
     mkdir: (path, options) =>
@@ -93,7 +77,7 @@ Deno.test("applyPlan() blocks the subtree of a directory it could not create", a
         ? Promise.reject(new Deno.errors.PermissionDenied("Permission denied"))
         : denoFs.mkdir(path, options),
   };
-  const stats = await applyPlan(p, src, dst, { sourceEntries: source.entries, sourceRoot, fs: noMkdir });
+  const stats = await applyPlan(p, src, dst, { fs: noMkdir });
   assert.equal(stats.errors, 1, "one error for the directory, none for each entry under it");
   assert.equal(stats.copied, 1);
   assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name), ["g.txt"]);

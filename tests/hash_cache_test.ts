@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { compareContent } from "../lib/compare.ts";
+import { compareContent, type CompareOptions } from "../lib/compare.ts";
 import { HashCache } from "../lib/hash_cache.ts";
-import { type Entry, scanTree } from "../lib/scan.ts";
+import type { Entry } from "../lib/listing.ts";
+import { marchTrees } from "../lib/march.ts";
 import { assertMirror, runMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 const noCtime = (): Entry => {
@@ -64,10 +65,21 @@ Deno.test("HashCache treats a corrupt or foreign cache file as empty", async () 
   }
 });
 
+/** Hashes every content pair of `src` and `dst` as a `--checksum` sync would. */
+async function compare(src: string, dst: string, options: CompareOptions) {
+  const { planner } = await marchTrees(src, dst, { checksum: true, useWorker: false });
+  return compareContent(src, dst, planner.contentPairs, options);
+}
+
 /** Waits until every file under `root` changed more than a full ctime second ago. */
 async function untilSettled(root: string) {
   let newest = 0;
-  for (const entry of scanTree(root).entries.values()) newest = Math.max(newest, entry.ctimeMs ?? 0);
+  const visit = (path: string) => {
+    const info = Deno.lstatSync(path);
+    newest = Math.max(newest, info.ctime?.getTime() ?? 0);
+    if (info.isDirectory) { for (const child of Deno.readDirSync(path)) visit(join(path, child.name)); }
+  };
+  visit(root);
   await waitFor(() => Date.now() > newest + 1200, 5000, "files older than their ctime second");
 }
 
@@ -81,10 +93,10 @@ Deno.test("compareContent() uses the cache, and a rewrite that restores size and
   assert.equal((await runMain([src, dst])).code, 0);
   await untilSettled(tmp.path);
 
-  const cold = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
+  const cold = await compare(src, dst, { hash: "xxh3", cacheDir });
   assert.deepEqual([cold.same.size, cold.hashed, cold.cached], [40, 80, 0]);
   const saved = [...Deno.readDirSync(cacheDir)].map((e) => Deno.statSync(join(cacheDir, e.name)).mtime?.getTime());
-  const warm = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
+  const warm = await compare(src, dst, { hash: "xxh3", cacheDir });
   assert.deepEqual([warm.same.size, warm.hashed, warm.cached], [40, 0, 80]);
   const after = [...Deno.readDirSync(cacheDir)].map((e) => Deno.statSync(join(cacheDir, e.name)).mtime?.getTime());
   assert.deepEqual(after, saved, "an unchanged cache is not written again");
@@ -92,7 +104,7 @@ Deno.test("compareContent() uses the cache, and a rewrite that restores size and
   const { mtime } = await Deno.stat(join(dst, "f7"));
   await Deno.writeTextFile(join(dst, "f7"), "CONTENT 7");
   await Deno.utime(join(dst, "f7"), mtime!, mtime!);
-  const edited = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
+  const edited = await compare(src, dst, { hash: "xxh3", cacheDir });
   assert.deepEqual([edited.same.size, edited.hashed], [39, 1], "only the rewritten file is hashed again");
   assert.ok(!edited.same.has("f7"), "the new ctime keeps the stale digest from being trusted");
 });
@@ -104,8 +116,8 @@ Deno.test("compareContent() does not cache files changed in the second before ha
   const cacheDir = join(tmp.path, "cache");
   await writeTree(src, { a: "fresh" });
   await writeTree(dst, { a: "fresh" });
-  await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
-  const again = await compareContent(scanTree(src), scanTree(dst), { hash: "xxh3", cacheDir });
+  await compare(src, dst, { hash: "xxh3", cacheDir });
+  const again = await compare(src, dst, { hash: "xxh3", cacheDir });
   assert.equal(again.hashed, 2, "racy entries are hashed again");
 });
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { countPlan, isEmptyPlan, plan, type PlanTree } from "../lib/plan.ts";
-import type { Entry } from "../lib/scan.ts";
+import type { Entry } from "../lib/listing.ts";
 
 const dir = (mtimeMs = 1000, mode = 0o755): Entry => ({ kind: "dir", size: 0, mtimeMs, mode });
 const file = (size = 3, mtimeMs = 1000, mode = 0o644): Entry => ({ kind: "file", size, mtimeMs, mode });
@@ -11,6 +11,7 @@ const link = (target: string, mtimeMs = 1000): Entry => ({
   mode: 0o777,
   target,
 });
+const paths = (list: Array<{ path: string }>) => list.map((item) => item.path);
 const tree = (entries: Record<string, Entry>, extra: Partial<PlanTree> = {}): PlanTree => ({
   root: dir(),
   entries: new Map(Object.entries(entries)),
@@ -27,29 +28,30 @@ Deno.test("plan() of identical trees is empty", () => {
 Deno.test("plan() creates directories parents first and copies new files", () => {
   const p = plan(tree({ a: dir(), "a/b": dir(), "a/b/f": file(10) }), tree({}));
   assert.deepEqual(p.mkdirs.map((m) => m.path), ["a", "a/b"]);
-  assert.deepEqual(p.transfers, [{ op: "copy", path: "a/b/f", size: 10 }]);
+  assert.deepEqual(p.transfers, [{ op: "copy", path: "a/b/f", size: 10, mtimeMs: 1000, mode: 0o644 }]);
   assert.equal(p.bytes, 10);
-  assert.deepEqual(p.dirAttrs, ["a/b", "a", ""]);
+  assert.deepEqual(paths(p.dirAttrs), ["a/b", "a", ""]);
+  assert.deepEqual(p.dirAttrs[0], { path: "a/b", mtimeMs: 1000, mode: 0o755 });
 });
 
 Deno.test("plan() creates the replica root when it does not exist", () => {
   const p = plan(tree({ f: file() }), { entries: new Map() });
   assert.deepEqual(p.mkdirs, [{ op: "mkdir", path: "" }]);
-  assert.ok(p.dirAttrs.includes(""));
+  assert.ok(paths(p.dirAttrs).includes(""));
 });
 
 Deno.test("plan() updates a file whose size or mtime differ", async (t) => {
   await t.step("size", () => {
     const p = plan(tree({ f: file(4) }), tree({ f: file(3) }));
-    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 4 }]);
+    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 4, mtimeMs: 1000, mode: 0o644 }]);
   });
   await t.step("mtime", () => {
     const p = plan(tree({ f: file(3, 2000) }), tree({ f: file(3, 1000) }));
-    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 3 }]);
+    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 3, mtimeMs: 2000, mode: 0o644 }]);
   });
   await t.step("mode only: attributes, no copy", () => {
     const p = plan(tree({ f: file(3, 1000, 0o600) }), tree({ f: file(3, 1000, 0o644) }));
-    assert.deepEqual(p.transfers, [{ op: "attrs", path: "f", kind: "file" }]);
+    assert.deepEqual(p.transfers, [{ op: "attrs", path: "f", kind: "file", mtimeMs: 1000, mode: 0o600 }]);
     assert.deepEqual(p.dirAttrs, [], "chmod does not change the parent directory");
   });
 });
@@ -57,14 +59,16 @@ Deno.test("plan() updates a file whose size or mtime differ", async (t) => {
 Deno.test("plan() with checksum decides by content, not mtime", async (t) => {
   await t.step("same size and mtime but different content is updated", () => {
     const p = plan(tree({ f: file() }), tree({ f: file() }), { checksum: true, sameContent: new Set() });
-    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 3 }]);
+    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 3, mtimeMs: 1000, mode: 0o644 }]);
+    assert.deepEqual(paths(p.dirAttrs), [""], "the rename changes the parent's mtime, which is put back");
   });
   await t.step("equal content with another mtime only gets attributes", () => {
     const p = plan(tree({ f: file(3, 5000) }), tree({ f: file(3, 1000) }), {
       checksum: true,
       sameContent: new Set(["f"]),
     });
-    assert.deepEqual(p.transfers, [{ op: "attrs", path: "f", kind: "file" }]);
+    assert.deepEqual(p.transfers, [{ op: "attrs", path: "f", kind: "file", mtimeMs: 5000, mode: 0o644 }]);
+    assert.deepEqual(p.dirAttrs, []);
   });
 });
 
@@ -72,12 +76,12 @@ Deno.test("plan() replaces entries whose type changed, in every direction", asyn
   await t.step("file became a directory", () => {
     const p = plan(tree({ x: dir(), "x/f": file() }), tree({ x: file() }));
     assert.deepEqual(p.mkdirs, [{ op: "mkdir", path: "x", replace: "file" }]);
-    assert.deepEqual(p.transfers, [{ op: "copy", path: "x/f", size: 3 }]);
+    assert.deepEqual(p.transfers, [{ op: "copy", path: "x/f", size: 3, mtimeMs: 1000, mode: 0o644 }]);
     assert.deepEqual(p.removes, []);
   });
   await t.step("directory became a file: its replica contents are not planned separately", () => {
     const p = plan(tree({ x: file() }), tree({ x: dir(), "x/a": file(), "x/b": dir(), "x/b/c": file() }));
-    assert.deepEqual(p.transfers, [{ op: "copy", path: "x", size: 3, replace: "dir" }]);
+    assert.deepEqual(p.transfers, [{ op: "copy", path: "x", size: 3, mtimeMs: 1000, mode: 0o644, replace: "dir" }]);
     assert.deepEqual(p.removes, []);
   });
   await t.step("symlink became a directory (never written through)", () => {
@@ -86,25 +90,25 @@ Deno.test("plan() replaces entries whose type changed, in every direction", asyn
   });
   await t.step("directory became a symlink", () => {
     const p = plan(tree({ x: link("t") }), tree({ x: dir(), "x/f": file() }));
-    assert.deepEqual(p.transfers, [{ op: "link", path: "x", target: "t", replace: "dir" }]);
+    assert.deepEqual(p.transfers, [{ op: "link", path: "x", target: "t", mtimeMs: 1000, replace: "dir" }]);
     assert.deepEqual(p.removes, []);
   });
   await t.step("file became a symlink and back", () => {
     assert.deepEqual(plan(tree({ x: link("t") }), tree({ x: file() })).transfers, [
-      { op: "link", path: "x", target: "t", replace: "file" },
+      { op: "link", path: "x", target: "t", mtimeMs: 1000, replace: "file" },
     ]);
     assert.deepEqual(plan(tree({ x: file() }), tree({ x: link("t") })).transfers, [
-      { op: "copy", path: "x", size: 3, replace: "symlink" },
+      { op: "copy", path: "x", size: 3, mtimeMs: 1000, mode: 0o644, replace: "symlink" },
     ]);
   });
 });
 
 Deno.test("plan() relinks a symlink whose target text changed, and keeps link mtimes", () => {
   assert.deepEqual(plan(tree({ l: link("new") }), tree({ l: link("old") })).transfers, [
-    { op: "link", path: "l", target: "new", replace: "symlink" },
+    { op: "link", path: "l", target: "new", mtimeMs: 1000, replace: "symlink" },
   ]);
   assert.deepEqual(plan(tree({ l: link("t", 2000) }), tree({ l: link("t", 1000) })).transfers, [
-    { op: "attrs", path: "l", kind: "symlink" },
+    { op: "attrs", path: "l", kind: "symlink", mtimeMs: 2000, mode: 0 },
   ]);
 });
 
@@ -113,8 +117,8 @@ Deno.test("plan() removes only the topmost extraneous entries, deepest first", (
     tree({ keep: dir() }),
     tree({ keep: dir(), "keep/old": file(), gone: dir(), "gone/a": dir(), "gone/a/b": file(), z: link("q") }),
   );
-  assert.deepEqual(p.removes.map((r) => r.path), ["z", "gone", "keep/old"]);
-  assert.deepEqual(p.dirAttrs, ["keep", ""]);
+  assert.deepEqual(paths(p.removes), ["keep/old", "z", "gone"]);
+  assert.deepEqual(paths(p.dirAttrs), ["keep", ""]);
 });
 
 Deno.test("plan() removes nothing under a source directory whose listing is incomplete", () => {
@@ -147,7 +151,7 @@ Deno.test("plan() skips special files and leaves the replica's entry alone", () 
 
 Deno.test("plan() sets directory attributes when only they differ", () => {
   const p = plan(tree({ d: dir(2000, 0o700) }), tree({ d: dir(1000, 0o755) }));
-  assert.deepEqual(p.dirAttrs, ["d"]);
+  assert.deepEqual(p.dirAttrs, [{ path: "d", mtimeMs: 2000, mode: 0o700 }]);
   assert.equal(p.transfers.length, 0);
 });
 
@@ -156,7 +160,7 @@ Deno.test("plan() puts back the mode of replica directories the scan opened up",
     tree({ kept: dir(), "kept/x": dir() }),
     tree({ kept: dir(), "kept/x": dir(), extra: dir() }, { loosened: new Set(["kept/x", "extra"]) }),
   );
-  assert.deepEqual(p.dirAttrs, ["kept/x", ""], "the removed 'extra' needs none");
+  assert.deepEqual(paths(p.dirAttrs), ["kept/x", ""], "the removed 'extra' needs none");
   assert.deepEqual(p.removes.map((r) => r.path), ["extra"]);
 });
 
