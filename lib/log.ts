@@ -12,6 +12,31 @@ import { UsageError } from "./errors.ts";
 /** The logger foldersync writes to. */
 export const logger = getLogger(["foldersync"]);
 
+const CATEGORY = ["foldersync"] as const;
+
+/**
+ * Logs one line with `text` as its message and every field as a property (for JSON lines),
+ * as `logger.info("{text}", fields)` would, but as a finished record: for the line per
+ * operation. LogTape's template path costs about 5 us and keeps each record in a WeakSet
+ * (measured: a million lines took 4.8 s and 186 MB that way, 2.2 s and 89 MB this way).
+ *
+ * @example Logging an operation
+ * ```ts
+ * logLine("info", { text: "copy a.txt (3 B)", action: "copy", path: "a.txt", size: 3 });
+ * ```
+ */
+export function logLine(level: LogLevel, fields: { text: string } & Record<string, unknown>): void {
+  const record: LogRecord = {
+    category: CATEGORY,
+    level,
+    timestamp: Date.now(),
+    message: [fields.text],
+    rawMessage: fields.text,
+    properties: fields,
+  };
+  logger.emit(record);
+}
+
 let operationLines = true;
 
 /**
@@ -106,10 +131,30 @@ function jsonLine(record: LogRecord): string {
   }\n`;
 }
 
+/**
+ * LogTape copies each record's properties before handing it to a sink that might keep it.
+ * Sinks marked with this shared symbol (the protocol LogTape's own console and file sinks use)
+ * format the record at once, so they get it as it is: at a line per copied file, the copies
+ * cost more than the writing.
+ */
+const IMMEDIATE = Symbol.for("LogTape.sinkSnapshotPolicy.immediate");
+
+function immediate(sink: Sink): Sink {
+  Object.defineProperty(sink, IMMEDIATE, { value: true });
+  return sink;
+}
+
 const encoder = new TextEncoder();
+/**
+ * Lines are encoded into one reused buffer: a fresh Uint8Array per line lives outside the V8
+ * heap, and a million of them (one per copied file) held 550 MB before the GC noticed.
+ */
+const scratch = new Uint8Array(64 * 1024);
 
 function writeAll(stream: { writeSync(p: Uint8Array): number }, line: string): void {
-  let bytes = encoder.encode(line);
+  let bytes: Uint8Array;
+  if (line.length * 3 <= scratch.length) bytes = scratch.subarray(0, encoder.encodeInto(line, scratch).written);
+  else bytes = encoder.encode(line);
   try {
     while (bytes.length > 0) bytes = bytes.subarray(stream.writeSync(bytes));
   } catch {
@@ -141,7 +186,7 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
     if (!shown) return;
     (LEVEL_RANK[record.level] >= LEVEL_RANK.warning ? err : out)(formatter(record));
   };
-  const sinks: Record<string, Sink> = { console: consoleSink };
+  const sinks: Record<string, Sink> = { console: immediate(consoleSink) };
   let fileSink: (Sink & Disposable) | undefined;
   if (file !== undefined) {
     try {
@@ -166,9 +211,9 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
     }
     const minFile = verbosity === "verbose" ? "debug" : "info";
     const inner = fileSink;
-    sinks.file = (record) => {
+    sinks.file = immediate((record) => {
       if (LEVEL_RANK[record.level] >= LEVEL_RANK[minFile]) inner(record);
-    };
+    });
   }
   operationLines = verbosity !== "quiet" || file !== undefined;
   await configure({

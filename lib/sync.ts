@@ -10,7 +10,7 @@ import { describeError, ExitCode, RefusedError } from "./errors.ts";
 import { marchTrees } from "./march.ts";
 import { DEFAULT_HASH } from "./hash.ts";
 import { compareContent } from "./compare.ts";
-import { logger, operationsLogged, showPath } from "./log.ts";
+import { logger, logLine, operationsLogged, showPath } from "./log.ts";
 import { countPlan, type Plan } from "./plan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
@@ -50,7 +50,7 @@ function logEvent(event: ApplyEvent, dryRun: boolean): void {
       if (event.target !== undefined) fields.target = event.target;
       if (event.kind !== undefined) fields.kind = event.kind;
       if (dryRun) fields.dryRun = true;
-      logger.info("{text}", { text: `${prefix}${what} ${showPath(event.path)}${detail}`, ...fields });
+      logLine("info", { text: `${prefix}${what} ${showPath(event.path)}${detail}`, ...fields });
       break;
     }
     case "error":
