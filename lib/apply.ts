@@ -148,6 +148,16 @@ class ChangedError extends Error {
   override name = "ChangedError";
 }
 
+/** Applies a plan in parts: the creations of each part as it is planned, then the rest. */
+export interface Applier {
+  /** What has been done so far. */
+  readonly stats: Stats;
+  /** Early removals, directories, then files and links of `part` (its other removals wait). */
+  creates(part: Plan): Promise<void>;
+  /** The removals (deepest first) and directory attributes (deepest first) of the whole plan. */
+  finish(plan: Plan): Promise<void>;
+}
+
 /**
  * Executes `plan` from `source` into `replica` and returns what it did.
  *
@@ -166,6 +176,21 @@ export async function applyPlan(
   replica: string,
   options: ApplyOptions = {},
 ): Promise<Stats> {
+  const applier = createApplier(source, replica, options);
+  await applier.creates(plan);
+  if (!options.signal?.aborted) await applier.finish(plan);
+  return applier.stats;
+}
+
+/**
+ * An {@linkcode Applier} for `source` into `replica`: the sync hands it each part of the plan
+ * as the march produces it, so that a million new files never wait in memory at once. State
+ * carries over between parts: a directory that could not be created blocks its subtree in
+ * every later part.
+ *
+ * Needs read permission for `source` and write permission for `replica`.
+ */
+export function createApplier(source: string, replica: string, options: ApplyOptions = {}): Applier {
   const {
     jobs = 8,
     workers = Math.min(jobs, navigator.hardwareConcurrency ?? 2),
@@ -219,230 +244,234 @@ export async function applyPlan(
     });
   };
 
-  // 0. Removals that must come first: names that differ from new ones only in case or in
-  //    Unicode normalization are the same name on case-insensitive file systems.
-  for (const action of plan.removes) {
-    if (!action.first) continue;
-    try {
-      await removeTree(at(action.path), action.kind);
-      stats.removed++;
-      onEvent({ type: "op", action: "remove", path: action.path, kind: action.kind });
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) fail(action.path, error);
-    }
-  }
-
-  // 1. Directories, parents first.
-  for (const action of plan.mkdirs) {
-    await breathe();
-    if (signal?.aborted) return stats;
-    if (blocked(action.path)) {
-      failedDirs.add(action.path);
-      continue;
-    }
-    const full = at(action.path);
-    try {
-      if (action.path === "") {
-        await fs.mkdir(full, { recursive: true });
-      } else {
-        if (action.replace) await removeTree(full, action.replace);
-        await inWritableDir(dirname(full), () => fs.mkdir(full, { mode: 0o700 }));
-        stats.created++;
-        onEvent({ type: "op", action: "create", path: action.path, kind: "dir" });
-      }
-    } catch (error) {
-      failedDirs.add(action.path);
-      fail(action.path, error);
-    }
-  }
-
-  // 2. Files and links, `jobs` at a time.
-  /**
-   * Puts a new entry at `rel` the atomic way: `write` makes it under a temp name in the same
-   * directory, `finish` gives it its metadata, and a rename puts it in place. Whatever fails,
-   * no temp entry is left behind.
-   */
-  const install = async (
-    rel: string,
-    replaceKind: string | undefined,
-    write: (tmp: string) => Promise<void>,
-    finish: (tmp: string) => Promise<void>,
-  ) => {
-    const dst = at(rel);
-    const tmp = join(dirname(dst), tempName());
-    let created = false;
-    try {
-      await inWritableDir(dirname(dst), () => {
-        created = true; // a failed write may still leave a partial temp entry
-        return write(tmp);
-      });
-      await finish(tmp);
-      if (replaceKind === "dir") await removeTree(dst, "dir");
-      await fs.rename(tmp, dst);
-      created = false;
-    } finally {
-      if (created) await fs.remove(tmp).catch(() => {});
-    }
-  };
-
-  const copyOne = (entry: CopyAction) =>
-    install(entry.path, entry.replace, (tmp) => fs.copyFile(from(entry.path), tmp, entry.size), async (tmp) => {
-      const after = await fs.lstat(from(entry.path));
-      const tmpInfo = await fs.lstat(tmp);
-      if (
-        !after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs ||
-        tmpInfo.size !== entry.size
-      ) {
-        throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
-      }
-      if (((tmpInfo.mode ?? 0) & 0o7777) !== entry.mode && Deno.build.os !== "windows") {
-        await fs.chmod(tmp, entry.mode);
-      }
-      await fs.utime(tmp, after.atime ?? new Date(), new Date(entry.mtimeMs));
-    });
-
-  const linkOne = (entry: LinkAction) =>
-    install(entry.path, entry.replace, async (tmp) => {
+  const creates = async (plan: Plan): Promise<void> => {
+    // 0. Removals that must come first: names that differ from new ones only in case or in
+    //    Unicode normalization are the same name on case-insensitive file systems.
+    for (const action of plan.removes) {
+      if (!action.first) continue;
       try {
-        await fs.symlink(entry.target, tmp);
+        await removeTree(at(action.path), action.kind);
+        stats.removed++;
+        onEvent({ type: "op", action: "remove", path: action.path, kind: action.kind });
       } catch (error) {
-        if (!(error instanceof Deno.errors.NotCapable)) throw error;
-        throw new Error(
-          "Cannot create a symbolic link with path-scoped permissions (a Deno rule): " +
-            "grant plain --allow-read --allow-write to copy links",
-          { cause: error },
-        );
+        if (!(error instanceof Deno.errors.NotFound)) fail(action.path, error);
       }
-    }, (tmp) => fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {}));
+    }
 
-  // Plain copies go to parallel workers first; whatever they could not do (a read-only
-  // directory, a full disk, a file that changed) takes the careful path below.
-  let transfers = plan.transfers;
-  if (workers > 0 && fs === denoFs) {
-    transfers = await copyPlainInWorkers(transfers);
-    if (signal?.aborted) return stats;
-  }
-
-  let next = 0;
-  const worker = async () => {
-    for (;;) {
+    // 1. Directories, parents first.
+    for (const action of plan.mkdirs) {
       await breathe();
-      if (next >= transfers.length || signal?.aborted) break;
-      const action = transfers[next++]!;
-      if (blocked(action.path)) continue;
+      if (signal?.aborted) return;
+      if (blocked(action.path)) {
+        failedDirs.add(action.path);
+        continue;
+      }
+      const full = at(action.path);
       try {
-        switch (action.op) {
-          case "copy":
-          case "update":
-            await copyOne(action);
-            if (action.op === "copy") stats.copied++;
-            else stats.updated++;
-            stats.bytes += action.size;
-            onEvent({ type: "op", action: action.op, path: action.path, size: action.size });
-            break;
-          case "link":
-            await linkOne(action);
-            stats.linked++;
-            onEvent({ type: "op", action: "link", path: action.path, target: action.target });
-            break;
-          case "attrs": {
-            const full = at(action.path);
-            const mtime = new Date(action.mtimeMs);
-            if (action.kind === "symlink") {
-              await fs.lutime(full, mtime, mtime);
-            } else {
-              const info = await fs.lstat(full);
-              if (!info.isFile) throw new ChangedError("Replica entry changed during the sync");
-              if (((info.mode ?? 0) & 0o7777) !== action.mode && Deno.build.os !== "windows") {
-                await fs.chmod(full, action.mode);
-              }
-              await fs.utime(full, info.atime ?? new Date(), mtime);
-            }
-            stats.attrs++;
-            onEvent({ type: "op", action: "attrs", path: action.path });
-            break;
-          }
+        if (action.path === "") {
+          await fs.mkdir(full, { recursive: true });
+        } else {
+          if (action.replace) await removeTree(full, action.replace);
+          await inWritableDir(dirname(full), () => fs.mkdir(full, { mode: 0o700 }));
+          stats.created++;
+          onEvent({ type: "op", action: "create", path: action.path, kind: "dir" });
         }
       } catch (error) {
+        failedDirs.add(action.path);
         fail(action.path, error);
       }
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, transfers.length)) }, worker));
-  if (signal?.aborted) return stats;
 
-  /** Hands plain copies to the worker pool; returns the transfers left for the careful path. */
-  async function copyPlainInWorkers(all: Plan["transfers"]): Promise<Plan["transfers"]> {
-    const plain: CopyAction[] = [];
-    const rest: Plan["transfers"] = [];
-    for (const action of all) {
-      const isPlain = (action.op === "copy" || action.op === "update") && action.replace === undefined;
-      if (isPlain && !blocked(action.path)) plain.push(action);
-      else rest.push(action);
-    }
-    if (plain.length < MIN_POOL_FILES) return all;
-    const copyJob = (i: number): CopyJob => {
-      const action = plain[i]!;
-      const dst = at(action.path);
-      return {
-        src: from(action.path),
-        dst,
-        tmp: join(dirname(dst), tempName()),
-        size: action.size,
-        mode: action.mode,
-        mtimeMs: action.mtimeMs,
-      };
+    // 2. Files and links, `jobs` at a time.
+    /**
+     * Puts a new entry at `rel` the atomic way: `write` makes it under a temp name in the same
+     * directory, `finish` gives it its metadata, and a rename puts it in place. Whatever fails,
+     * no temp entry is left behind.
+     */
+    const install = async (
+      rel: string,
+      replaceKind: string | undefined,
+      write: (tmp: string) => Promise<void>,
+      finish: (tmp: string) => Promise<void>,
+    ) => {
+      const dst = at(rel);
+      const tmp = join(dirname(dst), tempName());
+      let created = false;
+      try {
+        await inWritableDir(dirname(dst), () => {
+          created = true; // a failed write may still leave a partial temp entry
+          return write(tmp);
+        });
+        await finish(tmp);
+        if (replaceKind === "dir") await removeTree(dst, "dir");
+        await fs.rename(tmp, dst);
+        created = false;
+      } finally {
+        if (created) await fs.remove(tmp).catch(() => {});
+      }
     };
-    const done = new Uint8Array(plain.length);
-    await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, plain.length, copyJob, {
-      workers,
-      ...(signal ? { signal } : {}),
-      weight: (i) => plain[i]!.size,
-      onResult: (i, result) => {
-        if (!result.ok) return;
-        done[i] = 1;
+
+    const copyOne = (entry: CopyAction) =>
+      install(entry.path, entry.replace, (tmp) => fs.copyFile(from(entry.path), tmp, entry.size), async (tmp) => {
+        const after = await fs.lstat(from(entry.path));
+        const tmpInfo = await fs.lstat(tmp);
+        if (
+          !after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs ||
+          tmpInfo.size !== entry.size
+        ) {
+          throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+        }
+        if (((tmpInfo.mode ?? 0) & 0o7777) !== entry.mode && Deno.build.os !== "windows") {
+          await fs.chmod(tmp, entry.mode);
+        }
+        await fs.utime(tmp, after.atime ?? new Date(), new Date(entry.mtimeMs));
+      });
+
+    const linkOne = (entry: LinkAction) =>
+      install(entry.path, entry.replace, async (tmp) => {
+        try {
+          await fs.symlink(entry.target, tmp);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotCapable)) throw error;
+          throw new Error(
+            "Cannot create a symbolic link with path-scoped permissions (a Deno rule): " +
+              "grant plain --allow-read --allow-write to copy links",
+            { cause: error },
+          );
+        }
+      }, (tmp) => fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {}));
+
+    // Plain copies go to parallel workers first; whatever they could not do (a read-only
+    // directory, a full disk, a file that changed) takes the careful path below.
+    let transfers = plan.transfers;
+    if (workers > 0 && fs === denoFs) {
+      transfers = await copyPlainInWorkers(transfers);
+      if (signal?.aborted) return;
+    }
+
+    let next = 0;
+    const worker = async () => {
+      for (;;) {
+        await breathe();
+        if (next >= transfers.length || signal?.aborted) break;
+        const action = transfers[next++]!;
+        if (blocked(action.path)) continue;
+        try {
+          switch (action.op) {
+            case "copy":
+            case "update":
+              await copyOne(action);
+              if (action.op === "copy") stats.copied++;
+              else stats.updated++;
+              stats.bytes += action.size;
+              onEvent({ type: "op", action: action.op, path: action.path, size: action.size });
+              break;
+            case "link":
+              await linkOne(action);
+              stats.linked++;
+              onEvent({ type: "op", action: "link", path: action.path, target: action.target });
+              break;
+            case "attrs": {
+              const full = at(action.path);
+              const mtime = new Date(action.mtimeMs);
+              if (action.kind === "symlink") {
+                await fs.lutime(full, mtime, mtime);
+              } else {
+                const info = await fs.lstat(full);
+                if (!info.isFile) throw new ChangedError("Replica entry changed during the sync");
+                if (((info.mode ?? 0) & 0o7777) !== action.mode && Deno.build.os !== "windows") {
+                  await fs.chmod(full, action.mode);
+                }
+                await fs.utime(full, info.atime ?? new Date(), mtime);
+              }
+              stats.attrs++;
+              onEvent({ type: "op", action: "attrs", path: action.path });
+              break;
+            }
+          }
+        } catch (error) {
+          fail(action.path, error);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, transfers.length)) }, worker));
+    if (signal?.aborted) return;
+
+    /** Hands plain copies to the worker pool; returns the transfers left for the careful path. */
+    async function copyPlainInWorkers(all: Plan["transfers"]): Promise<Plan["transfers"]> {
+      const plain: CopyAction[] = [];
+      const rest: Plan["transfers"] = [];
+      for (const action of all) {
+        const isPlain = (action.op === "copy" || action.op === "update") && action.replace === undefined;
+        if (isPlain && !blocked(action.path)) plain.push(action);
+        else rest.push(action);
+      }
+      if (plain.length < MIN_POOL_FILES) return all;
+      const copyJob = (i: number): CopyJob => {
         const action = plain[i]!;
-        if (action.op === "copy") stats.copied++;
-        else stats.updated++;
-        stats.bytes += action.size;
-        onEvent({ type: "op", action: action.op, path: action.path, size: action.size });
-      },
-    });
-    for (let i = 0; i < plain.length; i++) if (!done[i]) rest.push(plain[i]!);
-    return rest;
-  }
-
-  // 3. Extraneous entries, deepest first.
-  for (const action of plan.removes) {
-    await breathe();
-    if (signal?.aborted) return stats;
-    if (action.first) continue;
-    try {
-      await removeTree(at(action.path), action.kind);
-      stats.removed++;
-      onEvent({ type: "op", action: "remove", path: action.path, kind: action.kind });
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) continue;
-      fail(action.path, error);
+        const dst = at(action.path);
+        return {
+          src: from(action.path),
+          dst,
+          tmp: join(dirname(dst), tempName()),
+          size: action.size,
+          mode: action.mode,
+          mtimeMs: action.mtimeMs,
+        };
+      };
+      const done = new Uint8Array(plain.length);
+      await runInWorkers<CopyJob, CopyResult>(COPY_WORKER, plain.length, copyJob, {
+        workers,
+        ...(signal ? { signal } : {}),
+        weight: (i) => plain[i]!.size,
+        onResult: (i, result) => {
+          if (!result.ok) return;
+          done[i] = 1;
+          const action = plain[i]!;
+          if (action.op === "copy") stats.copied++;
+          else stats.updated++;
+          stats.bytes += action.size;
+          onEvent({ type: "op", action: action.op, path: action.path, size: action.size });
+        },
+      });
+      for (let i = 0; i < plain.length; i++) if (!done[i]) rest.push(plain[i]!);
+      return rest;
     }
-  }
+  };
 
-  // 4. Directory attributes, deepest first, so that later changes do not disturb them.
-  for (const entry of plan.dirAttrs) {
-    if (signal?.aborted) return stats;
-    const rel = entry.path;
-    if (failedDirs.has(rel) || blocked(rel)) continue;
-    const full = at(rel);
-    try {
-      if (Deno.build.os !== "windows") await fs.chmod(full, entry.mode);
-      const mtime = new Date(entry.mtimeMs);
-      await fs.utime(full, mtime, mtime);
-      onEvent({ type: "debug", path: rel, message: "directory attributes set" });
-    } catch (error) {
-      fail(rel, error);
+  const finish = async (plan: Plan): Promise<void> => {
+    // 3. Extraneous entries, deepest first.
+    for (const action of plan.removes) {
+      await breathe();
+      if (signal?.aborted) return;
+      if (action.first) continue;
+      try {
+        await removeTree(at(action.path), action.kind);
+        stats.removed++;
+        onEvent({ type: "op", action: "remove", path: action.path, kind: action.kind });
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) continue;
+        fail(action.path, error);
+      }
     }
-  }
-  return stats;
+
+    // 4. Directory attributes, deepest first, so that later changes do not disturb them.
+    for (const entry of plan.dirAttrs) {
+      if (signal?.aborted) return;
+      const rel = entry.path;
+      if (failedDirs.has(rel) || blocked(rel)) continue;
+      const full = at(rel);
+      try {
+        if (Deno.build.os !== "windows") await fs.chmod(full, entry.mode);
+        const mtime = new Date(entry.mtimeMs);
+        await fs.utime(full, mtime, mtime);
+        onEvent({ type: "debug", path: rel, message: "directory attributes set" });
+      } catch (error) {
+        fail(rel, error);
+      }
+    }
+  };
+  return { stats, creates, finish };
 }
 
 let lastBreath = performance.now();

@@ -31,6 +31,13 @@ export interface MarchOptions extends PlanOptions {
   useWorker?: boolean;
   /** Called for each path of either tree that could not be read. */
   onProblem?: (side: "source" | "replica", problem: ScanProblem) => void;
+  /**
+   * Called after each batch of listings, with the planner: the sync applies what has been
+   * planned so far here, once enough has piled up. The walk waits for it.
+   */
+  onBatch?: (planner: Planner) => Promise<void> | void;
+  /** Stops the walk between batches; the planner then holds a partial plan. */
+  signal?: AbortSignal;
 }
 
 /** What {@linkcode marchTrees} found. */
@@ -57,7 +64,7 @@ export interface March {
  * ```
  */
 export async function marchTrees(source: string, replica: string, options: MarchOptions = {}): Promise<March> {
-  const { fixPermissions = true, allowEmptySource = false, useWorker = true, onProblem = () => {} } = options;
+  const { fixPermissions = true, allowEmptySource = false, useWorker = true, onProblem = () => {}, signal } = options;
   const sourceRoot = toEntry(Deno.statSync(source));
   let replicaRoot: Entry | undefined;
   try {
@@ -87,6 +94,8 @@ export async function marchTrees(source: string, replica: string, options: March
         if (dir === "" && !allowEmptySource) refuseEmptySource(batch, replicaBatch, source);
         planner.add(batch, k, replicaBatch, 0);
       }
+      await options.onBatch?.(planner);
+      if (signal?.aborted) break;
     }
   } finally {
     walk.close();

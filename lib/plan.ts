@@ -168,6 +168,8 @@ export class Planner {
   #plan: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
   #checksum: boolean;
   #pending = new Map<string, PendingDir>();
+  /** Removals that must precede creations in their directory; they go out with the creations. */
+  #firstRemoves: RemoveAction[] = [];
   #dirAttrs = new Map<string, DirAttrs>();
   #pairs: ContentPair[] = [];
   /** Source metadata of directories holding content pairs, in case one of them is updated. */
@@ -226,9 +228,7 @@ export class Planner {
       if (order > 0) {
         // Only in the replica: extraneous, unless the source listing is partial.
         if (!(flags & INCOMPLETE)) {
-          const remove: RemoveAction = { op: "remove", path: prefix + r!.names[j]!, kind: r!.kind(j) };
-          this.#plan.removes.push(remove);
-          removed.push(remove);
+          removed.push({ op: "remove", path: prefix + r!.names[j]!, kind: r!.kind(j) });
           touched = true;
         }
         j++;
@@ -280,12 +280,40 @@ export class Planner {
     }
 
     if (created.length > 0 && removed.length > 0) markEarlyRemoves(created, removed, prefix.length);
+    for (const remove of removed) (remove.first ? this.#firstRemoves : this.#plan.removes).push(remove);
     const loosened = r !== undefined && (r.flags[rk]! & LOOSENED) !== 0;
     if (pending.fresh || pending.attrsDiffer || touched || loosened) this.#setDirAttrs(dir, pending.entry);
   }
 
+  /** Directories, copies and links planned and not yet taken by {@linkcode Planner.takeCreations}. */
+  get pendingCreations(): number {
+    return this.#plan.mkdirs.length + this.#plan.transfers.length;
+  }
+
   /**
-   * The finished plan. With `checksum`, `sameContent` lists the paths of
+   * Takes the creations planned so far as a partial plan (directories, copies, links,
+   * attributes, and the removals that must precede them), to be applied while the walk goes
+   * on; every directory they need is in this part or an earlier one. The other removals and
+   * the directory attributes stay for {@linkcode Planner.finish}, since they must come last.
+   */
+  takeCreations(): Plan {
+    const part: Plan = {
+      mkdirs: this.#plan.mkdirs,
+      transfers: this.#plan.transfers,
+      removes: this.#firstRemoves,
+      dirAttrs: [],
+      skipped: [],
+      bytes: this.#plan.bytes,
+    };
+    this.#plan.mkdirs = [];
+    this.#plan.transfers = [];
+    this.#firstRemoves = [];
+    this.#plan.bytes = 0;
+    return part;
+  }
+
+  /**
+   * The finished plan (what {@linkcode Planner.takeCreations} has not taken). With `checksum`, `sameContent` lists the paths of
    * {@linkcode Planner.contentPairs} whose contents are equal; the others are updated.
    */
   finish(sameContent: ReadonlySet<string> = new Set()): Plan {
@@ -300,7 +328,8 @@ export class Planner {
     }
     this.#pairs = [];
     this.#pairDirs.clear();
-    this.#plan.removes.reverse();
+    this.#plan.removes = [...this.#firstRemoves, ...this.#plan.removes.reverse()];
+    this.#firstRemoves = [];
     this.#plan.dirAttrs = [...this.#dirAttrs.values()].sort((a, b) => (a.path < b.path ? 1 : a.path > b.path ? -1 : 0));
     return this.#plan;
   }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type ApplyEvent, applyPlan, emptyStats, type FsOps, type Stats } from "./apply.ts";
+import { type ApplyEvent, createApplier, emptyStats, type FsOps, type Stats } from "./apply.ts";
 import type { SyncOptions } from "./config.ts";
 import { describeError, ExitCode, RefusedError } from "./errors.ts";
 import { marchTrees } from "./march.ts";
@@ -14,12 +14,16 @@ import { logger, logLine, operationsLogged, showPath } from "./log.ts";
 import { countPlan, type Plan } from "./plan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
+/**
+ * Creations applied at a time while the walk goes on: a part holds about 150 bytes an action,
+ * and each part starts its copy workers afresh (~16 ms).
+ */
+const PART_CREATIONS = 50_000;
+
 /** What one run did. */
 export interface RunResult {
   /** Counts of operations done (for a dry run: planned). */
   stats: Stats;
-  /** The plan that was applied (or, with `dryRun`, printed). */
-  plan: Plan;
   /** Wall-clock duration in milliseconds. */
   durationMs: number;
   /** True if the run stopped early because the signal was aborted. */
@@ -32,6 +36,8 @@ export interface RunControl {
   signal?: AbortSignal;
   /** File-system layer for fault injection in tests. */
   fs?: FsOps;
+  /** Creations applied at a time while the walk goes on (default {@linkcode PART_CREATIONS}). */
+  partCreations?: number;
 }
 
 function logEvent(event: ApplyEvent, dryRun: boolean): void {
@@ -123,22 +129,43 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     cacheDir,
   } = options;
   const started = performance.now();
+  const { signal, partCreations = PART_CREATIONS } = control;
+  const applier = dryRun ? undefined : createApplier(source, replica, {
+    jobs,
+    ...(control.fs ? { fs: control.fs } : {}),
+    ...(signal ? { signal } : {}),
+    onEvent: (e) => logEvent(e, false),
+  });
+  const dryStats = emptyStats();
+  let applyMs = 0;
+  /** Applies (or, in a dry run, reports) the creations of one part of the plan. */
+  const create = async (part: Plan) => {
+    const t0 = performance.now();
+    if (applier) await applier.creates(part);
+    else addStats(dryStats, reportPlan(part));
+    applyMs += performance.now() - t0;
+  };
+
   // A dry run must not even change modes for a moment, so it does not fix permissions.
   const { planner, problems } = await marchTrees(source, replica, {
     checksum,
     allowEmptySource,
     fixPermissions: !dryRun,
+    ...(signal ? { signal } : {}),
     onProblem: (side, problem) => {
       if (side === "replica") return logEntryError(problem.path, problem.message, "", "replica ");
       const spared = problem.directory ? "nothing under it" : "nothing in its directory";
       logEntryError(problem.path, problem.message, ` (${spared} is removed from the replica)`);
     },
+    // Creations are applied in parts as the walk goes, so that memory stays bounded.
+    onBatch: (p) => p.pendingCreations >= partCreations ? create(p.takeCreations()) : undefined,
   });
   const scanned = performance.now();
+  const applyDuringMarch = applyMs;
 
   let sameContent: Set<string> | undefined;
   let hashErrors = 0;
-  if (checksum) {
+  if (checksum && !signal?.aborted) {
     const compared = await compareContent(source, replica, planner.contentPairs, {
       hash,
       jobs,
@@ -153,33 +180,32 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     sameContent = compared.same;
     logger.debug("{text}", { text: `Checksums: ${compared.hashed} files hashed, ${compared.cached} from the cache` });
   }
-  const thePlan = planner.finish(sameContent);
-  for (const skip of thePlan.skipped) {
+  const rest = planner.finish(sameContent);
+  for (const skip of rest.skipped) {
     logger.warn("{text}", { text: `${showPath(skip.path)}: skipped: ${skip.reason}`, action: "skip", path: skip.path });
   }
 
   const planned = performance.now();
-  let stats: Stats;
-  if (dryRun) {
-    stats = reportPlan(thePlan);
-  } else {
-    stats = await applyPlan(thePlan, source, replica, {
-      jobs,
-      ...(control.fs ? { fs: control.fs } : {}),
-      ...(control.signal ? { signal: control.signal } : {}),
-      onEvent: (e) => logEvent(e, false),
-    });
+  if (!signal?.aborted) {
+    await create(rest); // a dry run reports the removals here too
+    if (applier && !signal?.aborted) await applier.finish(rest);
   }
-  stats.errors += problems + hashErrors + thePlan.skipped.length;
+  const stats = applier?.stats ?? dryStats;
+  stats.errors += problems + hashErrors + rest.skipped.length;
   const durationMs = performance.now() - started;
   logger.debug("{text}", {
-    text: `Timings: scan and plan ${formatDuration(scanned - started)}, compare ${
+    text: `Timings: scan and plan ${formatDuration(scanned - started - applyDuringMarch)}, compare ${
       formatDuration(planned - scanned)
-    }, apply ${formatDuration(performance.now() - planned)}`,
+    }, apply ${formatDuration(applyDuringMarch + performance.now() - planned)}`,
   });
-  const aborted = control.signal?.aborted ?? false;
+  const aborted = signal?.aborted ?? false;
   logSummary(stats, durationMs, { dryRun, aborted, scanned: planner.sourceEntries });
-  return { stats, plan: thePlan, durationMs, aborted };
+  return { stats, durationMs, aborted };
+}
+
+/** Adds the counts of `more` to `stats`. */
+function addStats(stats: Stats, more: Stats): void {
+  for (const key of Object.keys(stats) as Array<keyof Stats>) stats[key] += more[key];
 }
 
 function logSummary(

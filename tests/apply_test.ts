@@ -100,3 +100,31 @@ Deno.test("runOnce() replaces a replica symlink where the source has a directory
   assert.ok((await Deno.lstat(join(dst, "sub"))).isDirectory);
   await assertMirror(src, dst);
 });
+
+Deno.test("runOnce() applied in parts of two creations gives the same exact mirror", { ignore: !POSIX }, async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, {
+    a: { b: { c: { "deep.txt": "deep" }, "f.txt": "f" }, "g.txt": "g" },
+    "README.txt": "renamed in case",
+    swap: { "kid.txt": "k" },
+    link: { link: "a/g.txt" },
+    many: Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`m${i}`, `m${i}`])),
+  });
+  await writeTree(dst, {
+    a: { "old.txt": "old", b: { "f.txt": "stale content" } },
+    "readme.txt": "renamed in case",
+    swap: "a file where the source has a directory",
+    gone: { x: { y: "y" } },
+  });
+  const result = await runOnce({ source: src, replica: dst }, { partCreations: 2 });
+  assert.equal(result.stats.errors, 0);
+  assert.deepEqual(
+    [result.stats.created, result.stats.copied, result.stats.updated, result.stats.linked, result.stats.removed],
+    [3, 13, 1, 1, 3],
+  );
+  await assertMirror(src, dst);
+  const again = await runOnce({ source: src, replica: dst }, { partCreations: 2 });
+  assert.deepEqual([again.stats.copied, again.stats.updated, again.stats.removed], [0, 0, 0]);
+});
