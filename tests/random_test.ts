@@ -77,7 +77,7 @@ function mutate(root: string, next: () => number, count: number): void {
  */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 30));
 
-Deno.test("random trees and changes on both sides, synced in small parts, always end exact", {
+Deno.test("runOnce() leaves an exact mirror of random trees changed on both sides, applied in small parts", {
   ignore: !POSIX,
 }, async () => {
   await using tmp = await tempDir();
