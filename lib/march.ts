@@ -38,6 +38,13 @@ export interface MarchOptions extends PlanOptions {
   onBatch?: (planner: Planner) => Promise<void> | void;
   /** Stops the walk between batches; the planner then holds a partial plan. */
   signal?: AbortSignal;
+  /**
+   * Plan only these directories (relative paths; each one's ancestors must be in it too), plus
+   * whole new directories: for watch mode, after events in these directories. Directories
+   * outside it are neither listed nor changed, except to remove or replace them as entries
+   * of a listed directory.
+   */
+  scope?: ReadonlySet<string>;
 }
 
 /** What {@linkcode marchTrees} found. */
@@ -75,7 +82,11 @@ export async function marchTrees(source: string, replica: string, options: March
   const planner = new Planner(sourceRoot, replicaRoot, options);
   const replicaBatch = new ListingBatch();
   let problems = 0;
-  const walk = new SourceWalk(source, { useWorker });
+  const scope = options.scope;
+  const walk = new SourceWalk(
+    source,
+    scope ? { descend: (dir) => scope.has(dir) || planner.wants(dir) === "source" } : { useWorker },
+  );
   try {
     for (let batch; (batch = await walk.next());) {
       for (const problem of batch.problems) onProblem("source", problem);

@@ -130,8 +130,6 @@ interface PendingDir {
   fresh: boolean;
   /** The source directory's own metadata. */
   entry: Entry;
-  /** True when its mode or mtime differ from the replica's. */
-  attrsDiffer: boolean;
 }
 
 /** The parent of a relative path (`""` for top-level names). */
@@ -179,11 +177,8 @@ export class Planner {
   constructor(sourceRoot: Entry, replicaRoot: Entry | undefined, options: PlanOptions = {}) {
     this.#checksum = options.checksum ?? false;
     if (!replicaRoot) this.#plan.mkdirs.push({ op: "mkdir", path: "" });
-    this.#pending.set("", {
-      fresh: !replicaRoot,
-      entry: sourceRoot,
-      attrsDiffer: !replicaRoot || attrsDiffer(sourceRoot, replicaRoot),
-    });
+    this.#pending.set("", { fresh: !replicaRoot, entry: sourceRoot });
+    if (replicaRoot && attrsDiffer(sourceRoot, replicaRoot)) this.#setDirAttrs("", sourceRoot);
   }
 
   /**
@@ -245,8 +240,10 @@ export class Planner {
         created.push(name);
         touched = true;
       } else if (kind === "dir") {
+        // Decided here, so that a sync of only some directories still puts back a changed mode.
         const entry = source.entry(i);
-        this.#pending.set(path, { fresh: false, entry, attrsDiffer: attrsDiffer(entry, r!.entry(j)) });
+        this.#pending.set(path, { fresh: false, entry });
+        if (attrsDiffer(entry, r!.entry(j))) this.#setDirAttrs(path, entry);
       } else if (kind === "symlink") {
         const target = source.target(i) ?? "";
         if (target !== (r!.target(j) ?? "")) {
@@ -282,7 +279,7 @@ export class Planner {
     if (created.length > 0 && removed.length > 0) markEarlyRemoves(created, removed, prefix.length);
     for (const remove of removed) (remove.first ? this.#firstRemoves : this.#plan.removes).push(remove);
     const loosened = r !== undefined && (r.flags[rk]! & LOOSENED) !== 0;
-    if (pending.fresh || pending.attrsDiffer || touched || loosened) this.#setDirAttrs(dir, pending.entry);
+    if (pending.fresh || touched || loosened) this.#setDirAttrs(dir, pending.entry);
   }
 
   /** Directories, copies and links planned and not yet taken by {@linkcode Planner.takeCreations}. */
@@ -339,7 +336,7 @@ export class Planner {
     const entry = source.entry(i);
     if (entry.kind === "dir") {
       this.#plan.mkdirs.push({ op: "mkdir", path, ...extra });
-      this.#pending.set(path, { fresh: true, entry, attrsDiffer: true });
+      this.#pending.set(path, { fresh: true, entry });
     } else if (entry.kind === "symlink") {
       this.#plan.transfers.push({ op: "link", path, target: entry.target ?? "", mtimeMs: entry.mtimeMs, ...extra });
     } else {

@@ -160,14 +160,21 @@ export class SourceWalk {
   #queue: WalkMessage[] = [];
   #waiting: ((message: WalkMessage) => void) | undefined;
   #received = 0;
+  #descend: ((dir: string) => boolean) | undefined;
 
   /**
    * Starts walking `root`; `useWorker: false` keeps the whole walk in this thread, and
-   * `batchEntries` sets how many entries the worker puts in a batch (default 2048).
+   * `batchEntries` sets how many entries the worker puts in a batch (default 2048). With
+   * `descend`, the walk stays in this thread and enters only the subdirectories it approves,
+   * asked once the caller has handled their parent's listing.
    */
-  constructor(root: string, options: { useWorker?: boolean; batchEntries?: number } = {}) {
+  constructor(
+    root: string,
+    options: { useWorker?: boolean; batchEntries?: number; descend?: (dir: string) => boolean } = {},
+  ) {
     this.#root = root;
-    if (options.useWorker === false) return;
+    this.#descend = options.descend;
+    if (options.useWorker === false || this.#descend) return;
     try {
       const worker = new Worker(new URL("./scan_worker.ts", import.meta.url), { type: "module" });
       worker.onmessage = (event: MessageEvent<WalkMessage>) => this.#deliver(event.data);
@@ -197,6 +204,7 @@ export class SourceWalk {
       if (message.error !== undefined) throw new Error(`Source walk failed: ${message.error}`);
       return message.batch ? ListingBatch.unpack(message.batch) : (this.close(), undefined);
     }
+    if (this.#descend) return this.#nextChosen(this.#descend);
     if (this.#stack.length === 0) {
       this.close();
       return undefined;
@@ -220,6 +228,24 @@ export class SourceWalk {
   /** True once the worker has taken the walk over. */
   get inWorker(): boolean {
     return this.#remote;
+  }
+
+  /** The next listing of a walk that enters only the directories `descend` approves. */
+  #nextChosen(descend: (dir: string) => boolean): ListingBatch | undefined {
+    const last = this.#local;
+    if (last.dirs.length > 0) {
+      const dir = last.dirs[0]!;
+      const prefix = dir === "" ? "" : `${dir}/`;
+      for (let i = last.end(0) - 1; i >= last.start(0); i--) {
+        const child = prefix + last.names[i]!;
+        if (last.kind(i) === "dir" && descend(child)) this.#stack.push(child);
+      }
+    }
+    last.reset();
+    const next = this.#stack.pop();
+    if (next === undefined) return undefined;
+    listDirectory(last, this.#root, next);
+    return last;
   }
 
   /** Stops the worker; call when done or abandoning the walk. */

@@ -7,7 +7,7 @@
 import { type ApplyEvent, createApplier, emptyStats, type FsOps, type Stats } from "./apply.ts";
 import type { SyncOptions } from "./config.ts";
 import { describeError, ExitCode, RefusedError } from "./errors.ts";
-import { marchTrees } from "./march.ts";
+import { type MarchOptions, marchTrees } from "./march.ts";
 import { DEFAULT_HASH } from "./hash.ts";
 import { compareContent } from "./compare.ts";
 import { logger, logLine, operationsLogged, showPath } from "./log.ts";
@@ -38,6 +38,8 @@ export interface RunControl {
   fs?: FsOps;
   /** Creations applied at a time while the walk goes on (default {@linkcode PART_CREATIONS}). */
   partCreations?: number;
+  /** Sync only these source directories (and whole new ones); see {@linkcode MarchOptions.scope}. */
+  scope?: MarchOptions["scope"];
 }
 
 function logEvent(event: ApplyEvent, dryRun: boolean): void {
@@ -152,6 +154,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     allowEmptySource,
     fixPermissions: !dryRun,
     ...(signal ? { signal } : {}),
+    ...(control.scope ? { scope: control.scope } : {}),
     onProblem: (side, problem) => {
       if (side === "replica") return logEntryError(problem.path, problem.message, "", "replica ");
       const spared = problem.directory ? "nothing under it" : "nothing in its directory";
@@ -239,8 +242,12 @@ function logSummary(
  * const code = await syncOnce({ source: "/src", replica: "/dst" });
  * ```
  */
-export async function syncOnce(options: SyncOptions, signal?: AbortSignal): Promise<ExitCode> {
-  const result = await runOnce(options, signal ? { signal } : {});
+export async function syncOnce(
+  options: SyncOptions,
+  signal?: AbortSignal,
+  scope?: ReadonlySet<string>,
+): Promise<ExitCode> {
+  const result = await runOnce(options, { ...(signal ? { signal } : {}), ...(scope ? { scope } : {}) });
   if (result.aborted) return ExitCode.Interrupted;
   return result.stats.errors > 0 ? ExitCode.Partial : ExitCode.Ok;
 }
@@ -249,9 +256,13 @@ export async function syncOnce(options: SyncOptions, signal?: AbortSignal): Prom
  * A run inside a loop: every failure is logged and the loop goes on, since the next run may
  * succeed (a disk gets mounted, a permission gets fixed).
  */
-export async function guardedRun(options: SyncOptions, signal?: AbortSignal): Promise<ExitCode> {
+export async function guardedRun(
+  options: SyncOptions,
+  signal?: AbortSignal,
+  scope?: ReadonlySet<string>,
+): Promise<ExitCode> {
   try {
-    return await syncOnce(options, signal);
+    return await syncOnce(options, signal, scope);
   } catch (error) {
     const text = error instanceof RefusedError ? error.message : `Sync failed: ${describeError(error)}`;
     logger.error("{text}", { text, action: "error", error: text });

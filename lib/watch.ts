@@ -1,17 +1,23 @@
 /**
  * Live mode: watch the source with `Deno.watchFs`, and sync once a burst of events settles.
  *
- * Every sync is a full scan-plan-apply, so renames, deletions and new directories filled
- * after creation all arrive; bursts of thousands of events collapse into a few runs. A full
- * rescan also runs at start, every `rescanMs`, and whenever the watcher fails or overflows.
+ * A sync after a burst plans only the directories the events named (and their ancestors),
+ * plus whole new directories, the way lsyncd hands rsync the changed directories: renames,
+ * deletions and new directories filled after creation all arrive, and a change deep in a
+ * million-file tree costs a few listings, not a full walk. Bursts of thousands of events
+ * collapse into a few runs. A full rescan runs at start, every `rescanMs`, after a run with
+ * errors, and whenever the watcher fails or overflows.
  *
  * @module
  */
 
+import { isAbsolute, relative, sep } from "node:path";
 import type { SyncOptions } from "./config.ts";
 import { describeError } from "./errors.ts";
 import { logger } from "./log.ts";
 import { guardedRun } from "./sync.ts";
+import { ExitCode } from "./errors.ts";
+import { parentOf } from "./plan.ts";
 import { formatDuration } from "./units.ts";
 
 /** Options for {@linkcode watchLoop}. */
@@ -72,11 +78,29 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
       wake = done;
     });
 
+  /** Source directories the events named since the last sync, or "all" for a full walk. */
+  let changed: Set<string> | "all" = "all";
+  const note = (paths: string[]) => {
+    for (const path of paths) {
+      if (changed === "all") return;
+      const rel = relative(options.source, path);
+      if (rel.startsWith("..") || isAbsolute(rel)) {
+        changed = "all"; // a path the scope cannot name (a real path on macOS, say): walk it all
+        return;
+      }
+      const slashed = sep === "/" ? rel : rel.replaceAll(sep, "/");
+      // The entry's directory lists it; the entry itself, if a directory, may have new entries.
+      changed.add(slashed);
+      changed.add(parentOf(slashed));
+    }
+  };
+
   let watcher: Deno.FsWatcher | undefined;
   let fallbackMs = rescanMs;
   const fallBack = (error: unknown) => {
     logger.warn("{text}", { text: `${watchLimitHint(error)} every ${formatDuration(fallbackMs)}` });
     dirty = true;
+    changed = "all";
     kick();
   };
   try {
@@ -99,7 +123,12 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
     ? (async () => {
       try {
         for await (const event of watcher) {
-          if (event.flag === "rescan") logger.debug("{text}", { text: "Watcher overflowed; rescanning" });
+          if (event.flag === "rescan") {
+            logger.debug("{text}", { text: "Watcher overflowed; rescanning" });
+            changed = "all";
+          } else {
+            note(event.paths);
+          }
           dirty = true;
           lastEventAt = performance.now();
           kick();
@@ -128,14 +157,33 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
       }
       if (signal?.aborted) break;
       dirty = false;
-      await guardedRun(options, signal);
-      nextRescan = performance.now() + fallbackMs;
+      const scope = changed === "all" ? undefined : withAncestors(changed);
+      changed = new Set();
+      if (scope) logger.debug("{text}", { text: `Syncing ${scope.size} changed directories` });
+      const code = await guardedRun(options, signal, scope);
+      if (code !== ExitCode.Ok) changed = "all"; // whatever failed is retried by a full walk
+      if (!scope) nextRescan = performance.now() + fallbackMs;
       continue;
     }
     await waitForKick(nextRescan - performance.now());
-    if (performance.now() >= nextRescan) dirty = true;
+    if (performance.now() >= nextRescan) {
+      dirty = true;
+      changed = "all";
+    }
   }
   signal?.removeEventListener("abort", onAbort);
   onAbort();
   await pump;
+}
+
+/** `dirs` with every ancestor of each, `""` (the root) included. */
+function withAncestors(dirs: Iterable<string>): Set<string> {
+  const scope = new Set<string>([""]);
+  for (let dir of dirs) {
+    while (dir !== "" && !scope.has(dir)) {
+      scope.add(dir);
+      dir = parentOf(dir);
+    }
+  }
+  return scope;
 }

@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { planTrees } from "../lib/march.ts";
+import { runOnce } from "../lib/sync.ts";
+import { assertMirror, mirrorDiff, POSIX, tempDir, writeTree } from "./helpers.ts";
+
+Deno.test("marchTrees() with a scope plans only the named directories, plus whole new ones", {
+  ignore: !POSIX,
+}, async (t) => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { a: { "x.txt": "x", deep: { "y.txt": "y" } }, b: { "z.txt": "z" }, c: {} });
+  assert.equal((await runOnce({ source: src, replica: dst })).stats.errors, 0);
+  // Changes everywhere; the scope names only "a".
+  await Deno.writeTextFile(join(src, "a", "x.txt"), "x, edited");
+  await Deno.writeTextFile(join(dst, "a", "junk.txt"), "junk");
+  await writeTree(join(src, "a", "new"), { n1: { "f.txt": "f" } });
+  await Deno.writeTextFile(join(src, "a", "deep", "y.txt"), "y, edited");
+  await Deno.writeTextFile(join(src, "b", "z.txt"), "z, edited");
+  await Deno.chmod(join(src, "c"), 0o700);
+
+  await t.step("the plan", async () => {
+    const p = await planTrees(src, dst, { scope: new Set(["", "a"]), useWorker: false });
+    assert.deepEqual(p.mkdirs.map((m) => m.path), ["a/new", "a/new/n1"]);
+    assert.deepEqual(p.transfers.map((a) => `${a.op} ${a.path}`).sort(), ["copy a/new/n1/f.txt", "update a/x.txt"]);
+    assert.deepEqual(p.removes.map((r) => r.path), ["a/junk.txt"]);
+    assert.ok(p.dirAttrs.some((d) => d.path === "c" && d.mode === 0o700), "c is an entry of the listed root");
+  });
+
+  await t.step("a scoped run leaves the rest for a full one", async () => {
+    const scoped = await runOnce({ source: src, replica: dst }, { scope: new Set(["", "a"]) });
+    assert.equal(scoped.stats.errors, 0);
+    assert.equal(await Deno.readTextFile(join(dst, "a", "x.txt")), "x, edited");
+    assert.equal(await Deno.readTextFile(join(dst, "a", "new", "n1", "f.txt")), "f");
+    assert.equal(((await Deno.stat(join(dst, "c"))).mode ?? 0) & 0o777, 0o700);
+    const left = (await mirrorDiff(src, dst)).split("\n").map((line) => line.split(" ").pop()).sort();
+    assert.deepEqual(left, ["a/deep/y.txt", "b/z.txt"], "only what lies outside the scope differs");
+    assert.equal((await runOnce({ source: src, replica: dst })).stats.updated, 2);
+    await assertMirror(src, dst);
+  });
+});
+
+Deno.test("marchTrees() with a scope recreates a named directory the replica lost", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { a: { b: { "f.txt": "f", c: { "g.txt": "g" } } } });
+  assert.equal((await runOnce({ source: src, replica: dst })).stats.errors, 0);
+  await Deno.remove(join(dst, "a"), { recursive: true });
+  const run = await runOnce({ source: src, replica: dst }, { scope: new Set(["", "a", "a/b"]) });
+  assert.equal(run.stats.errors, 0);
+  await assertMirror(src, dst);
+});
