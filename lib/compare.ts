@@ -56,7 +56,8 @@ const MIN_POOL_FILES = 4096;
 /**
  * Hashes both files of every pair (equal-sized regular files at the same path), and returns
  * the relative paths whose digests are equal, with how many files were hashed and how many
- * were cached.
+ * were cached. One call for one set of pairs; a sync that compares in parts uses
+ * {@linkcode ContentComparer}.
  *
  * Needs read permission for both trees, and for `cacheDir` read and write permission. Never
  * throws for a single file.
@@ -73,71 +74,111 @@ export async function compareContent(
   pairs: readonly ContentPair[],
   options: CompareOptions,
 ): Promise<Comparison> {
-  const { hash, jobs = 8, cacheDir, readOnly = false, onError = () => {}, onCacheError = () => {} } = options;
-  const roots = [source, replica] as const;
-  const caches = roots.map((root) => (cacheDir ? HashCache.open(cacheDir, root, hash) : HashCache.none()));
-  const digests = [new Map<string, string>(), new Map<string, string>()];
+  const comparer = new ContentComparer(source, replica, options);
+  const same = await comparer.compare(pairs);
+  comparer.save();
+  return { same, hashed: comparer.hashed, cached: comparer.cached };
+}
 
-  // Paths are the pairs' own strings; a job's full path is built only when its batch is sent.
-  const work: Array<{ side: 0 | 1; pair: ContentPair }> = [];
-  const jobOf = (i: number): HashJob => {
-    const { side, pair } = work[i]!;
-    return { path: join(roots[side], pair.path), size: pair.source.size, hash };
-  };
-  for (const pair of pairs) {
-    for (const side of [0, 1] as const) {
-      const cached = caches[side]!.get(pair.path, side === 0 ? pair.source : pair.replica);
-      if (cached !== undefined) digests[side]!.set(pair.path, cached);
-      else work.push({ side, pair });
-    }
+/**
+ * Compares content pairs part after part, with the hash caches of both trees opened once and
+ * saved once at the end: a `--checksum` sync hands it the pairs of each part of its walk, so
+ * that a million pairs never wait in memory at once.
+ *
+ * Needs read permission for both trees, and for `cacheDir` read and write permission.
+ */
+export class ContentComparer {
+  /** Files hashed so far. */
+  hashed = 0;
+  /** Files whose digest came from the cache so far. */
+  cached = 0;
+  #roots: readonly [string, string];
+  #caches: readonly [HashCache, HashCache];
+  #options: CompareOptions;
+
+  /** Opens the hash caches of `source` and `replica` (a missing or corrupt cache is empty). */
+  constructor(source: string, replica: string, options: CompareOptions) {
+    const { hash, cacheDir } = options;
+    this.#roots = [source, replica];
+    const open = (root: string) => (cacheDir ? HashCache.open(cacheDir, root, hash) : HashCache.none());
+    this.#caches = [open(source), open(replica)];
+    this.#options = options;
   }
 
-  const hashedAt = Date.now();
-  const failed = new Set<string>();
-  const record = (i: number, result: HashResult) => {
-    const { side, pair: { path, source, replica } } = work[i]!;
-    if (result.digest !== undefined) {
-      digests[side]!.set(path, result.digest);
-      caches[side]!.set(path, side === 0 ? source : replica, result.digest, hashedAt);
-    } else if (!failed.has(path)) {
-      failed.add(path);
-      onError(path, `Cannot hash: ${result.error}`);
-    }
-  };
-  const done = new Uint8Array(work.length);
-  if (work.length >= MIN_POOL_FILES) {
-    await runInWorkers<HashJob, HashResult>(HASH_WORKER, work.length, jobOf, {
-      workers: Math.min(jobs, navigator.hardwareConcurrency ?? 2),
-      weight: (i) => work[i]!.pair.source.size,
-      onResult: (i, result) => {
-        done[i] = 1;
-        record(i, result);
-      },
-    });
-  }
-  // Small sets, and anything a worker could not do, are hashed here.
-  if (done.includes(0)) {
-    const hasher = await getHasher(hash);
-    for (let i = 0; i < work.length; i++) {
-      if (done[i]) continue;
-      try {
-        const job = jobOf(i);
-        record(i, { digest: hashFileSync(hasher, job.path, job.size) });
-      } catch (error) {
-        record(i, { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+  /** Hashes what the caches cannot vouch for, and returns the paths of `pairs` whose contents are equal. */
+  async compare(pairs: readonly ContentPair[]): Promise<Set<string>> {
+    const { hash, jobs = 8, onError = () => {} } = this.#options;
+    const roots = this.#roots;
+    const caches = this.#caches;
+    const digests = [new Map<string, string>(), new Map<string, string>()];
+
+    // Paths are the pairs' own strings; a job's full path is built only when its batch is sent.
+    const work: Array<{ side: 0 | 1; pair: ContentPair }> = [];
+    const jobOf = (i: number): HashJob => {
+      const { side, pair } = work[i]!;
+      return { path: join(roots[side], pair.path), size: pair.source.size, hash };
+    };
+    for (const pair of pairs) {
+      for (const side of [0, 1] as const) {
+        const cached = caches[side].get(pair.path, side === 0 ? pair.source : pair.replica);
+        if (cached !== undefined) digests[side]!.set(pair.path, cached);
+        else work.push({ side, pair });
       }
     }
+
+    const hashedAt = Date.now();
+    const failed = new Set<string>();
+    const record = (i: number, result: HashResult) => {
+      const { side, pair: { path, source, replica } } = work[i]!;
+      if (result.digest !== undefined) {
+        digests[side]!.set(path, result.digest);
+        caches[side].set(path, side === 0 ? source : replica, result.digest, hashedAt);
+      } else if (!failed.has(path)) {
+        failed.add(path);
+        onError(path, `Cannot hash: ${result.error}`);
+      }
+    };
+    const done = new Uint8Array(work.length);
+    if (work.length >= MIN_POOL_FILES) {
+      await runInWorkers<HashJob, HashResult>(HASH_WORKER, work.length, jobOf, {
+        workers: Math.min(jobs, navigator.hardwareConcurrency ?? 2),
+        weight: (i) => work[i]!.pair.source.size,
+        onResult: (i, result) => {
+          done[i] = 1;
+          record(i, result);
+        },
+      });
+    }
+    // Small sets, and anything a worker could not do, are hashed here.
+    if (done.includes(0)) {
+      const hasher = await getHasher(hash);
+      for (let i = 0; i < work.length; i++) {
+        if (done[i]) continue;
+        try {
+          const job = jobOf(i);
+          record(i, { digest: hashFileSync(hasher, job.path, job.size) });
+        } catch (error) {
+          record(i, { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+        }
+      }
+    }
+    this.hashed += work.length;
+    this.cached += 2 * pairs.length - work.length;
+
+    const same = new Set<string>();
+    for (const { path } of pairs) {
+      const a = digests[0]!.get(path);
+      if (a !== undefined && a === digests[1]!.get(path)) same.add(path);
+    }
+    return same;
   }
 
-  if (!readOnly) {
-    for (const cache of caches) {
+  /** Writes both caches (not with `readOnly`); a cache that cannot be written is reported, not thrown. */
+  save(): void {
+    const { readOnly = false, cacheDir, onCacheError = () => {} } = this.#options;
+    if (readOnly) return;
+    for (const cache of this.#caches) {
       if (!cache.save()) onCacheError(`Cannot save the hash cache in '${cacheDir}'`);
     }
   }
-  const same = new Set<string>();
-  for (const { path } of pairs) {
-    const a = digests[0]!.get(path);
-    if (a !== undefined && a === digests[1]!.get(path)) same.add(path);
-  }
-  return { same, hashed: work.length, cached: 2 * pairs.length - work.length };
 }

@@ -28,7 +28,9 @@ const RACY_MARGIN_MS = 100;
 
 /** The cache of one tree's digests for one algorithm. */
 export class HashCache {
+  /** Entries loaded and not yet looked up; each leaves it when looked up, to keep one copy. */
   #old: Map<string, Row>;
+  #loaded: number;
   #new = new Map<string, Row>();
   #added = false;
   #file: string | undefined;
@@ -40,6 +42,7 @@ export class HashCache {
     this.#root = root;
     this.#hash = hash;
     this.#old = rows;
+    this.#loaded = rows.size;
   }
 
   /** A cache that remembers nothing and saves nothing. */
@@ -79,7 +82,9 @@ export class HashCache {
   /** The cached digest of `path` if its key still matches `entry`. */
   get(path: string, entry: Entry): string | undefined {
     const row = this.#old.get(path);
-    if (!row || !matches(row, entry)) return undefined;
+    if (!row) return undefined;
+    this.#old.delete(path);
+    if (!matches(row, entry)) return undefined;
     this.#new.set(path, row);
     return row[4];
   }
@@ -104,7 +109,7 @@ export class HashCache {
   save(): boolean {
     if (this.#file === undefined) return true;
     // Unchanged: every old entry was used again and none was added.
-    if (!this.#added && this.#new.size === this.#old.size) return true;
+    if (!this.#added && this.#new.size === this.#loaded) return true;
     const rows = [...this.#new].map(([path, row]) => [path, ...row]);
     const tmp = `${this.#file}.${crypto.randomUUID().slice(0, 8)}.tmp`;
     try {

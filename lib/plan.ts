@@ -314,6 +314,19 @@ export class Planner {
    * {@linkcode Planner.contentPairs} whose contents are equal; the others are updated.
    */
   finish(sameContent: ReadonlySet<string> = new Set()): Plan {
+    this.settlePairs(sameContent);
+    this.#plan.removes = [...this.#firstRemoves, ...this.#plan.removes.reverse()];
+    this.#firstRemoves = [];
+    this.#plan.dirAttrs = [...this.#dirAttrs.values()].sort((a, b) => (a.path < b.path ? 1 : a.path > b.path ? -1 : 0));
+    return this.#plan;
+  }
+
+  /**
+   * Decides the {@linkcode Planner.contentPairs} planned so far, now that they are hashed:
+   * `sameContent` lists those whose contents are equal, and the others are updated. A
+   * `--checksum` sync settles pairs in parts as the walk goes, to keep memory bounded.
+   */
+  settlePairs(sameContent: ReadonlySet<string>): void {
     for (const { path, source, replica } of this.#pairs) {
       if (!sameContent.has(path)) {
         this.#copy("update", path, source);
@@ -325,10 +338,6 @@ export class Planner {
     }
     this.#pairs = [];
     this.#pairDirs.clear();
-    this.#plan.removes = [...this.#firstRemoves, ...this.#plan.removes.reverse()];
-    this.#firstRemoves = [];
-    this.#plan.dirAttrs = [...this.#dirAttrs.values()].sort((a, b) => (a.path < b.path ? 1 : a.path > b.path ? -1 : 0));
-    return this.#plan;
   }
 
   #create(path: string, source: ListingBatch, i: number, replace: EntryKind | undefined): void {

@@ -9,9 +9,9 @@ import type { SyncOptions } from "./config.ts";
 import { describeError, ExitCode, RefusedError } from "./errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
 import { DEFAULT_HASH } from "./hash.ts";
-import { compareContent } from "./compare.ts";
+import { ContentComparer } from "./compare.ts";
 import { logger, logLine, operationsLogged, showPath } from "./log.ts";
-import { countPlan, type Plan } from "./plan.ts";
+import { countPlan, type Plan, type Planner } from "./plan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
 /**
@@ -148,6 +148,28 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     applyMs += performance.now() - t0;
   };
 
+  let hashErrors = 0;
+  const comparer = checksum
+    ? new ContentComparer(source, replica, {
+      hash,
+      jobs,
+      cacheDir,
+      readOnly: dryRun,
+      onCacheError: (message) => logger.warn("{text}", { text: message }),
+      onError: (path, message) => {
+        hashErrors++;
+        logEntryError(path, message);
+      },
+    })
+    : undefined;
+  let compareMs = 0;
+  /** Hashes the content pairs planned so far and lets the planner decide them. */
+  const settle = async (p: Planner) => {
+    const t0 = performance.now();
+    p.settlePairs(await comparer!.compare(p.contentPairs));
+    compareMs += performance.now() - t0;
+  };
+
   // A dry run must not even change modes for a moment, so it does not fix permissions.
   const { planner, problems } = await marchTrees(source, replica, {
     checksum,
@@ -160,46 +182,38 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
       const spared = problem.directory ? "nothing under it" : "nothing in its directory";
       logEntryError(problem.path, problem.message, ` (${spared} is removed from the replica)`);
     },
-    // Creations are applied in parts as the walk goes, so that memory stays bounded.
-    onBatch: (p) => p.pendingCreations >= partCreations ? create(p.takeCreations()) : undefined,
+    // Pairs are compared, and creations applied, in parts as the walk goes, so that memory
+    // stays bounded.
+    onBatch: async (p) => {
+      if (comparer && p.contentPairs.length >= partCreations) await settle(p);
+      if (p.pendingCreations >= partCreations) await create(p.takeCreations());
+    },
   });
-  const scanned = performance.now();
-  const applyDuringMarch = applyMs;
+  const walkMs = performance.now() - started - applyMs - compareMs;
 
-  let sameContent: Set<string> | undefined;
-  let hashErrors = 0;
-  if (checksum && !signal?.aborted) {
-    const compared = await compareContent(source, replica, planner.contentPairs, {
-      hash,
-      jobs,
-      cacheDir,
-      readOnly: dryRun,
-      onCacheError: (message) => logger.warn("{text}", { text: message }),
-      onError: (path, message) => {
-        hashErrors++;
-        logEntryError(path, message);
-      },
-    });
-    sameContent = compared.same;
-    logger.debug("{text}", { text: `Checksums: ${compared.hashed} files hashed, ${compared.cached} from the cache` });
+  if (comparer && !signal?.aborted) {
+    await settle(planner);
+    comparer.save();
+    logger.debug("{text}", { text: `Checksums: ${comparer.hashed} files hashed, ${comparer.cached} from the cache` });
   }
-  const rest = planner.finish(sameContent);
+  const rest = planner.finish();
   for (const skip of rest.skipped) {
     logger.warn("{text}", { text: `${showPath(skip.path)}: skipped: ${skip.reason}`, action: "skip", path: skip.path });
   }
 
-  const planned = performance.now();
   if (!signal?.aborted) {
     await create(rest); // a dry run reports the removals here too
+    const t0 = performance.now();
     if (applier && !signal?.aborted) await applier.finish(rest);
+    applyMs += performance.now() - t0;
   }
   const stats = applier?.stats ?? dryStats;
   stats.errors += problems + hashErrors + rest.skipped.length;
   const durationMs = performance.now() - started;
   logger.debug("{text}", {
-    text: `Timings: scan and plan ${formatDuration(scanned - started - applyDuringMarch)}, compare ${
-      formatDuration(planned - scanned)
-    }, apply ${formatDuration(applyDuringMarch + performance.now() - planned)}`,
+    text: `Timings: scan and plan ${formatDuration(walkMs)}, compare ${formatDuration(compareMs)}, apply ${
+      formatDuration(applyMs)
+    }`,
   });
   const aborted = signal?.aborted ?? false;
   logSummary(stats, durationMs, { dryRun, aborted, scanned: planner.sourceEntries });

@@ -127,4 +127,14 @@ Deno.test("runOnce() applied in parts of two creations gives the same exact mirr
   await assertMirror(src, dst);
   const again = await runOnce({ source: src, replica: dst }, { partCreations: 2 });
   assert.deepEqual([again.stats.copied, again.stats.updated, again.stats.removed], [0, 0, 0]);
+
+  // --checksum compares its pairs in parts too: two same-size, same-mtime edits in different parts.
+  for (const rel of ["a/b/c/deep.txt", "many/m7"]) {
+    const { mtime } = await Deno.stat(join(dst, rel));
+    await Deno.writeTextFile(join(dst, rel), (await Deno.readTextFile(join(dst, rel))).toUpperCase());
+    await Deno.utime(join(dst, rel), mtime!, mtime!);
+  }
+  const checked = await runOnce({ source: src, replica: dst, checksum: true }, { partCreations: 2 });
+  assert.deepEqual([checked.stats.updated, checked.stats.errors], [2, 0]);
+  await assertMirror(src, dst);
 });
