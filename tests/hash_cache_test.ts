@@ -6,6 +6,9 @@ import type { Entry } from "../lib/listing.ts";
 import { marchTrees } from "../lib/march.ts";
 import { assertMirror, runMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
+/** A name with every character the cache file format must escape. */
+const ODD = 'tab\there\nnewline "quotes" back\\slash \u00e9';
+
 const noCtime = (): Entry => {
   const { ctimeMs: _, ...rest } = entry();
   return rest;
@@ -27,10 +30,12 @@ Deno.test("HashCache trusts an entry only while path, size, mtime, ctime and ino
   first.set("b", entry(), "digest-b", 10_000);
   first.set("racy", entry({ ctimeMs: 9_500 }), "digest-racy", 10_000);
   first.set("no-ctime", noCtime(), "digest-none", 10_000);
+  first.set(ODD, entry(), "digest-odd", 10_000);
   assert.ok(first.save());
 
   const second = HashCache.open(tmp.path, "/data/src", "xxh3");
   assert.equal(second.get("a", entry()), "digest-a");
+  assert.equal(second.get(ODD, entry()), "digest-odd", "any name survives the file format");
   for (
     const [what, changed] of Object.entries({
       size: { size: 4 },
