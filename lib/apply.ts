@@ -188,7 +188,16 @@ export async function applyPlan(
  * carries over between parts: a directory that could not be created blocks its subtree in
  * every later part.
  *
- * Needs read permission for `source` and write permission for `replica`.
+ * Needs read permission for `source` and write permission for `replica`. Never throws for a
+ * single entry.
+ *
+ * @example Applying a plan in two parts
+ * ```ts
+ * const applier = createApplier("/data/src", "/backup/src");
+ * await applier.creates(firstPart);
+ * await applier.creates(rest);
+ * await applier.finish(rest);
+ * ```
  */
 export function createApplier(source: string, replica: string, options: ApplyOptions = {}): Applier {
   const {

@@ -86,6 +86,13 @@ export async function compareContent(
  * that a million pairs never wait in memory at once.
  *
  * Needs read permission for both trees, and for `cacheDir` read and write permission.
+ *
+ * @example Comparing in two parts
+ * ```ts
+ * const comparer = new ContentComparer("/data/src", "/backup/src", { hash: "xxh3", cacheDir });
+ * const same = [...await comparer.compare(firstPairs), ...await comparer.compare(morePairs)];
+ * comparer.save();
+ * ```
  */
 export class ContentComparer {
   /** Files hashed so far. */

@@ -129,6 +129,15 @@ function refuseEmptySource(source: ListingBatch, replica: ListingBatch, path: st
  * Plans a sync of `source` into `replica` entirely: walks both trees, and with `checksum`
  * treats every content pair as equal only if `sameContent` lists it. For tests and tools that
  * do not hash.
+ *
+ * Needs read permission for both trees (and write permission for the replica unless
+ * `fixPermissions` is false). Throws as {@linkcode marchTrees} does.
+ *
+ * @example Printing what a sync would do
+ * ```ts
+ * const plan = await planTrees("/data/src", "/backup/src", { fixPermissions: false });
+ * for (const t of plan.transfers) console.log(t.op, t.path);
+ * ```
  */
 export async function planTrees(
   source: string,

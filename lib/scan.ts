@@ -103,6 +103,15 @@ function readEntries(batch: ListingBatch, k: number, full: string, rel: string, 
 /**
  * One step of a depth-first walk: lists the directory on top of `stack` into `batch` and
  * pushes its subdirectories so that they are visited in sorted order, parents before children.
+ *
+ * Needs read permission for `root`; throws only if the root itself cannot be listed.
+ *
+ * @example Walking a whole tree
+ * ```ts
+ * const batch = new ListingBatch();
+ * const stack = [""];
+ * while (stack.length > 0) walkStep(batch, "/data/src", stack);
+ * ```
  */
 export function walkStep(batch: ListingBatch, root: string, stack: string[]): void {
   const rel = stack.pop()!;
