@@ -51,8 +51,6 @@ export interface MarchOptions extends PlanOptions {
 export interface March {
   /** The planner, ready for {@linkcode Planner.finish} (after hashing its content pairs). */
   planner: Planner;
-  /** The source root's metadata. */
-  sourceRoot: Entry;
   /** Paths that could not be read, on both sides. */
   problems: number;
 }
@@ -111,7 +109,7 @@ export async function marchTrees(source: string, replica: string, options: March
   } finally {
     walk.close();
   }
-  return { planner, sourceRoot, problems };
+  return { planner, problems };
 }
 
 /** An empty source and a full replica usually mean an unmounted disk, not a wish to erase. */

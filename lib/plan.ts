@@ -310,7 +310,8 @@ export class Planner {
   }
 
   /**
-   * The finished plan (what {@linkcode Planner.takeCreations} has not taken). With `checksum`, `sameContent` lists the paths of
+   * The finished plan: what {@linkcode Planner.takeCreations} has not taken, all removals and
+   * all directory attributes. With `checksum`, `sameContent` lists the paths of the remaining
    * {@linkcode Planner.contentPairs} whose contents are equal; the others are updated.
    */
   finish(sameContent: ReadonlySet<string> = new Set()): Plan {
