@@ -171,19 +171,35 @@ export class SourceWalk {
   #received = 0;
   #descend: ((dir: string) => boolean) | undefined;
 
+  /** Directories still to list in this thread before a worker is started; -1 for none. */
+  #beforeWorker: number;
+  #batchEntries: number;
+
   /**
-   * Starts walking `root`; `useWorker: false` keeps the whole walk in this thread, and
-   * `batchEntries` sets how many entries the worker puts in a batch (default 2048). With
-   * `descend`, the walk stays in this thread and enters only the subdirectories it approves,
-   * asked once the caller has handled their parent's listing.
+   * Starts walking `root`; `useWorker: false` keeps the whole walk in this thread. A worker is
+   * started once `workerAfterDirs` directories (default 16) have been listed here, so that a
+   * small tree never pays for one (~17 ms of this thread's time); `batchEntries` sets how many
+   * entries it puts in a batch (default 2048). With `descend`, the walk stays in this thread and
+   * enters only the subdirectories it approves, asked once the caller has handled their
+   * parent's listing.
    */
   constructor(
     root: string,
-    options: { useWorker?: boolean; batchEntries?: number; descend?: (dir: string) => boolean } = {},
+    options: {
+      useWorker?: boolean;
+      workerAfterDirs?: number;
+      batchEntries?: number;
+      descend?: (dir: string) => boolean;
+    } = {},
   ) {
     this.#root = root;
     this.#descend = options.descend;
-    if (options.useWorker === false || this.#descend) return;
+    this.#batchEntries = options.batchEntries ?? 2048;
+    this.#beforeWorker = options.useWorker === false || this.#descend ? -1 : options.workerAfterDirs ?? 16;
+    if (this.#beforeWorker === 0) this.#startWorker();
+  }
+
+  #startWorker(): void {
     try {
       const worker = new Worker(new URL("./scan_worker.ts", import.meta.url), { type: "module" });
       worker.onmessage = (event: MessageEvent<WalkMessage>) => this.#deliver(event.data);
@@ -191,7 +207,7 @@ export class SourceWalk {
         event.preventDefault();
         this.#deliver({ error: event.message || "Scan worker failed" });
       };
-      worker.postMessage({ root, shared: this.#shared, batchEntries: options.batchEntries ?? 2048 });
+      worker.postMessage({ root: this.#root, shared: this.#shared, batchEntries: this.#batchEntries });
       this.#worker = worker;
     } catch {
       // no workers here: walk in this thread
@@ -226,6 +242,7 @@ export class SourceWalk {
     }
     this.#local.reset();
     walkStep(this.#local, this.#root, this.#stack);
+    if (this.#beforeWorker > 0 && --this.#beforeWorker === 0) this.#startWorker();
     return this.#local;
   }
 
@@ -259,6 +276,7 @@ export class SourceWalk {
 
   /** Stops the worker; call when done or abandoning the walk. */
   close(): void {
+    this.#beforeWorker = -1;
     this.#worker?.terminate();
     this.#worker = undefined;
   }

@@ -72,7 +72,7 @@ Deno.test("SourceWalk hands the walk to its worker and yields what a walk in thi
 
   // The first listing is made here; a pause lets the worker boot, so the rest comes from it.
   // Small batches (about 38) are consumed slowly, so the worker must wait for the planner.
-  const walk = new SourceWalk(tmp.path, { batchEntries: 16 });
+  const walk = new SourceWalk(tmp.path, { batchEntries: 16, workerAfterDirs: 0 });
   const first = await walk.next();
   assert.deepEqual(first?.dirs, [""]);
   const firstLine = (await walkAll(new SourceWalk(tmp.path, { useWorker: false })))[0];
