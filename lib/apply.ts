@@ -8,7 +8,6 @@
  * @module
  */
 
-import { lutimesSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { CopyAction, LinkAction, Plan } from "./plan.ts";
 import type { CopyJob, CopyResult } from "./copy_worker.ts";
@@ -72,10 +71,17 @@ export const denoFs: FsOps = {
   mkdir: (path, options) => settle(() => Deno.mkdirSync(path, options)),
   chmod: (path, mode) => settle(() => Deno.chmodSync(path, mode)),
   utime: (path, atime, mtime) => settle(() => Deno.utimeSync(path, atime, mtime)),
-  lutime: (path, atime, mtime) => settle(() => lutimesSync(path, atime, mtime)),
+  lutime: async (path, atime, mtime) => (await nodeFs()).lutimesSync(path, atime, mtime),
   symlink: (target, path) => settle(() => Deno.symlinkSync(target, path)),
   readDir: (path) => Deno.readDir(path),
 };
+
+let nodeFsModule: Promise<typeof import("node:fs")> | undefined;
+
+/** node:fs, for lutimes only, loaded on first use: importing it adds ~40 ms to every start. */
+function nodeFs(): Promise<typeof import("node:fs")> {
+  return nodeFsModule ??= import("node:fs");
+}
 
 /** What apply reports as it goes; the sync layer turns these into log lines. */
 export type ApplyEvent =
