@@ -13,7 +13,7 @@ import type { HashJob, HashResult } from "./hash_worker.ts";
 import { runInWorkers } from "./pool.ts";
 import type { ContentPair } from "./plan.ts";
 
-/** Options for {@linkcode compareContent}. */
+/** Options for {@linkcode ContentComparer}. */
 export interface CompareOptions {
   /** The hash algorithm. */
   hash: HashName;
@@ -37,16 +37,6 @@ export interface CompareOptions {
 
 const HASH_WORKER = new URL("./hash_worker.ts", import.meta.url);
 
-/** The outcome of {@linkcode compareContent}. */
-export interface Comparison {
-  /** Relative paths whose content is equal in both trees. */
-  same: Set<string>;
-  /** Files hashed in this run. */
-  hashed: number;
-  /** Files whose digest came from the cache. */
-  cached: number;
-}
-
 /**
  * Below this many files to hash, starting workers costs more than it saves: a hash worker
  * takes ~45 ms to start (hash-wasm) and saves ~11 us a file (measured on 4 KiB files).
@@ -54,34 +44,8 @@ export interface Comparison {
 const MIN_POOL_FILES = 4096;
 
 /**
- * Hashes both files of every pair (equal-sized regular files at the same path), and returns
- * the relative paths whose digests are equal, with how many files were hashed and how many
- * were cached. One call for one set of pairs; a sync that compares in parts uses
- * {@linkcode ContentComparer}.
- *
- * Needs read permission for both trees, and for `cacheDir` read and write permission. Never
- * throws for a single file.
- *
- * @example Comparing the pairs of a plan
- * ```ts
- * const { planner } = await marchTrees(src, dst, { checksum: true });
- * const { same } = await compareContent(src, dst, planner.contentPairs, { hash: "xxh3" });
- * ```
- */
-export async function compareContent(
-  source: string,
-  replica: string,
-  pairs: readonly ContentPair[],
-  options: CompareOptions,
-): Promise<Comparison> {
-  const comparer = new ContentComparer(source, replica, options);
-  const same = await comparer.compare(pairs);
-  comparer.save();
-  return { same, hashed: comparer.hashed, cached: comparer.cached };
-}
-
-/**
- * Compares content pairs part after part, with the hash caches of both trees opened once and
+ * Hashes both files of every pair (equal-sized regular files at the same path) and tells
+ * which are equal, part after part, with the hash caches of both trees opened once and
  * saved once at the end: a `--checksum` sync hands it the pairs of each part of its walk, so
  * that a million pairs never wait in memory at once.
  *

@@ -145,16 +145,9 @@ function immediate(sink: Sink): Sink {
 }
 
 const encoder = new TextEncoder();
-/**
- * Lines are encoded into one reused buffer: a fresh Uint8Array per line lives outside the V8
- * heap, and a million of them (one per copied file) held 550 MB before the GC noticed.
- */
-const scratch = new Uint8Array(64 * 1024);
 
 function writeAll(stream: { writeSync(p: Uint8Array): number }, line: string): void {
-  let bytes: Uint8Array;
-  if (line.length * 3 <= scratch.length) bytes = scratch.subarray(0, encoder.encodeInto(line, scratch).written);
-  else bytes = encoder.encode(line);
+  let bytes = encoder.encode(line);
   try {
     while (bytes.length > 0) bytes = bytes.subarray(stream.writeSync(bytes));
   } catch {

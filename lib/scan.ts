@@ -114,12 +114,21 @@ function readEntries(batch: ListingBatch, k: number, full: string, rel: string, 
  * ```
  */
 export function walkStep(batch: ListingBatch, root: string, stack: string[]): void {
-  const rel = stack.pop()!;
-  listDirectory(batch, root, rel);
-  const k = batch.dirs.length - 1;
-  const prefix = rel === "" ? "" : `${rel}/`;
+  listDirectory(batch, root, stack.pop()!);
+  pushSubdirs(batch, batch.dirs.length - 1, stack);
+}
+
+/**
+ * Pushes the subdirectories of listing `k` (those `keep` approves) in reverse, so that popping
+ * visits them in sorted order.
+ */
+function pushSubdirs(batch: ListingBatch, k: number, stack: string[], keep?: (dir: string) => boolean): void {
+  const dir = batch.dirs[k]!;
+  const prefix = dir === "" ? "" : `${dir}/`;
   for (let i = batch.end(k) - 1; i >= batch.start(k); i--) {
-    if (batch.kind(i) === "dir") stack.push(prefix + batch.names[i]!);
+    if (batch.kind(i) !== "dir") continue;
+    const child = prefix + batch.names[i]!;
+    if (!keep || keep(child)) stack.push(child);
   }
 }
 
@@ -259,14 +268,7 @@ export class SourceWalk {
   /** The next listing of a walk that enters only the directories `descend` approves. */
   #nextChosen(descend: (dir: string) => boolean): ListingBatch | undefined {
     const last = this.#local;
-    if (last.dirs.length > 0) {
-      const dir = last.dirs[0]!;
-      const prefix = dir === "" ? "" : `${dir}/`;
-      for (let i = last.end(0) - 1; i >= last.start(0); i--) {
-        const child = prefix + last.names[i]!;
-        if (last.kind(i) === "dir" && descend(child)) this.#stack.push(child);
-      }
-    }
+    if (last.dirs.length > 0) pushSubdirs(last, 0, this.#stack, descend);
     last.reset();
     const next = this.#stack.pop();
     if (next === undefined) return undefined;

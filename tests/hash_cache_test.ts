@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { compareContent, type CompareOptions } from "../lib/compare.ts";
+import { type CompareOptions, ContentComparer } from "../lib/compare.ts";
 import { HashCache } from "../lib/hash_cache.ts";
 import type { Entry } from "../lib/listing.ts";
 import { marchTrees } from "../lib/march.ts";
@@ -73,7 +73,10 @@ Deno.test("HashCache treats a corrupt or foreign cache file as empty", async () 
 /** Hashes every content pair of `src` and `dst` as a `--checksum` sync would. */
 async function compare(src: string, dst: string, options: CompareOptions) {
   const { planner } = await marchTrees(src, dst, { checksum: true, useWorker: false });
-  return compareContent(src, dst, planner.contentPairs, options);
+  const comparer = new ContentComparer(src, dst, options);
+  const same = await comparer.compare(planner.contentPairs);
+  comparer.save();
+  return { same, hashed: comparer.hashed, cached: comparer.cached };
 }
 
 /** Waits until every file under `root` changed more than a full ctime second ago. */
@@ -88,7 +91,7 @@ async function untilSettled(root: string) {
   await waitFor(() => Date.now() > newest + 1200, 5000, "files older than their ctime second");
 }
 
-Deno.test("compareContent() uses the cache, and a rewrite that restores size and mtime still misses it", async () => {
+Deno.test("ContentComparer uses the cache, and a rewrite that restores size and mtime still misses it", async () => {
   await using tmp = await tempDir();
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
@@ -114,7 +117,7 @@ Deno.test("compareContent() uses the cache, and a rewrite that restores size and
   assert.ok(!edited.same.has("f7"), "the new ctime keeps the stale digest from being trusted");
 });
 
-Deno.test("compareContent() does not cache files changed in the second before hashing", async () => {
+Deno.test("ContentComparer does not cache files changed in the second before hashing", async () => {
   await using tmp = await tempDir();
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
