@@ -1,6 +1,7 @@
 /**
- * Executes a {@linkcode Plan}: directories parents first, files through a temp file and an
- * atomic rename with bounded concurrency, removals deepest first, directory attributes last.
+ * Executes a {@linkcode Plan}, part by part: each part's removals first (children before
+ * parents), then its directories (parents first), then its files and links through a temp file
+ * and an atomic rename with bounded concurrency; directory attributes last of all.
  *
  * Never writes through a symbolic link: every replica path it writes was either created by
  * this run or seen by lstat as a real directory, and a failed directory blocks its subtree.
@@ -9,7 +10,7 @@
  */
 
 import { dirname, join } from "node:path";
-import type { CopyAction, LinkAction, Plan } from "./plan.ts";
+import type { CopyAction, LinkAction, Plan, RemoveAction } from "./plan.ts";
 import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "./pool.ts";
 import { parentOf } from "./plan.ts";
@@ -28,7 +29,6 @@ export interface FsOps {
   /** Sets the times of a link itself, not of its target. */
   lutime(path: string, atime: Date, mtime: Date): Promise<void>;
   symlink(target: string, path: string): Promise<void>;
-  readDir(path: string): AsyncIterable<Deno.DirEntry>;
 }
 
 /** Runs a synchronous call and hands its result or error over as a promise. */
@@ -73,7 +73,6 @@ export const denoFs: FsOps = {
   utime: (path, atime, mtime) => settle(() => Deno.utimeSync(path, atime, mtime)),
   lutime: async (path, atime, mtime) => (await nodeFs()).lutimesSync(path, atime, mtime),
   symlink: (target, path) => settle(() => Deno.symlinkSync(target, path)),
-  readDir: (path) => Deno.readDir(path),
 };
 
 let nodeFsModule: Promise<typeof import("node:fs")> | undefined;
@@ -94,6 +93,7 @@ export type ApplyEvent =
     kind?: string;
   }
   | { type: "error"; path: string; message: string }
+  | { type: "vanished"; path: string }
   | { type: "debug"; path: string; message: string };
 
 /** Counts of what a run did. */
@@ -108,11 +108,13 @@ export interface Stats {
   bytes: number;
   /** Entries that failed. */
   errors: number;
+  /** Source entries that were deleted while the run went on: warnings, not errors. */
+  vanished: number;
 }
 
 /** A fresh, all-zero {@linkcode Stats}. */
 export function emptyStats(): Stats {
-  return { created: 0, copied: 0, updated: 0, linked: 0, attrs: 0, removed: 0, bytes: 0, errors: 0 };
+  return { created: 0, copied: 0, updated: 0, linked: 0, attrs: 0, removed: 0, bytes: 0, errors: 0, vanished: 0 };
 }
 
 /** Options for {@linkcode applyPlan}. */
@@ -154,13 +156,13 @@ class ChangedError extends Error {
   override name = "ChangedError";
 }
 
-/** Applies a plan in parts: the creations of each part as it is planned, then the rest. */
+/** Applies a plan in parts, each as it is planned, then the directory attributes. */
 export interface Applier {
   /** What has been done so far. */
   readonly stats: Stats;
-  /** Early removals, directories, then files and links of `part` (its other removals wait). */
-  creates(part: Plan): Promise<void>;
-  /** The removals (deepest first) and directory attributes (deepest first) of the whole plan. */
+  /** The removals, then the directories, then the files and links of `part`. */
+  apply(part: Plan): Promise<void>;
+  /** The directory attributes (deepest first) of the whole plan. */
   finish(plan: Plan): Promise<void>;
 }
 
@@ -183,7 +185,7 @@ export async function applyPlan(
   options: ApplyOptions = {},
 ): Promise<Stats> {
   const applier = createApplier(source, replica, options);
-  await applier.creates(plan);
+  await applier.apply(plan);
   if (!options.signal?.aborted) await applier.finish(plan);
   return applier.stats;
 }
@@ -200,8 +202,8 @@ export async function applyPlan(
  * @example Applying a plan in two parts
  * ```ts
  * const applier = createApplier("/data/src", "/backup/src");
- * await applier.creates(firstPart);
- * await applier.creates(rest);
+ * await applier.apply(firstPart);
+ * await applier.apply(rest);
  * await applier.finish(rest);
  * ```
  */
@@ -215,12 +217,17 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
   } = options;
   const stats = emptyStats();
   const failedDirs = new Set<string>();
+  /** Entries whose removal failed: what was to replace them must not be put in their place. */
+  const unremoved = new Set<string>();
   const at = (rel: string) => (rel === "" ? replica : join(replica, rel));
   const from = (rel: string) => (rel === "" ? source : join(source, rel));
   const fail = (path: string, error: unknown) => {
     stats.errors++;
     onEvent({ type: "error", path, message: describeError(error) });
   };
+  /** True when source entry `rel` no longer exists: deleted while the run went on. */
+  const sourceGone = (rel: string) =>
+    fs.lstat(from(rel)).then(() => false, (error) => error instanceof Deno.errors.NotFound);
   const blocked = (rel: string) => {
     if (failedDirs.size === 0) return false;
     for (let p = parentOf(rel);; p = parentOf(p)) {
@@ -243,33 +250,31 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
     }
   };
 
-  const removeTree = async (full: string, kind: string): Promise<void> => {
-    if (kind !== "dir") {
-      await inWritableDir(dirname(full), () => fs.remove(full));
-      return;
-    }
-    await inWritableDir(dirname(full), async () => {
-      try {
-        await fs.remove(full, { recursive: true });
-      } catch (error) {
-        if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
-        await makeTreeWritable(fs, full);
-        await fs.remove(full, { recursive: true });
-      }
-    });
+  /**
+   * The one removal primitive: removes replica entry `action.path` (a directory only once it
+   * is empty: its contents are planned before it, and nothing unseen is ever removed).
+   */
+  const removeEntry = async (action: RemoveAction): Promise<void> => {
+    const full = at(action.path);
+    await inWritableDir(dirname(full), () => fs.remove(full));
   };
 
-  const creates = async (plan: Plan): Promise<void> => {
-    // 0. Removals that must come first: names that differ from new ones only in case or in
-    //    Unicode normalization are the same name on case-insensitive file systems.
+  const apply = async (plan: Plan): Promise<void> => {
+    // 0. Removals, children before parents, before anything is created: a stale entry frees
+    //    its name (a type change, a name that differs from a new one only in case on a
+    //    case-insensitive file system) and its space (a nearly full replica disk) first.
     for (const action of plan.removes) {
-      if (!action.first) continue;
+      await breathe();
+      if (signal?.aborted) return;
+      if (blocked(action.path)) continue;
       try {
-        await removeTree(at(action.path), action.kind);
+        await removeEntry(action);
         stats.removed++;
         onEvent({ type: "op", action: "remove", path: action.path, kind: action.kind });
       } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) fail(action.path, error);
+        if (error instanceof Deno.errors.NotFound) continue;
+        unremoved.add(action.path);
+        fail(action.path, error);
       }
     }
 
@@ -281,12 +286,15 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
         failedDirs.add(action.path);
         continue;
       }
+      if (action.replace && unremoved.has(action.path)) {
+        failedDirs.add(action.path); // the old entry is still there: its error is logged
+        continue;
+      }
       const full = at(action.path);
       try {
         if (action.path === "") {
-          await fs.mkdir(full, { recursive: true });
+          await fs.mkdir(full); // the replica itself, never its parents
         } else {
-          if (action.replace) await removeTree(full, action.replace);
           await inWritableDir(dirname(full), () => fs.mkdir(full, { mode: 0o700 }));
           stats.created++;
           onEvent({ type: "op", action: "create", path: action.path, kind: "dir" });
@@ -305,7 +313,6 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
      */
     const install = async (
       rel: string,
-      replaceKind: string | undefined,
       write: (tmp: string) => Promise<void>,
       finish: (tmp: string) => Promise<void>,
     ) => {
@@ -318,7 +325,6 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
           return write(tmp);
         });
         await finish(tmp);
-        if (replaceKind === "dir") await removeTree(dst, "dir");
         await fs.rename(tmp, dst);
         created = false;
       } finally {
@@ -327,7 +333,7 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
     };
 
     const copyOne = (entry: CopyAction) =>
-      install(entry.path, entry.replace, (tmp) => fs.copyFile(from(entry.path), tmp, entry.size), async (tmp) => {
+      install(entry.path, (tmp) => fs.copyFile(from(entry.path), tmp, entry.size), async (tmp) => {
         const after = await fs.lstat(from(entry.path));
         const tmpInfo = await fs.lstat(tmp);
         if (
@@ -343,7 +349,7 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
       });
 
     const linkOne = (entry: LinkAction) =>
-      install(entry.path, entry.replace, async (tmp) => {
+      install(entry.path, async (tmp) => {
         try {
           await fs.symlink(entry.target, tmp);
         } catch (error) {
@@ -370,17 +376,28 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
         await breathe();
         if (next >= transfers.length || signal?.aborted) break;
         const action = transfers[next++]!;
-        if (blocked(action.path)) continue;
+        if (blocked(action.path) || (action.op !== "attrs" && action.replace && unremoved.has(action.path))) continue;
         try {
           switch (action.op) {
             case "copy":
-            case "update":
-              await copyOne(action);
+            case "update": {
+              const done = await copyOne(action).catch(async (error) => {
+                if (!(error instanceof ChangedError)) throw error;
+                // Written to while it was read: copy it once more as it is now, as rsync
+                // redoes a file whose checksum did not match.
+                const now = await fs.lstat(from(action.path));
+                if (!now.isFile) throw error;
+                const again = { ...action, size: now.size, mtimeMs: now.mtime?.getTime() ?? 0 };
+                again.mode = (now.mode ?? action.mode) & 0o7777;
+                await copyOne(again);
+                return again;
+              }) ?? action;
               if (action.op === "copy") stats.copied++;
               else stats.updated++;
-              stats.bytes += action.size;
-              onEvent({ type: "op", action: action.op, path: action.path, size: action.size });
+              stats.bytes += done.size;
+              onEvent({ type: "op", action: action.op, path: action.path, size: done.size });
               break;
+            }
             case "link":
               await linkOne(action);
               stats.linked++;
@@ -405,7 +422,12 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
             }
           }
         } catch (error) {
-          fail(action.path, error);
+          if ((action.op === "copy" || action.op === "update") && await sourceGone(action.path)) {
+            stats.vanished++;
+            onEvent({ type: "vanished", path: action.path });
+          } else {
+            fail(action.path, error);
+          }
         }
       }
     };
@@ -455,21 +477,6 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
   };
 
   const finish = async (plan: Plan): Promise<void> => {
-    // 3. Extraneous entries, deepest first.
-    for (const action of plan.removes) {
-      await breathe();
-      if (signal?.aborted) return;
-      if (action.first) continue;
-      try {
-        await removeTree(at(action.path), action.kind);
-        stats.removed++;
-        onEvent({ type: "op", action: "remove", path: action.path, kind: action.kind });
-      } catch (error) {
-        if (error instanceof Deno.errors.NotFound) continue;
-        fail(action.path, error);
-      }
-    }
-
     // 4. Directory attributes, deepest first, so that later changes do not disturb them.
     for (const entry of plan.dirAttrs) {
       if (signal?.aborted) return;
@@ -486,7 +493,7 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
       }
     }
   };
-  return { stats, creates, finish };
+  return { stats, apply, finish };
 }
 
 let lastBreath = performance.now();
@@ -499,14 +506,4 @@ async function breathe(): Promise<void> {
   if (performance.now() - lastBreath < 50) return;
   await new Promise((resolve) => setTimeout(resolve, 0));
   lastBreath = performance.now();
-}
-
-/** Gives the owner rwx on every directory under `root`, never following links. */
-async function makeTreeWritable(fs: FsOps, root: string): Promise<void> {
-  const info = await fs.lstat(root);
-  if (!info.isDirectory) return;
-  await fs.chmod(root, ((info.mode ?? 0) & 0o7777) | 0o700);
-  for await (const child of fs.readDir(root)) {
-    if (child.isDirectory && !child.isSymlink) await makeTreeWritable(fs, join(root, child.name));
-  }
 }

@@ -35,6 +35,11 @@ export interface ScanProblem {
   message: string;
   /** True when a whole directory could not be listed (else one entry in it failed). */
   directory?: true;
+  /**
+   * True when the entry was listed but was gone by the time it was read: no error, it is
+   * simply no longer there (rsync's "file has vanished").
+   */
+  vanished?: true;
 }
 
 /** The kind of an lstat result. */

@@ -8,7 +8,7 @@
  */
 
 import { RefusedError } from "./errors.ts";
-import { type Entry, INCOMPLETE, ListingBatch, type ScanProblem, toEntry } from "./listing.ts";
+import { type Entry, type EntryKind, FAILED, INCOMPLETE, ListingBatch, type ScanProblem, toEntry } from "./listing.ts";
 import { type Plan, Planner, type PlanOptions } from "./plan.ts";
 import { listDirectory, SourceWalk } from "./scan.ts";
 
@@ -29,7 +29,10 @@ export interface MarchOptions extends PlanOptions {
    * @default true
    */
   useWorker?: boolean;
-  /** Called for each path of either tree that could not be read. */
+  /**
+   * Called for each path of either tree that could not be read, and for each source entry
+   * that vanished while it was listed (`problem.vanished`).
+   */
   onProblem?: (side: "source" | "replica", problem: ScanProblem) => void;
   /**
    * Called after each batch of listings, with the planner: the sync applies what has been
@@ -51,7 +54,7 @@ export interface MarchOptions extends PlanOptions {
 export interface March {
   /** The planner, ready for {@linkcode Planner.finish} (after hashing its content pairs). */
   planner: Planner;
-  /** Paths that could not be read, on both sides. */
+  /** Paths that could not be read, on both sides (vanished entries are not problems). */
   problems: number;
 }
 
@@ -80,6 +83,22 @@ export async function marchTrees(source: string, replica: string, options: March
   const planner = new Planner(sourceRoot, replicaRoot, options);
   const replicaBatch = new ListingBatch();
   let problems = 0;
+  const report = (side: "source" | "replica", list: readonly ScanProblem[]) => {
+    for (const problem of list) {
+      if (problem.vanished && side === "replica") continue; // already gone: nothing to do there
+      onProblem(side, problem);
+      if (!problem.vanished) problems++;
+    }
+  };
+  /** Lists the contents of every replica directory the planner wants removed. */
+  const emptyDirs = () => {
+    for (const dir of planner.takeDirsToEmpty()) {
+      planner.emptyDir(
+        dir,
+        listSubtree(replica, dir.path, fixPermissions, replicaBatch, (list) => report("replica", list)),
+      );
+    }
+  };
   const scope = options.scope;
   const walk = new SourceWalk(
     source,
@@ -87,8 +106,7 @@ export async function marchTrees(source: string, replica: string, options: March
   );
   try {
     for (let batch; (batch = await walk.next());) {
-      for (const problem of batch.problems) onProblem("source", problem);
-      problems += batch.problems.length;
+      report("source", batch.problems);
       for (let k = 0; k < batch.dirs.length; k++) {
         const dir = batch.dirs[k]!;
         const wants = planner.wants(dir);
@@ -98,10 +116,10 @@ export async function marchTrees(source: string, replica: string, options: March
         }
         replicaBatch.reset();
         listDirectory(replicaBatch, replica, dir, fixPermissions);
-        for (const problem of replicaBatch.problems) onProblem("replica", problem);
-        problems += replicaBatch.problems.length;
-        if (dir === "" && !allowEmptySource) refuseEmptySource(batch, replicaBatch, source);
+        report("replica", replicaBatch.problems);
+        if (dir === "" && !allowEmptySource) refuseEmptySource(batch, replicaBatch, source, replica);
         planner.add(batch, k, replicaBatch, 0);
+        emptyDirs();
       }
       await options.onBatch?.(planner);
       if (signal?.aborted) break;
@@ -112,15 +130,74 @@ export async function marchTrees(source: string, replica: string, options: March
   return { planner, problems };
 }
 
-/** An empty source and a full replica usually mean an unmounted disk, not a wish to erase. */
-function refuseEmptySource(source: ListingBatch, replica: ListingBatch, path: string): void {
+/**
+ * An empty source and a full replica usually mean an unmounted disk, not a wish to erase. A
+ * source with no file, link or special file at any depth counts as empty (an empty mount
+ * point with a few empty folders in it, say), and so does a replica with only empty folders.
+ * Only a source root without any such entry of its own is walked further, and only until the
+ * first one is found.
+ */
+function refuseEmptySource(source: ListingBatch, replica: ListingBatch, sourcePath: string, replicaPath: string): void {
   const count = replica.end(0) - replica.start(0);
   // A partial listing removes nothing anyway.
-  if (source.end(0) > source.start(0) || source.flags[0]! & INCOMPLETE || count === 0) return;
+  if (source.flags[0]! & INCOMPLETE || count === 0) return;
+  for (let i = source.start(0); i < source.end(0); i++) if (source.kind(i) !== "dir") return;
+  if (source.end(0) > source.start(0) && hasContent(sourcePath)) return;
+  if (!hasContent(replicaPath)) return;
+  const what = source.end(0) > source.start(0) ? "Source has no files, only empty folders," : "Source is empty";
   throw new RefusedError(
-    `Source is empty but the replica has ${count} top-level ${count === 1 ? "entry" : "entries"}; ` +
-      `refusing to empty it (is the source disk mounted?): '${path}'. Pass --allow-empty-source to mirror it anyway`,
+    `${what} but the replica has files; refusing to empty it (is the source disk mounted?): '${sourcePath}'. ` +
+      `Pass --allow-empty-source to mirror it anyway`,
   );
+}
+
+/**
+ * True if the tree at `root` holds anything but directories at any depth; a directory that
+ * cannot be read counts as holding something, since nothing proves it empty.
+ */
+function hasContent(root: string): boolean {
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    try {
+      for (const entry of Deno.readDirSync(dir)) {
+        if (!entry.isDirectory) return true;
+        stack.push(`${dir}/${entry.name}`);
+      }
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * Every entry under replica directory `dir`, parents before children, for its removal; or
+ * undefined when part of it could not be listed (and so may hold what nobody has seen).
+ */
+function listSubtree(
+  root: string,
+  dir: string,
+  fixPermissions: boolean,
+  batch: ListingBatch,
+  report: (problems: readonly ScanProblem[]) => void,
+): Array<{ path: string; kind: EntryKind }> | undefined {
+  const contents: Array<{ path: string; kind: EntryKind }> = [];
+  const stack = [dir];
+  while (stack.length > 0) {
+    const current = stack.pop()!;
+    batch.reset();
+    listDirectory(batch, root, current, fixPermissions);
+    report(batch.problems);
+    if (batch.flags[0]! & (FAILED | INCOMPLETE)) return undefined;
+    for (let i = batch.start(0); i < batch.end(0); i++) {
+      const path = `${current}/${batch.names[i]!}`;
+      const kind = batch.kind(i);
+      contents.push({ path, kind });
+      if (kind === "dir") stack.push(path);
+    }
+  }
+  return contents;
 }
 
 /**

@@ -66,16 +66,17 @@ export interface AttrsAction {
   mode: number;
 }
 
-/** Remove an entry the source does not have (a directory with everything in it). */
+/**
+ * Remove one replica entry: one the source does not have, one inside a directory being
+ * removed, or one whose type changed (a creation with `replace` then takes its place). A
+ * directory is removed only after everything planned inside it, and only once it is empty.
+ */
 export interface RemoveAction {
   op: "remove";
   path: string;
   kind: EntryKind;
-  /**
-   * Remove before anything is created: the path differs from a new entry's only in case or
-   * Unicode normalization, so on a case-insensitive file system it is the same name.
-   */
-  first?: true;
+  /** Set when the entry's type changed: a new entry of another kind takes its place. */
+  replaced?: true;
 }
 
 /** Give a directory the source's mode and mtime, once everything in it is done. */
@@ -97,7 +98,10 @@ export interface Plan {
   mkdirs: MkdirAction[];
   /** Files and links to copy, and attributes to set. */
   transfers: Array<CopyAction | LinkAction | AttrsAction>;
-  /** Extraneous entries to remove, children before parents; a directory goes with its contents. */
+  /**
+   * Replica entries to remove, one action each, children before their parents; a part's
+   * removals run before its creations, so that stale entries free their names and space first.
+   */
   removes: RemoveAction[];
   /** Directories whose mode and mtime must be set after their contents, deepest first, root last. */
   dirAttrs: DirAttrs[];
@@ -166,8 +170,8 @@ export class Planner {
   #plan: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
   #checksum: boolean;
   #pending = new Map<string, PendingDir>();
-  /** Removals that must precede creations in their directory; they go out with the creations. */
-  #firstRemoves: RemoveAction[] = [];
+  /** Replica directories to remove whose contents the caller must list: path and whether replaced. */
+  #toEmpty: Array<{ path: string; replaced: boolean }> = [];
   #dirAttrs = new Map<string, DirAttrs>();
   #pairs: ContentPair[] = [];
   /** Source metadata of directories holding content pairs, in case one of them is updated. */
@@ -208,9 +212,10 @@ export class Planner {
     const flags = source.flags[k]!;
     if (flags & (FAILED | VANISHED)) return;
     const r = pending.fresh ? undefined : replica;
+    // A replica directory that could not be listed is left alone, subtree and all: planned as
+    // empty, its files would be copied again and its subdirectories fail.
+    if (r !== undefined && r.flags[rk]! & FAILED) return;
     const prefix = dir === "" ? "" : `${dir}/`;
-    const created: string[] = [];
-    const removed: RemoveAction[] = [];
     let touched = false;
     let i = source.start(k);
     const iEnd = source.end(k);
@@ -223,7 +228,7 @@ export class Planner {
       if (order > 0) {
         // Only in the replica: extraneous, unless the source listing is partial.
         if (!(flags & INCOMPLETE)) {
-          removed.push({ op: "remove", path: prefix + r!.names[j]!, kind: r!.kind(j) });
+          this.#remove(prefix + r!.names[j]!, r!.kind(j), false);
           touched = true;
         }
         j++;
@@ -236,8 +241,8 @@ export class Planner {
       if (kind === "other") {
         this.#plan.skipped.push({ path, reason: "special file (FIFO, socket or device) is not copied" });
       } else if (kind !== rKind) {
+        if (rKind !== undefined) this.#remove(path, rKind, true);
         this.#create(path, source, i, rKind);
-        created.push(name);
         touched = true;
       } else if (kind === "dir") {
         // Decided here, so that a sync of only some directories still puts back a changed mode.
@@ -249,7 +254,6 @@ export class Planner {
         if (target !== (r!.target(j) ?? "")) {
           const mtimeMs = source.mtimeMs(i);
           this.#plan.transfers.push({ op: "link", path, target, mtimeMs, replace: "symlink" });
-          created.push(name);
           touched = true;
         } else if (source.mtimeMs(i) !== r!.mtimeMs(j)) {
           this.#plan.transfers.push({ op: "attrs", path, kind: "symlink", mtimeMs: source.mtimeMs(i), mode: 0 });
@@ -276,48 +280,78 @@ export class Planner {
       if (order === 0) j++;
     }
 
-    if (created.length > 0 && removed.length > 0) markEarlyRemoves(created, removed, prefix.length);
-    for (const remove of removed) (remove.first ? this.#firstRemoves : this.#plan.removes).push(remove);
     const loosened = r !== undefined && (r.flags[rk]! & LOOSENED) !== 0;
     if (pending.fresh || touched || loosened) this.#setDirAttrs(dir, pending.entry);
   }
 
-  /** Directories, copies and links planned and not yet taken by {@linkcode Planner.takeCreations}. */
-  get pendingCreations(): number {
-    return this.#plan.mkdirs.length + this.#plan.transfers.length;
+  /**
+   * Replica directories planned for removal (extraneous, or replaced by a file or link) whose
+   * contents must be listed before they can be planned: hand each to
+   * {@linkcode Planner.emptyDir} before the next {@linkcode Planner.add} or
+   * {@linkcode Planner.takePart}.
+   */
+  takeDirsToEmpty(): Array<{ path: string; replaced: boolean }> {
+    const dirs = this.#toEmpty;
+    this.#toEmpty = [];
+    return dirs;
   }
 
   /**
-   * Takes the creations planned so far as a partial plan (directories, copies, links,
-   * attributes, and the removals that must precede them), to be applied while the walk goes
-   * on; every directory they need is in this part or an earlier one. The other removals and
-   * the directory attributes stay for {@linkcode Planner.finish}, since they must come last.
+   * Plans the removal of replica directory `dir` and of everything in it, from `contents`:
+   * every entry under it, parents before children (as a depth-first walk lists them), with
+   * paths relative to the replica root. With `contents` undefined (part of the subtree could
+   * not be listed), nothing is planned: what was not seen is never removed, and whatever was
+   * to take its place fails on the entry still there.
    */
-  takeCreations(): Plan {
+  emptyDir(
+    dir: { path: string; replaced: boolean },
+    contents: ReadonlyArray<{ path: string; kind: EntryKind }> | undefined,
+  ): void {
+    if (contents === undefined) return;
+    for (let i = contents.length - 1; i >= 0; i--) {
+      const { path, kind } = contents[i]!;
+      this.#plan.removes.push({ op: "remove", path, kind });
+    }
+    const action: RemoveAction = { op: "remove", path: dir.path, kind: "dir" };
+    if (dir.replaced) action.replaced = true;
+    this.#plan.removes.push(action);
+  }
+
+  /** Actions planned and not yet taken by {@linkcode Planner.takePart}. */
+  get pendingActions(): number {
+    return this.#plan.mkdirs.length + this.#plan.transfers.length + this.#plan.removes.length;
+  }
+
+  /**
+   * Takes what has been planned so far as a partial plan (removals, directories, copies,
+   * links, attributes), to be applied while the walk goes on: every directory its creations
+   * need is in this part or an earlier one, and every removal it holds is complete (a
+   * directory's contents come with it). Directory attributes stay for
+   * {@linkcode Planner.finish}, since they must come last.
+   */
+  takePart(): Plan {
     const part: Plan = {
       mkdirs: this.#plan.mkdirs,
       transfers: this.#plan.transfers,
-      removes: this.#firstRemoves,
+      removes: this.#plan.removes,
       dirAttrs: [],
       skipped: [],
       bytes: this.#plan.bytes,
     };
     this.#plan.mkdirs = [];
     this.#plan.transfers = [];
-    this.#firstRemoves = [];
+    this.#plan.removes = [];
     this.#plan.bytes = 0;
     return part;
   }
 
   /**
-   * The finished plan: what {@linkcode Planner.takeCreations} has not taken, all removals and
-   * all directory attributes. With `checksum`, `sameContent` lists the paths of the remaining
+   * The finished plan: what {@linkcode Planner.takePart} has not taken, and all directory
+   * attributes. With `checksum`, `sameContent` lists the paths of the remaining
    * {@linkcode Planner.contentPairs} whose contents are equal; the others are updated.
    */
   finish(sameContent: ReadonlySet<string> = new Set()): Plan {
     this.settlePairs(sameContent);
-    this.#plan.removes = [...this.#firstRemoves, ...this.#plan.removes.reverse()];
-    this.#firstRemoves = [];
     this.#plan.dirAttrs = [...this.#dirAttrs.values()].sort((a, b) => (a.path < b.path ? 1 : a.path > b.path ? -1 : 0));
     return this.#plan;
   }
@@ -339,6 +373,17 @@ export class Planner {
     }
     this.#pairs = [];
     this.#pairDirs.clear();
+  }
+
+  /** Plans removing replica entry `path`; a directory waits for its contents to be listed. */
+  #remove(path: string, kind: EntryKind, replaced: boolean): void {
+    if (kind === "dir") {
+      this.#toEmpty.push({ path, replaced });
+      return;
+    }
+    const action: RemoveAction = { op: "remove", path, kind };
+    if (replaced) action.replaced = true;
+    this.#plan.removes.push(action);
   }
 
   #create(path: string, source: ListingBatch, i: number, replace: EntryKind | undefined): void {
@@ -366,21 +411,6 @@ export class Planner {
   }
 }
 
-/** Folds a name the way case- and normalization-insensitive file systems compare names. */
-function foldName(name: string): string {
-  return name.normalize("NFC").toLowerCase();
-}
-
-/**
- * Marks removals that must come before creations: `a.txt` renamed to `A.txt` is a copy of
- * `A.txt` and a removal of `a.txt`, and on macOS or Windows the removal after the copy would
- * delete the new file.
- */
-function markEarlyRemoves(createdNames: string[], removes: RemoveAction[], prefixLength: number): void {
-  const created = new Set(createdNames.map(foldName));
-  for (const r of removes) if (created.has(foldName(r.path.slice(prefixLength)))) r.first = true;
-}
-
 function attrsDiffer(s: Entry, r: Entry): boolean {
   return s.mtimeMs !== r.mtimeMs || s.mode !== r.mode;
 }
@@ -395,6 +425,8 @@ export interface PlanTree {
   incomplete?: ReadonlySet<string>;
   /** Replica directories whose mode the scan opened up: their mode must be set again. */
   loosened?: ReadonlySet<string>;
+  /** Replica directories that could not be listed. */
+  failed?: ReadonlySet<string>;
 }
 
 const NO_DIR: Entry = { kind: "dir", size: 0, mtimeMs: 0, mode: 0o755 };
@@ -425,14 +457,23 @@ export function plan(
     for (const [name, entry] of dirs.get(dir) ?? []) batch.push(name, entry);
     return batch;
   };
+  /** The replica's entries under `dir`, parents before children, as a walk lists them. */
+  const subtree = (dir: string, out: Array<{ path: string; kind: EntryKind }> = []) => {
+    for (const [name, entry] of replicaDirs.get(dir) ?? []) {
+      out.push({ path: `${dir}/${name}`, kind: entry.kind });
+      if (entry.kind === "dir") subtree(`${dir}/${name}`, out);
+    }
+    return out;
+  };
   const stack = [""];
   while (stack.length > 0) {
     const dir = stack.pop()!;
     const wants = planner.wants(dir);
     if (!wants) continue;
     const flags = source.incomplete?.has(dir) ? INCOMPLETE : 0;
-    const rFlags = replica.loosened?.has(dir) ? LOOSENED : 0;
+    const rFlags = (replica.loosened?.has(dir) ? LOOSENED : 0) | (replica.failed?.has(dir) ? FAILED : 0);
     planner.add(listing(sourceDirs, dir, flags), 0, wants === "both" ? listing(replicaDirs, dir, rFlags) : undefined);
+    for (const gone of planner.takeDirsToEmpty()) planner.emptyDir(gone, subtree(gone.path));
     const prefix = dir === "" ? "" : `${dir}/`;
     const children = sourceDirs.get(dir) ?? [];
     for (let i = children.length - 1; i >= 0; i--) {

@@ -59,6 +59,7 @@ export function listDirectory(batch: ListingBatch, root: string, rel: string, fi
     batch.clearLast();
     if (error instanceof Deno.errors.NotFound) {
       batch.flags[k]! |= VANISHED;
+      batch.problems.push({ path: rel, message: "vanished", directory: true, vanished: true });
       return;
     }
     batch.flags[k]! |= FAILED;
@@ -83,7 +84,11 @@ function readEntries(batch: ListingBatch, k: number, full: string, rel: string, 
       batch.pushStat(name, info, info.isSymlink ? Deno.readLinkSync(childFull) : undefined);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
-        if (!name.includes("\uFFFD")) continue; // vanished: it no longer exists
+        if (!name.includes("\uFFFD")) {
+          // Deleted since the directory was read: it is not there, so the listing is still whole.
+          batch.problems.push({ path: prefix + name, message: "vanished", vanished: true });
+          continue;
+        }
         // Deno turns bytes that are not UTF-8 into U+FFFD, so such a name cannot be reached
         // at all: say so, and keep the directory from being judged on a partial listing.
         batch.flags[k]! |= INCOMPLETE;

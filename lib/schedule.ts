@@ -43,7 +43,8 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
- * Runs syncs as `schedule` says and returns the process exit code.
+ * Runs syncs as `schedule` says and returns the process exit code. The replica must exist
+ * (unless `options.dryRun`): a run that finds it missing fails, and a loop goes on.
  *
  * Once: the run's code. Interval and watch: runs until `signal` aborts, then logs "stopped"
  * and returns 0.
@@ -57,15 +58,18 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export async function runSchedule(options: SyncOptions, schedule: ScheduleOptions = {}): Promise<ExitCode> {
   const { intervalMs, watch = false, signal } = schedule;
+  // The caller made the replica (or found it) before the first run; a later run that finds it
+  // gone reports it, and the loop goes on until it is back.
+  const control = { replicaMustExist: !options.dryRun, ...(signal ? { signal } : {}) };
   if (watch) {
-    await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...(signal ? { signal } : {}) });
+    await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...control });
   } else if (intervalMs === undefined) {
-    return await syncOnce(options, signal);
+    return await syncOnce(options, control);
   } else {
     logger.info("{text}", { text: `Syncing every ${formatDuration(intervalMs)}; stop with Ctrl+C` });
     while (!signal?.aborted) {
       const started = performance.now();
-      await guardedRun(options, signal);
+      await guardedRun(options, control);
       if (signal?.aborted) break;
       const elapsed = performance.now() - started;
       if (elapsed >= intervalMs) {

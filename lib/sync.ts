@@ -15,10 +15,10 @@ import { countPlan, type Plan, type Planner } from "./plan.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
 /**
- * Creations applied at a time while the walk goes on: a part holds about 150 bytes an action,
+ * Actions applied at a time while the walk goes on: a part holds about 150 bytes an action,
  * and each part starts its copy workers afresh (~16 ms).
  */
-const PART_CREATIONS = 50_000;
+const PART_ACTIONS = 50_000;
 
 /** What one run did. */
 export interface RunResult {
@@ -36,10 +36,17 @@ export interface RunControl {
   signal?: AbortSignal;
   /** File-system layer for fault injection in tests. */
   fs?: FsOps;
-  /** Creations applied at a time while the walk goes on (default {@linkcode PART_CREATIONS}). */
-  partCreations?: number;
+  /** Actions applied at a time while the walk goes on (default {@linkcode PART_ACTIONS}). */
+  partActions?: number;
   /** Sync only these source directories (and whole new ones); see {@linkcode MarchOptions.scope}. */
   scope?: MarchOptions["scope"];
+  /**
+   * Fail the run, changing nothing, when the replica folder does not exist, instead of
+   * creating it: in a loop, a replica that was there and is gone is an unmounted disk, not a
+   * folder to fill again.
+   * @default false
+   */
+  replicaMustExist?: boolean;
 }
 
 function logEvent(event: ApplyEvent, dryRun: boolean): void {
@@ -47,7 +54,7 @@ function logEvent(event: ApplyEvent, dryRun: boolean): void {
   switch (event.type) {
     case "op": {
       if (!operationsLogged()) break;
-      const what = event.kind === "dir" ? `${event.action} dir` : event.action;
+      const what = event.action === "attrs" ? "set attrs" : event.kind === "dir" ? `${event.action} dir` : event.action;
       const detail = event.size !== undefined
         ? ` (${formatBytes(event.size)})`
         : event.target !== undefined
@@ -63,6 +70,9 @@ function logEvent(event: ApplyEvent, dryRun: boolean): void {
     }
     case "error":
       logEntryError(event.path, event.message);
+      break;
+    case "vanished":
+      logVanished(event.path);
       break;
     case "debug":
       logger.debug("{text}", { text: `${showPath(event.path)}: ${event.message}`, path: event.path });
@@ -80,10 +90,16 @@ function logEntryError(path: string, message: string, suffix = "", prefix = ""):
   });
 }
 
-/** Reports a plan as the operations it would do, without doing them. */
+/** A source entry deleted while the run went on: a warning, as rsync's "file has vanished". */
+function logVanished(path: string): void {
+  logger.warn("{text}", { text: `vanished ${showPath(path)}`, action: "vanished", path });
+}
+
+/** Reports a plan as the operations it would do, in the order they would be done. */
 function reportPlan(p: Plan): Stats {
   const stats = emptyStats();
   const emit = (e: ApplyEvent) => logEvent(e, true);
+  for (const r of p.removes) emit({ type: "op", action: "remove", path: r.path, kind: r.kind });
   for (const m of p.mkdirs) {
     if (m.path !== "") emit({ type: "op", action: "create", path: m.path, kind: "dir" });
   }
@@ -92,7 +108,6 @@ function reportPlan(p: Plan): Stats {
     else if (t.op === "attrs") emit({ type: "op", action: "attrs", path: t.path });
     else emit({ type: "op", action: t.op, path: t.path, size: t.size });
   }
-  for (const r of p.removes) emit({ type: "op", action: "remove", path: r.path, kind: r.kind });
   const counts = countPlan(p);
   Object.assign(stats, {
     created: counts.create,
@@ -131,7 +146,8 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     cacheDir,
   } = options;
   const started = performance.now();
-  const { signal, partCreations = PART_CREATIONS } = control;
+  const { signal, partActions = PART_ACTIONS, replicaMustExist = false } = control;
+  if (replicaMustExist && !dryRun) checkReplicaExists(replica);
   const applier = dryRun ? undefined : createApplier(source, replica, {
     jobs,
     ...(control.fs ? { fs: control.fs } : {}),
@@ -140,15 +156,16 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   });
   const dryStats = emptyStats();
   let applyMs = 0;
-  /** Applies (or, in a dry run, reports) the creations of one part of the plan. */
-  const create = async (part: Plan) => {
+  /** Applies (or, in a dry run, reports) one part of the plan. */
+  const applyPart = async (part: Plan) => {
     const t0 = performance.now();
-    if (applier) await applier.creates(part);
+    if (applier) await applier.apply(part);
     else addStats(dryStats, reportPlan(part));
     applyMs += performance.now() - t0;
   };
 
   let hashErrors = 0;
+  let vanished = 0;
   // Loaded only for --checksum: the hash cache's node:crypto adds ~30 ms to every start.
   const comparer: ContentComparer | undefined = checksum
     ? new (await import("./compare.ts")).ContentComparer(source, replica, {
@@ -179,15 +196,20 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     ...(signal ? { signal } : {}),
     ...(control.scope ? { scope: control.scope } : {}),
     onProblem: (side, problem) => {
+      if (problem.vanished) {
+        vanished++;
+        return logVanished(problem.path);
+      }
       if (side === "replica") return logEntryError(problem.path, problem.message, "", "replica ");
       const spared = problem.directory ? "nothing under it" : "nothing in its directory";
       logEntryError(problem.path, problem.message, ` (${spared} is removed from the replica)`);
     },
-    // Pairs are compared, and creations applied, in parts as the walk goes, so that memory
-    // stays bounded.
+    // Pairs are compared, and the plan applied, in parts as the walk goes, so that memory
+    // stays bounded, and a directory's stale entries are removed before its new ones are
+    // written (rsync's --delete-during), so that they free their space first.
     onBatch: async (p) => {
-      if (comparer && p.contentPairs.length >= partCreations) await settle(p);
-      if (p.pendingCreations >= partCreations) await create(p.takeCreations());
+      if (comparer && p.contentPairs.length >= partActions) await settle(p);
+      if (p.pendingActions >= partActions) await applyPart(p.takePart());
     },
   });
   const walkMs = performance.now() - started - applyMs - compareMs;
@@ -203,13 +225,14 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   }
 
   if (!signal?.aborted) {
-    await create(rest); // a dry run reports the removals here too
+    await applyPart(rest);
     const t0 = performance.now();
     if (applier && !signal?.aborted) await applier.finish(rest);
     applyMs += performance.now() - t0;
   }
   const stats = applier?.stats ?? dryStats;
   stats.errors += problems + hashErrors + rest.skipped.length;
+  stats.vanished += vanished;
   const durationMs = performance.now() - started;
   logger.debug("{text}", {
     text: `Timings: scan and plan ${formatDuration(walkMs)}, compare ${formatDuration(compareMs)}, apply ${
@@ -219,6 +242,16 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   const aborted = signal?.aborted ?? false;
   logSummary(stats, durationMs, { dryRun, aborted, scanned: planner.sourceEntries });
   return { stats, durationMs, aborted };
+}
+
+/** Throws when the replica folder is missing; see {@linkcode RunControl.replicaMustExist}. */
+function checkReplicaExists(replica: string): void {
+  try {
+    if (Deno.statSync(replica).isDirectory) return;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) return; // let the walk report it
+  }
+  throw new Error(`Replica folder is missing: '${replica}': not recreated (is its disk mounted?)`);
 }
 
 /** Adds the counts of `more` to `stats`. */
@@ -233,7 +266,8 @@ function logSummary(
 ): void {
   const head = how.aborted ? "Sync stopped" : how.dryRun ? "Dry run done" : "Sync done";
   const text = `${head}: ${stats.created} created, ${stats.copied} copied, ${stats.updated} updated, ` +
-    `${stats.linked} linked, ${stats.attrs} attrs, ${stats.removed} removed, ${stats.errors} errors; ` +
+    `${stats.linked} linked, ${stats.attrs} attrs, ${stats.removed} removed, ${stats.errors} errors` +
+    `${stats.vanished > 0 ? `, ${stats.vanished} vanished` : ""}; ` +
     `${formatBytes(stats.bytes)} in ${formatDuration(durationMs)} (${how.scanned} source entries)`;
   const fields = {
     text,
@@ -257,12 +291,8 @@ function logSummary(
  * const code = await syncOnce({ source: "/src", replica: "/dst" });
  * ```
  */
-export async function syncOnce(
-  options: SyncOptions,
-  signal?: AbortSignal,
-  scope?: ReadonlySet<string>,
-): Promise<ExitCode> {
-  const result = await runOnce(options, { ...(signal ? { signal } : {}), ...(scope ? { scope } : {}) });
+export async function syncOnce(options: SyncOptions, control: RunControl = {}): Promise<ExitCode> {
+  const result = await runOnce(options, control);
   if (result.aborted) return ExitCode.Interrupted;
   return result.stats.errors > 0 ? ExitCode.Partial : ExitCode.Ok;
 }
@@ -271,13 +301,9 @@ export async function syncOnce(
  * A run inside a loop: every failure is logged and the loop goes on, since the next run may
  * succeed (a disk gets mounted, a permission gets fixed).
  */
-export async function guardedRun(
-  options: SyncOptions,
-  signal?: AbortSignal,
-  scope?: ReadonlySet<string>,
-): Promise<ExitCode> {
+export async function guardedRun(options: SyncOptions, control: RunControl = {}): Promise<ExitCode> {
   try {
-    return await syncOnce(options, signal, scope);
+    return await syncOnce(options, control);
   } catch (error) {
     const text = error instanceof RefusedError ? error.message : `Sync failed: ${describeError(error)}`;
     logger.error("{text}", { text, action: "error", error: text });

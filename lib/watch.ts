@@ -15,7 +15,7 @@ import { isAbsolute, relative, sep } from "node:path";
 import type { SyncOptions } from "./config.ts";
 import { describeError } from "./errors.ts";
 import { logger } from "./log.ts";
-import { guardedRun } from "./sync.ts";
+import { guardedRun, type RunControl } from "./sync.ts";
 import { ExitCode } from "./errors.ts";
 import { parentOf } from "./plan.ts";
 import { formatDuration } from "./units.ts";
@@ -36,6 +36,18 @@ export interface WatchOptions {
    * @default 1000
    */
   maxSettleMs?: number;
+  /**
+   * Wait before a full rescan retries a run that had errors, doubled after each failed retry
+   * up to `rescanMs`, so that a lasting error does not spin.
+   * @default 1000
+   */
+  retryMs?: number;
+  /**
+   * Fail a run, changing nothing, when the replica folder is missing (see
+   * {@linkcode RunControl.replicaMustExist}).
+   * @default false
+   */
+  replicaMustExist?: boolean;
 }
 
 /** Text for the OS refusing another watch, with the fix. */
@@ -62,7 +74,7 @@ function watchLimitHint(error: unknown): string {
  * ```
  */
 export async function watchLoop(options: SyncOptions, watch: WatchOptions): Promise<void> {
-  const { rescanMs, signal, settleMs = 100, maxSettleMs = 1000 } = watch;
+  const { rescanMs, signal, settleMs = 100, maxSettleMs = 1000, retryMs = 1000, replicaMustExist = false } = watch;
   let dirty = true;
   let lastEventAt = 0;
   let wake: (() => void) | undefined;
@@ -146,6 +158,8 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
     text: `Watching '${options.source}' (full rescan every ${formatDuration(fallbackMs)}); stop with Ctrl+C`,
   });
   let nextRescan = performance.now() + fallbackMs;
+  let retryDelay = retryMs;
+  let retryAt = Infinity;
   while (!signal?.aborted) {
     if (dirty) {
       const burstStart = performance.now();
@@ -160,15 +174,26 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
       const scope = changed === "all" ? undefined : withAncestors(changed);
       changed = new Set();
       if (scope) logger.debug("{text}", { text: `Syncing ${scope.size} changed directories` });
-      const code = await guardedRun(options, signal, scope);
-      if (code !== ExitCode.Ok) changed = "all"; // whatever failed is retried by a full walk
+      const control: RunControl = { replicaMustExist, ...(signal ? { signal } : {}), ...(scope ? { scope } : {}) };
+      const code = await guardedRun(options, control);
+      if (code === ExitCode.Ok) {
+        retryDelay = retryMs;
+        retryAt = Infinity;
+      } else {
+        // Whatever failed is retried by a full walk, soon but not in a spin.
+        changed = "all";
+        retryAt = performance.now() + retryDelay;
+        retryDelay = Math.min(retryDelay * 2, Math.max(retryMs, fallbackMs));
+      }
       if (!scope) nextRescan = performance.now() + fallbackMs;
       continue;
     }
-    await waitForKick(nextRescan - performance.now());
-    if (performance.now() >= nextRescan) {
+    await waitForKick(Math.min(nextRescan, retryAt) - performance.now());
+    const now = performance.now();
+    if (now >= nextRescan || now >= retryAt) {
       dirty = true;
       changed = "all";
+      retryAt = Infinity;
     }
   }
   signal?.removeEventListener("abort", onAbort);

@@ -234,13 +234,14 @@ Deno.test("main.ts --dry-run prints every change and changes nothing", async () 
       "would copy new/f",
       "would update changed",
       "would link l -> new",
+      "would remove extra/deep",
       "would remove dir extra",
       "would remove stray",
     ]
   ) {
     assert.ok(run.stdout.includes(line), `missing '${line}' in:\n${run.stdout}`);
   }
-  assert.match(run.stdout, /Dry run done: 1 created, 1 copied, 1 updated, 1 linked, 0 attrs, 2 removed/);
+  assert.match(run.stdout, /Dry run done: 1 created, 1 copied, 1 updated, 1 linked, 0 attrs, 3 removed/);
   assert.deepEqual(await snapshot(dst), before);
 
   const fresh = join(dir, "fresh");
@@ -300,7 +301,7 @@ Deno.test("main.ts refuses to empty a full replica from an empty source (exit 3)
   const before = await snapshot(dst);
   const refused = await runMain([src, dst]);
   assert.equal(refused.code, 3);
-  assert.match(refused.stderr, /Source is empty but the replica has 2 top-level entries/);
+  assert.match(refused.stderr, /Source is empty but the replica has files; refusing to empty it/);
   assert.deepEqual(await snapshot(dst), before);
 
   const allowed = await runMain([src, dst, "--allow-empty-source"]);

@@ -77,12 +77,12 @@ Deno.test("plan() replaces entries whose type changed, in every direction", asyn
     const p = plan(tree({ x: dir(), "x/f": file() }), tree({ x: file() }));
     assert.deepEqual(p.mkdirs, [{ op: "mkdir", path: "x", replace: "file" }]);
     assert.deepEqual(p.transfers, [{ op: "copy", path: "x/f", size: 3, mtimeMs: 1000, mode: 0o644 }]);
-    assert.deepEqual(p.removes, []);
+    assert.deepEqual(p.removes, [{ op: "remove", path: "x", kind: "file", replaced: true }]);
   });
-  await t.step("directory became a file: its replica contents are not planned separately", () => {
+  await t.step("directory became a file: its replica contents are removed one by one first", () => {
     const p = plan(tree({ x: file() }), tree({ x: dir(), "x/a": file(), "x/b": dir(), "x/b/c": file() }));
     assert.deepEqual(p.transfers, [{ op: "copy", path: "x", size: 3, mtimeMs: 1000, mode: 0o644, replace: "dir" }]);
-    assert.deepEqual(p.removes, []);
+    assert.deepEqual(paths(p.removes), ["x/b/c", "x/b", "x/a", "x"]);
   });
   await t.step("symlink became a directory (never written through)", () => {
     const p = plan(tree({ x: dir(), "x/f": file() }), tree({ x: link("/elsewhere") }));
@@ -91,7 +91,7 @@ Deno.test("plan() replaces entries whose type changed, in every direction", asyn
   await t.step("directory became a symlink", () => {
     const p = plan(tree({ x: link("t") }), tree({ x: dir(), "x/f": file() }));
     assert.deepEqual(p.transfers, [{ op: "link", path: "x", target: "t", mtimeMs: 1000, replace: "dir" }]);
-    assert.deepEqual(p.removes, []);
+    assert.deepEqual(paths(p.removes), ["x/f", "x"]);
   });
   await t.step("file became a symlink and back", () => {
     assert.deepEqual(plan(tree({ x: link("t") }), tree({ x: file() })).transfers, [
@@ -112,13 +112,52 @@ Deno.test("plan() relinks a symlink whose target text changed, and keeps link mt
   ]);
 });
 
-Deno.test("plan() removes only the topmost extraneous entries, deepest first", () => {
+Deno.test("plan() removes every extraneous entry, each one, children before their directory", () => {
   const p = plan(
     tree({ keep: dir() }),
-    tree({ keep: dir(), "keep/old": file(), gone: dir(), "gone/a": dir(), "gone/a/b": file(), z: link("q") }),
+    tree({
+      keep: dir(),
+      "keep/old": file(),
+      gone: dir(),
+      "gone/a": dir(),
+      "gone/a/b": file(),
+      "gone/c": file(),
+      z: link("q"),
+    }),
   );
-  assert.deepEqual(paths(p.removes), ["keep/old", "z", "gone"]);
+  assert.deepEqual(paths(p.removes), ["z", "gone/c", "gone/a/b", "gone/a", "gone", "keep/old"]);
+  assert.deepEqual(p.removes.map((r) => r.kind), ["symlink", "file", "file", "dir", "dir", "file"]);
+  assert.equal(countPlan(p).remove, 6, "a removed directory counts 1 plus everything inside it");
   assert.deepEqual(paths(p.dirAttrs), ["keep", ""]);
+});
+
+Deno.test("plan() plans the removal of a directory's contents when a file or link replaces it", () => {
+  const p = plan(
+    tree({ d2f: file(), d2l: link("x") }),
+    tree({ d2f: dir(), "d2f/sub": dir(), "d2f/sub/z": file(), d2l: dir(), "d2l/y": file() }),
+  );
+  assert.deepEqual(
+    p.removes.map((r) => `${r.path}${r.replaced ? " (replaced)" : ""}`),
+    ["d2f/sub/z", "d2f/sub", "d2f (replaced)", "d2l/y", "d2l (replaced)"],
+  );
+  assert.deepEqual(p.transfers.map((t) => `${t.op} ${t.path}`), ["copy d2f", "link d2l"]);
+  assert.equal(countPlan(p).remove, 5);
+});
+
+Deno.test("plan() plans the removal of a file or link that a directory replaces", () => {
+  const p = plan(tree({ f2d: dir(), "f2d/x": file() }), tree({ f2d: file() }));
+  assert.deepEqual(p.removes, [{ op: "remove", path: "f2d", kind: "file", replaced: true }]);
+  assert.deepEqual(p.mkdirs, [{ op: "mkdir", path: "f2d", replace: "file" }]);
+});
+
+Deno.test("plan() leaves alone, subtree and all, a replica directory that could not be listed", () => {
+  const p = plan(
+    tree({ locked: dir(), "locked/a": file(), "locked/sub": dir(), "locked/sub/b": file(), other: file() }),
+    tree({ locked: dir(), "locked/stale": file() }, { failed: new Set(["locked"]) }),
+  );
+  assert.deepEqual(p.transfers.map((t) => t.path), ["other"]);
+  assert.deepEqual(p.mkdirs, []);
+  assert.deepEqual(p.removes, []);
 });
 
 Deno.test("plan() removes nothing under a source directory whose listing is incomplete", () => {
@@ -164,11 +203,13 @@ Deno.test("plan() puts back the mode of replica directories the scan opened up",
   assert.deepEqual(p.removes.map((r) => r.path), ["extra"]);
 });
 
-Deno.test("plan() removes first what differs from a new name only in case or normalization", () => {
+Deno.test("plan() keeps a part's removals apart from its creations, to be applied first", () => {
+  // A name that differs from a new one only in case or normalization is the same name on a
+  // case-insensitive file system: its removal must come before the creation, as all do.
   const p = plan(
     tree({ "A.txt": file(), "caf\u00e9": dir(), keep: file() }),
     tree({ "a.txt": file(), "cafe\u0301": dir(), "cafe\u0301/x": file(), other: file() }),
   );
-  const removes = Object.fromEntries(p.removes.map((r) => [r.path, r.first ?? false]));
-  assert.deepEqual(removes, { "a.txt": true, "cafe\u0301": true, other: false });
+  assert.deepEqual(paths(p.removes).sort(), ["a.txt", "cafe\u0301", "cafe\u0301/x", "other"]);
+  assert.deepEqual(paths(p.mkdirs), ["caf\u00e9"]);
 });

@@ -92,7 +92,7 @@ Deno.test("runOnce() leaves an exact mirror of random trees changed on both side
     mutate(dst, next, 40); // junk in the replica to replace or remove
     for (let round = 0; round < 3; round++) {
       const result = await runOnce({ source: src, replica: dst, allowEmptySource: true }, {
-        partCreations: 1 + Math.floor(next() * 5),
+        partActions: 1 + Math.floor(next() * 5),
       });
       assert.equal(result.stats.errors, 0, `seed ${seed}, round ${round}`);
       await assertMirror(src, dst);
