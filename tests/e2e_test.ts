@@ -13,7 +13,7 @@ import {
   writeTree,
 } from "./helpers.ts";
 
-const OPERATION = /INFO {2}(create|copy|update|link|attrs|remove) /;
+const OPERATION = /INFO {2}(create|copy|update|link|set attrs|remove) /;
 
 Deno.test("main.ts mirrors a fresh tree, and a second run changes nothing", async () => {
   await using tmp = await tempDir();
@@ -491,5 +491,21 @@ Deno.test("main.ts follows a rename that changes only case, on any file system",
   assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name).sort(), ["Docs", "README.txt"]);
   assert.equal(await Deno.readTextFile(join(dst, "README.txt")), "text");
   assert.equal(await Deno.readTextFile(join(dst, "Docs", "a.md")), "a");
+  await assertMirror(src, dst);
+});
+
+Deno.test("main.ts says 'set attrs' for a change of mode alone, and 'would set attrs' in a dry run", {
+  ignore: !POSIX,
+}, async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { "f.txt": "same" });
+  assert.equal((await runMain([src, dst])).code, 0);
+  await Deno.chmod(join(src, "f.txt"), 0o600);
+  const dry = await runMain([src, dst, "-n"]);
+  assert.match(dry.stdout, /INFO {2}would set attrs f\.txt\n/);
+  const run = await runMain([src, dst]);
+  assert.match(run.stdout, /INFO {2}set attrs f\.txt\n/);
   await assertMirror(src, dst);
 });
