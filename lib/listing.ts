@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { EntryView } from "./decide.ts";
+
 /** What an entry is; `other` covers FIFOs, sockets and devices. */
 export type EntryKind = "file" | "dir" | "symlink" | "other";
 
@@ -282,5 +284,50 @@ export class ListingBatch {
     meta.set(this.#meta);
     this.#numbers = numbers;
     this.#meta = meta;
+  }
+}
+
+/**
+ * A movable view of one entry of a batch, so that the per-entry decision reads the columns
+ * directly instead of an object made for every entry.
+ *
+ * @example Viewing entries
+ * ```ts
+ * const view = new BatchCursor(batch);
+ * view.at(0).size;
+ * ```
+ */
+export class BatchCursor implements EntryView {
+  #batch: ListingBatch;
+  #i = 0;
+
+  constructor(batch: ListingBatch) {
+    this.#batch = batch;
+  }
+
+  /** Points the view at entry `i` and returns it. */
+  at(i: number): this {
+    this.#i = i;
+    return this;
+  }
+
+  get kind(): EntryKind {
+    return this.#batch.kind(this.#i);
+  }
+
+  get size(): number {
+    return this.#batch.size(this.#i);
+  }
+
+  get mtimeMs(): number {
+    return this.#batch.mtimeMs(this.#i);
+  }
+
+  get mode(): number {
+    return this.#batch.mode(this.#i);
+  }
+
+  get target(): string | undefined {
+    return this.#batch.target(this.#i);
   }
 }

@@ -10,7 +10,9 @@
  * @module
  */
 
+import { attrsDiffer, decide, type DecideOptions } from "./decide.ts";
 import {
+  BatchCursor,
   compareNames,
   type Entry,
   type EntryKind,
@@ -168,7 +170,7 @@ export class Planner {
   /** Source entries seen in the listings planned so far. */
   sourceEntries = 0;
   #plan: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
-  #checksum: boolean;
+  #options: DecideOptions;
   #pending = new Map<string, PendingDir>();
   /** Replica directories to remove whose contents the caller must list: path and whether replaced. */
   #toEmpty: Array<{ path: string; replaced: boolean }> = [];
@@ -179,7 +181,7 @@ export class Planner {
 
   /** Starts a plan; `replicaRoot` is undefined when the replica does not exist yet. */
   constructor(sourceRoot: Entry, replicaRoot: Entry | undefined, options: PlanOptions = {}) {
-    this.#checksum = options.checksum ?? false;
+    this.#options = { checksum: options.checksum ?? false };
     if (!replicaRoot) this.#plan.mkdirs.push({ op: "mkdir", path: "" });
     this.#pending.set("", { fresh: !replicaRoot, entry: sourceRoot });
     if (replicaRoot && attrsDiffer(sourceRoot, replicaRoot)) this.#setDirAttrs("", sourceRoot);
@@ -223,6 +225,8 @@ export class Planner {
     const jEnd = r ? r.end(rk) : 0;
     this.sourceEntries += iEnd - i;
 
+    const sv = new BatchCursor(source);
+    const rv = r ? new BatchCursor(r) : undefined;
     while (i < iEnd || j < jEnd) {
       const order = i === iEnd ? 1 : j === jEnd ? -1 : compareNames(source.names[i]!, r!.names[j]!);
       if (order > 0) {
@@ -234,47 +238,56 @@ export class Planner {
         j++;
         continue;
       }
-      const name = source.names[i]!;
-      const path = prefix + name;
-      const kind = source.kind(i);
-      const rKind = order === 0 ? r!.kind(j) : undefined;
-      if (kind === "other") {
-        this.#plan.skipped.push({ path, reason: "special file (FIFO, socket or device) is not copied" });
-      } else if (kind !== rKind) {
-        if (rKind !== undefined) this.#remove(path, rKind, true);
-        this.#create(path, source, i, rKind);
-        touched = true;
-      } else if (kind === "dir") {
-        // Decided here, so that a sync of only some directories still puts back a changed mode.
-        const entry = source.entry(i);
-        this.#pending.set(path, { fresh: false, entry });
-        if (attrsDiffer(entry, r!.entry(j))) this.#setDirAttrs(path, entry);
-      } else if (kind === "symlink") {
-        const target = source.target(i) ?? "";
-        if (target !== (r!.target(j) ?? "")) {
-          const mtimeMs = source.mtimeMs(i);
-          this.#plan.transfers.push({ op: "link", path, target, mtimeMs, replace: "symlink" });
+      const path = prefix + source.names[i]!;
+      switch (decide(sv.at(i), order === 0 ? rv!.at(j) : undefined, this.#options)) {
+        case "special":
+          this.#plan.skipped.push({ path, reason: "special file (FIFO, socket or device) is not copied" });
+          break;
+        case "missing":
+          this.#create(path, source, i, undefined);
           touched = true;
-        } else if (source.mtimeMs(i) !== r!.mtimeMs(j)) {
-          this.#plan.transfers.push({ op: "attrs", path, kind: "symlink", mtimeMs: source.mtimeMs(i), mode: 0 });
+          break;
+        case "type":
+          this.#remove(path, r!.kind(j), true);
+          this.#create(path, source, i, r!.kind(j));
+          touched = true;
+          break;
+        case "dir": {
+          // Decided here, so that a sync of only some directories still puts back a changed mode.
+          const entry = source.entry(i);
+          this.#pending.set(path, { fresh: false, entry });
+          if (attrsDiffer(entry, rv!)) this.#setDirAttrs(path, entry);
+          break;
         }
-      } else if (source.size(i) !== r!.size(j)) {
-        this.#copy("update", path, source.entry(i));
-        touched = true;
-      } else if (this.#checksum) {
-        this.#pairs.push({ path, source: source.entry(i), replica: r!.entry(j) });
-        this.#pairDirs.set(dir, pending.entry);
-      } else if (source.mtimeMs(i) !== r!.mtimeMs(j)) {
-        this.#copy("update", path, source.entry(i));
-        touched = true;
-      } else if (source.mode(i) !== r!.mode(j)) {
-        this.#plan.transfers.push({
-          op: "attrs",
-          path,
-          kind: "file",
-          mtimeMs: source.mtimeMs(i),
-          mode: source.mode(i),
-        });
+        case "target":
+          this.#plan.transfers.push({
+            op: "link",
+            path,
+            target: source.target(i) ?? "",
+            mtimeMs: source.mtimeMs(i),
+            replace: "symlink",
+          });
+          touched = true;
+          break;
+        case "mtime":
+          if (sv.kind === "symlink") {
+            this.#plan.transfers.push({ op: "attrs", path, kind: "symlink", mtimeMs: sv.mtimeMs, mode: 0 });
+            break;
+          }
+          this.#copy("update", path, source.entry(i));
+          touched = true;
+          break;
+        case "size":
+          this.#copy("update", path, source.entry(i));
+          touched = true;
+          break;
+        case "content":
+          this.#pairs.push({ path, source: source.entry(i), replica: r!.entry(j) });
+          this.#pairDirs.set(dir, pending.entry);
+          break;
+        case "mode":
+          this.#plan.transfers.push({ op: "attrs", path, kind: "file", mtimeMs: sv.mtimeMs, mode: sv.mode });
+          break;
       }
       i++;
       if (order === 0) j++;
@@ -409,10 +422,6 @@ export class Planner {
   #setDirAttrs(path: string, entry: Entry): void {
     this.#dirAttrs.set(path, { path, mtimeMs: entry.mtimeMs, mode: entry.mode });
   }
-}
-
-function attrsDiffer(s: Entry, r: Entry): boolean {
-  return s.mtimeMs !== r.mtimeMs || s.mode !== r.mode;
 }
 
 /** Two whole trees, for {@linkcode plan}. */

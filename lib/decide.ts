@@ -1,0 +1,105 @@
+/**
+ * PURE: the per-entry decision. Given what one name is in the source and in the replica, says
+ * what differs, if anything: the planner turns that into an action, and `verify` into a
+ * reason. Nothing here does I/O, and nothing else compares entries.
+ *
+ * @module
+ */
+
+import type { EntryKind } from "./listing.ts";
+
+/** The metadata {@linkcode decide} looks at; a {@linkcode ListingBatch} cursor or an Entry. */
+export interface EntryView {
+  readonly kind: EntryKind;
+  /** Size in bytes (0 for directories). */
+  readonly size: number;
+  /** Modification time in milliseconds. */
+  readonly mtimeMs: number;
+  /** Permission bits. */
+  readonly mode: number;
+  /** Target text of a symbolic link. */
+  readonly target?: string | undefined;
+}
+
+/**
+ * What one name needs, named by what differs:
+ * - `same`: nothing;
+ * - `extra`: only the replica has it (remove it);
+ * - `missing`: only the source has it (create it);
+ * - `special`: the source has a FIFO, socket or device, which is not copied;
+ * - `dir`: a directory on both sides (plan inside it; its own attributes are compared by
+ *   {@linkcode attrsDiffer});
+ * - `type`: the kinds differ (remove the replica's, create the source's);
+ * - `target`: a link's target text differs (relink);
+ * - `size`, `mtime`: a file's content differs by size or modification time (update); for a
+ *   link, `mtime` alone is an attribute to set;
+ * - `content`: with `checksum`, a file of the same size whose content must be hashed to know;
+ * - `mode`: a file's permission bits alone differ (set them).
+ */
+export type Decision =
+  | "same"
+  | "extra"
+  | "missing"
+  | "special"
+  | "dir"
+  | "type"
+  | "target"
+  | "size"
+  | "mtime"
+  | "content"
+  | "mode";
+
+/** Options for {@linkcode decide}. */
+export interface DecideOptions {
+  /**
+   * Compare regular files of the same size by content (`content`), never by mtime.
+   * @default false
+   */
+  checksum?: boolean;
+}
+
+/**
+ * Decides what one name needs from its source and replica entries (either may be absent).
+ *
+ * @example Deciding
+ * ```ts
+ * const file = { kind: "file", size: 3, mtimeMs: 1000, mode: 0o644 } as const;
+ * decide(file, { ...file, mtimeMs: 2000 }); // "mtime"
+ * decide(file, undefined); // "missing"
+ * ```
+ */
+export function decide(
+  source: EntryView | undefined,
+  replica: EntryView | undefined,
+  options: DecideOptions = {},
+): Decision {
+  if (source === undefined) return replica === undefined ? "same" : "extra";
+  const kind = source.kind;
+  if (kind === "other") return "special";
+  if (replica === undefined) return "missing";
+  if (kind !== replica.kind) return "type";
+  if (kind === "dir") return "dir";
+  if (kind === "symlink") {
+    if ((source.target ?? "") !== (replica.target ?? "")) return "target";
+    return source.mtimeMs !== replica.mtimeMs ? "mtime" : "same";
+  }
+  if (source.size !== replica.size) return "size";
+  if (options.checksum) return "content";
+  if (source.mtimeMs !== replica.mtimeMs) return "mtime";
+  return source.mode !== replica.mode ? "mode" : "same";
+}
+
+/**
+ * True when mode or mtime differ: for directories, and for files whose content is equal.
+ *
+ * @example Comparing attributes
+ * ```ts
+ * attrsDiffer({ mtimeMs: 1, mode: 0o755 }, { mtimeMs: 1, mode: 0o700 }); // true
+ * ```
+ */
+export function attrsDiffer(
+  source: Pick<EntryView, "mtimeMs" | "mode">,
+  replica: Pick<EntryView, "mtimeMs" | "mode">,
+): boolean {
+  return source.mtimeMs !== replica.mtimeMs || source.mode !== replica.mode;
+}
