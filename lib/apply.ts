@@ -164,6 +164,11 @@ export interface Applier {
   apply(part: Plan): Promise<void>;
   /** The directory attributes (deepest first) of the whole plan. */
   finish(plan: Plan): Promise<void>;
+  /**
+   * Marks removals the gate refused: what was to take their place is not created (nor
+   * anything under it), and they are not counted.
+   */
+  refuse(removes: readonly RemoveAction[]): void;
 }
 
 /**
@@ -493,7 +498,10 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
       }
     }
   };
-  return { stats, apply, finish };
+  const refuse = (removes: readonly RemoveAction[]) => {
+    for (const r of removes) unremoved.add(r.path);
+  };
+  return { stats, apply, finish, refuse };
 }
 
 let lastBreath = performance.now();

@@ -8,6 +8,7 @@
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { UsageError } from "./errors.ts";
 import type { HashName } from "./hash.ts";
+import type { MaxDelete } from "./gate.ts";
 
 /** Options for one sync, with every path already checked and made absolute. */
 export interface SyncOptions {
@@ -45,6 +46,12 @@ export interface SyncOptions {
    * @default undefined
    */
   cacheDir?: string;
+  /**
+   * Remove nothing at all when a run would remove more than this many replica entries (a
+   * directory counts 1 plus everything in it; a type change counts); copies still run.
+   * @default undefined (no cap)
+   */
+  maxDelete?: MaxDelete;
 }
 
 /** The outcome of {@linkcode checkPaths}. */

@@ -16,6 +16,8 @@ export const ExitCode = {
   Refused: 3,
   /** Another foldersync process is syncing into the same replica; nothing was touched. */
   Locked: 4,
+  /** The run would have removed more than `--max-delete` allows: it removed nothing. */
+  MaxDelete: 5,
   /** A one-shot sync was stopped by SIGINT or SIGTERM before it finished. */
   Interrupted: 130,
 } as const;

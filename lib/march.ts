@@ -56,6 +56,8 @@ export interface March {
   planner: Planner;
   /** Paths that could not be read, on both sides (vanished entries are not problems). */
   problems: number;
+  /** Replica entries listed (all of them, unless the walk had a `scope`). */
+  replicaEntries: number;
 }
 
 /**
@@ -83,6 +85,7 @@ export async function marchTrees(source: string, replica: string, options: March
   const planner = new Planner(sourceRoot, replicaRoot, options);
   const replicaBatch = new ListingBatch();
   let problems = 0;
+  let replicaEntries = 0;
   const report = (side: "source" | "replica", list: readonly ScanProblem[]) => {
     for (const problem of list) {
       if (problem.vanished && side === "replica") continue; // already gone: nothing to do there
@@ -93,10 +96,9 @@ export async function marchTrees(source: string, replica: string, options: March
   /** Lists the contents of every replica directory the planner wants removed. */
   const emptyDirs = () => {
     for (const dir of planner.takeDirsToEmpty()) {
-      planner.emptyDir(
-        dir,
-        listSubtree(replica, dir.path, fixPermissions, replicaBatch, (list) => report("replica", list)),
-      );
+      const contents = listSubtree(replica, dir.path, fixPermissions, replicaBatch, (list) => report("replica", list));
+      replicaEntries += contents?.length ?? 0;
+      planner.emptyDir(dir, contents);
     }
   };
   const scope = options.scope;
@@ -116,6 +118,7 @@ export async function marchTrees(source: string, replica: string, options: March
         }
         replicaBatch.reset();
         listDirectory(replicaBatch, replica, dir, fixPermissions);
+        replicaEntries += replicaBatch.end(0) - replicaBatch.start(0);
         report("replica", replicaBatch.problems);
         if (dir === "" && !allowEmptySource) refuseEmptySource(batch, replicaBatch, source, replica);
         planner.add(batch, k, replicaBatch, 0);
@@ -127,7 +130,7 @@ export async function marchTrees(source: string, replica: string, options: March
   } finally {
     walk.close();
   }
-  return { planner, problems };
+  return { planner, problems, replicaEntries };
 }
 
 /**

@@ -12,6 +12,7 @@ import { DEFAULT_HASH } from "./hash.ts";
 import type { ContentComparer } from "./compare.ts";
 import { logger, logLine, operationsLogged, showPath } from "./log.ts";
 import { countPlan, type Plan, type Planner } from "./plan.ts";
+import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
 /**
@@ -28,6 +29,8 @@ export interface RunResult {
   durationMs: number;
   /** True if the run stopped early because the signal was aborted. */
   aborted: boolean;
+  /** Set when the removal gate refused the run's removals (`maxDelete`): none ran. */
+  refused?: GateVerdict;
 }
 
 /** Extra knobs for {@linkcode runOnce} that are not user options. */
@@ -144,6 +147,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     allowEmptySource = false,
     jobs = 8,
     cacheDir,
+    maxDelete,
   } = options;
   const started = performance.now();
   const { signal, partActions = PART_ACTIONS, replicaMustExist = false } = control;
@@ -157,7 +161,10 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   const dryStats = emptyStats();
   let applyMs = 0;
   /** Applies (or, in a dry run, reports) one part of the plan. */
-  const applyPart = async (part: Plan) => {
+  // With a cap, removals (and what depends on them) wait for the gate's verdict on the whole run.
+  const held = maxDelete ? new HeldPlan() : undefined;
+  const applyPart = async (whole: Plan) => {
+    const part = held ? held.split(whole) : whole;
     const t0 = performance.now();
     if (applier) await applier.apply(part);
     else addStats(dryStats, reportPlan(part));
@@ -189,7 +196,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   };
 
   // A dry run must not even change modes for a moment, so it does not fix permissions.
-  const { planner, problems } = await marchTrees(source, replica, {
+  const { planner, problems, replicaEntries } = await marchTrees(source, replica, {
     checksum,
     allowEmptySource,
     fixPermissions: !dryRun,
@@ -224,8 +231,25 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     logger.warn("{text}", { text: `${showPath(skip.path)}: skipped: ${skip.reason}`, action: "skip", path: skip.path });
   }
 
+  let refused: GateVerdict | undefined;
   if (!signal?.aborted) {
     await applyPart(rest);
+    if (held && maxDelete) {
+      const last = held.release();
+      const verdict = judgeRemovals(last.removes.length, replicaEntries, maxDelete);
+      if (!verdict.allowed) {
+        refused = verdict;
+        logRefusal(verdict, maxDelete);
+        applier?.refuse(last.removes);
+        last.removes = [];
+      }
+      if (!signal?.aborted) {
+        const t0 = performance.now();
+        if (applier) await applier.apply(last);
+        else addStats(dryStats, reportPlan(last));
+        applyMs += performance.now() - t0;
+      }
+    }
     const t0 = performance.now();
     if (applier && !signal?.aborted) await applier.finish(rest);
     applyMs += performance.now() - t0;
@@ -240,8 +264,16 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     }`,
   });
   const aborted = signal?.aborted ?? false;
-  logSummary(stats, durationMs, { dryRun, aborted, scanned: planner.sourceEntries });
-  return { stats, durationMs, aborted };
+  logSummary(stats, durationMs, { dryRun, aborted, scanned: planner.sourceEntries, refused: refused?.planned ?? 0 });
+  return { stats, durationMs, aborted, ...(refused ? { refused } : {}) };
+}
+
+/** The one line that says the cap stopped every removal. */
+function logRefusal(verdict: GateVerdict, cap: MaxDelete): void {
+  const what = "count" in cap ? `${cap.count}` : `${cap.percent}% (${verdict.limit} entries)`;
+  const text = `Refusing to remove ${verdict.planned} entries: more than --max-delete ${what} allows; ` +
+    `nothing was removed, everything else was synced (see them with --dry-run without --max-delete)`;
+  logger.error("{text}", { text, action: "refused", planned: verdict.planned, limit: verdict.limit });
 }
 
 /** Throws when the replica folder is missing; see {@linkcode RunControl.replicaMustExist}. */
@@ -262,12 +294,13 @@ function addStats(stats: Stats, more: Stats): void {
 function logSummary(
   stats: Stats,
   durationMs: number,
-  how: { dryRun: boolean; aborted: boolean; scanned: number },
+  how: { dryRun: boolean; aborted: boolean; scanned: number; refused: number },
 ): void {
   const head = how.aborted ? "Sync stopped" : how.dryRun ? "Dry run done" : "Sync done";
   const text = `${head}: ${stats.created} created, ${stats.copied} copied, ${stats.updated} updated, ` +
     `${stats.linked} linked, ${stats.attrs} attrs, ${stats.removed} removed, ${stats.errors} errors` +
-    `${stats.vanished > 0 ? `, ${stats.vanished} vanished` : ""}; ` +
+    `${stats.vanished > 0 ? `, ${stats.vanished} vanished` : ""}` +
+    `${how.refused > 0 ? `, ${how.refused} removals refused by --max-delete` : ""}; ` +
     `${formatBytes(stats.bytes)} in ${formatDuration(durationMs)} (${how.scanned} source entries)`;
   const fields = {
     text,
@@ -278,7 +311,7 @@ function logSummary(
     dryRun: how.dryRun,
     aborted: how.aborted,
   };
-  if (stats.errors > 0) logger.warn("{text}", fields);
+  if (stats.errors > 0 || how.refused > 0) logger.warn("{text}", fields);
   else logger.info("{text}", fields);
 }
 
@@ -294,6 +327,7 @@ function logSummary(
 export async function syncOnce(options: SyncOptions, control: RunControl = {}): Promise<ExitCode> {
   const result = await runOnce(options, control);
   if (result.aborted) return ExitCode.Interrupted;
+  if (result.refused) return ExitCode.MaxDelete;
   return result.stats.errors > 0 ? ExitCode.Partial : ExitCode.Ok;
 }
 
