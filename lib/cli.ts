@@ -85,7 +85,7 @@ Options:
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
       --no-cache            do not use the hash cache
-  -q, --quiet               print only warnings, errors and the summary
+  -q, --quiet               print only warnings and errors (a clean run prints nothing)
   -v, --verbose             print debug detail too
   -s, --source PATH         the source folder (instead of the first argument)
   -r, --replica PATH        the replica folder (instead of the second argument)

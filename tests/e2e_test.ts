@@ -492,3 +492,35 @@ Deno.test("main.ts follows a rename that changes only case, on any file system",
   assert.equal(await Deno.readTextFile(join(dst, "Docs", "a.md")), "a");
   await assertMirror(src, dst);
 });
+
+Deno.test("main.ts -q prints nothing on a clean run, and warnings, errors and their summary otherwise", async (t) => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const log = join(dir, "quiet.log");
+  await writeTree(src, { "a.txt": "a", sub: { "b.txt": "b" } });
+  await t.step("a clean run prints nothing; the log file still gets every line and the summary", async () => {
+    const run = await runMain([src, dst, "-q", "-l", log]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, "");
+    assert.equal(run.stderr, "");
+    const text = await Deno.readTextFile(log);
+    assert.match(text, /INFO {2}copy a\.txt/);
+    assert.match(text, /INFO {2}Sync done: 1 created, 2 copied/);
+    const again = await runMain([src, dst, "-q"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout + again.stderr, "", "a no-op run is silent too");
+  });
+  if (!POSIX) return;
+  await t.step("a run with errors prints the errors and its summary, as warnings, on stderr", async () => {
+    await Deno.symlink("a.txt", join(src, "l"));
+    const run = await runMain([src, dst, "-q"], {
+      permissions: [`--allow-read=${src},${dst}`, `--allow-write=${dst}`],
+    });
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(run.stdout, "");
+    assert.match(run.stderr, /ERROR l: Cannot create a symbolic link/);
+    assert.match(run.stderr, /WARN {2}Sync done: .*1 errors/);
+  });
+});
