@@ -1,13 +1,14 @@
 /**
  * foldersync: keeps a replica folder an exact one-way copy of a source folder.
  *
- * The only impure entry point: parse argv, configure logging, run, dispose logs, exit.
+ * The only impure entry point: parse argv, open logging (stderr and the log file), check the
+ * folders, run, dispose logs, exit. Errors before the log file is open go to stderr only.
  *
  * @module
  */
 
-import { HELP, parseCommand, VERSION } from "./lib/cli.ts";
-import { checkPaths } from "./lib/config.ts";
+import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli.ts";
+import { checkLogPath, checkPaths } from "./lib/config.ts";
 import { describeError, ExitCode, exitCodeFor } from "./lib/errors.ts";
 import { lockReplica } from "./lib/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
@@ -36,25 +37,39 @@ async function main(args: string[]): Promise<number> {
   }
   const o = command.options;
   const verbose = o.verbosity === "verbose";
-  let paths;
+  // The log file is opened before the folders are checked, so that a cron or service user who
+  // reads only the log sees why a run failed (an unmounted source, say).
   let logging;
   try {
-    paths = checkPaths(o.source, o.replica, {
-      checksum: o.checksum,
-      ...(o.log !== undefined ? { log: o.log } : {}),
-      ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
-    });
+    const log = o.log !== undefined ? checkLogPath(o.log, o.source, o.replica) : undefined;
     logging = await setupLogging({
       verbosity: o.verbosity,
       format: o.logFormat,
-      ...(paths.log !== undefined ? { file: paths.log } : {}),
+      ...(log !== undefined ? { file: log } : {}),
       ...(o.logMaxSize !== undefined ? { maxSize: o.logMaxSize } : {}),
       ...(o.logKeep !== undefined ? { keep: o.logKeep } : {}),
     });
   } catch (error) {
     return fail(error, verbose);
   }
+  try {
+    return await sync(o);
+  } catch (error) {
+    const text = describeError(error);
+    logger.error("{text}", { text, action: "error", error: text });
+    if (verbose && error instanceof Error) logger.debug("{text}", { text: error.stack ?? text });
+    return exitCodeFor(error);
+  } finally {
+    await logging[Symbol.asyncDispose]();
+  }
+}
 
+/** Checks the folders, takes the replica's lock and runs the schedule; logging is set up. */
+async function sync(o: CliOptions): Promise<number> {
+  const paths = checkPaths(o.source, o.replica, {
+    checksum: o.checksum,
+    ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+  });
   const controller = new AbortController();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
   const onSignal = () => {
@@ -62,7 +77,6 @@ async function main(args: string[]): Promise<number> {
     controller.abort();
   };
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-
   try {
     if (!o.dryRun) await Deno.mkdir(paths.replica, { recursive: true });
     using _lock = await lockReplica(paths.replica);
@@ -80,14 +94,8 @@ async function main(args: string[]): Promise<number> {
       signal: controller.signal,
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
     });
-  } catch (error) {
-    const text = describeError(error);
-    logger.error("{text}", { text, action: "error", error: text });
-    if (verbose && error instanceof Error) logger.debug("{text}", { text: error.stack ?? text });
-    return exitCodeFor(error);
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
-    await logging[Symbol.asyncDispose]();
   }
 }
 

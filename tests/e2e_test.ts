@@ -524,3 +524,38 @@ Deno.test("main.ts -q prints nothing on a clean run, and warnings, errors and th
     assert.match(run.stderr, /WARN {2}Sync done: .*1 errors/);
   });
 });
+
+Deno.test("main.ts writes start-up errors to the log file too, in its format, and once to stderr", async (t) => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { "a.txt": "a" });
+  await writeTree(dst, { "old.txt": "old" });
+  await Deno.writeTextFile(join(dir, "afile"), "x");
+  await t.step("text: a missing source is exit 2, one line on stderr, and the same line in the log", async () => {
+    const log = join(dir, "text.log");
+    const run = await runMain([join(dir, "not-mounted"), dst, "-l", log]);
+    assert.equal(run.code, 2, run.stderr);
+    const lines = run.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, run.stderr);
+    assert.match(lines[0]!, /ERROR Source does not exist: '.*not-mounted'$/);
+    assert.equal((await Deno.readTextFile(log)).trim(), lines[0]);
+  });
+  await t.step("json: a replica that is a file is logged as a JSON error line", async () => {
+    const log = join(dir, "json.log");
+    const run = await runMain([src, join(dir, "afile"), "-l", log, "--log-format", "json"]);
+    assert.equal(run.code, 2, run.stderr);
+    const record = JSON.parse((await Deno.readTextFile(log)).trim());
+    assert.equal(record.level, "error");
+    assert.equal(record.action, "error");
+    assert.match(record.message, /Replica exists but is not a directory/);
+    assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
+  });
+  await t.step("a log file inside the source is refused before it is created", async () => {
+    const run = await runMain([src, dst, "-l", join(src, "sync.log")]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /^foldersync: Log file is inside the source/);
+    await assert.rejects(Deno.lstat(join(src, "sync.log")), Deno.errors.NotFound);
+  });
+});
