@@ -8,7 +8,7 @@
  */
 
 import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli.ts";
-import { checkLogPath, checkPaths } from "./lib/config.ts";
+import { checkLogPath, checkPaths, missingParent } from "./lib/config.ts";
 import { describeError, ExitCode, exitCodeFor } from "./lib/errors.ts";
 import { lockReplica } from "./lib/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
@@ -68,6 +68,7 @@ async function main(args: string[]): Promise<number> {
 async function sync(o: CliOptions): Promise<number> {
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
+    mkpath: o.mkpath,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
   });
   const controller = new AbortController();
@@ -78,7 +79,7 @@ async function sync(o: CliOptions): Promise<number> {
   };
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   try {
-    if (!o.dryRun) await Deno.mkdir(paths.replica, { recursive: true });
+    if (!o.dryRun) await createReplica(paths.replica, o);
     using _lock = await lockReplica(paths.replica);
     return await runSchedule({
       source: paths.source,
@@ -96,6 +97,21 @@ async function sync(o: CliOptions): Promise<number> {
     });
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
+  }
+}
+
+/**
+ * Creates the replica folder if it is missing: only the folder itself, as rsync does, unless
+ * `--mkpath` asks for its parents too. checkPaths has refused a missing parent already; this
+ * catches one that vanished since (a disk unmounted in between).
+ */
+async function createReplica(replica: string, o: CliOptions): Promise<void> {
+  try {
+    await Deno.mkdir(replica, { recursive: o.mkpath });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return;
+    if (error instanceof Deno.errors.NotFound) throw missingParent(o.replica);
+    throw error;
   }
 }
 

@@ -33,6 +33,8 @@ export interface CliOptions {
   hash?: HashName;
   /** Print what would change and change nothing. */
   dryRun: boolean;
+  /** Create the replica's missing parent folders too (rsync's `--mkpath`), not only the replica itself. */
+  mkpath: boolean;
   /** Append log lines to this file too. */
   log?: string;
   /** Log line format for the console and the file. */
@@ -73,6 +75,9 @@ Options:
   -c, --checksum            compare files by content hash, not by size and mtime
       --hash NAME           hash for --checksum: ${HASH_NAMES.join(", ")} (default xxh3)
   -n, --dry-run             print every change that would be made; change nothing
+      --mkpath              create the replica's missing parent folders too (without it,
+                            only the replica folder itself is created: a missing parent
+                            is exit 2, as when a backup disk is not mounted)
   -i, --interval DURATION   sync again every DURATION: 60 (seconds), 30s, 5m, 1h
   -w, --watch               sync changes live as they happen (full rescan every
                             --interval, 5m by default)
@@ -107,6 +112,7 @@ const OPTIONS = {
   checksum: { type: "boolean", short: "c" },
   hash: { type: "string" },
   "dry-run": { type: "boolean", short: "n" },
+  mkpath: { type: "boolean" },
   interval: { type: "string", short: "i" },
   watch: { type: "boolean", short: "w" },
   log: { type: "string", short: "l" },
@@ -194,6 +200,7 @@ export function parseCommand(argv: readonly string[]): Command {
     replica,
     checksum: values.checksum ?? false,
     dryRun: values["dry-run"] ?? false,
+    mkpath: values.mkpath ?? false,
     logFormat,
     watch: values.watch ?? false,
     allowEmptySource: values["allow-empty-source"] ?? false,

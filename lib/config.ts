@@ -69,6 +69,12 @@ export interface PathOptions {
    * @default false
    */
   checksum?: boolean;
+  /**
+   * Whether the replica's missing parent folders may be created. Without it, a replica whose
+   * parent folder does not exist is refused: that is an unmounted disk more often than not.
+   * @default false
+   */
+  mkpath?: boolean;
 }
 
 function errorDetail(error: unknown): string {
@@ -115,15 +121,16 @@ function isWithin(outer: string, inner: string): boolean {
  * Needs read permission for the source and the replica. Touches nothing.
  *
  * @throws {UsageError} When the source is missing, unreadable or not a directory; the
- * replica exists but is not a directory; they are the same or one is inside the other;
- * or the cache directory given lies inside either tree.
+ * replica exists but is not a directory, or is missing and so is its parent (unless
+ * `mkpath`); they are the same or one is inside the other; or the cache directory given
+ * lies inside either tree.
  * @example Checking paths
  * ```ts
  * const paths = checkPaths("./src", "./backup", { checksum: true });
  * ```
  */
 export function checkPaths(source: string, replica: string, options: PathOptions = {}): CheckedPaths {
-  const { cacheDir, checksum = false } = options;
+  const { cacheDir, checksum = false, mkpath = false } = options;
   let sourceReal: string;
   try {
     sourceReal = Deno.realPathSync(source);
@@ -159,6 +166,7 @@ export function checkPaths(source: string, replica: string, options: PathOptions
     replicaReal = realPathOfPossiblyMissing(replica);
     const blocker = firstNonDirectoryAncestor(replicaReal);
     if (blocker) throw new UsageError(`Replica path runs through a file: '${blocker}'`);
+    if (!mkpath && isMissing(dirname(replicaReal))) throw missingParent(replica);
   }
 
   if (isWithin(sourceReal, replicaReal) && isWithin(replicaReal, sourceReal)) {
@@ -223,6 +231,32 @@ function defaultCacheDir(): string | undefined {
   if (xdg) return join(xdg, "foldersync");
   const home = env("HOME");
   return home ? join(home, ".cache", "foldersync") : undefined;
+}
+
+/**
+ * The error for a replica whose parent folder does not exist, naming the parent as the user
+ * typed it.
+ *
+ * @example Refusing a replica on an unmounted disk
+ * ```ts
+ * throw missingParent("/mnt/backup/photos");
+ * // Replica's parent folder does not exist: '/mnt/backup' (is the disk mounted? --mkpath creates it)
+ * ```
+ */
+export function missingParent(replica: string): UsageError {
+  return new UsageError(
+    `Replica's parent folder does not exist: '${dirname(resolve(replica))}' (is the disk mounted? --mkpath creates it)`,
+  );
+}
+
+/** True only when `path` is known not to exist (an unreadable parent is left for mkdir to report). */
+function isMissing(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound;
+  }
 }
 
 function firstNonDirectoryAncestor(path: string): string | undefined {

@@ -559,3 +559,41 @@ Deno.test("main.ts writes start-up errors to the log file too, in its format, an
     await assert.rejects(Deno.lstat(join(src, "sync.log")), Deno.errors.NotFound);
   });
 });
+
+Deno.test("main.ts creates only the replica folder itself; a missing parent is exit 2 unless --mkpath", async (t) => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const mount = join(dir, "mnt", "backup"); // an unmounted disk: neither folder exists
+  const replica = join(mount, "photos");
+  await writeTree(src, { "a.txt": "a", sub: { "b.txt": "b" } });
+  for (const dryRun of [false, true]) {
+    await t.step(`missing parent${dryRun ? ", dry run" : ""}: exit 2, one line, nothing created`, async () => {
+      const run = await runMain([src, replica, ...(dryRun ? ["-n"] : [])]);
+      assert.equal(run.code, 2, run.stdout + run.stderr);
+      const lines = run.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, run.stderr);
+      assert.match(
+        lines[0]!,
+        /Replica's parent folder does not exist: '.*mnt\/backup' \(is the disk mounted\? --mkpath creates it\)$/,
+      );
+      await assert.rejects(Deno.lstat(join(dir, "mnt")), Deno.errors.NotFound);
+    });
+  }
+  await t.step("--mkpath with --dry-run creates nothing", async () => {
+    const run = await runMain([src, replica, "--mkpath", "-n"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /would copy sub\/b\.txt/);
+    await assert.rejects(Deno.lstat(join(dir, "mnt")), Deno.errors.NotFound);
+  });
+  await t.step("--mkpath creates the parents and mirrors", async () => {
+    const run = await runMain([src, replica, "--mkpath"]);
+    assert.equal(run.code, 0, run.stderr);
+    await assertMirror(src, replica);
+  });
+  await t.step("an existing parent: the replica folder is created without --mkpath", async () => {
+    const run = await runMain([src, join(mount, "music")]);
+    assert.equal(run.code, 0, run.stderr);
+    await assertMirror(src, join(mount, "music"));
+  });
+});
