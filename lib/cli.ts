@@ -68,7 +68,7 @@ export const HELP = `foldersync ${VERSION}: keep a replica folder an exact one-w
 
 Usage:
   foldersync [sync] <source> <replica> [options]
-  foldersync <source> <replica> <interval> <log>      (also <log> <interval>)
+  foldersync <source> <replica> <interval> [<log>]    (also <log> <interval>)
   foldersync -s <source> -r <replica> [-i <interval>] [-l <log>]
 
 Options:
@@ -78,7 +78,8 @@ Options:
       --mkpath              create the replica's missing parent folders too (without it,
                             only the replica folder itself is created: a missing parent
                             is exit 2, as when a backup disk is not mounted)
-  -i, --interval DURATION   sync again every DURATION: 60 (seconds), 30s, 5m, 1h
+  -i, --interval DURATION   sync again every DURATION: 60 (seconds), 30s, 10min, 1h, 1d
+                            (units ms, s/sec/secs, m/min/mins, h/hr/hrs, d/day/days)
   -w, --watch               sync changes live as they happen (full rescan every
                             --interval, 5m by default)
   -l, --log FILE            also append log lines to FILE (aliases --log-file, --log_path)
@@ -224,8 +225,9 @@ export function parseCommand(argv: readonly string[]): Command {
 
 /**
  * Sorts the positionals after source and replica into interval and log, as the seeds use
- * them: with two, the one that reads as a duration is the interval; with one, it is the
- * interval if it reads as a duration and the log file otherwise.
+ * them. With one, it must read as a duration (the interval): a typo such as `10minutes`
+ * must not become a log file named so. With two, exactly one of them must read as a
+ * duration: it is the interval and the other the log file.
  */
 function splitSeedPositionals(rest: string[]): { interval?: string; log?: string } {
   if (rest.length === 0) return {};
@@ -238,10 +240,22 @@ function splitSeedPositionals(rest: string[]): { interval?: string; log?: string
       return true; // a number, but a bad one: let the interval check report it
     }
   };
-  if (b === undefined) return isDuration(a) ? { interval: a } : { log: a };
+  if (b === undefined) {
+    if (isDuration(a)) return { interval: a };
+    throw new UsageError(
+      `Expected an interval such as 60, 30s or 5m as the third argument: '${a}' ` +
+        `(a log file goes after -l, or fourth, after the interval)`,
+    );
+  }
+  if (isDuration(a) && isDuration(b)) {
+    throw new UsageError(
+      `Expected one interval and one log file, but both read as intervals: '${a}', '${b}' ` +
+        `(name the log file with -l, or as ./${b})`,
+    );
+  }
   if (isDuration(a)) return { interval: a, log: b };
   if (isDuration(b)) return { interval: b, log: a };
-  throw new UsageError(`Expected an interval such as 60 or 5m among: '${a}', '${b}'`);
+  throw new UsageError(`Expected an interval such as 60, 30s or 5m among: '${a}', '${b}'`);
 }
 
 function parseArgsMessage(error: unknown): string {
