@@ -9,7 +9,7 @@
 
 import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli.ts";
 import { checkLogPath, checkPaths, missingParent } from "./lib/config.ts";
-import { describeError, ExitCode, exitCodeFor } from "./lib/errors.ts";
+import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
 import { lockReplica } from "./lib/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/schedule.ts";
@@ -18,6 +18,23 @@ function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
   if (verbose && error instanceof Error && error.stack) console.error(error.stack);
   return exitCodeFor(error);
+}
+
+/**
+ * Under `deno task sync`, Deno runs main.ts in the folder of deno.json and puts the folder the
+ * user stands in into INIT_CWD: go there, so that relative paths mean what the user meant.
+ * Only when INIT_CWD may be read without asking (the sync task grants it; a compiled binary
+ * or a plain `deno run` does not, and never prompts).
+ */
+function enterCallerFolder(): void {
+  if (Deno.permissions.querySync({ name: "env", variable: "INIT_CWD" }).state !== "granted") return;
+  const folder = Deno.env.get("INIT_CWD");
+  if (!folder) return;
+  try {
+    Deno.chdir(folder);
+  } catch (error) {
+    throw new UsageError(`Cannot enter the folder deno task was started from: '${folder}': ${describeError(error)}`);
+  }
 }
 
 async function main(args: string[]): Promise<number> {
@@ -34,6 +51,11 @@ async function main(args: string[]): Promise<number> {
   if (command.kind === "version") {
     console.log(`foldersync ${VERSION}`);
     return ExitCode.Ok;
+  }
+  try {
+    enterCallerFolder();
+  } catch (error) {
+    return fail(error);
   }
   const o = command.options;
   const verbose = o.verbosity === "verbose";
