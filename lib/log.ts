@@ -192,7 +192,8 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
       if (maxSize !== undefined || setup.keep !== undefined) {
         const limit = maxSize ?? 10 * 1024 * 1024;
         // The sink checks the size when it flushes, so a buffer much smaller than the limit
-        // keeps each file close to it.
+        // keeps each file close to it. It rolls over before a flush that would pass the limit
+        // even when the file is empty, which is why the CLI refuses limits below 1K.
         const bufferSize = Math.min(fileOptions.bufferSize, Math.floor(limit / 16));
         fileSink = getRotatingFileSink(file, { ...fileOptions, bufferSize, maxSize: limit, maxFiles: keep });
       } else {

@@ -121,6 +121,40 @@ Deno.test("parseCommand() accepts the seeds' command lines", async (t) => {
   });
 });
 
+Deno.test("parseCommand() takes a first positional that is a command word as the command, always", async (t) => {
+  await t.step("sync, then the folders", () => {
+    assert.deepEqual([syncOptions(["sync", "src", "dst"]).source, syncOptions(["sync", "src", "dst"]).replica], [
+      "src",
+      "dst",
+    ]);
+    assert.equal(syncOptions(["sync", "src", "dst", "60"]).intervalMs, 60_000);
+  });
+  await t.step("a folder named sync is written ./sync", () => {
+    const o = syncOptions(["./sync", "/backup", "60"]);
+    assert.deepEqual([o.source, o.replica, o.intervalMs], ["./sync", "/backup", 60_000]);
+  });
+  const refused: Array<[string[], RegExp]> = [
+    [["sync", "/backup", "60"], /^Replica reads as an interval: '60' \(to name a folder called sync, write \.\/sync; /],
+    [["sync", "/backup"], /^Missing arguments: .*\(to name a folder called sync, write \.\/sync\)$/],
+    [["sync"], /^Missing arguments: .*write \.\/sync/],
+    [
+      ["verify", "a", "b"],
+      /^Command not available yet: 'verify' \(to name a folder called verify, write \.\/verify\)$/,
+    ],
+    [["service", "a", "b"], /^Command not available yet: 'service'/],
+  ];
+  for (const [argv, message] of refused) {
+    await t.step(argv.join(" "), () => {
+      assert.throws(() => parseCommand(argv), (e: unknown) => e instanceof UsageError && message.test(e.message));
+    });
+  }
+  await t.step("the interval minimum and the hash rule do not refuse good lines", () => {
+    assert.equal(syncOptions(["a", "b", "-i", "1s"]).intervalMs, 1000);
+    assert.equal(syncOptions(["a", "b", "-c", "--hash", "md5"]).hash, "md5");
+    assert.equal(syncOptions(["a", "b", "-l", "x", "--log-max-size", "1K"]).logMaxSize, 1024);
+  });
+});
+
 Deno.test("parseCommand() returns help and version", () => {
   assert.equal(parseCommand(["-h"]).kind, "help");
   assert.equal(parseCommand(["--help", "x"]).kind, "help");
@@ -151,6 +185,20 @@ Deno.test("parseCommand() rejects bad input with one clear UsageError", async (t
     [["a", "b", "-l", "x", "--log-max-size", "lots"], /Log max size/],
     [["a", "b", "-q", "-v"], /quiet and --verbose/],
     [["", "b"], /must not be empty/],
+    [["a", "b", "-i", "0.0001"], /^Interval must be at least 1s: '0\.0001'$/],
+    [["a", "b", "-i", "500ms"], /^Interval must be at least 1s: '500ms'$/],
+    [["a", "b", "-w", "--interval", "0.5"], /^Interval must be at least 1s/],
+    [["a", "b", "0.5"], /^Interval must be at least 1s/],
+    [["a", "b", "--hash", "md5"], /^--hash needs --checksum: 'md5'$/],
+    [["-j", "-1", "a", "b"], /^Ambiguous value for '-j'\/'--jobs': '-1' \(.*as in --jobs=-1\)$/],
+    [["a", "b", "--jobs", "-1"], /^Ambiguous value for '-j'\/'--jobs'/],
+    [
+      ["-weird-src", "x"],
+      /^Unknown option: '-weird-src' \(a path that starts with '-' goes after --, or write \.\/-weird-src\)$/,
+    ],
+    [["-q", "-x", "a", "b"], /^Unknown option: '-x' /],
+    [["a", "b", "-l", "x", "--log-max-size", "1"], /^Log max size must be at least 1K: '1'$/],
+    [["a", "b", "-l", "x", "--log-max-size", "1023"], /^Log max size must be at least 1K/],
   ];
   for (const [argv, message] of cases) {
     await t.step(argv.join(" ") || "(no arguments)", () => {

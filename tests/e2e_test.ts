@@ -597,3 +597,28 @@ Deno.test("main.ts creates only the replica folder itself; a missing parent is e
     await assertMirror(src, join(mount, "music"));
   });
 });
+
+Deno.test("main.ts --log-max-size: below 1K is exit 2; at 1K every rotated file holds lines", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const log = join(dir, "small.log");
+  await Deno.mkdir(src);
+  for (let i = 0; i < 60; i++) await Deno.writeTextFile(join(src, `file-${i}.txt`), "x");
+  // LogTape's rotating sink rolls over before a write that would pass the limit even when the
+  // file is still empty, so a limit smaller than a line left an empty FILE.1 behind.
+  const tiny = await runMain([src, dst, "-l", log, "--log-max-size", "1"]);
+  assert.equal(tiny.code, 2, tiny.stdout + tiny.stderr);
+  assert.match(tiny.stderr, /Log max size must be at least 1K: '1'/);
+  await assert.rejects(Deno.lstat(log), Deno.errors.NotFound);
+
+  const run = await runMain([src, dst, "-l", log, "--log-max-size", "1K", "--log-keep", "3"]);
+  assert.equal(run.code, 0, run.stderr);
+  const logs = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("small.log")).sort();
+  assert.deepEqual(logs, ["small.log", "small.log.1", "small.log.2", "small.log.3"]);
+  for (const name of logs) {
+    const size = (await Deno.stat(join(dir, name))).size;
+    assert.ok(size > 0 && size <= 2048, `${name}: ${size} bytes`);
+  }
+});
