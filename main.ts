@@ -96,7 +96,7 @@ async function sync(o: CliOptions): Promise<number> {
   const controller = new AbortController();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
   const onSignal = () => {
-    if (!controller.signal.aborted) logger.info("{text}", { text: "Stopping: finishing the files in flight" });
+    if (!controller.signal.aborted) logger.info("{text}", { text: "Stopping: aborting the files in flight" });
     controller.abort();
   };
   for (const s of signals) Deno.addSignalListener(s, onSignal);

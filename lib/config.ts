@@ -22,7 +22,7 @@ export interface SyncOptions {
   checksum?: boolean;
   /**
    * Hash algorithm for `checksum`.
-   * @default "xxh128"
+   * @default "xxh3"
    */
   hash?: HashName;
   /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertMirror, ROOT, tempDir, writeTree } from "./helpers.ts";
+import { DEFAULT_HASH } from "../lib/hash.ts";
+import { assertMirror, collect, POSIX, ROOT, spawnMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 const decoder = new TextDecoder();
 
@@ -41,4 +42,26 @@ Deno.test("deno task sync resolves relative paths from the caller's folder and u
     const files = [...Deno.readDirSync(join(cache, "foldersync"))];
     assert.ok(files.length > 0, "a cache file was written");
   });
+});
+
+Deno.test("SyncOptions documents the hash that is the default", async () => {
+  const source = await Deno.readTextFile(join(ROOT, "lib", "config.ts"));
+  const documented = /Hash algorithm for `checksum`\.\s*\*\s*@default "(\w+)"/.exec(source)?.[1];
+  assert.equal(documented, DEFAULT_HASH);
+});
+
+Deno.test("main.ts says on SIGINT that it aborts the files in flight", { ignore: !POSIX }, async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { "a.txt": "a" });
+  const child = spawnMain([src, dst, "-i", "1h"]);
+  const out = collect(child.stdout);
+  const err = collect(child.stderr);
+  await waitFor(() => out.text().includes("Sync done"), 20_000, "first sync");
+  child.kill("SIGINT");
+  const status = await child.status;
+  await Promise.all([out.done, err.done]);
+  assert.equal(status.code, 0, err.text());
+  assert.match(out.text(), /INFO {2}Stopping: aborting the files in flight\n/);
 });
