@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULT_HASH } from "../lib/hash.ts";
-import { assertMirror, collect, POSIX, ROOT, spawnMain, tempDir, waitFor, writeTree } from "./helpers.ts";
+import { assertMirror, collect, POSIX, ROOT, runMain, spawnMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 const decoder = new TextDecoder();
 
@@ -64,4 +64,16 @@ Deno.test("main.ts says on SIGINT that it aborts the files in flight", { ignore:
   await Promise.all([out.done, err.done]);
   assert.equal(status.code, 0, err.text());
   assert.match(out.text(), /INFO {2}Stopping: aborting the files in flight\n/);
+});
+
+Deno.test("main.ts never turns a mistyped interval into a log file in the current folder", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  await writeTree(src, { "a.txt": "a" });
+  for (const extra of [["10minutes"], ["10", "20"]]) {
+    const run = await runMain(["src", "dst", ...extra], { cwd: tmp.path });
+    assert.equal(run.code, 2, run.stdout + run.stderr);
+    assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
+    assert.deepEqual([...Deno.readDirSync(tmp.path)].map((e) => e.name), ["src"], "nothing created");
+  }
 });
