@@ -1,14 +1,15 @@
 /**
  * foldersync: keeps a replica folder an exact one-way copy of a source folder.
  *
- * The only impure entry point: parse argv, configure logging, run, dispose logs, exit.
+ * The only impure entry point: parse argv, open logging (stderr and the log file), check the
+ * folders, run, dispose logs, exit. Errors before the log file is open go to stderr only.
  *
  * @module
  */
 
-import { HELP, parseCommand, VERSION } from "./lib/cli.ts";
-import { checkPaths } from "./lib/config.ts";
-import { describeError, ExitCode, exitCodeFor } from "./lib/errors.ts";
+import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli.ts";
+import { checkLogPath, checkPaths, missingParent } from "./lib/config.ts";
+import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
 import { lockReplica } from "./lib/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/schedule.ts";
@@ -17,6 +18,23 @@ function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
   if (verbose && error instanceof Error && error.stack) console.error(error.stack);
   return exitCodeFor(error);
+}
+
+/**
+ * Under `deno task sync`, Deno runs main.ts in the folder of deno.json and puts the folder the
+ * user stands in into INIT_CWD: go there, so that relative paths mean what the user meant.
+ * Only when INIT_CWD may be read without asking (the sync task grants it; a compiled binary
+ * or a plain `deno run` does not, and never prompts).
+ */
+function enterCallerFolder(): void {
+  if (Deno.permissions.querySync({ name: "env", variable: "INIT_CWD" }).state !== "granted") return;
+  const folder = Deno.env.get("INIT_CWD");
+  if (!folder) return;
+  try {
+    Deno.chdir(folder);
+  } catch (error) {
+    throw new UsageError(`Cannot enter the folder deno task was started from: '${folder}': ${describeError(error)}`);
+  }
 }
 
 async function main(args: string[]): Promise<number> {
@@ -34,37 +52,56 @@ async function main(args: string[]): Promise<number> {
     console.log(`foldersync ${VERSION}`);
     return ExitCode.Ok;
   }
+  try {
+    enterCallerFolder();
+  } catch (error) {
+    return fail(error);
+  }
   const o = command.options;
   const verbose = o.verbosity === "verbose";
-  let paths;
+  // The log file is opened before the folders are checked, so that a cron or service user who
+  // reads only the log sees why a run failed (an unmounted source, say).
   let logging;
   try {
-    paths = checkPaths(o.source, o.replica, {
-      checksum: o.checksum,
-      ...(o.log !== undefined ? { log: o.log } : {}),
-      ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
-    });
+    const log = o.log !== undefined ? checkLogPath(o.log, o.source, o.replica) : undefined;
     logging = await setupLogging({
       verbosity: o.verbosity,
       format: o.logFormat,
-      ...(paths.log !== undefined ? { file: paths.log } : {}),
+      ...(log !== undefined ? { file: log } : {}),
       ...(o.logMaxSize !== undefined ? { maxSize: o.logMaxSize } : {}),
       ...(o.logKeep !== undefined ? { keep: o.logKeep } : {}),
     });
   } catch (error) {
     return fail(error, verbose);
   }
+  try {
+    return await sync(o);
+  } catch (error) {
+    const text = describeError(error);
+    logger.error("{text}", { text, action: "error", error: text });
+    if (verbose && error instanceof Error) logger.debug("{text}", { text: error.stack ?? text });
+    return exitCodeFor(error);
+  } finally {
+    await logging[Symbol.asyncDispose]();
+  }
+}
 
+/** Checks the folders, takes the replica's lock and runs the schedule; logging is set up. */
+async function sync(o: CliOptions): Promise<number> {
+  const paths = checkPaths(o.source, o.replica, {
+    checksum: o.checksum,
+    mkpath: o.mkpath,
+    ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+  });
   const controller = new AbortController();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
   const onSignal = () => {
-    if (!controller.signal.aborted) logger.info("{text}", { text: "Stopping: finishing the files in flight" });
+    if (!controller.signal.aborted) logger.info("{text}", { text: "Stopping: aborting the files in flight" });
     controller.abort();
   };
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-
   try {
-    if (!o.dryRun) await Deno.mkdir(paths.replica, { recursive: true });
+    if (!o.dryRun) await createReplica(paths.replica, o);
     using _lock = await lockReplica(paths.replica);
     return await runSchedule({
       source: paths.source,
@@ -80,14 +117,23 @@ async function main(args: string[]): Promise<number> {
       signal: controller.signal,
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
     });
-  } catch (error) {
-    const text = describeError(error);
-    logger.error("{text}", { text, action: "error", error: text });
-    if (verbose && error instanceof Error) logger.debug("{text}", { text: error.stack ?? text });
-    return exitCodeFor(error);
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
-    await logging[Symbol.asyncDispose]();
+  }
+}
+
+/**
+ * Creates the replica folder if it is missing: only the folder itself, as rsync does, unless
+ * `--mkpath` asks for its parents too. checkPaths has refused a missing parent already; this
+ * catches one that vanished since (a disk unmounted in between).
+ */
+async function createReplica(replica: string, o: CliOptions): Promise<void> {
+  try {
+    await Deno.mkdir(replica, { recursive: o.mkpath });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return;
+    if (error instanceof Deno.errors.NotFound) throw missingParent(o.replica);
+    throw error;
   }
 }
 

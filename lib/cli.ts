@@ -33,6 +33,8 @@ export interface CliOptions {
   hash?: HashName;
   /** Print what would change and change nothing. */
   dryRun: boolean;
+  /** Create the replica's missing parent folders too (rsync's `--mkpath`), not only the replica itself. */
+  mkpath: boolean;
   /** Append log lines to this file too. */
   log?: string;
   /** Log line format for the console and the file. */
@@ -66,26 +68,36 @@ export const HELP = `foldersync ${VERSION}: keep a replica folder an exact one-w
 
 Usage:
   foldersync [sync] <source> <replica> [options]
-  foldersync <source> <replica> <interval> <log>      (also <log> <interval>)
+  foldersync <source> <replica> <interval> [<log>]    (also <log> <interval>)
   foldersync -s <source> -r <replica> [-i <interval>] [-l <log>]
+
+  A first argument sync (or verify, service: reserved) is always the command: write a
+  folder of that name as ./sync. A third argument must be an interval; with a fourth,
+  exactly one of the two is. A path that starts with - goes after -- (or write ./-x).
 
 Options:
   -c, --checksum            compare files by content hash, not by size and mtime
-      --hash NAME           hash for --checksum: ${HASH_NAMES.join(", ")} (default xxh3)
+      --hash NAME           hash for --checksum, which it needs (default xxh3):
+                            ${HASH_NAMES.join(", ")}
   -n, --dry-run             print every change that would be made; change nothing
-  -i, --interval DURATION   sync again every DURATION: 60 (seconds), 30s, 5m, 1h
+      --mkpath              create the replica's missing parent folders too (without it,
+                            only the replica folder itself is created: a missing parent
+                            is exit 2, as when a backup disk is not mounted)
+  -i, --interval DURATION   sync again every DURATION, at least 1s: 60 (seconds), 30s,
+                            10min, 1h, 1d (units ms, s/sec/secs, m/min/mins, h/hr/hrs,
+                            d/day/days)
   -w, --watch               sync changes live as they happen (full rescan every
                             --interval, 5m by default)
   -l, --log FILE            also append log lines to FILE (aliases --log-file, --log_path)
       --log-format FORMAT   text (default) or json (one JSON object per line)
-      --log-max-size SIZE   rotate the log file past SIZE (10M, 512K ...)
+      --log-max-size SIZE   rotate the log file past SIZE (10M, 512K ...; at least 1K)
       --log-keep N          rotated log files kept besides the current one (default 5)
       --allow-empty-source  let an empty source empty a non-empty replica
   -j, --jobs N              most parallel copies and hashes (default 8; also capped by cores)
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
       --no-cache            do not use the hash cache
-  -q, --quiet               print only warnings, errors and the summary
+  -q, --quiet               print only warnings and errors (a clean run prints nothing)
   -v, --verbose             print debug detail too
   -s, --source PATH         the source folder (instead of the first argument)
   -r, --replica PATH        the replica folder (instead of the second argument)
@@ -101,12 +113,30 @@ Exit codes:
   130  a one-shot sync was stopped by SIGINT or SIGTERM before it finished
 `;
 
+/**
+ * Command words: a first positional that is one of them is always the command. `verify` and
+ * `service` are reserved for the commands coming next.
+ */
+const COMMANDS = ["sync", "verify", "service"] as const;
+
+/** The shortest interval: a shorter one is a busy loop, not a schedule. */
+const MIN_INTERVAL_MS = 1000;
+
+/**
+ * The smallest `--log-max-size`. LogTape's rotating sink rolls over before any write that
+ * would pass the limit, even into an empty file, so a limit below one line left an empty
+ * rotated file; at 1 KiB (and a buffer of a sixteenth of it, see setupLogging) a write is
+ * one line of usually 100 to 300 bytes.
+ */
+const MIN_LOG_MAX_SIZE = 1024;
+
 const OPTIONS = {
   source: { type: "string", short: "s" },
   replica: { type: "string", short: "r" },
   checksum: { type: "boolean", short: "c" },
   hash: { type: "string" },
   "dry-run": { type: "boolean", short: "n" },
+  mkpath: { type: "boolean" },
   interval: { type: "string", short: "i" },
   watch: { type: "boolean", short: "w" },
   log: { type: "string", short: "l" },
@@ -140,21 +170,37 @@ export function parseCommand(argv: readonly string[]): Command {
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError(parseArgsMessage(error));
+    throw new UsageError(parseArgsMessage(error, argv));
   }
   const { values } = parsed;
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
 
   const positionals = [...parsed.positionals];
-  if (positionals[0] === "sync" && positionals.length >= 3) positionals.shift();
+  // A first positional that is a command word is always the command: a folder named so is written ./sync.
+  const word = COMMANDS.find((c) => c === positionals[0]);
+  if (word !== undefined) positionals.shift();
+  const folderHint = word !== undefined ? ` (to name a folder called ${word}, write ./${word})` : "";
+  if (word !== undefined && word !== "sync") throw new UsageError(`Command not available yet: '${word}'${folderHint}`);
 
   let source = values.source;
   let replica = values.replica;
+  const replicaIsPositional = replica === undefined;
   if (source === undefined) source = positionals.shift();
   if (replica === undefined) replica = positionals.shift();
   if (source === undefined || replica === undefined) {
-    throw new UsageError("Missing arguments: foldersync <source> <replica> [options] (see --help)");
+    throw new UsageError(
+      word !== undefined
+        ? `Missing arguments: foldersync ${word} <source> <replica>${folderHint}`
+        : "Missing arguments: foldersync <source> <replica> [options] (see --help)",
+    );
+  }
+  if (word !== undefined && replicaIsPositional && positionals.length === 0 && readsAsDuration(replica)) {
+    // `foldersync sync /backup 60` meant the folder sync, not a replica named 60.
+    throw new UsageError(
+      `Replica reads as an interval: '${replica}' (to name a folder called ${word}, write ./${word}; ` +
+        `for a replica folder named ${replica}, write ./${replica})`,
+    );
   }
   if (source === "" || replica === "") throw new UsageError("Source and replica must not be empty paths");
 
@@ -174,12 +220,16 @@ export function parseCommand(argv: readonly string[]): Command {
     if (intervalMs === undefined) {
       throw new UsageError(`Interval must be a duration such as 60, 30s, 5m or 1h: '${intervalText}'`);
     }
+    if (intervalMs < MIN_INTERVAL_MS) {
+      throw new UsageError(`Interval must be at least 1s: '${intervalText}'`);
+    }
   }
 
   const hash = values.hash;
   if (hash !== undefined && !(HASH_NAMES as readonly string[]).includes(hash)) {
     throw new UsageError(`Unknown hash: '${hash}': choose one of ${HASH_NAMES.join(", ")}`);
   }
+  if (hash !== undefined && !values.checksum) throw new UsageError(`--hash needs --checksum: '${hash}'`);
   const logFormat = values["log-format"] ?? "text";
   if (logFormat !== "text" && logFormat !== "json") {
     throw new UsageError(`Log format must be text or json: '${logFormat}'`);
@@ -194,6 +244,7 @@ export function parseCommand(argv: readonly string[]): Command {
     replica,
     checksum: values.checksum ?? false,
     dryRun: values["dry-run"] ?? false,
+    mkpath: values.mkpath ?? false,
     logFormat,
     watch: values.watch ?? false,
     allowEmptySource: values["allow-empty-source"] ?? false,
@@ -205,6 +256,9 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values.jobs !== undefined) options.jobs = parseCount(values.jobs, "Jobs", 1, 256);
   if (values["log-max-size"] !== undefined) {
     options.logMaxSize = parseSize(values["log-max-size"], "Log max size");
+    if (options.logMaxSize < MIN_LOG_MAX_SIZE) {
+      throw new UsageError(`Log max size must be at least 1K: '${values["log-max-size"]}'`);
+    }
   }
   if (values["log-keep"] !== undefined) options.logKeep = parseCount(values["log-keep"], "Log keep", 1, 1000);
   if ((options.logMaxSize !== undefined || options.logKeep !== undefined) && options.log === undefined) {
@@ -215,42 +269,85 @@ export function parseCommand(argv: readonly string[]): Command {
   return { kind: "sync", options };
 }
 
+/** True when `text` reads as a duration, even a bad one (`0`, `-5`) that the interval check then reports. */
+function readsAsDuration(text: string): boolean {
+  try {
+    return parseDuration(text) !== undefined;
+  } catch {
+    return true;
+  }
+}
+
 /**
  * Sorts the positionals after source and replica into interval and log, as the seeds use
- * them: with two, the one that reads as a duration is the interval; with one, it is the
- * interval if it reads as a duration and the log file otherwise.
+ * them. With one, it must read as a duration (the interval): a typo such as `10minutes`
+ * must not become a log file named so. With two, exactly one of them must read as a
+ * duration: it is the interval and the other the log file.
  */
 function splitSeedPositionals(rest: string[]): { interval?: string; log?: string } {
   if (rest.length === 0) return {};
   if (rest.length > 2) throw new UsageError(`Unexpected argument: '${rest[2]}'`);
   const [a, b] = rest as [string, string | undefined];
-  const isDuration = (text: string) => {
-    try {
-      return parseDuration(text) !== undefined;
-    } catch {
-      return true; // a number, but a bad one: let the interval check report it
-    }
-  };
-  if (b === undefined) return isDuration(a) ? { interval: a } : { log: a };
+  const isDuration = readsAsDuration;
+  if (b === undefined) {
+    if (isDuration(a)) return { interval: a };
+    throw new UsageError(
+      `Expected an interval such as 60, 30s or 5m as the third argument: '${a}' ` +
+        `(a log file goes after -l, or fourth, after the interval)`,
+    );
+  }
+  if (isDuration(a) && isDuration(b)) {
+    throw new UsageError(
+      `Expected one interval and one log file, but both read as intervals: '${a}', '${b}' ` +
+        `(name the log file with -l, or as ./${b})`,
+    );
+  }
   if (isDuration(a)) return { interval: a, log: b };
   if (isDuration(b)) return { interval: b, log: a };
-  throw new UsageError(`Expected an interval such as 60 or 5m among: '${a}', '${b}'`);
+  throw new UsageError(`Expected an interval such as 60, 30s or 5m among: '${a}', '${b}'`);
 }
 
-function parseArgsMessage(error: unknown): string {
+/** The names of an option as the user may type them: `'-j'/'--jobs'`, or `'--hash'`. */
+function optionNames(option: string): string {
+  const name = option.replace(/^-+/, "").split(/[ ,=]/)[0] ?? "";
+  const entry = Object.entries(OPTIONS).find(([long, spec]) =>
+    long === name || ("short" in spec && spec.short === name)
+  );
+  if (!entry) return `'${option}'`;
+  const [long, spec] = entry;
+  return "short" in spec ? `'-${spec.short}'/'--${long}'` : `'--${long}'`;
+}
+
+/**
+ * One clear line for an error of node:util's parseArgs, naming the option as typed: its own
+ * messages name a letter inside a cluster (`-weird-src` gives `'-e'`) or the wrong example.
+ */
+function parseArgsMessage(error: unknown, argv: readonly string[]): string {
   const message = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: string }).code;
   const option = /'(-[^']*)'/.exec(message)?.[1];
+  const beforeDashes = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length);
   switch (code) {
-    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
-      return `Unknown option: '${option ?? message}' (see --help)`;
-    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION": {
+      if (option === undefined) return `Unknown option: ${message.split("\n")[0]} (see --help)`;
+      if (option.startsWith("--")) return `Unknown option: '${option}' (see --help)`;
+      // A short option letter: report the whole argument it came from, which is likely a path.
+      const letter = option.slice(1);
+      const typed = beforeDashes.find((a) => /^-[^-]/.test(a) && a.slice(1).includes(letter)) ?? option;
+      return `Unknown option: '${typed}' (a path that starts with '-' goes after --, or write ./${typed})`;
+    }
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE": {
       if (option && /ambiguous/.test(message)) {
-        return `Ambiguous value for '${option}': a value that starts with '-' must be attached, as in --interval=-5`;
+        const typed = beforeDashes.findIndex((a) => a === option);
+        const value = typed >= 0 ? beforeDashes[typed + 1] ?? "-1" : "-1";
+        const long = optionNames(option).split("/").pop()!.replaceAll("'", "");
+        return `Ambiguous value for ${optionNames(option)}: '${value}' ` +
+          `(a value that starts with '-' must be attached, as in ${long}=${value})`;
       }
       return option && /argument missing/.test(message)
-        ? `Option needs a value: '${option}'`
+        ? `Option needs a value: ${optionNames(option)}`
         : `Invalid option value: ${message.split("\n")[0]}`;
+    }
     default:
       return message.split("\n")[0] ?? message;
   }

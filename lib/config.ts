@@ -23,7 +23,7 @@ export interface SyncOptions {
   checksum?: boolean;
   /**
    * Hash algorithm for `checksum`.
-   * @default "xxh128"
+   * @default "xxh3"
    */
   hash?: HashName;
   /**
@@ -60,16 +60,12 @@ export interface CheckedPaths {
   source: string;
   /** Absolute path of the replica, real where it exists. */
   replica: string;
-  /** Absolute path of the log file, if one was given. */
-  log?: string;
   /** Absolute path of the hash cache directory, if there is one. */
   cacheDir?: string;
 }
 
 /** Options for {@linkcode checkPaths}. */
 export interface PathOptions {
-  /** The log file as typed. */
-  log?: string;
   /**
    * The hash cache directory as typed; `false` for none; undefined for the default place
    * (only looked up when `checksum` is set and the process may read the environment).
@@ -80,6 +76,12 @@ export interface PathOptions {
    * @default false
    */
   checksum?: boolean;
+  /**
+   * Whether the replica's missing parent folders may be created. Without it, a replica whose
+   * parent folder does not exist is refused: that is an unmounted disk more often than not.
+   * @default false
+   */
+  mkpath?: boolean;
 }
 
 function errorDetail(error: unknown): string {
@@ -120,20 +122,22 @@ function isWithin(outer: string, inner: string): boolean {
 }
 
 /**
- * Checks the source, replica and log paths and returns them absolute and real.
+ * Checks the source and replica paths (and the hash cache directory) and returns them
+ * absolute and real.
  *
  * Needs read permission for the source and the replica. Touches nothing.
  *
  * @throws {UsageError} When the source is missing, unreadable or not a directory; the
- * replica exists but is not a directory; they are the same or one is inside the other;
- * or the log file lies inside either tree.
+ * replica exists but is not a directory, or is missing and so is its parent (unless
+ * `mkpath`); they are the same or one is inside the other; or the cache directory given
+ * lies inside either tree.
  * @example Checking paths
  * ```ts
- * const paths = checkPaths("./src", "./backup", "./sync.log");
+ * const paths = checkPaths("./src", "./backup", { checksum: true });
  * ```
  */
 export function checkPaths(source: string, replica: string, options: PathOptions = {}): CheckedPaths {
-  const { log, cacheDir, checksum = false } = options;
+  const { cacheDir, checksum = false, mkpath = false } = options;
   let sourceReal: string;
   try {
     sourceReal = Deno.realPathSync(source);
@@ -169,6 +173,7 @@ export function checkPaths(source: string, replica: string, options: PathOptions
     replicaReal = realPathOfPossiblyMissing(replica);
     const blocker = firstNonDirectoryAncestor(replicaReal);
     if (blocker) throw new UsageError(`Replica path runs through a file: '${blocker}'`);
+    if (!mkpath && isMissing(dirname(replicaReal))) throw missingParent(replica);
   }
 
   if (isWithin(sourceReal, replicaReal) && isWithin(replicaReal, sourceReal)) {
@@ -178,12 +183,6 @@ export function checkPaths(source: string, replica: string, options: PathOptions
   if (isWithin(replicaReal, sourceReal)) throw new UsageError(`Source is inside the replica: '${sourceReal}'`);
 
   const checked: CheckedPaths = { source: sourceReal, replica: replicaReal };
-  if (log !== undefined) {
-    const logReal = realPathOfPossiblyMissing(log);
-    if (isWithin(replicaReal, logReal)) throw new UsageError(`Log file is inside the replica: '${log}'`);
-    if (isWithin(sourceReal, logReal)) throw new UsageError(`Log file is inside the source: '${log}'`);
-    checked.log = logReal;
-  }
   if (checksum && cacheDir !== false) {
     const dir = cacheDir ?? defaultCacheDir();
     if (dir !== undefined) {
@@ -195,6 +194,32 @@ export function checkPaths(source: string, replica: string, options: PathOptions
     }
   }
   return checked;
+}
+
+/**
+ * Checks the log file path before anything else, so that the log can be opened first and
+ * every later error reach it: the log must not lie inside the replica (a sync would remove
+ * it) nor inside the source (it would be copied). Neither tree has to exist yet.
+ *
+ * Needs read permission for the paths' existing ancestors (to resolve symlinks). Touches
+ * nothing.
+ *
+ * @returns The absolute real path of the log file (as far as it exists).
+ * @throws {UsageError} When the log file lies inside the replica or the source.
+ * @example Checking a log path
+ * ```ts
+ * const log = checkLogPath("./sync.log", "./src", "/mnt/backup/src");
+ * ```
+ */
+export function checkLogPath(log: string, source: string, replica: string): string {
+  const logReal = realPathOfPossiblyMissing(log);
+  if (isWithin(realPathOfPossiblyMissing(replica), logReal)) {
+    throw new UsageError(`Log file is inside the replica: '${log}'`);
+  }
+  if (isWithin(realPathOfPossiblyMissing(source), logReal)) {
+    throw new UsageError(`Log file is inside the source: '${log}'`);
+  }
+  return logReal;
 }
 
 /**
@@ -213,6 +238,32 @@ function defaultCacheDir(): string | undefined {
   if (xdg) return join(xdg, "foldersync");
   const home = env("HOME");
   return home ? join(home, ".cache", "foldersync") : undefined;
+}
+
+/**
+ * The error for a replica whose parent folder does not exist, naming the parent as the user
+ * typed it.
+ *
+ * @example Refusing a replica on an unmounted disk
+ * ```ts
+ * throw missingParent("/mnt/backup/photos");
+ * // Replica's parent folder does not exist: '/mnt/backup' (is the disk mounted? --mkpath creates it)
+ * ```
+ */
+export function missingParent(replica: string): UsageError {
+  return new UsageError(
+    `Replica's parent folder does not exist: '${dirname(resolve(replica))}' (is the disk mounted? --mkpath creates it)`,
+  );
+}
+
+/** True only when `path` is known not to exist (an unreadable parent is left for mkdir to report). */
+function isMissing(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound;
+  }
 }
 
 function firstNonDirectoryAncestor(path: string): string | undefined {

@@ -55,7 +55,7 @@ export function operationsLogged(): boolean {
 /** Options for {@linkcode setupLogging}. */
 export interface LogSetup {
   /**
-   * Console verbosity: quiet shows warnings, errors and summaries only.
+   * Console verbosity: quiet shows warnings and errors only (the file still gets every info line).
    * @default "normal"
    */
   verbosity?: Verbosity;
@@ -175,8 +175,9 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
   const err = setup.console?.err ?? ((line: string) => writeAll(Deno.stderr, line));
   const consoleMin = verbosity === "quiet" ? "warning" : verbosity === "verbose" ? "debug" : "info";
   const consoleSink: Sink = (record) => {
-    const shown = LEVEL_RANK[record.level] >= LEVEL_RANK[consoleMin] || record.properties.summary === true;
-    if (!shown) return;
+    // A summary is an info line like any other: `-q` hides it (a clean cron run prints nothing), and a run with
+    // errors logs its summary as a warning, which `-q` shows.
+    if (LEVEL_RANK[record.level] < LEVEL_RANK[consoleMin]) return;
     (LEVEL_RANK[record.level] >= LEVEL_RANK.warning ? err : out)(formatter(record));
   };
   const sinks: Record<string, Sink> = { console: immediate(consoleSink) };
@@ -191,7 +192,8 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
       if (maxSize !== undefined || setup.keep !== undefined) {
         const limit = maxSize ?? 10 * 1024 * 1024;
         // The sink checks the size when it flushes, so a buffer much smaller than the limit
-        // keeps each file close to it.
+        // keeps each file close to it. It rolls over before a flush that would pass the limit
+        // even when the file is empty, which is why the CLI refuses limits below 1K.
         const bufferSize = Math.min(fileOptions.bufferSize, Math.floor(limit / 16));
         fileSink = getRotatingFileSink(file, { ...fileOptions, bufferSize, maxSize: limit, maxFiles: keep });
       } else {

@@ -9,13 +9,24 @@ import { UsageError } from "./errors.ts";
 const DURATION_UNITS: Record<string, number> = {
   ms: 1,
   s: 1000,
+  sec: 1000,
+  secs: 1000,
   m: 60_000,
+  min: 60_000,
+  mins: 60_000,
   h: 3_600_000,
+  hr: 3_600_000,
+  hrs: 3_600_000,
   d: 86_400_000,
+  day: 86_400_000,
+  days: 86_400_000,
 };
 
 /**
  * Parses a duration such as `60` (seconds), `1.5s`, `5m`, `1h` or `250ms` into milliseconds.
+ *
+ * Units, in any case: `ms`; `s`, `sec`, `secs`; `m`, `min`, `mins`; `h`, `hr`, `hrs`; `d`,
+ * `day`, `days`. A bare number is seconds.
  *
  * Returns `undefined` when the text is not a duration at all, so that callers can tell a
  * number from a path; throws when it looks like one but is zero, negative or absurd.
@@ -24,15 +35,17 @@ const DURATION_UNITS: Record<string, number> = {
  * @example Parsing durations
  * ```ts
  * parseDuration("5m"); // 300000
+ * parseDuration("10min"); // 600000
  * parseDuration("log.txt"); // undefined
  * ```
  */
 export function parseDuration(text: string): number | undefined {
-  const match = /^\s*(-?\d+(?:\.\d+)?|-?\.\d+)\s*(ms|s|m|h|d)?\s*$/i.exec(text);
+  const match = /^\s*(-?\d+(?:\.\d+)?|-?\.\d+)\s*([a-z]+)?\s*$/i.exec(text);
   if (!match) return undefined;
   const value = Number(match[1]);
-  const unit = (match[2] ?? "s").toLowerCase();
-  const ms = value * (DURATION_UNITS[unit] ?? 1000);
+  const factor = DURATION_UNITS[(match[2] ?? "s").toLowerCase()];
+  if (factor === undefined) return undefined;
+  const ms = value * factor;
   if (!(ms > 0)) {
     throw new UsageError(`Interval must be greater than zero: '${text}'`);
   }

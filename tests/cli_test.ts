@@ -9,6 +9,10 @@ function syncOptions(argv: string[]): CliOptions {
   return (cmd as { options: CliOptions }).options;
 }
 
+function pick(o: CliOptions): { intervalMs?: number; log?: string } {
+  return { ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}), ...(o.log ? { log: o.log } : {}) };
+}
+
 Deno.test("parseCommand() reads the plain and the sync forms", () => {
   for (const argv of [["src", "dst"], ["sync", "src", "dst"]]) {
     const o = syncOptions(argv);
@@ -26,6 +30,7 @@ Deno.test("parseCommand() reads every flag", () => {
     "--hash",
     "md5",
     "-n",
+    "--mkpath",
     "-l",
     "x.log",
     "--log-format",
@@ -52,6 +57,7 @@ Deno.test("parseCommand() reads every flag", () => {
       checksum: true,
       hash: "md5",
       dryRun: true,
+      mkpath: true,
       log: "x.log",
       logFormat: "json",
       logMaxSize: 1024 * 1024,
@@ -88,9 +94,64 @@ Deno.test("parseCommand() accepts the seeds' command lines", async (t) => {
     assert.equal(o.intervalMs, 120_000);
     assert.equal(o.log, "/l");
   });
-  await t.step("three positionals: a number is the interval, anything else the log", () => {
+  await t.step("three positionals: the third must be an interval, never a log file", () => {
     assert.equal(syncOptions(["/s", "/r", "10s"]).intervalMs, 10_000);
-    assert.equal(syncOptions(["/s", "/r", "sync.log"]).log, "sync.log");
+    assert.equal(syncOptions(["/s", "/r", "10min"]).intervalMs, 600_000);
+    for (const third of ["sync.log", "10minutes", "./60"]) {
+      assert.throws(
+        () => parseCommand(["/s", "/r", third]),
+        (e: unknown) =>
+          e instanceof UsageError &&
+          e.message.startsWith(`Expected an interval such as 60, 30s or 5m as the third argument: '${third}'`) &&
+          /-l/.test(e.message),
+      );
+    }
+  });
+  await t.step("four positionals: exactly one of the last two is the interval", () => {
+    assert.deepEqual(pick(syncOptions(["/s", "/r", "10", "./20"])), { intervalMs: 10_000, log: "./20" });
+    assert.deepEqual(pick(syncOptions(["/s", "/r", "sync.log", "2h"])), { intervalMs: 7_200_000, log: "sync.log" });
+    assert.throws(
+      () => parseCommand(["/s", "/r", "10", "20"]),
+      (e: unknown) => e instanceof UsageError && /both read as intervals: '10', '20' .*-l.*\.\/20/.test(e.message),
+    );
+    assert.throws(
+      () => parseCommand(["/s", "/r", "a.log", "b.log"]),
+      (e: unknown) => e instanceof UsageError && /Expected an interval .*'a\.log', 'b\.log'/.test(e.message),
+    );
+  });
+});
+
+Deno.test("parseCommand() takes a first positional that is a command word as the command, always", async (t) => {
+  await t.step("sync, then the folders", () => {
+    assert.deepEqual([syncOptions(["sync", "src", "dst"]).source, syncOptions(["sync", "src", "dst"]).replica], [
+      "src",
+      "dst",
+    ]);
+    assert.equal(syncOptions(["sync", "src", "dst", "60"]).intervalMs, 60_000);
+  });
+  await t.step("a folder named sync is written ./sync", () => {
+    const o = syncOptions(["./sync", "/backup", "60"]);
+    assert.deepEqual([o.source, o.replica, o.intervalMs], ["./sync", "/backup", 60_000]);
+  });
+  const refused: Array<[string[], RegExp]> = [
+    [["sync", "/backup", "60"], /^Replica reads as an interval: '60' \(to name a folder called sync, write \.\/sync; /],
+    [["sync", "/backup"], /^Missing arguments: .*\(to name a folder called sync, write \.\/sync\)$/],
+    [["sync"], /^Missing arguments: .*write \.\/sync/],
+    [
+      ["verify", "a", "b"],
+      /^Command not available yet: 'verify' \(to name a folder called verify, write \.\/verify\)$/,
+    ],
+    [["service", "a", "b"], /^Command not available yet: 'service'/],
+  ];
+  for (const [argv, message] of refused) {
+    await t.step(argv.join(" "), () => {
+      assert.throws(() => parseCommand(argv), (e: unknown) => e instanceof UsageError && message.test(e.message));
+    });
+  }
+  await t.step("the interval minimum and the hash rule do not refuse good lines", () => {
+    assert.equal(syncOptions(["a", "b", "-i", "1s"]).intervalMs, 1000);
+    assert.equal(syncOptions(["a", "b", "-c", "--hash", "md5"]).hash, "md5");
+    assert.equal(syncOptions(["a", "b", "-l", "x", "--log-max-size", "1K"]).logMaxSize, 1024);
   });
 });
 
@@ -112,6 +173,7 @@ Deno.test("parseCommand() rejects bad input with one clear UsageError", async (t
     [["a", "b", "-i", "soon"], /duration such as 60.*'soon'/],
     [["a", "b", "-i", "5x"], /duration/],
     [["a", "b", "x.log", "y.log"], /Expected an interval/],
+    [["a", "b", "x.log"], /Expected an interval .* as the third argument: 'x\.log'/],
     [["a", "b", "60", "l", "extra"], /Unexpected argument: 'extra'/],
     [["a", "b", "60", "-i", "5"], /Interval given twice/],
     [["a", "b", "-l", "x", "--log-file", "y"], /Log file given twice/],
@@ -123,6 +185,20 @@ Deno.test("parseCommand() rejects bad input with one clear UsageError", async (t
     [["a", "b", "-l", "x", "--log-max-size", "lots"], /Log max size/],
     [["a", "b", "-q", "-v"], /quiet and --verbose/],
     [["", "b"], /must not be empty/],
+    [["a", "b", "-i", "0.0001"], /^Interval must be at least 1s: '0\.0001'$/],
+    [["a", "b", "-i", "500ms"], /^Interval must be at least 1s: '500ms'$/],
+    [["a", "b", "-w", "--interval", "0.5"], /^Interval must be at least 1s/],
+    [["a", "b", "0.5"], /^Interval must be at least 1s/],
+    [["a", "b", "--hash", "md5"], /^--hash needs --checksum: 'md5'$/],
+    [["-j", "-1", "a", "b"], /^Ambiguous value for '-j'\/'--jobs': '-1' \(.*as in --jobs=-1\)$/],
+    [["a", "b", "--jobs", "-1"], /^Ambiguous value for '-j'\/'--jobs'/],
+    [
+      ["-weird-src", "x"],
+      /^Unknown option: '-weird-src' \(a path that starts with '-' goes after --, or write \.\/-weird-src\)$/,
+    ],
+    [["-q", "-x", "a", "b"], /^Unknown option: '-x' /],
+    [["a", "b", "-l", "x", "--log-max-size", "1"], /^Log max size must be at least 1K: '1'$/],
+    [["a", "b", "-l", "x", "--log-max-size", "1023"], /^Log max size must be at least 1K/],
   ];
   for (const [argv, message] of cases) {
     await t.step(argv.join(" ") || "(no arguments)", () => {
@@ -138,6 +214,16 @@ Deno.test("parseDuration() reads seconds and units, and tells numbers from paths
   assert.equal(parseDuration("1h"), 3_600_000);
   assert.equal(parseDuration("250ms"), 250);
   assert.equal(parseDuration("log.txt"), undefined);
+  for (const [text, ms] of [["30sec", 30_000], ["5 secs", 5_000], ["10min", 600_000], ["5mins", 300_000]] as const) {
+    assert.equal(parseDuration(text), ms, text);
+  }
+  for (
+    const [text, ms] of [["2H", 7_200_000], ["1hr", 3_600_000], ["3hrs", 10_800_000], ["1day", 86_400_000]] as const
+  ) {
+    assert.equal(parseDuration(text), ms, text);
+  }
+  assert.equal(parseDuration("2days"), 2 * 86_400_000);
+  for (const text of ["10minutes", "5x", "1.5.log", "3 weeks"]) assert.equal(parseDuration(text), undefined, text);
   assert.throws(() => parseDuration("0"), UsageError);
   assert.throws(() => parseDuration("400d"), UsageError);
 });

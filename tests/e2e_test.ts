@@ -509,3 +509,133 @@ Deno.test("main.ts says 'set attrs' for a change of mode alone, and 'would set a
   assert.match(run.stdout, /INFO {2}set attrs f\.txt\n/);
   await assertMirror(src, dst);
 });
+
+Deno.test("main.ts -q prints nothing on a clean run, and warnings, errors and their summary otherwise", async (t) => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const log = join(dir, "quiet.log");
+  await writeTree(src, { "a.txt": "a", sub: { "b.txt": "b" } });
+  await t.step("a clean run prints nothing; the log file still gets every line and the summary", async () => {
+    const run = await runMain([src, dst, "-q", "-l", log]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, "");
+    assert.equal(run.stderr, "");
+    const text = await Deno.readTextFile(log);
+    assert.match(text, /INFO {2}copy a\.txt/);
+    assert.match(text, /INFO {2}Sync done: 1 created, 2 copied/);
+    const again = await runMain([src, dst, "-q"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout + again.stderr, "", "a no-op run is silent too");
+  });
+  if (!POSIX) return;
+  await t.step("a run with errors prints the errors and its summary, as warnings, on stderr", async () => {
+    await Deno.symlink("a.txt", join(src, "l"));
+    const run = await runMain([src, dst, "-q"], {
+      permissions: [`--allow-read=${src},${dst}`, `--allow-write=${dst}`],
+    });
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(run.stdout, "");
+    assert.match(run.stderr, /ERROR l: Cannot create a symbolic link/);
+    assert.match(run.stderr, /WARN {2}Sync done: .*1 errors/);
+  });
+});
+
+Deno.test("main.ts writes start-up errors to the log file too, in its format, and once to stderr", async (t) => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  await writeTree(src, { "a.txt": "a" });
+  await writeTree(dst, { "old.txt": "old" });
+  await Deno.writeTextFile(join(dir, "afile"), "x");
+  await t.step("text: a missing source is exit 2, one line on stderr, and the same line in the log", async () => {
+    const log = join(dir, "text.log");
+    const run = await runMain([join(dir, "not-mounted"), dst, "-l", log]);
+    assert.equal(run.code, 2, run.stderr);
+    const lines = run.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, run.stderr);
+    assert.match(lines[0]!, /ERROR Source does not exist: '.*not-mounted'$/);
+    assert.equal((await Deno.readTextFile(log)).trim(), lines[0]);
+  });
+  await t.step("json: a replica that is a file is logged as a JSON error line", async () => {
+    const log = join(dir, "json.log");
+    const run = await runMain([src, join(dir, "afile"), "-l", log, "--log-format", "json"]);
+    assert.equal(run.code, 2, run.stderr);
+    const record = JSON.parse((await Deno.readTextFile(log)).trim());
+    assert.equal(record.level, "error");
+    assert.equal(record.action, "error");
+    assert.match(record.message, /Replica exists but is not a directory/);
+    assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
+  });
+  await t.step("a log file inside the source is refused before it is created", async () => {
+    const run = await runMain([src, dst, "-l", join(src, "sync.log")]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /^foldersync: Log file is inside the source/);
+    await assert.rejects(Deno.lstat(join(src, "sync.log")), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("main.ts creates only the replica folder itself; a missing parent is exit 2 unless --mkpath", async (t) => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const mount = join(dir, "mnt", "backup"); // an unmounted disk: neither folder exists
+  const replica = join(mount, "photos");
+  await writeTree(src, { "a.txt": "a", sub: { "b.txt": "b" } });
+  for (const dryRun of [false, true]) {
+    await t.step(`missing parent${dryRun ? ", dry run" : ""}: exit 2, one line, nothing created`, async () => {
+      const run = await runMain([src, replica, ...(dryRun ? ["-n"] : [])]);
+      assert.equal(run.code, 2, run.stdout + run.stderr);
+      const lines = run.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, run.stderr);
+      assert.match(
+        lines[0]!,
+        /Replica's parent folder does not exist: '.*mnt\/backup' \(is the disk mounted\? --mkpath creates it\)$/,
+      );
+      await assert.rejects(Deno.lstat(join(dir, "mnt")), Deno.errors.NotFound);
+    });
+  }
+  await t.step("--mkpath with --dry-run creates nothing", async () => {
+    const run = await runMain([src, replica, "--mkpath", "-n"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /would copy sub\/b\.txt/);
+    await assert.rejects(Deno.lstat(join(dir, "mnt")), Deno.errors.NotFound);
+  });
+  await t.step("--mkpath creates the parents and mirrors", async () => {
+    const run = await runMain([src, replica, "--mkpath"]);
+    assert.equal(run.code, 0, run.stderr);
+    await assertMirror(src, replica);
+  });
+  await t.step("an existing parent: the replica folder is created without --mkpath", async () => {
+    const run = await runMain([src, join(mount, "music")]);
+    assert.equal(run.code, 0, run.stderr);
+    await assertMirror(src, join(mount, "music"));
+  });
+});
+
+Deno.test("main.ts --log-max-size: below 1K is exit 2; at 1K every rotated file holds lines", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  const src = join(dir, "src");
+  const dst = join(dir, "dst");
+  const log = join(dir, "small.log");
+  await Deno.mkdir(src);
+  for (let i = 0; i < 60; i++) await Deno.writeTextFile(join(src, `file-${i}.txt`), "x");
+  // LogTape's rotating sink rolls over before a write that would pass the limit even when the
+  // file is still empty, so a limit smaller than a line left an empty FILE.1 behind.
+  const tiny = await runMain([src, dst, "-l", log, "--log-max-size", "1"]);
+  assert.equal(tiny.code, 2, tiny.stdout + tiny.stderr);
+  assert.match(tiny.stderr, /Log max size must be at least 1K: '1'/);
+  await assert.rejects(Deno.lstat(log), Deno.errors.NotFound);
+
+  const run = await runMain([src, dst, "-l", log, "--log-max-size", "1K", "--log-keep", "3"]);
+  assert.equal(run.code, 0, run.stderr);
+  const logs = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("small.log")).sort();
+  assert.deepEqual(logs, ["small.log", "small.log.1", "small.log.2", "small.log.3"]);
+  for (const name of logs) {
+    const size = (await Deno.stat(join(dir, name))).size;
+    assert.ok(size > 0 && size <= 2048, `${name}: ${size} bytes`);
+  }
+});

@@ -62,6 +62,7 @@ Deno.test("runOnce() with maxDelete removes nothing past the cap, still copies, 
       swap: { "inner.txt": "i" },
       keep: { "k.txt": "k" },
     });
+    await Deno.utime(join(dst, "keep", "k.txt"), 1, 1); // an update, whatever the clock did
   };
   // stale.txt 1 + gone/ 3 + swap/ 2 (a type change counts) = 6 removals.
   await t.step("over the cap: no removal at all, every copy done, exit 5", async () => {

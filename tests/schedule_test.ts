@@ -41,7 +41,7 @@ Deno.test("--interval syncs again and again, and SIGTERM stops it cleanly", { ig
   const dst = join(tmp.path, "dst");
   const log = join(tmp.path, "sync.log");
   await writeTree(src, { "a.txt": "a" });
-  const run = start([src, dst, "-i", "300ms", "-l", log]);
+  const run = start([src, dst, "-i", "1s", "-l", log]);
   await waitFor(mirrored(src, dst), 20_000, "first sync");
   await Deno.writeTextFile(join(src, "b.txt"), "b");
   await Deno.mkdir(join(src, "sub"));
@@ -94,7 +94,7 @@ Deno.test("--watch brings a 5,000-file burst across without thousands of scans",
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
   await Deno.mkdir(src);
-  const run = start([src, dst, "-w", "-q"]);
+  const run = start([src, dst, "-w"]);
   try {
     await waitFor(() => run.out.text().includes("Sync done"), 20_000, "initial sync");
     await Deno.mkdir(join(src, "burst"));
