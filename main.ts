@@ -109,6 +109,7 @@ async function sync(o: CliOptions): Promise<number> {
       checksum: o.checksum,
       dryRun: o.dryRun,
       allowEmptySource: o.allowEmptySource,
+      ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
       ...(o.hash !== undefined ? { hash: o.hash } : {}),
       ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
       ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),

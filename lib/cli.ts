@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { UsageError } from "./errors.ts";
 import { parseCount, parseDuration, parseSize } from "./units.ts";
 import type { HashName } from "./hash.ts";
+import type { MaxDelete } from "./gate.ts";
 import { HASH_NAMES } from "./hash.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -49,6 +50,8 @@ export interface CliOptions {
   watch: boolean;
   /** Allow an empty source to empty a non-empty replica. */
   allowEmptySource: boolean;
+  /** Remove nothing when a run would remove more than this; see {@linkcode MaxDelete}. */
+  maxDelete?: MaxDelete;
   /** Parallel file copies and hashes. */
   jobs?: number;
   /** Directory for the checksum cache; `false` disables it; undefined: the default place. */
@@ -93,6 +96,8 @@ Options:
       --log-max-size SIZE   rotate the log file past SIZE (10M, 512K ...; at least 1K)
       --log-keep N          rotated log files kept besides the current one (default 5)
       --allow-empty-source  let an empty source empty a non-empty replica
+      --max-delete N|P%     remove nothing at all if a run would remove more than N entries
+                            (or P% of the replica's); copies still run, exit code 5
   -j, --jobs N              most parallel copies and hashes (default 8; also capped by cores)
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
@@ -110,6 +115,7 @@ Exit codes:
   2    usage error or bad input; nothing was touched
   3    refused for safety (an empty source and a non-empty replica); nothing was touched
   4    another foldersync is already syncing into this replica; nothing was touched
+  5    --max-delete refused the run's removals: none was made, everything else was synced
   130  a one-shot sync was stopped by SIGINT or SIGTERM before it finished
 `;
 
@@ -146,6 +152,7 @@ const OPTIONS = {
   "log-max-size": { type: "string" },
   "log-keep": { type: "string" },
   "allow-empty-source": { type: "boolean" },
+  "max-delete": { type: "string" },
   jobs: { type: "string", short: "j" },
   "cache-dir": { type: "string" },
   "no-cache": { type: "boolean" },
@@ -254,6 +261,7 @@ export function parseCommand(argv: readonly string[]): Command {
   if (logs[0] !== undefined) options.log = logs[0];
   if (intervalMs !== undefined) options.intervalMs = intervalMs;
   if (values.jobs !== undefined) options.jobs = parseCount(values.jobs, "Jobs", 1, 256);
+  if (values["max-delete"] !== undefined) options.maxDelete = parseMaxDelete(values["max-delete"]);
   if (values["log-max-size"] !== undefined) {
     options.logMaxSize = parseSize(values["log-max-size"], "Log max size");
     if (options.logMaxSize < MIN_LOG_MAX_SIZE) {
@@ -351,4 +359,16 @@ function parseArgsMessage(error: unknown, argv: readonly string[]): string {
     default:
       return message.split("\n")[0] ?? message;
   }
+}
+
+/** `--max-delete`: a whole number of entries, or a percentage such as `50%`. */
+function parseMaxDelete(text: string): MaxDelete {
+  const percent = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text);
+  if (percent) {
+    const value = Number(percent[1]);
+    if (value <= 100) return { percent: value };
+  } else if (/^\s*\d+\s*$/.test(text)) {
+    return { count: Number(text) };
+  }
+  throw new UsageError(`Max delete must be a number of entries or a percentage from 0% to 100%: '${text}'`);
 }

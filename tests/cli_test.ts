@@ -198,6 +198,9 @@ Deno.test("parseCommand() rejects bad input with one clear UsageError", async (t
     ],
     [["-q", "-x", "a", "b"], /^Unknown option: '-x' /],
     [["a", "b", "-l", "x", "--log-max-size", "1"], /^Log max size must be at least 1K: '1'$/],
+    [["a", "b", "--max-delete", "-1"], /Ambiguous value for '--max-delete'/],
+    [["a", "b", "--max-delete", "lots"], /^Max delete must be a number of entries or a percentage .*: 'lots'$/],
+    [["a", "b", "--max-delete", "150%"], /^Max delete must be .*: '150%'$/],
     [["a", "b", "-l", "x", "--log-max-size", "1023"], /^Log max size must be at least 1K/],
   ];
   for (const [argv, message] of cases) {
@@ -243,4 +246,12 @@ Deno.test("parseCommand() takes paths that start with a dash after --", () => {
   assert.equal(o.source, "-src");
   assert.equal(o.replica, "--dst");
   assert.equal(o.verbosity, "quiet");
+});
+
+Deno.test("parseCommand() reads --max-delete as a count or a percentage", () => {
+  assert.deepEqual(syncOptions(["a", "b", "--max-delete", "0"]).maxDelete, { count: 0 });
+  assert.deepEqual(syncOptions(["a", "b", "--max-delete", "250"]).maxDelete, { count: 250 });
+  assert.deepEqual(syncOptions(["a", "b", "--max-delete", "50%"]).maxDelete, { percent: 50 });
+  assert.deepEqual(syncOptions(["a", "b", "--max-delete=2.5%"]).maxDelete, { percent: 2.5 });
+  assert.equal(syncOptions(["a", "b"]).maxDelete, undefined);
 });

@@ -4,7 +4,18 @@ import { HeldPlan, judgeRemovals } from "../lib/gate.ts";
 import type { Plan } from "../lib/plan.ts";
 import { runOnce, syncOnce } from "../lib/sync.ts";
 import { ExitCode } from "../lib/errors.ts";
-import { assertMirror, mirrorDiff, snapshot, tempDir, writeTree } from "./helpers.ts";
+import {
+  assertMirror,
+  collect,
+  mirrorDiff,
+  POSIX,
+  runMain,
+  snapshot,
+  spawnMain,
+  tempDir,
+  waitFor,
+  writeTree,
+} from "./helpers.ts";
 
 const empty = (): Plan => ({ mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 });
 
@@ -101,4 +112,59 @@ Deno.test("runOnce() with maxDelete removes nothing past the cap, still copies, 
     assert.equal(allowed.refused, undefined);
     await assertMirror(src, dst);
   });
+});
+
+Deno.test("main.ts --max-delete: exit 5 with one error line, copies done, nothing removed", async (t) => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { "new.txt": "new", keep: "k" });
+  await writeTree(dst, { keep: "k", old: { "a.txt": "a", "b.txt": "b" }, "stale.txt": "s" });
+  const log = join(tmp.path, "sync.log");
+
+  await t.step("over the cap", async () => {
+    const run = await runMain([src, dst, "--max-delete", "3", "-l", log]);
+    assert.equal(run.code, 5, run.stdout + run.stderr);
+    const errors = run.stderr.split("\n").filter((line) => / ERROR /.test(line));
+    assert.equal(errors.length, 1, run.stderr);
+    assert.match(errors[0]!, /Refusing to remove 4 entries: more than --max-delete 3 allows; nothing was removed/);
+    assert.match(await Deno.readTextFile(log), /ERROR Refusing to remove 4 entries/);
+    assert.doesNotMatch(run.stdout, /remove/);
+    assert.equal(await Deno.readTextFile(join(dst, "new.txt")), "new", "the copy was made");
+    assert.equal(await Deno.readTextFile(join(dst, "old", "b.txt")), "b");
+    assert.equal(await Deno.readTextFile(join(dst, "stale.txt")), "s");
+  });
+  await t.step("--max-delete 0 allows none", async () => {
+    assert.equal((await runMain([src, dst, "--max-delete", "0"])).code, 5);
+  });
+  await t.step("a percentage of the replica's entries (6 entries: 4 are 67%)", async () => {
+    assert.equal((await runMain([src, dst, "--max-delete", "50%"])).code, 5);
+    const run = await runMain([src, dst, "--max-delete", "67%"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /4 removed/);
+    await assertMirror(src, dst);
+  });
+});
+
+Deno.test("--interval goes on after a run that --max-delete refused, and checks again each run", {
+  ignore: !POSIX,
+}, async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { keep: "k" });
+  await writeTree(dst, { keep: "k", x: "x", y: "y" });
+  const child = spawnMain([src, dst, "-i", "1s", "--max-delete", "1"]);
+  const out = collect(child.stdout);
+  const err = collect(child.stderr);
+  try {
+    await waitFor(() => (err.text().match(/Refusing to remove 2 entries/g)?.length ?? 0) >= 2, 20_000, "two refusals");
+    await Deno.remove(join(dst, "x")); // now within the cap
+    await waitFor(() => Deno.lstat(join(dst, "y")).then(() => false, () => true), 20_000, "the allowed removal");
+  } finally {
+    child.kill("SIGTERM");
+    assert.equal((await child.status).code, 0);
+    await Promise.all([out.done, err.done]);
+  }
+  await assertMirror(src, dst);
 });
