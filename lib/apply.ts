@@ -14,6 +14,7 @@ import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "./pool.ts";
 import { parentOf } from "./plan.ts";
 import { describeError } from "./errors.ts";
+import { copyFile } from "./copy_file.ts";
 
 /** The file-system calls apply makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
 export interface FsOps {
@@ -48,22 +49,17 @@ const COPY_WORKER = new URL("./copy_worker.ts", import.meta.url);
  */
 const MIN_POOL_FILES = 512;
 
-/** Files up to this size are copied in memory: far cheaper per file than Deno.copyFile. */
-const SMALL_FILE = 1 << 20;
-
 /**
  * The real file system, through Deno's APIs (and node:fs for lutimes, which Deno lacks).
  *
  * Metadata calls are synchronous inside async functions: per-call async overhead costs more
- * than these syscalls (measured: 5,000 lstats, 30 ms sync against 335 ms awaited). Small
- * files are read and written in memory, with O_EXCL so a temp name is never followed; large
- * ones go through Deno.copyFile for kernel-side copies.
+ * than these syscalls (measured: 5,000 lstats, 30 ms sync against 335 ms awaited). Files
+ * are copied by lib/copy_file.ts: into a new file opened with O_EXCL, so a temp name is never
+ * followed; small ones in memory, large ones in chunks that a signal can stop, keeping holes.
  */
 export const denoFs: FsOps = {
   copyFile: async (from, to, size) => {
-    if (size > SMALL_FILE) return await Deno.copyFile(from, to);
-    const data = Deno.readFileSync(from);
-    Deno.writeFileSync(to, data, { createNew: true, mode: 0o600 });
+    await copyFile(from, to, { size });
   },
   lstat: (path) => settle(() => Deno.lstatSync(path)),
   rename: (from, to) => settle(() => Deno.renameSync(from, to)),

@@ -30,6 +30,18 @@ Deno.test("runInWorkers() installs files with mode and mtime, and reports failur
       mtimeMs: info.mtime!.getTime(),
     });
   }
+  // A large file onto a temp name that is a link: O_EXCL refuses it rather than write through it.
+  const victim = join(tmp.path, "victim");
+  await Deno.writeTextFile(victim, "must survive");
+  await Deno.writeFile(join(src, "large"), new Uint8Array(3 << 20).fill(1));
+  await Deno.symlink(victim, join(dst, ".t5"));
+  const large = await Deno.stat(join(src, "large"));
+  jobs[5] = { ...jobs[5]!, src: join(src, "large"), size: large.size, mtimeMs: large.mtime!.getTime() };
+  // A sparse 8 MiB file (4 bytes of data) keeps its holes.
+  await Deno.writeTextFile(join(src, "sparse"), "data");
+  await Deno.truncate(join(src, "sparse"), 8 << 20);
+  const sparse = await Deno.stat(join(src, "sparse"));
+  jobs[6] = { ...jobs[6]!, src: join(src, "sparse"), size: sparse.size, mtimeMs: sparse.mtime!.getTime() };
   jobs[7] = { ...jobs[7]!, src: join(src, "missing") };
   jobs[9] = { ...jobs[9]!, size: 999 }; // the source no longer matches its scan
   const results = new Map<number, CopyResult>();
@@ -38,18 +50,26 @@ Deno.test("runInWorkers() installs files with mode and mtime, and reports failur
     onResult: (i, r) => results.set(i, r),
   });
   assert.equal(results.size, jobs.length);
+  assert.match(results.get(5)!.error ?? "", /AlreadyExists/);
+  assert.equal(await Deno.readTextFile(victim), "must survive");
+  await Deno.remove(join(dst, ".t5"));
   assert.match(results.get(7)!.error ?? "", /NotFound/);
   assert.equal(results.get(9)!.changed, true);
   for (const [i, job] of jobs.entries()) {
-    if (i === 7 || i === 9) continue;
+    if (i === 5 || i === 7 || i === 9) continue;
     assert.ok(results.get(i)!.ok, `job ${i}`);
     const info = await Deno.stat(job.dst);
+    if (i === 6) {
+      assert.equal(info.size, 8 << 20);
+      if (POSIX) assert.ok(info.blocks! * 512 <= 64 << 10, `${info.blocks} blocks: the holes were filled`);
+      continue;
+    }
     assert.equal(info.mtime?.getTime(), new Date(2001, 0, 1 + (i % 28)).getTime());
     if (POSIX) assert.equal(info.mode! & 0o7777, job.mode);
     assert.equal(await Deno.readTextFile(job.dst), `content ${i}`);
   }
   const names = [...Deno.readDirSync(dst)].map((e) => e.name);
-  assert.equal(names.length, jobs.length - 2, "no temp file is left, not even for failures");
+  assert.equal(names.length, jobs.length - 3, "no temp file is left, not even for failures");
 });
 
 Deno.test("runInWorkers() hands out no more batches once aborted", async () => {
