@@ -18,8 +18,11 @@ import { copyFile } from "./copy_file.ts";
 
 /** The file-system calls apply makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
 export interface FsOps {
-  /** Copies a file's content into a new file `to` (which must not exist); `size` is a hint. */
-  copyFile(from: string, to: string, size: number): Promise<void>;
+  /**
+   * Copies a file's content into a new file `to` (which must not exist); `size` is a hint. Once
+   * `signal` is aborted it stops within moments, leaving no `to`, and throws an AbortError.
+   */
+  copyFile(from: string, to: string, size: number, signal?: AbortSignal): Promise<void>;
   lstat(path: string): Promise<Deno.FileInfo>;
   rename(from: string, to: string): Promise<void>;
   remove(path: string, options?: { recursive?: boolean }): Promise<void>;
@@ -58,8 +61,8 @@ const MIN_POOL_FILES = 512;
  * followed; small ones in memory, large ones in chunks that a signal can stop, keeping holes.
  */
 export const denoFs: FsOps = {
-  copyFile: async (from, to, size) => {
-    await copyFile(from, to, { size });
+  copyFile: async (from, to, size, signal) => {
+    await copyFile(from, to, { size, ...(signal ? { signal } : {}) });
   },
   lstat: (path) => settle(() => Deno.lstatSync(path)),
   rename: (from, to) => settle(() => Deno.renameSync(from, to)),
@@ -214,6 +217,7 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
   const at = (rel: string) => (rel === "" ? replica : join(replica, rel));
   const from = (rel: string) => (rel === "" ? source : join(source, rel));
   const fail = (path: string, error: unknown) => {
+    if (signal?.aborted && isAbort(error, signal)) return; // a stopped run, not a failed entry
     stats.errors++;
     onEvent({ type: "error", path, message: describeError(error) });
   };
@@ -322,8 +326,11 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
       }
     };
 
+    /** Copies into `tmp`; stops between chunks once the run is aborted. */
+    const copyInto = (entry: CopyAction, tmp: string) => fs.copyFile(from(entry.path), tmp, entry.size, signal);
+
     const copyOne = (entry: CopyAction) =>
-      install(entry.path, entry.replace, (tmp) => fs.copyFile(from(entry.path), tmp, entry.size), async (tmp) => {
+      install(entry.path, entry.replace, (tmp) => copyInto(entry, tmp), async (tmp) => {
         const after = await fs.lstat(from(entry.path));
         const tmpInfo = await fs.lstat(tmp);
         if (
@@ -435,6 +442,8 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
         workers,
         ...(signal ? { signal } : {}),
         weight: (i) => plain[i]!.size,
+        // A worker stopped mid-copy (on abort, or by dying) leaves its temp file behind.
+        onUnfinished: (_i, job) => void fs.remove(job.tmp).catch(() => {}),
         onResult: (i, result) => {
           if (!result.ok) return;
           done[i] = 1;
@@ -495,6 +504,11 @@ async function breathe(): Promise<void> {
   if (performance.now() - lastBreath < 50) return;
   await new Promise((resolve) => setTimeout(resolve, 0));
   lastBreath = performance.now();
+}
+
+/** Whether `error` is the abort of `signal` rather than a failure of its own. */
+function isAbort(error: unknown, signal: AbortSignal): boolean {
+  return error === signal.reason || (error instanceof DOMException && error.name === "AbortError");
 }
 
 /** Gives the owner rwx on every directory under `root`, never following links. */

@@ -6,7 +6,8 @@ import { getHasher, hashFileSync } from "../lib/hash.ts";
 import type { HashJob, HashResult } from "../lib/hash_worker.ts";
 
 const COPY_WORKER = new URL("../lib/copy_worker.ts", import.meta.url);
-import { POSIX, tempDir } from "./helpers.ts";
+import { existsSync } from "node:fs";
+import { POSIX, tempDir, waitFor } from "./helpers.ts";
 
 Deno.test("runInWorkers() installs files with mode and mtime, and reports failures per file", async () => {
   await using tmp = await tempDir();
@@ -93,6 +94,41 @@ Deno.test("runInWorkers() hands out no more batches once aborted", async () => {
     onResult: () => attempted++,
   });
   assert.equal(attempted, 0);
+});
+
+Deno.test("runInWorkers() on abort terminates busy workers at once and reports the jobs they held", async () => {
+  await using tmp = await tempDir();
+  // Jobs are marker paths; each batch holds one job (its weight fills a batch), and each worker
+  // holds two batches: jobs 0 to 3 are in flight, 4 to 9 never handed out.
+  const jobs = Array.from({ length: 10 }, (_, i) => join(tmp.path, `started${i}`));
+  const controller = new AbortController();
+  const results: number[] = [];
+  const unfinished: Array<[number, string]> = [];
+  const run = runInWorkers<string, unknown>(
+    new URL("./fixtures/stuck_worker.ts", import.meta.url),
+    jobs.length,
+    (i) => jobs[i]!,
+    {
+      workers: 2,
+      signal: controller.signal,
+      weight: () => 16 << 20,
+      onResult: (i) => results.push(i),
+      onUnfinished: (i, job) => unfinished.push([i, job]),
+    },
+  );
+  await waitFor(() => [0, 2].every((i) => existsSync(jobs[i]!)), 20_000, "both workers to be busy");
+  const stopped = performance.now();
+  controller.abort();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ended = await Promise.race([
+    run.then(() => true),
+    new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 3000)),
+  ]);
+  clearTimeout(timer);
+  assert.ok(ended, "runInWorkers() still waits for its busy workers 3 s after the abort");
+  assert.ok(performance.now() - stopped < 1000, "stopped within a second");
+  assert.deepEqual(results, []);
+  assert.deepEqual(unfinished.sort((a, b) => a[0] - b[0]), [0, 1, 2, 3].map((i) => [i, jobs[i]!]));
 });
 
 Deno.test("runInWorkers() pairs each reply with its own batch when replies come back out of order", async () => {
