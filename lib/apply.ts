@@ -15,11 +15,15 @@ import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "./pool.ts";
 import { parentOf } from "./plan.ts";
 import { describeError } from "./errors.ts";
+import { copyFile } from "./copy_file.ts";
 
 /** The file-system calls apply makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
 export interface FsOps {
-  /** Copies a file's content into a new file `to` (which must not exist); `size` is a hint. */
-  copyFile(from: string, to: string, size: number): Promise<void>;
+  /**
+   * Copies a file's content into a new file `to` (which must not exist); `size` is a hint. Once
+   * `signal` is aborted it stops within moments, leaving no `to`, and throws an AbortError.
+   */
+  copyFile(from: string, to: string, size: number, signal?: AbortSignal): Promise<void>;
   lstat(path: string): Promise<Deno.FileInfo>;
   rename(from: string, to: string): Promise<void>;
   remove(path: string, options?: { recursive?: boolean }): Promise<void>;
@@ -48,22 +52,17 @@ const COPY_WORKER = new URL("./copy_worker.ts", import.meta.url);
  */
 const MIN_POOL_FILES = 512;
 
-/** Files up to this size are copied in memory: far cheaper per file than Deno.copyFile. */
-const SMALL_FILE = 1 << 20;
-
 /**
  * The real file system, through Deno's APIs (and node:fs for lutimes, which Deno lacks).
  *
  * Metadata calls are synchronous inside async functions: per-call async overhead costs more
- * than these syscalls (measured: 5,000 lstats, 30 ms sync against 335 ms awaited). Small
- * files are read and written in memory, with O_EXCL so a temp name is never followed; large
- * ones go through Deno.copyFile for kernel-side copies.
+ * than these syscalls (measured: 5,000 lstats, 30 ms sync against 335 ms awaited). Files
+ * are copied by lib/copy_file.ts: into a new file opened with O_EXCL, so a temp name is never
+ * followed; small ones in memory, large ones in chunks that a signal can stop, keeping holes.
  */
 export const denoFs: FsOps = {
-  copyFile: async (from, to, size) => {
-    if (size > SMALL_FILE) return await Deno.copyFile(from, to);
-    const data = Deno.readFileSync(from);
-    Deno.writeFileSync(to, data, { createNew: true, mode: 0o600 });
+  copyFile: async (from, to, size, signal) => {
+    await copyFile(from, to, { size, ...(signal ? { signal } : {}) });
   },
   lstat: (path) => settle(() => Deno.lstatSync(path)),
   rename: (from, to) => settle(() => Deno.renameSync(from, to)),
@@ -227,6 +226,7 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
   const at = (rel: string) => (rel === "" ? replica : join(replica, rel));
   const from = (rel: string) => (rel === "" ? source : join(source, rel));
   const fail = (path: string, error: unknown) => {
+    if (signal?.aborted && isAbort(error, signal)) return; // a stopped run, not a failed entry
     stats.errors++;
     onEvent({ type: "error", path, message: describeError(error) });
   };
@@ -337,8 +337,11 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
       }
     };
 
+    /** Copies into `tmp`; stops between chunks once the run is aborted. */
+    const copyInto = (entry: CopyAction, tmp: string) => fs.copyFile(from(entry.path), tmp, entry.size, signal);
+
     const copyOne = (entry: CopyAction) =>
-      install(entry.path, (tmp) => fs.copyFile(from(entry.path), tmp, entry.size), async (tmp) => {
+      install(entry.path, (tmp) => copyInto(entry, tmp), async (tmp) => {
         const after = await fs.lstat(from(entry.path));
         const tmpInfo = await fs.lstat(tmp);
         if (
@@ -466,6 +469,8 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
         workers,
         ...(signal ? { signal } : {}),
         weight: (i) => plain[i]!.size,
+        // A worker stopped mid-copy (on abort, or by dying) leaves its temp file behind.
+        onUnfinished: (_i, job) => void fs.remove(job.tmp).catch(() => {}),
         onResult: (i, result) => {
           if (!result.ok) return;
           done[i] = 1;
@@ -514,4 +519,9 @@ async function breathe(): Promise<void> {
   if (performance.now() - lastBreath < 50) return;
   await new Promise((resolve) => setTimeout(resolve, 0));
   lastBreath = performance.now();
+}
+
+/** Whether `error` is the abort of `signal` rather than a failure of its own. */
+function isAbort(error: unknown, signal: AbortSignal): boolean {
+  return error === signal.reason || (error instanceof DOMException && error.name === "AbortError");
 }

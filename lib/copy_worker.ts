@@ -8,6 +8,8 @@
 
 /// <reference lib="deno.worker" />
 
+import { copyFileSync } from "./copy_file.ts";
+
 /** One file to install: copy `src` to `tmp`, set mode and mtime, rename to `dst`. */
 export interface CopyJob {
   src: string;
@@ -27,21 +29,15 @@ export interface CopyResult {
   error?: string;
 }
 
-const SMALL_FILE = 1 << 20;
-
 function install(job: CopyJob): CopyResult {
   let created = false;
   try {
-    if (job.size <= SMALL_FILE) {
-      const data = Deno.readFileSync(job.src);
-      if (data.length !== job.size) return { ok: false, changed: true };
-      created = true;
-      // The mode option is applied exactly (not through the umask), and O_EXCL never follows a link.
-      Deno.writeFileSync(job.tmp, data, { createNew: true, mode: job.mode });
-    } else {
-      created = true;
-      Deno.copyFileSync(job.src, job.tmp);
-      if (Deno.build.os !== "windows") Deno.chmodSync(job.tmp, job.mode);
+    // A failed copy removes its own partial file; `created` covers the steps after it.
+    const copied = copyFileSync(job.src, job.tmp, { size: job.size, mode: job.mode });
+    created = true;
+    if (copied !== job.size) {
+      Deno.removeSync(job.tmp);
+      return { ok: false, changed: true };
     }
     const after = Deno.lstatSync(job.src);
     if (!after.isFile || after.size !== job.size || (after.mtime?.getTime() ?? 0) !== job.mtimeMs) {

@@ -13,13 +13,22 @@
  */
 
 /** Options for {@linkcode runInWorkers}. */
-export interface PoolOptions<R> {
+export interface PoolOptions<J, R> {
   /** Workers to start. */
   workers: number;
-  /** Stops handing out new batches; batches in flight finish. */
+  /**
+   * Once aborted, no new batch is handed out and every worker is terminated at once, even in
+   * the middle of a synchronous call; the jobs it held go to `onUnfinished`.
+   */
   signal?: AbortSignal;
   /** Called once for each job that was attempted, with its index. */
   onResult: (index: number, result: R) => void;
+  /**
+   * Called once for each job that was handed to a worker but got no result, because the worker
+   * was terminated on abort or died: the job may have been stopped half-way (a partial temp
+   * file, say), and `job` is what the worker was given, for the caller to clean up after it.
+   */
+  onUnfinished?: (index: number, job: J) => void;
   /** A job's weight (bytes, say); a batch closes once its weights pass 16 MiB. */
   weight?: (index: number) => number;
 }
@@ -28,19 +37,28 @@ const BATCH_JOBS = 64;
 const BATCH_WEIGHT = 16 << 20;
 
 /**
+ * A terminated worker stops at its next return to JavaScript, so a system call it was in (a
+ * file being created, say) may still complete just after `terminate()`: unfinished jobs are
+ * reported once that moment has passed, so that what the caller removes stays removed.
+ */
+const TERMINATE_GRACE_MS = 50;
+
+/**
  * Runs `count` jobs in Workers made from `module`, handing out batches as workers become free.
  * Jobs are made by `job(index)` only when their batch is sent, so that a million small jobs
  * never sit in memory at once.
  *
  * Workers inherit the process's permissions. Never throws for a job: results come back through
- * `onResult`. Jobs never attempted (after an abort, or when a worker cannot start or dies)
- * get no result; the caller treats them as not done.
+ * `onResult`. Jobs never attempted (after an abort, or when a worker cannot start) get no
+ * call; jobs cut short (by an abort, or when a worker dies) go to `onUnfinished`. The caller
+ * treats both as not done. Resolves within moments of an abort, whatever the workers were doing.
  *
  * @example Copying in two workers
  * ```ts
  * await runInWorkers(new URL("./copy_worker.ts", import.meta.url), jobs.length, (i) => jobs[i]!, {
  *   workers: 2,
  *   onResult: (i, r) => console.log(i, r),
+ *   onUnfinished: (_i, job) => Deno.remove(job.tmp).catch(() => {}),
  * });
  * ```
  */
@@ -48,9 +66,9 @@ export async function runInWorkers<J, R>(
   module: URL,
   count: number,
   job: (index: number) => J,
-  options: PoolOptions<R>,
+  options: PoolOptions<J, R>,
 ): Promise<void> {
-  const { workers, signal, onResult, weight = () => 0 } = options;
+  const { workers, signal, onResult, onUnfinished = () => {}, weight = () => 0 } = options;
   let next = 0;
   const takeBatch = (): number[] => {
     const batch: number[] = [];
@@ -63,6 +81,7 @@ export async function runInWorkers<J, R>(
   };
   const runWorker = () =>
     new Promise<void>((resolve) => {
+      if (signal?.aborted) return resolve();
       let worker: Worker;
       try {
         worker = new Worker(module, { type: "module" });
@@ -71,31 +90,46 @@ export async function runInWorkers<J, R>(
       }
       // Two batches in flight, so that a worker never idles while its results cross a busy
       // main thread; a worker answers its messages in order.
-      const inFlight = new Map<number, number[]>();
+      const inFlight = new Map<number, { indices: number[]; jobs: J[] }>();
       let nextId = 0;
+      let finished = false;
       const finish = () => {
+        if (finished) return;
+        finished = true;
+        signal?.removeEventListener("abort", onAbort);
         worker.terminate();
-        resolve();
+        if (inFlight.size === 0) return resolve();
+        // The batches in flight get no result: the caller cleans up after them and redoes them.
+        const lost = [...inFlight.values()];
+        inFlight.clear();
+        setTimeout(() => {
+          for (const batch of lost) batch.indices.forEach((index, k) => onUnfinished(index, batch.jobs[k]!));
+          resolve();
+        }, TERMINATE_GRACE_MS);
       };
+      const onAbort = () => finish();
+      signal?.addEventListener("abort", onAbort);
       const send = () => {
-        const batch = signal?.aborted ? [] : takeBatch();
-        if (batch.length === 0) return false;
+        const indices = signal?.aborted ? [] : takeBatch();
+        if (indices.length === 0) return false;
         const id = nextId++;
-        inFlight.set(id, batch);
-        worker.postMessage({ id, jobs: batch.map(job) });
+        const jobs = indices.map(job);
+        inFlight.set(id, { indices, jobs });
+        worker.postMessage({ id, jobs });
         return true;
       };
       worker.onmessage = (event: MessageEvent<{ id: number; results: R[] }>) => {
+        if (finished) return;
         const batch = inFlight.get(event.data.id);
-        if (!batch || event.data.results.length !== batch.length) return; // never trust a stray reply
+        if (!batch || event.data.results.length !== batch.indices.length) return; // never trust a stray reply
         inFlight.delete(event.data.id);
-        event.data.results.forEach((result, k) => onResult(batch[k]!, result));
+        event.data.results.forEach((result, k) => onResult(batch.indices[k]!, result));
         send();
         if (inFlight.size === 0) finish();
       };
       worker.onerror = (event) => {
         event.preventDefault();
-        finish(); // the batches in flight get no result: the caller redoes them
+        finish();
       };
       if (!send()) return finish();
       send();
