@@ -33,6 +33,11 @@ export interface CompareOptions {
   onError?: (path: string, message: string) => void;
   /** Called when the cache could not be saved. */
   onCacheError?: (message: string) => void;
+  /**
+   * Stops hashing: the workers are ended at once, and pairs not hashed count as different
+   * (an aborted run applies nothing more, so nothing is copied for them).
+   */
+  signal?: AbortSignal;
 }
 
 const HASH_WORKER = new URL("./hash_worker.ts", import.meta.url);
@@ -113,6 +118,7 @@ export class ContentComparer {
     if (work.length >= MIN_POOL_FILES) {
       await runInWorkers<HashJob, HashResult>(HASH_WORKER, work.length, jobOf, {
         workers: Math.min(jobs, navigator.hardwareConcurrency ?? 2),
+        ...(this.#options.signal ? { signal: this.#options.signal } : {}),
         weight: (i) => work[i]!.pair.source.size,
         onResult: (i, result) => {
           done[i] = 1;
@@ -124,6 +130,7 @@ export class ContentComparer {
     if (done.includes(0)) {
       const hasher = await getHasher(hash);
       for (let i = 0; i < work.length; i++) {
+        if (this.#options.signal?.aborted) break;
         if (done[i]) continue;
         try {
           const job = jobOf(i);

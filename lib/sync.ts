@@ -180,6 +180,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
       jobs,
       cacheDir,
       readOnly: dryRun,
+      ...(signal ? { signal } : {}),
       onCacheError: (message) => logger.warn("{text}", { text: message }),
       onError: (path, message) => {
         hashErrors++;
