@@ -43,6 +43,8 @@ export interface CopyAction {
   mode: number;
   /** The kind of replica entry that must be removed first, if any (never `file`). */
   replace?: EntryKind;
+  /** For an update, what differs (as {@linkcode decide} names it). */
+  reason?: "size" | "mtime" | "content";
 }
 
 /** Create or replace a symbolic link. */
@@ -66,6 +68,8 @@ export interface AttrsAction {
   mtimeMs: number;
   /** The source's permission bits (not used for links). */
   mode: number;
+  /** What differs: the mtime, else the mode. */
+  reason: "mode" | "mtime";
 }
 
 /**
@@ -86,6 +90,11 @@ export interface DirAttrs {
   path: string;
   mtimeMs: number;
   mode: number;
+  /**
+   * What differs, when the directory's own attributes differ; absent when they are only put
+   * back after changes inside it (or on a new directory).
+   */
+  reason?: "mode" | "mtime";
 }
 
 /** An entry left alone, with why (special files). */
@@ -184,7 +193,9 @@ export class Planner {
     this.#options = { checksum: options.checksum ?? false };
     if (!replicaRoot) this.#plan.mkdirs.push({ op: "mkdir", path: "" });
     this.#pending.set("", { fresh: !replicaRoot, entry: sourceRoot });
-    if (replicaRoot && attrsDiffer(sourceRoot, replicaRoot)) this.#setDirAttrs("", sourceRoot);
+    if (replicaRoot && attrsDiffer(sourceRoot, replicaRoot)) {
+      this.#setDirAttrs("", sourceRoot, attrsReason(sourceRoot, replicaRoot));
+    }
   }
 
   /**
@@ -256,7 +267,7 @@ export class Planner {
           // Decided here, so that a sync of only some directories still puts back a changed mode.
           const entry = source.entry(i);
           this.#pending.set(path, { fresh: false, entry });
-          if (attrsDiffer(entry, rv!)) this.#setDirAttrs(path, entry);
+          if (attrsDiffer(entry, rv!)) this.#setDirAttrs(path, entry, attrsReason(entry, rv!));
           break;
         }
         case "target":
@@ -271,14 +282,15 @@ export class Planner {
           break;
         case "mtime":
           if (sv.kind === "symlink") {
-            this.#plan.transfers.push({ op: "attrs", path, kind: "symlink", mtimeMs: sv.mtimeMs, mode: 0 });
+            const mtimeMs = sv.mtimeMs;
+            this.#plan.transfers.push({ op: "attrs", path, kind: "symlink", mtimeMs, mode: 0, reason: "mtime" });
             break;
           }
-          this.#copy("update", path, source.entry(i));
+          this.#copy("update", path, source.entry(i), undefined, "mtime");
           touched = true;
           break;
         case "size":
-          this.#copy("update", path, source.entry(i));
+          this.#copy("update", path, source.entry(i), undefined, "size");
           touched = true;
           break;
         case "content":
@@ -286,7 +298,14 @@ export class Planner {
           this.#pairDirs.set(dir, pending.entry);
           break;
         case "mode":
-          this.#plan.transfers.push({ op: "attrs", path, kind: "file", mtimeMs: sv.mtimeMs, mode: sv.mode });
+          this.#plan.transfers.push({
+            op: "attrs",
+            path,
+            kind: "file",
+            mtimeMs: sv.mtimeMs,
+            mode: sv.mode,
+            reason: "mode",
+          });
           break;
       }
       i++;
@@ -377,11 +396,18 @@ export class Planner {
   settlePairs(sameContent: ReadonlySet<string>): void {
     for (const { path, source, replica } of this.#pairs) {
       if (!sameContent.has(path)) {
-        this.#copy("update", path, source);
+        this.#copy("update", path, source, undefined, "content");
         const dir = parentOf(path);
         if (!this.#dirAttrs.has(dir)) this.#setDirAttrs(dir, this.#pairDirs.get(dir)!);
       } else if (attrsDiffer(source, replica)) {
-        this.#plan.transfers.push({ op: "attrs", path, kind: "file", mtimeMs: source.mtimeMs, mode: source.mode });
+        this.#plan.transfers.push({
+          op: "attrs",
+          path,
+          kind: "file",
+          mtimeMs: source.mtimeMs,
+          mode: source.mode,
+          reason: attrsReason(source, replica),
+        });
       }
     }
     this.#pairs = [];
@@ -412,16 +438,32 @@ export class Planner {
     }
   }
 
-  #copy(op: "copy" | "update", path: string, entry: Entry, replace?: EntryKind): void {
+  #copy(
+    op: "copy" | "update",
+    path: string,
+    entry: Entry,
+    replace?: EntryKind,
+    reason?: CopyAction["reason"],
+  ): void {
     const action: CopyAction = { op, path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode };
     if (replace !== undefined) action.replace = replace;
+    if (reason !== undefined) action.reason = reason;
     this.#plan.transfers.push(action);
     this.#plan.bytes += entry.size;
   }
 
-  #setDirAttrs(path: string, entry: Entry): void {
-    this.#dirAttrs.set(path, { path, mtimeMs: entry.mtimeMs, mode: entry.mode });
+  #setDirAttrs(path: string, entry: Entry, reason?: DirAttrs["reason"]): void {
+    const attrs: DirAttrs = { path, mtimeMs: entry.mtimeMs, mode: entry.mode };
+    const why = reason ?? this.#dirAttrs.get(path)?.reason;
+    if (why !== undefined) attrs.reason = why;
+    this.#dirAttrs.set(path, attrs);
   }
+
+}
+
+/** Which attribute differs, for the record: the mtime, else the mode. */
+function attrsReason(source: { mtimeMs: number }, replica: { mtimeMs: number }): "mode" | "mtime" {
+  return source.mtimeMs !== replica.mtimeMs ? "mtime" : "mode";
 }
 
 /** Two whole trees, for {@linkcode plan}. */

@@ -43,15 +43,22 @@ Deno.test("plan() creates the replica root when it does not exist", () => {
 Deno.test("plan() updates a file whose size or mtime differ", async (t) => {
   await t.step("size", () => {
     const p = plan(tree({ f: file(4) }), tree({ f: file(3) }));
-    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 4, mtimeMs: 1000, mode: 0o644 }]);
+    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 4, mtimeMs: 1000, mode: 0o644, reason: "size" }]);
   });
   await t.step("mtime", () => {
     const p = plan(tree({ f: file(3, 2000) }), tree({ f: file(3, 1000) }));
-    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 3, mtimeMs: 2000, mode: 0o644 }]);
+    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 3, mtimeMs: 2000, mode: 0o644, reason: "mtime" }]);
   });
   await t.step("mode only: attributes, no copy", () => {
     const p = plan(tree({ f: file(3, 1000, 0o600) }), tree({ f: file(3, 1000, 0o644) }));
-    assert.deepEqual(p.transfers, [{ op: "attrs", path: "f", kind: "file", mtimeMs: 1000, mode: 0o600 }]);
+    assert.deepEqual(p.transfers, [{
+      op: "attrs",
+      path: "f",
+      kind: "file",
+      mtimeMs: 1000,
+      mode: 0o600,
+      reason: "mode",
+    }]);
     assert.deepEqual(p.dirAttrs, [], "chmod does not change the parent directory");
   });
 });
@@ -59,7 +66,9 @@ Deno.test("plan() updates a file whose size or mtime differ", async (t) => {
 Deno.test("plan() with checksum decides by content, not mtime", async (t) => {
   await t.step("same size and mtime but different content is updated", () => {
     const p = plan(tree({ f: file() }), tree({ f: file() }), { checksum: true, sameContent: new Set() });
-    assert.deepEqual(p.transfers, [{ op: "update", path: "f", size: 3, mtimeMs: 1000, mode: 0o644 }]);
+    assert.deepEqual(p.transfers, [
+      { op: "update", path: "f", size: 3, mtimeMs: 1000, mode: 0o644, reason: "content" },
+    ]);
     assert.deepEqual(paths(p.dirAttrs), [""], "the rename changes the parent's mtime, which is put back");
   });
   await t.step("equal content with another mtime only gets attributes", () => {
@@ -67,7 +76,9 @@ Deno.test("plan() with checksum decides by content, not mtime", async (t) => {
       checksum: true,
       sameContent: new Set(["f"]),
     });
-    assert.deepEqual(p.transfers, [{ op: "attrs", path: "f", kind: "file", mtimeMs: 5000, mode: 0o644 }]);
+    assert.deepEqual(p.transfers, [
+      { op: "attrs", path: "f", kind: "file", mtimeMs: 5000, mode: 0o644, reason: "mtime" },
+    ]);
     assert.deepEqual(p.dirAttrs, []);
   });
 });
@@ -108,7 +119,7 @@ Deno.test("plan() relinks a symlink whose target text changed, and keeps link mt
     { op: "link", path: "l", target: "new", mtimeMs: 1000, replace: "symlink" },
   ]);
   assert.deepEqual(plan(tree({ l: link("t", 2000) }), tree({ l: link("t", 1000) })).transfers, [
-    { op: "attrs", path: "l", kind: "symlink", mtimeMs: 2000, mode: 0 },
+    { op: "attrs", path: "l", kind: "symlink", mtimeMs: 2000, mode: 0, reason: "mtime" },
   ]);
 });
 
@@ -190,7 +201,7 @@ Deno.test("plan() skips special files and leaves the replica's entry alone", () 
 
 Deno.test("plan() sets directory attributes when only they differ", () => {
   const p = plan(tree({ d: dir(2000, 0o700) }), tree({ d: dir(1000, 0o755) }));
-  assert.deepEqual(p.dirAttrs, [{ path: "d", mtimeMs: 2000, mode: 0o700 }]);
+  assert.deepEqual(p.dirAttrs, [{ path: "d", mtimeMs: 2000, mode: 0o700, reason: "mtime" }]);
   assert.equal(p.transfers.length, 0);
 });
 
