@@ -34,6 +34,10 @@ async function main(args: string[]): Promise<number> {
     console.log(`foldersync ${VERSION}`);
     return ExitCode.Ok;
   }
+  if (command.kind === "service") {
+    const { runService } = await import("./lib/service/run.ts");
+    return await runService(command.argv);
+  }
   const o = command.options;
   const verbose = o.verbosity === "verbose";
   let paths;

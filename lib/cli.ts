@@ -59,7 +59,8 @@ export interface CliOptions {
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "sync"; options: CliOptions };
+  | { kind: "sync"; options: CliOptions }
+  | { kind: "service"; argv: string[] };
 
 /** The text of `--help`. */
 export const HELP = `foldersync ${VERSION}: keep a replica folder an exact one-way copy of a source folder
@@ -68,6 +69,7 @@ Usage:
   foldersync [sync] <source> <replica> [options]
   foldersync <source> <replica> <interval> <log>      (also <log> <interval>)
   foldersync -s <source> -r <replica> [-i <interval>] [-l <log>]
+  foldersync service print|install|uninstall|status <name> ...   (see foldersync service --help)
 
 Options:
   -c, --checksum            compare files by content hash, not by size and mtime
@@ -136,6 +138,8 @@ const OPTIONS = {
  * ```
  */
 export function parseCommand(argv: readonly string[]): Command {
+  // `service` has its own parser (lib/service/cli.ts), loaded only when used.
+  if (argv[0] === "service") return { kind: "service", argv: argv.slice(1) };
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
