@@ -6,13 +6,14 @@
  * @module
  */
 
-import { posix, win32 } from "node:path";
+import { posix } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CliOptions } from "../cli.ts";
 import type { CheckedPaths } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
+import { pathsFor } from "./spec.ts";
 import { systemdUnitName } from "./systemd.ts";
 
 /** Reads an environment variable, or undefined where it is unset or may not be read. */
@@ -86,8 +87,9 @@ export function locateService(platform: Platform, scope: Scope, name: string, en
     }
     case "windows": {
       const base = scope === "system" ? env("ProgramData") || "C:\\ProgramData" : need(env, "LOCALAPPDATA", platform);
-      const unitDir = win32.join(base, "foldersync", name);
-      return { unitDir, logFile: win32.join(unitDir, "foldersync.log"), files: [win32.join(unitDir, "task.xml")] };
+      const { join } = pathsFor(base);
+      const unitDir = join(base, "foldersync", name);
+      return { unitDir, logFile: join(unitDir, "foldersync.log"), files: [join(unitDir, "task.xml")] };
     }
   }
 }
@@ -122,7 +124,7 @@ export const DEFAULT_LOG_MAX_SIZE: number = 10 * 1024 * 1024;
 
 /** The folder of a path, whichever OS's path it is (a definition may be printed for another OS). */
 function folderOf(path: string): string {
-  return /^[A-Za-z]:[\\/]|^\\\\/.test(path) ? win32.dirname(path) : posix.dirname(path);
+  return pathsFor(path).dirname(path);
 }
 
 function durationText(ms: number): string {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { posix, win32 } from "node:path";
 import type { Scope } from "./cli.ts";
 
 /** One service to define, with every path already absolute. */
@@ -81,4 +82,17 @@ export function xmlEscape(text: string): string {
  */
 export function xmlComment(text: string): string {
   return text.replaceAll("--", "- -");
+}
+
+/**
+ * The path functions for a path: Windows ones for a drive or UNC path, POSIX ones
+ * otherwise, whatever OS this runs on (a definition may be printed, or tested, on another).
+ *
+ * @example Joining a Windows path on Linux
+ * ```ts
+ * pathsFor("C:\\Users\\ana").join("C:\\Users\\ana", "x"); // "C:\\Users\\ana\\x"
+ * ```
+ */
+export function pathsFor(path: string): typeof posix {
+  return /^[A-Za-z]:[\\/]|^\\\\/.test(path) || Deno.build.os === "windows" ? win32 : posix;
 }

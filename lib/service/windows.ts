@@ -8,8 +8,7 @@
  * @module
  */
 
-import { win32 } from "node:path";
-import { headerLines, type ServiceFile, type ServiceSpec, xmlComment, xmlEscape } from "./spec.ts";
+import { headerLines, pathsFor, type ServiceFile, type ServiceSpec, xmlComment, xmlEscape } from "./spec.ts";
 
 /**
  * The task's path in the Task Scheduler: `\foldersync\NAME`.
@@ -103,7 +102,7 @@ export function windowsTask(spec: ServiceSpec, options: WindowsOptions): Service
     : "";
   const comment = headerLines(spec).map((line) => `  ${xmlComment(line)}`).join("\n");
   return [{
-    path: win32.join(options.unitDir, "task.xml"),
+    path: pathsFor(options.unitDir).join(options.unitDir, "task.xml"),
     text: `<?xml version="1.0" encoding="UTF-16"?>
 <!--
 ${comment}
