@@ -95,7 +95,9 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
     const logFile = location.logFile !== undefined ? relocate(location.logFile) : undefined;
     const defaultLog = sync.log === undefined ? logFile : undefined;
     // The default log is checked like a user's only on this OS; printed for another, it is taken as it is.
-    const native = platform === hostPlatform();
+    const native = Deno.build.os !== "linux" && Deno.build.os !== "darwin" && Deno.build.os !== "windows"
+      ? false
+      : platform === hostPlatform();
     if (defaultLog !== undefined && native) sync.log = defaultLog;
     if (location.logFile !== undefined && sync.logMaxSize === undefined) sync.logMaxSize = DEFAULT_LOG_MAX_SIZE;
     const paths = checkPaths(sync.source, sync.replica, {
