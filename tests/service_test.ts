@@ -213,6 +213,32 @@ Deno.test("launchd plist parses as a property list with the right ProgramArgumen
     ]);
   });
 
+  const python = await toolAvailable("python3");
+  await t.step({
+    name: python
+      ? "python3's plistlib reads the same ProgramArguments"
+      : "python3's plistlib reads the same ProgramArguments (skipped: no python3)",
+    ignore: !python,
+    fn: async () => {
+      const { out } = await service(["print", "docs", source, replica, "-w", "--platform", "launchd"], env);
+      const child = new Deno.Command("python3", {
+        args: ["-c", "import json, plistlib, sys; print(json.dumps(plistlib.loads(sys.stdin.buffer.read())))"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(out));
+      await writer.close();
+      const result = await child.output();
+      assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+      const parsed = JSON.parse(new TextDecoder().decode(result.stdout));
+      // deno-lint-ignore no-explicit-any
+      assert.deepEqual(parsed.ProgramArguments, (plist.parse(out) as any).ProgramArguments);
+      assert.deepEqual(parsed.KeepAlive, { SuccessfulExit: false });
+    },
+  });
+
   await t.step("scheduled, compiled: StartInterval and the binary as it is", async () => {
     const argv = [
       "print",
