@@ -62,10 +62,14 @@ function need(env: EnvReader, name: string, platform: Platform): string {
  * @throws {UsageError} When a variable the place depends on (HOME, LOCALAPPDATA) is unset.
  * @example A systemd user service
  * ```ts
- * locateService("systemd", "user", "docs", grantedEnv).unitDir; // "/home/ana/.config/systemd/user"
+ * locateService({ platform: "systemd", scope: "user", name: "docs" }, grantedEnv).unitDir; // "/home/ana/.config/systemd/user"
  * ```
  */
-export function locateService(platform: Platform, scope: Scope, name: string, env: EnvReader): ServiceLocation {
+export function locateService(
+  service: { platform: Platform; scope: Scope; name: string },
+  env: EnvReader,
+): ServiceLocation {
+  const { platform, scope, name } = service;
   switch (platform) {
     case "systemd": {
       const unitDir = scope === "system"
@@ -169,11 +173,12 @@ export function syncArguments(o: CliOptions, paths: CheckedPaths): string[] {
  * @throws {UsageError} When a path holds a comma, which Deno's permission lists cannot name.
  * @example The command from source
  * ```ts
- * serviceCommand(["/data", "/backup", "--watch"], paths, { execPath: "/usr/bin/deno", mainPath: "/src/main.ts" });
+ * serviceCommand(["/data", "/backup", "--watch"], { paths, runtime: { execPath: "/usr/bin/deno", mainPath: "/src/main.ts" } });
  * // ["/usr/bin/deno", "run", "--no-prompt", "--allow-read=/data,/src,/backup", "--allow-write=/backup", "/src/main.ts", ...]
  * ```
  */
-export function serviceCommand(args: string[], paths: CheckedPaths, runtime: Runtime): string[] {
+export function serviceCommand(args: string[], how: { paths: CheckedPaths; runtime: Runtime }): string[] {
+  const { paths, runtime } = how;
   if (runtime.mainPath === undefined) return [runtime.execPath, ...args];
   const logDir = paths.log !== undefined ? folderOf(paths.log) : undefined;
   const writes = [paths.replica, logDir, paths.cacheDir].filter((p) => p !== undefined);

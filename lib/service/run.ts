@@ -81,7 +81,7 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       return 0;
     }
     const { platform, scope, name } = command;
-    const location = locateService(platform, scope, name, env);
+    const location = locateService({ platform, scope, name }, env);
     const unitDir = options.unitDir ?? location.unitDir;
     const relocate = (path: string) => options.unitDir === undefined ? path : path.replace(location.unitDir, unitDir);
     const files = location.files.map(relocate);
@@ -109,11 +109,12 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
     for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir]) {
       if (path !== undefined && /[\r\n]/.test(path)) throw new UsageError(`Path holds a line break: '${path}'`);
     }
+    const runtime = options.runtime ?? currentRuntime();
     const spec: ServiceSpec = {
       name,
       scope,
-      command: serviceCommand(syncArguments(sync, paths), paths, options.runtime ?? currentRuntime()),
-      fromSource: (options.runtime ?? currentRuntime()).mainPath !== undefined,
+      command: serviceCommand(syncArguments(sync, paths), { paths, runtime }),
+      fromSource: runtime.mainPath !== undefined,
       source: paths.source,
       replica: paths.replica,
       version: VERSION,
