@@ -50,7 +50,8 @@ async function service(
 /** A source and a (missing) replica whose names need quoting, and a fake home. */
 async function setup(root: string) {
   const source = join(root, "my source %h");
-  const replica = join(root, 'replica $HOME "q"');
+  // Windows forbids '"' in names.
+  const replica = join(root, POSIX ? 'replica $HOME "q"' : "replica $HOME q");
   const home = join(root, "home");
   await writeTree(source, { "a.txt": "a", d: { "b.txt": "b" } });
   await Deno.mkdir(home);
