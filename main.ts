@@ -57,6 +57,10 @@ async function main(args: string[]): Promise<number> {
   } catch (error) {
     return fail(error);
   }
+  if (command.kind === "service") {
+    const { runService } = await import("./lib/service/run.ts");
+    return await runService(command.argv);
+  }
   const o = command.options;
   const verbose = o.verbosity === "verbose";
   // The log file is opened before the folders are checked, so that a cron or service user who

@@ -64,7 +64,8 @@ export interface CliOptions {
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "sync"; options: CliOptions };
+  | { kind: "sync"; options: CliOptions }
+  | { kind: "service"; argv: string[] };
 
 /** The text of `--help`. */
 export const HELP = `foldersync ${VERSION}: keep a replica folder an exact one-way copy of a source folder
@@ -73,6 +74,7 @@ Usage:
   foldersync [sync] <source> <replica> [options]
   foldersync <source> <replica> <interval> [<log>]    (also <log> <interval>)
   foldersync -s <source> -r <replica> [-i <interval>] [-l <log>]
+  foldersync service print|install|uninstall|status <name> ...   (see foldersync service --help)
 
   A first argument sync (or verify, service: reserved) is always the command: write a
   folder of that name as ./sync. A third argument must be an interval; with a fourth,
@@ -116,6 +118,7 @@ Exit codes:
   3    refused for safety (an empty source and a non-empty replica); nothing was touched
   4    another foldersync is already syncing into this replica; nothing was touched
   5    --max-delete refused the run's removals: none was made, everything else was synced
+  6    service install/uninstall/status: files written, but the service manager failed
   130  a one-shot sync was stopped by SIGINT or SIGTERM before it finished
 `;
 
@@ -173,6 +176,8 @@ const OPTIONS = {
  * ```
  */
 export function parseCommand(argv: readonly string[]): Command {
+  // `service` has its own parser (lib/service/cli.ts), loaded only when used.
+  if (argv[0] === "service") return { kind: "service", argv: argv.slice(1) };
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });

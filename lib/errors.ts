@@ -18,6 +18,8 @@ export const ExitCode = {
   Locked: 4,
   /** The run would have removed more than `--max-delete` allows: it removed nothing. */
   MaxDelete: 5,
+  /** `service install`/`uninstall`/`status`: the files are written, but the service manager could not be run. */
+  ServiceManager: 6,
   /** A one-shot sync was stopped by SIGINT or SIGTERM before it finished. */
   Interrupted: 130,
 } as const;

@@ -458,7 +458,6 @@ export class Planner {
     if (why !== undefined) attrs.reason = why;
     this.#dirAttrs.set(path, attrs);
   }
-
 }
 
 /** Which attribute differs, for the record: the mtime, else the mode. */

@@ -141,7 +141,6 @@ Deno.test("parseCommand() takes a first positional that is a command word as the
       ["verify", "a", "b"],
       /^Command not available yet: 'verify' \(to name a folder called verify, write \.\/verify\)$/,
     ],
-    [["service", "a", "b"], /^Command not available yet: 'service'/],
   ];
   for (const [argv, message] of refused) {
     await t.step(argv.join(" "), () => {

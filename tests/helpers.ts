@@ -17,6 +17,25 @@ export const POSIX: boolean = Deno.build.os !== "windows";
 /** True when running as root, where permission bits do not stop the process. */
 export const IS_ROOT: boolean = POSIX && Deno.uid() === 0;
 
+/** True on Linux under CI=true, where `.ci/run` has installed every test tool: a missing one is a failure. */
+export const CI_LINUX: boolean = Deno.build.os === "linux" && Deno.env.get("CI") === "true";
+
+/**
+ * True when `program` runs (`program --version` succeeds). Tests that need a tool skip
+ * without it, except under {@linkcode CI_LINUX}, where they run and fail.
+ */
+export async function toolAvailable(program: string): Promise<boolean> {
+  try {
+    return (await new Deno.Command(program, { args: ["--version"], stdout: "null", stderr: "null" }).output()).success;
+  } catch {
+    return false;
+  }
+}
+
+if (!POSIX) {
+  console.log("Windows: the tests marked ignored need POSIX symbolic links, modes, signals or users, and are skipped");
+}
+
 const decoder = new TextDecoder();
 
 /** A temp directory that removes itself, even when tests left read-only entries in it. */
@@ -82,8 +101,8 @@ export function spawnMain(args: string[], permissions = ["--allow-read", "--allo
 
 /**
  * The independent oracle: `rsync -rlptD -J -c --delete -n -i src/ dst/` lists every
- * difference; an exact mirror prints nothing. Where rsync is missing (Windows runners), a
- * tree comparison by lstat and content stands in.
+ * difference; an exact mirror prints nothing. Where rsync is missing (Windows runners) or too
+ * old (macOS), a tree comparison by lstat and content stands in.
  */
 export async function mirrorDiff(source: string, replica: string): Promise<string> {
   if (await hasRsync()) {
@@ -99,13 +118,22 @@ export async function mirrorDiff(source: string, replica: string): Promise<strin
 }
 
 let rsyncAvailable: boolean | undefined;
+/**
+ * True when an rsync of 3.1 or later is on the PATH (`-J` is from 3.1). macOS ships an older
+ * one (or openrsync, which reports 2.6.9) and Windows none: there the tree comparison is the oracle.
+ */
 async function hasRsync(): Promise<boolean> {
   if (rsyncAvailable === undefined) {
     try {
-      rsyncAvailable = (await new Deno.Command("rsync", { args: ["--version"], stdout: "null" }).output()).success;
+      const out = await new Deno.Command("rsync", { args: ["--version"], stdout: "piped", stderr: "null" }).output();
+      const version = /rsync\s+version\s+v?(\d+)\.(\d+)/.exec(decoder.decode(out.stdout));
+      rsyncAvailable = out.success && version !== null &&
+        (Number(version[1]) > 3 || (Number(version[1]) === 3 && Number(version[2]) >= 1));
     } catch {
       rsyncAvailable = false;
     }
+    if (!rsyncAvailable && CI_LINUX) throw new Error("rsync 3.1 or later is missing: .ci/run installs it");
+    if (!rsyncAvailable) console.log("rsync 3.1 or later is missing: the oracle is the tree comparison alone");
   }
   return rsyncAvailable;
 }

@@ -1,0 +1,208 @@
+/**
+ * Where each platform expects a service's files and logs, and the command line the service
+ * runs (the compiled binary as it is, or `deno run` with permissions scoped to the
+ * service's own paths).
+ *
+ * @module
+ */
+
+import { posix } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { CliOptions } from "../cli.ts";
+import type { CheckedPaths } from "../config.ts";
+
+/** The checked paths of a service's sync, with its log file (checked by `checkLogPath`). */
+export type ServicePaths = CheckedPaths & { log?: string };
+import { UsageError } from "../errors.ts";
+import type { Platform, Scope } from "./cli.ts";
+import { launchdLabel } from "./launchd.ts";
+import { pathsFor } from "./spec.ts";
+import { systemdUnitName } from "./systemd.ts";
+
+/** Reads an environment variable, or undefined where it is unset or may not be read. */
+export type EnvReader = (name: string) => string | undefined;
+
+/**
+ * Reads an environment variable only where the permission is already granted, so that
+ * nothing prompts.
+ *
+ * @example Reading HOME
+ * ```ts
+ * grantedEnv("HOME"); // "/home/ana", or undefined without --allow-env=HOME
+ * ```
+ */
+export function grantedEnv(name: string): string | undefined {
+  return Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"
+    ? Deno.env.get(name)
+    : undefined;
+}
+
+/** Where a service's files live on its platform. */
+export interface ServiceLocation {
+  /** The directory the definition files go into. */
+  unitDir: string;
+  /** The default log file where the platform keeps no logs itself; undefined for journald. */
+  logFile?: string;
+  /** launchd only: where the process's stderr goes. */
+  stderrPath?: string;
+  /** The files that make up an installed service (for uninstall and status). */
+  files: string[];
+}
+
+function need(env: EnvReader, name: string, platform: Platform): string {
+  const value = env(name);
+  if (!value) {
+    throw new UsageError(
+      `Cannot locate the ${platform} service folder: '${name}' is not set or not readable (grant --allow-env=${name})`,
+    );
+  }
+  return value;
+}
+
+/**
+ * The unit directory and default log of a service.
+ *
+ * @throws {UsageError} When a variable the place depends on (HOME, LOCALAPPDATA) is unset.
+ * @example A systemd user service
+ * ```ts
+ * locateService({ platform: "systemd", scope: "user", name: "docs" }, grantedEnv).unitDir; // "/home/ana/.config/systemd/user"
+ * ```
+ */
+export function locateService(
+  service: { platform: Platform; scope: Scope; name: string },
+  env: EnvReader,
+): ServiceLocation {
+  const { platform, scope, name } = service;
+  switch (platform) {
+    case "systemd": {
+      const unitDir = scope === "system"
+        ? "/etc/systemd/system"
+        : posix.join(env("XDG_CONFIG_HOME") || posix.join(need(env, "HOME", platform), ".config"), "systemd", "user");
+      const unit = systemdUnitName(name);
+      return { unitDir, files: [posix.join(unitDir, `${unit}.service`), posix.join(unitDir, `${unit}.timer`)] };
+    }
+    case "launchd": {
+      const home = scope === "system" ? "/" : need(env, "HOME", platform);
+      const unitDir = posix.join(home, "Library", scope === "system" ? "LaunchDaemons" : "LaunchAgents");
+      const logs = posix.join(home, "Library", "Logs");
+      return {
+        unitDir,
+        logFile: posix.join(logs, `foldersync-${name}.log`),
+        stderrPath: posix.join(logs, `foldersync-${name}.stderr.log`),
+        files: [posix.join(unitDir, `${launchdLabel(name)}.plist`)],
+      };
+    }
+    case "windows": {
+      const base = scope === "system" ? env("ProgramData") || "C:\\ProgramData" : need(env, "LOCALAPPDATA", platform);
+      const { join } = pathsFor(base);
+      const unitDir = join(base, "foldersync", name);
+      return { unitDir, logFile: join(unitDir, "foldersync.log"), files: [join(unitDir, "task.xml")] };
+    }
+  }
+}
+
+/** How this process runs: a compiled binary, or deno with a main module. */
+export interface Runtime {
+  /** Absolute path of the running executable (`deno`, or the compiled binary). */
+  execPath: string;
+  /** Absolute path of main.ts when running from source; undefined for a compiled binary. */
+  mainPath?: string;
+}
+
+/**
+ * This process's {@linkcode Runtime}: compiled when `Deno.build.standalone` says so.
+ *
+ * @throws {UsageError} When running from source with a main module that is not a local file.
+ * @example The current runtime
+ * ```ts
+ * currentRuntime(); // { execPath: "/usr/bin/deno", mainPath: "/home/ana/foldersync/main.ts" }
+ * ```
+ */
+export function currentRuntime(): Runtime {
+  if (Deno.build.standalone) return { execPath: Deno.execPath() };
+  if (!Deno.mainModule.startsWith("file:")) {
+    throw new UsageError(`A service runs foldersync from a local clone, not from: '${Deno.mainModule}'`);
+  }
+  return { execPath: Deno.execPath(), mainPath: fileURLToPath(Deno.mainModule) };
+}
+
+/** Default `--log-max-size` where the platform does not rotate logs (10 MiB). */
+export const DEFAULT_LOG_MAX_SIZE: number = 10 * 1024 * 1024;
+
+/** The folder of a path, whichever OS's path it is (a definition may be printed for another OS). */
+function folderOf(path: string): string {
+  return pathsFor(path).dirname(path);
+}
+
+function durationText(ms: number): string {
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/**
+ * The arguments a sync with these (checked) options is run with: absolute paths, every
+ * option spelled out, nothing that depends on the current directory.
+ *
+ * @example Arguments
+ * ```ts
+ * syncArguments(options, { source: "/data", replica: "/backup" }); // ["/data", "/backup", "--watch"]
+ * ```
+ */
+export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
+  const args = [paths.source, paths.replica];
+  if (o.checksum) args.push("--checksum");
+  if (o.hash !== undefined) args.push("--hash", o.hash);
+  if (o.intervalMs !== undefined) args.push("--interval", durationText(o.intervalMs));
+  if (o.watch) args.push("--watch");
+  if (paths.log !== undefined) args.push("--log", paths.log);
+  if (o.logFormat !== "text") args.push("--log-format", o.logFormat);
+  if (o.logMaxSize !== undefined) args.push("--log-max-size", String(o.logMaxSize));
+  if (o.logKeep !== undefined) args.push("--log-keep", String(o.logKeep));
+  if (o.allowEmptySource) args.push("--allow-empty-source");
+  if (o.mkpath) args.push("--mkpath");
+  if (o.maxDelete !== undefined) {
+    args.push("--max-delete", "count" in o.maxDelete ? String(o.maxDelete.count) : `${o.maxDelete.percent}%`);
+  }
+  if (o.jobs !== undefined) args.push("--jobs", String(o.jobs));
+  if (o.cacheDir === false) args.push("--no-cache");
+  else if (paths.cacheDir !== undefined) args.push("--cache-dir", paths.cacheDir);
+  if (o.verbosity !== "normal") args.push(`--${o.verbosity}`);
+  return args;
+}
+
+/**
+ * The full command a service runs. From source: `deno run --no-prompt` with
+ * `--allow-read` and `--allow-write` scoped to the source, the replica, the log's folder
+ * and the hash cache (and read access to the app's folder, for its workers), then main.ts; compiled: the binary itself.
+ *
+ * @throws {UsageError} When a path holds a comma, which Deno's permission lists cannot name.
+ * @example The command from source
+ * ```ts
+ * serviceCommand(["/data", "/backup", "--watch"], { paths, runtime: { execPath: "/usr/bin/deno", mainPath: "/src/main.ts" } });
+ * // ["/usr/bin/deno", "run", "--no-prompt", "--allow-read=/data,/src,/backup", "--allow-write=/backup", "/src/main.ts", ...]
+ * ```
+ */
+export function serviceCommand(args: string[], how: { paths: ServicePaths; runtime: Runtime }): string[] {
+  const { paths, runtime } = how;
+  if (runtime.mainPath === undefined) return [runtime.execPath, ...args];
+  const logDir = paths.log !== undefined ? folderOf(paths.log) : undefined;
+  const writes = [paths.replica, logDir, paths.cacheDir].filter((p) => p !== undefined);
+  // The app's own folder too: Deno checks read access when it loads the walk, copy and hash workers.
+  const reads = [paths.source, folderOf(runtime.mainPath), ...writes];
+  for (const path of reads) {
+    if (path.includes(",")) {
+      throw new UsageError(`Path holds a comma, which Deno's permission flags cannot name: '${path}'`);
+    }
+  }
+  return [
+    runtime.execPath,
+    "run",
+    "--no-prompt",
+    `--allow-read=${reads.join(",")}`,
+    `--allow-write=${writes.join(",")}`,
+    runtime.mainPath,
+    ...args,
+  ];
+}
