@@ -13,6 +13,7 @@ import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.t
 import { lockReplica } from "./lib/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/schedule.ts";
+import { verifyOnce } from "./lib/sync.ts";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
@@ -79,7 +80,7 @@ async function main(args: string[]): Promise<number> {
     return fail(error, verbose);
   }
   try {
-    return await sync(o);
+    return command.kind === "verify" ? await verify(o) : await sync(o);
   } catch (error) {
     const text = describeError(error);
     logger.error("{text}", { text, action: "error", error: text });
@@ -122,6 +123,38 @@ async function sync(o: CliOptions): Promise<number> {
       signal: controller.signal,
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
     });
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+  }
+}
+
+/**
+ * Compares the folders and reports each difference; logging is set up. Takes no lock and
+ * writes nothing (a log file aside): `deno run --allow-read main.ts verify ...` is enough.
+ */
+async function verify(o: CliOptions): Promise<number> {
+  const paths = checkPaths(o.source, o.replica, {
+    checksum: o.checksum,
+    ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+  });
+  try {
+    if (!Deno.statSync(paths.replica).isDirectory) throw new Deno.errors.NotFound();
+  } catch {
+    throw new UsageError(`Replica does not exist: '${o.replica}'`);
+  }
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  try {
+    return await verifyOnce({
+      source: paths.source,
+      replica: paths.replica,
+      checksum: o.checksum,
+      ...(o.hash !== undefined ? { hash: o.hash } : {}),
+      ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
+      ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),
+    }, controller.signal);
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }

@@ -65,6 +65,7 @@ export type Command =
   | { kind: "help" }
   | { kind: "version" }
   | { kind: "sync"; options: CliOptions }
+  | { kind: "verify"; options: CliOptions }
   | { kind: "service"; argv: string[] };
 
 /** The text of `--help`. */
@@ -74,9 +75,13 @@ Usage:
   foldersync [sync] <source> <replica> [options]
   foldersync <source> <replica> <interval> [<log>]    (also <log> <interval>)
   foldersync -s <source> -r <replica> [-i <interval>] [-l <log>]
+  foldersync verify <source> <replica> [-c] [--hash NAME] [-l FILE] [--log-format json] [-q|-v]
   foldersync service print|install|uninstall|status <name> ...   (see foldersync service --help)
 
-  A first argument sync (or verify, service: reserved) is always the command: write a
+  verify compares the trees and changes nothing: one line per difference (missing, extra,
+  differs with the reason), exit 0 when identical and 1 when they differ.
+
+  A first argument sync, verify or service is always the command: write a
   folder of that name as ./sync. A third argument must be an interval; with a fourth,
   exactly one of the two is. A path that starts with - goes after -- (or write ./-x).
 
@@ -122,10 +127,7 @@ Exit codes:
   130  a one-shot sync was stopped by SIGINT or SIGTERM before it finished
 `;
 
-/**
- * Command words: a first positional that is one of them is always the command. `verify` and
- * `service` are reserved for the commands coming next.
- */
+/** Command words: a first positional that is one of them is always the command. */
 const COMMANDS = ["sync", "verify", "service"] as const;
 
 /** The shortest interval: a shorter one is a busy loop, not a schedule. */
@@ -193,7 +195,13 @@ export function parseCommand(argv: readonly string[]): Command {
   const word = COMMANDS.find((c) => c === positionals[0]);
   if (word !== undefined) positionals.shift();
   const folderHint = word !== undefined ? ` (to name a folder called ${word}, write ./${word})` : "";
-  if (word !== undefined && word !== "sync") throw new UsageError(`Command not available yet: '${word}'${folderHint}`);
+  if (word === "service") throw new UsageError("The service command comes first: foldersync service ... (see --help)");
+  if (word === "verify") {
+    // Everything that schedules, creates or removes belongs to sync alone.
+    const syncOnly = ["interval", "watch", "dry-run", "max-delete", "allow-empty-source", "mkpath"] as const;
+    const used = syncOnly.find((name) => values[name] !== undefined);
+    if (used !== undefined) throw new UsageError(`Option not valid with verify: '--${used}'`);
+  }
 
   let source = values.source;
   let replica = values.replica;
@@ -218,6 +226,7 @@ export function parseCommand(argv: readonly string[]): Command {
 
   const logs = [values.log, values["log-file"], values["log_path"]].filter((v) => v !== undefined);
   let intervalText = values.interval;
+  if (word === "verify" && positionals.length > 0) throw new UsageError(`Unexpected argument: '${positionals[0]}'`);
   const extra = splitSeedPositionals(positionals);
   if (extra.interval !== undefined) {
     if (intervalText !== undefined) throw new UsageError(`Interval given twice: '${extra.interval}'`);
@@ -279,7 +288,7 @@ export function parseCommand(argv: readonly string[]): Command {
   }
   if (values["no-cache"]) options.cacheDir = false;
   else if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
-  return { kind: "sync", options };
+  return { kind: word === "verify" ? "verify" : "sync", options };
 }
 
 /** True when `text` reads as a duration, even a bad one (`0`, `-5`) that the interval check then reports. */

@@ -4,14 +4,22 @@
  * @module
  */
 
-import { type ApplyEvent, createApplier, emptyStats, type FsOps, type Stats } from "./apply.ts";
+import { type Applier, createApplier, type FsOps, type Stats } from "./apply.ts";
 import type { SyncOptions } from "./config.ts";
 import { describeError, ExitCode, RefusedError } from "./errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
 import { DEFAULT_HASH } from "./hash.ts";
 import type { ContentComparer } from "./compare.ts";
-import { logger, logLine, operationsLogged, showPath } from "./log.ts";
-import { countPlan, type Plan, type Planner } from "./plan.ts";
+import { logger, showPath } from "./log.ts";
+import type { Plan, Planner } from "./plan.ts";
+import {
+  createDryRunReporter,
+  createVerifyReporter,
+  logEntryError,
+  logEvent,
+  logVanished,
+  type VerifyCounts,
+} from "./report.ts";
 import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
@@ -31,6 +39,8 @@ export interface RunResult {
   aborted: boolean;
   /** Set when the removal gate refused the run's removals (`maxDelete`): none ran. */
   refused?: GateVerdict;
+  /** With `verify`, the differences found. */
+  differences?: VerifyCounts;
 }
 
 /** Extra knobs for {@linkcode runOnce} that are not user options. */
@@ -50,78 +60,12 @@ export interface RunControl {
    * @default false
    */
   replicaMustExist?: boolean;
-}
-
-function logEvent(event: ApplyEvent, dryRun: boolean): void {
-  const prefix = dryRun ? "would " : "";
-  switch (event.type) {
-    case "op": {
-      if (!operationsLogged()) break;
-      const what = event.action === "attrs" ? "set attrs" : event.kind === "dir" ? `${event.action} dir` : event.action;
-      const detail = event.size !== undefined
-        ? ` (${formatBytes(event.size)})`
-        : event.target !== undefined
-        ? ` -> ${showPath(event.target)}`
-        : "";
-      const fields: Record<string, unknown> = { action: event.action, path: event.path };
-      if (event.size !== undefined) fields.size = event.size;
-      if (event.target !== undefined) fields.target = event.target;
-      if (event.kind !== undefined) fields.kind = event.kind;
-      if (dryRun) fields.dryRun = true;
-      logLine("info", { text: `${prefix}${what} ${showPath(event.path)}${detail}`, ...fields });
-      break;
-    }
-    case "error":
-      logEntryError(event.path, event.message);
-      break;
-    case "vanished":
-      logVanished(event.path);
-      break;
-    case "debug":
-      logger.debug("{text}", { text: `${showPath(event.path)}: ${event.message}`, path: event.path });
-      break;
-  }
-}
-
-/** One error line for one entry: `path: message`, with the path as a field for JSON logs. */
-function logEntryError(path: string, message: string, suffix = "", prefix = ""): void {
-  logger.error("{text}", {
-    text: `${prefix}${showPath(path)}: ${message}${suffix}`,
-    action: "error",
-    path,
-    error: message,
-  });
-}
-
-/** A source entry deleted while the run went on: a warning, as rsync's "file has vanished". */
-function logVanished(path: string): void {
-  logger.warn("{text}", { text: `vanished ${showPath(path)}`, action: "vanished", path });
-}
-
-/** Reports a plan as the operations it would do, in the order they would be done. */
-function reportPlan(p: Plan): Stats {
-  const stats = emptyStats();
-  const emit = (e: ApplyEvent) => logEvent(e, true);
-  for (const r of p.removes) emit({ type: "op", action: "remove", path: r.path, kind: r.kind });
-  for (const m of p.mkdirs) {
-    if (m.path !== "") emit({ type: "op", action: "create", path: m.path, kind: "dir" });
-  }
-  for (const t of p.transfers) {
-    if (t.op === "link") emit({ type: "op", action: "link", path: t.path, target: t.target });
-    else if (t.op === "attrs") emit({ type: "op", action: "attrs", path: t.path });
-    else emit({ type: "op", action: t.op, path: t.path, size: t.size });
-  }
-  const counts = countPlan(p);
-  Object.assign(stats, {
-    created: counts.create,
-    copied: counts.copy,
-    updated: counts.update,
-    linked: counts.link,
-    attrs: counts.attrs,
-    removed: counts.remove,
-    bytes: p.bytes,
-  });
-  return stats;
+  /**
+   * Compare only: report each difference between the trees (see
+   * {@linkcode createVerifyReporter}) and change nothing, not even the hash cache.
+   * @default false
+   */
+  verify?: boolean;
 }
 
 /**
@@ -143,31 +87,31 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     replica,
     checksum = false,
     hash = DEFAULT_HASH,
-    dryRun = false,
-    allowEmptySource = false,
     jobs = 8,
     cacheDir,
-    maxDelete,
   } = options;
+  const { signal, partActions = PART_ACTIONS, replicaMustExist = false, verify = false } = control;
+  // Verify compares, whatever the options say: it removes nothing, so it has no guard or cap.
+  const dryRun = verify || (options.dryRun ?? false);
+  const allowEmptySource = verify || (options.allowEmptySource ?? false);
+  const maxDelete = verify ? undefined : options.maxDelete;
   const started = performance.now();
-  const { signal, partActions = PART_ACTIONS, replicaMustExist = false } = control;
   if (replicaMustExist && !dryRun) checkReplicaExists(replica);
-  const applier = dryRun ? undefined : createApplier(source, replica, {
+  const verifier = verify ? createVerifyReporter() : undefined;
+  const applier: Applier = verifier ?? (dryRun ? createDryRunReporter() : createApplier(source, replica, {
     jobs,
     ...(control.fs ? { fs: control.fs } : {}),
     ...(signal ? { signal } : {}),
     onEvent: (e) => logEvent(e, false),
-  });
-  const dryStats = emptyStats();
+  }));
   let applyMs = 0;
-  /** Applies (or, in a dry run, reports) one part of the plan. */
   // With a cap, removals (and what depends on them) wait for the gate's verdict on the whole run.
   const held = maxDelete ? new HeldPlan() : undefined;
+  /** Applies (or reports) one part of the plan. */
   const applyPart = async (whole: Plan) => {
     const part = held ? held.split(whole) : whole;
     const t0 = performance.now();
-    if (applier) await applier.apply(part);
-    else addStats(dryStats, reportPlan(part));
+    await applier.apply(part);
     applyMs += performance.now() - t0;
   };
 
@@ -241,21 +185,20 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
       if (!verdict.allowed) {
         refused = verdict;
         logRefusal(verdict, maxDelete);
-        applier?.refuse(last.removes);
+        applier.refuse(last.removes);
         last.removes = [];
       }
       if (!signal?.aborted) {
         const t0 = performance.now();
-        if (applier) await applier.apply(last);
-        else addStats(dryStats, reportPlan(last));
+        await applier.apply(last);
         applyMs += performance.now() - t0;
       }
     }
     const t0 = performance.now();
-    if (applier && !signal?.aborted) await applier.finish(rest);
+    if (!signal?.aborted) await applier.finish(rest);
     applyMs += performance.now() - t0;
   }
-  const stats = applier?.stats ?? dryStats;
+  const stats = applier.stats;
   stats.errors += problems + hashErrors + rest.skipped.length;
   stats.vanished += vanished;
   const durationMs = performance.now() - started;
@@ -265,8 +208,16 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     }`,
   });
   const aborted = signal?.aborted ?? false;
-  logSummary(stats, durationMs, { dryRun, aborted, scanned: planner.sourceEntries, refused: refused?.planned ?? 0 });
-  return { stats, durationMs, aborted, ...(refused ? { refused } : {}) };
+  const scanned = planner.sourceEntries;
+  if (verifier) logVerifySummary(verifier.counts, stats.errors, durationMs, { aborted, scanned });
+  else logSummary(stats, durationMs, { dryRun, aborted, scanned, refused: refused?.planned ?? 0 });
+  return {
+    stats,
+    durationMs,
+    aborted,
+    ...(refused ? { refused } : {}),
+    ...(verifier ? { differences: verifier.counts } : {}),
+  };
 }
 
 /** The one line that says the cap stopped every removal. */
@@ -287,9 +238,21 @@ function checkReplicaExists(replica: string): void {
   throw new Error(`Replica folder is missing: '${replica}': not recreated (is its disk mounted?)`);
 }
 
-/** Adds the counts of `more` to `stats`. */
-function addStats(stats: Stats, more: Stats): void {
-  for (const key of Object.keys(stats) as Array<keyof Stats>) stats[key] += more[key];
+/** The summary of `verify`: identical, or how many differences of each kind. */
+function logVerifySummary(
+  counts: VerifyCounts,
+  errors: number,
+  durationMs: number,
+  how: { aborted: boolean; scanned: number },
+): void {
+  const total = counts.missing + counts.extra + counts.differs;
+  const head = how.aborted ? "Verify stopped" : total === 0 && errors === 0 ? "Verify: identical" : "Verify: different";
+  const text =
+    `${head}: ${counts.missing} missing, ${counts.extra} extra, ${counts.differs} differ, ${errors} errors ` +
+    `in ${formatDuration(durationMs)} (${how.scanned} source entries)`;
+  const fields = { text, summary: true, action: "summary", ...counts, errors, durationMs: Math.round(durationMs) };
+  if (total > 0 || errors > 0) logger.warn("{text}", fields);
+  else logger.info("{text}", fields);
 }
 
 function logSummary(
@@ -314,6 +277,24 @@ function logSummary(
   };
   if (stats.errors > 0 || how.refused > 0) logger.warn("{text}", fields);
   else logger.info("{text}", fields);
+}
+
+/**
+ * Compares `options.source` with `options.replica` once, logs each difference and a summary,
+ * and changes nothing. Needs only read permission for both trees.
+ *
+ * Returns 0 when they are identical, 1 when they differ or an entry could not be read.
+ *
+ * @example Verifying a backup
+ * ```ts
+ * const code = await verifyOnce({ source: "/data", replica: "/backup/data", checksum: true });
+ * ```
+ */
+export async function verifyOnce(options: SyncOptions, signal?: AbortSignal): Promise<ExitCode> {
+  const result = await runOnce(options, { verify: true, ...(signal ? { signal } : {}) });
+  if (result.aborted) return ExitCode.Interrupted;
+  const d = result.differences!;
+  return d.missing + d.extra + d.differs + result.stats.errors > 0 ? ExitCode.Partial : ExitCode.Ok;
 }
 
 /**

@@ -137,10 +137,8 @@ Deno.test("parseCommand() takes a first positional that is a command word as the
     [["sync", "/backup", "60"], /^Replica reads as an interval: '60' \(to name a folder called sync, write \.\/sync; /],
     [["sync", "/backup"], /^Missing arguments: .*\(to name a folder called sync, write \.\/sync\)$/],
     [["sync"], /^Missing arguments: .*write \.\/sync/],
-    [
-      ["verify", "a", "b"],
-      /^Command not available yet: 'verify' \(to name a folder called verify, write \.\/verify\)$/,
-    ],
+    [["verify", "a"], /^Missing arguments: foldersync verify .*write \.\/verify\)$/],
+    [["-q", "service", "a", "b"], /^The service command comes first/],
   ];
   for (const [argv, message] of refused) {
     await t.step(argv.join(" "), () => {
@@ -253,4 +251,12 @@ Deno.test("parseCommand() reads --max-delete as a count or a percentage", () => 
   assert.deepEqual(syncOptions(["a", "b", "--max-delete", "50%"]).maxDelete, { percent: 50 });
   assert.deepEqual(syncOptions(["a", "b", "--max-delete=2.5%"]).maxDelete, { percent: 2.5 });
   assert.equal(syncOptions(["a", "b"]).maxDelete, undefined);
+});
+
+Deno.test("parseCommand() reads verify with the options that compare, and the sync word as sync", () => {
+  const verify = parseCommand(["verify", "a", "b", "-c", "--hash", "md5", "-q"]);
+  assert.equal(verify.kind, "verify");
+  if (verify.kind !== "verify") return;
+  assert.deepEqual([verify.options.source, verify.options.replica, verify.options.checksum], ["a", "b", true]);
+  assert.equal(parseCommand(["./verify", "b"]).kind, "sync", "a folder named verify is written ./verify");
 });
