@@ -6,12 +6,11 @@ import { runOnce, syncOnce } from "../lib/sync.ts";
 import { ExitCode } from "../lib/errors.ts";
 import {
   assertMirror,
-  collect,
   mirrorDiff,
   POSIX,
   runMain,
   snapshot,
-  spawnMain,
+  startMain,
   tempDir,
   waitFor,
   writeTree,
@@ -154,17 +153,14 @@ Deno.test("--interval goes on after a run that --max-delete refused, and checks 
   const dst = join(tmp.path, "dst");
   await writeTree(src, { keep: "k" });
   await writeTree(dst, { keep: "k", x: "x", y: "y" });
-  const child = spawnMain([src, dst, "-i", "1s", "--max-delete", "1"]);
-  const out = collect(child.stdout);
-  const err = collect(child.stderr);
+  const run = startMain([src, dst, "-i", "1s", "--max-delete", "1"]);
   try {
-    await waitFor(() => (err.text().match(/Refusing to remove 2 entries/g)?.length ?? 0) >= 2, 20_000, "two refusals");
+    const refusals = () => run.err.text().match(/Refusing to remove 2 entries/g)?.length ?? 0;
+    await waitFor(() => refusals() >= 2, 20_000, "two refusals");
     await Deno.remove(join(dst, "x")); // now within the cap
     await waitFor(() => Deno.lstat(join(dst, "y")).then(() => false, () => true), 20_000, "the allowed removal");
   } finally {
-    child.kill("SIGTERM");
-    assert.equal((await child.status).code, 0);
-    await Promise.all([out.done, err.done]);
+    assert.equal((await run.stop()).status.code, 0);
   }
   await assertMirror(src, dst);
 });

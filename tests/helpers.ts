@@ -228,6 +228,34 @@ export function collect(stream: ReadableStream<Uint8Array>): { text: () => strin
   return { text: () => text, done };
 }
 
+/** A running main.ts, with its output collected as it comes; {@linkcode startMain} makes one. */
+export interface RunningMain {
+  child: Deno.ChildProcess;
+  out: { text: () => string; done: Promise<void> };
+  err: { text: () => string; done: Promise<void> };
+  /** Sends `signal` (default SIGTERM), waits for the exit and the output, and says how long that took. */
+  stop(signal?: Deno.Signal): Promise<{ status: Deno.CommandStatus; ms: number }>;
+}
+
+/** Starts main.ts with `args` and collects its output; the caller must `stop()` it. */
+export function startMain(args: string[]): RunningMain {
+  const child = spawnMain(args);
+  const out = collect(child.stdout);
+  const err = collect(child.stderr);
+  return {
+    child,
+    out,
+    err,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      const started = Date.now();
+      child.kill(signal);
+      const status = await child.status;
+      await Promise.all([out.done, err.done]);
+      return { status, ms: Date.now() - started };
+    },
+  };
+}
+
 let unprivileged: Promise<{ app: string; denoDir: string } | undefined> | undefined;
 
 /**

@@ -12,13 +12,12 @@ import { denoFs, type FsOps } from "../lib/apply.ts";
 import { runOnce } from "../lib/sync.ts";
 import {
   assertMirror,
-  collect,
   IS_ROOT,
   POSIX,
   runMain,
   runMainUnprivileged,
   snapshot,
-  spawnMain,
+  startMain,
   tempDir,
   waitFor,
   writeTree,
@@ -171,20 +170,17 @@ Deno.test("--interval reports a replica that disappeared each run, never recreat
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
   await writeTree(src, { "a.txt": "a" });
-  const child = spawnMain([src, dst, "-i", "1s"]);
-  const out = collect(child.stdout);
-  const err = collect(child.stderr);
+  const run = startMain([src, dst, "-i", "1s"]);
   try {
-    await waitFor(() => /Sync done/.test(out.text()), 20_000, "the first sync");
+    await waitFor(() => /Sync done/.test(run.out.text()), 20_000, "the first sync");
     await Deno.remove(dst, { recursive: true });
-    await waitFor(() => (err.text().match(/Replica folder is missing/g)?.length ?? 0) >= 2, 20_000, "two reports");
+    const reports = () => run.err.text().match(/Replica folder is missing/g)?.length ?? 0;
+    await waitFor(() => reports() >= 2, 20_000, "two reports");
     await assert.rejects(Deno.lstat(dst), Deno.errors.NotFound, "never recreated");
     await Deno.mkdir(dst);
     await waitFor(() => Deno.lstat(join(dst, "a.txt")).then(() => true, () => false), 20_000, "the resumed sync");
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await Promise.all([out.done, err.done]);
+    await run.stop();
   }
   await assertMirror(src, dst);
 });
@@ -198,10 +194,8 @@ Deno.test("--watch retries a run that had errors promptly, and backs off while t
   await writeTree(src, { "a.txt": "a" });
   // A FIFO cannot be copied: every run ends with an error, and nothing changes to send events.
   assert.ok((await new Deno.Command("mkfifo", { args: [join(src, "pipe")] }).output()).success);
-  const child = spawnMain([src, dst, "--watch"]);
-  const out = collect(child.stdout);
-  const err = collect(child.stderr);
-  const runs = () => (out.text() + err.text()).match(/Sync done/g)?.length ?? 0;
+  const run = startMain([src, dst, "--watch"]);
+  const runs = () => (run.out.text() + run.err.text()).match(/Sync done/g)?.length ?? 0;
   try {
     await waitFor(() => runs() >= 1, 20_000, "the first sync");
     const first = Date.now();
@@ -210,8 +204,6 @@ Deno.test("--watch retries a run that had errors promptly, and backs off while t
     await new Promise((resolve) => setTimeout(resolve, 3_000 - (Date.now() - first)));
     assert.ok(runs() <= 3, `backed off: ${runs()} runs in 3 s`);
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await Promise.all([out.done, err.done]);
+    await run.stop();
   }
 });

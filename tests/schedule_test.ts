@@ -2,35 +2,17 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   assertMirror,
-  collect,
   mirrorDiff,
   POSIX,
   runMain,
   snapshot,
-  spawnMain,
+  startMain,
   tempDir,
   waitFor,
   writeTree,
 } from "./helpers.ts";
 
-/** A running main.ts with its output collected as it comes. */
-function start(args: string[]) {
-  const child = spawnMain(args);
-  const out = collect(child.stdout);
-  const err = collect(child.stderr);
-  return {
-    child,
-    out,
-    err,
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      const started = Date.now();
-      child.kill(signal);
-      const status = await child.status;
-      await Promise.all([out.done, err.done]);
-      return { status, ms: Date.now() - started };
-    },
-  };
-}
+const start = startMain;
 
 const mirrored = (src: string, dst: string) => async () => (await mirrorDiff(src, dst)) === "";
 const noTemps = (dir: string) => [...Deno.readDirSync(dir)].every((e) => !e.name.endsWith(".tmp"));
