@@ -7,13 +7,13 @@
  * @module
  */
 
-import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli.ts";
+import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli/cli.ts";
 import { checkLogPath, checkPaths, missingParent } from "./lib/config.ts";
 import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
-import { lockReplica } from "./lib/lock.ts";
+import { lockReplica } from "./lib/replica/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
-import { runSchedule } from "./lib/schedule.ts";
-import { verifyOnce } from "./lib/sync.ts";
+import { runSchedule } from "./lib/run/schedule.ts";
+import { verifyOnce } from "./lib/engine/sync.ts";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);

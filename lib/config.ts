@@ -7,8 +7,8 @@
 
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { UsageError } from "./errors.ts";
-import type { HashName } from "./hash.ts";
-import type { MaxDelete } from "./gate.ts";
+import type { HashName } from "./content/hash.ts";
+import type { MaxDelete } from "./engine/gate.ts";
 
 /** Options for one sync, with every path already checked and made absolute. */
 export interface SyncOptions {

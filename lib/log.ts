@@ -6,7 +6,7 @@
  */
 
 import { configure, getLogger, type LogLevel, type LogRecord, reset, type Sink } from "@logtape/logtape";
-import type { Verbosity } from "./cli.ts";
+import type { Verbosity } from "./cli/cli.ts";
 import { UsageError } from "./errors.ts";
 
 /** The logger foldersync writes to. */

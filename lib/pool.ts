@@ -55,7 +55,7 @@ const TERMINATE_GRACE_MS = 50;
  *
  * @example Copying in two workers
  * ```ts
- * await runInWorkers(new URL("./copy_worker.ts", import.meta.url), jobs.length, (i) => jobs[i]!, {
+ * await runInWorkers(new URL("./replica/local/copy_worker.ts", import.meta.url), jobs.length, (i) => jobs[i]!, {
  *   workers: 2,
  *   onResult: (i, r) => console.log(i, r),
  *   onUnfinished: (_i, job) => Deno.remove(job.tmp).catch(() => {}),

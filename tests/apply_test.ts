@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type ApplyEvent, applyPlan, denoFs, type FsOps, TEMP_PATTERN } from "../lib/apply.ts";
-import { planTrees } from "../lib/march.ts";
-import { runOnce } from "../lib/sync.ts";
+import { type ApplyEvent, applyPlan, denoFs, type FsOps, TEMP_PATTERN } from "../lib/engine/apply.ts";
+import { planTrees } from "../lib/engine/march.ts";
+import { runOnce } from "../lib/engine/sync.ts";
 import { assertMirror, POSIX, tempDir, writeTree } from "./helpers.ts";
 
 Deno.test("applyPlan() on a full disk keeps the old file and leaves no temp file", async () => {

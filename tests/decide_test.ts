@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { attrsDiffer, decide } from "../lib/decide.ts";
-import type { Entry } from "../lib/listing.ts";
+import { attrsDiffer, decide } from "../lib/engine/decide.ts";
+import type { Entry } from "../lib/engine/listing.ts";
 
 const file = (size = 3, mtimeMs = 1000, mode = 0o644): Entry => ({ kind: "file", size, mtimeMs, mode });
 const dir = (mtimeMs = 1000, mode = 0o755): Entry => ({ kind: "dir", size: 0, mtimeMs, mode });

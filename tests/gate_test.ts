@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { HeldPlan, judgeRemovals } from "../lib/gate.ts";
-import type { Plan } from "../lib/plan.ts";
-import { runOnce, syncOnce } from "../lib/sync.ts";
+import { HeldPlan, judgeRemovals } from "../lib/engine/gate.ts";
+import type { Plan } from "../lib/engine/plan.ts";
+import { runOnce, syncOnce } from "../lib/engine/sync.ts";
 import { ExitCode } from "../lib/errors.ts";
 import {
   assertMirror,

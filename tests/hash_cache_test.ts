@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type CompareOptions, ContentComparer } from "../lib/compare.ts";
-import { HashCache } from "../lib/hash_cache.ts";
-import type { Entry } from "../lib/listing.ts";
-import { marchTrees } from "../lib/march.ts";
+import { type CompareOptions, ContentComparer } from "../lib/content/compare.ts";
+import { HashCache } from "../lib/content/hash_cache.ts";
+import type { Entry } from "../lib/engine/listing.ts";
+import { marchTrees } from "../lib/engine/march.ts";
 import { assertMirror, runMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 /** A name with every character the cache file format must escape. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { getHasher, HASH_NAMES, hashFileSync } from "../lib/hash.ts";
+import { getHasher, HASH_NAMES, hashFileSync } from "../lib/content/hash.ts";
 import { tempDir } from "./helpers.ts";
 
 Deno.test("hashFileSync() matches known digests, one-shot and streamed alike", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { planTrees } from "../lib/march.ts";
-import { runOnce } from "../lib/sync.ts";
+import { planTrees } from "../lib/engine/march.ts";
+import { runOnce } from "../lib/engine/sync.ts";
 import { assertMirror, mirrorDiff, POSIX, tempDir, writeTree } from "./helpers.ts";
 
 Deno.test("marchTrees() with a scope plans only the named directories, plus whole new ones", {

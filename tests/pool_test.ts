@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { CopyJob, CopyResult } from "../lib/copy_worker.ts";
+import type { CopyJob, CopyResult } from "../lib/replica/local/copy_worker.ts";
 import { runInWorkers } from "../lib/pool.ts";
-import { getHasher, hashFileSync } from "../lib/hash.ts";
-import type { HashJob, HashResult } from "../lib/hash_worker.ts";
+import { getHasher, hashFileSync } from "../lib/content/hash.ts";
+import type { HashJob, HashResult } from "../lib/content/hash_worker.ts";
 
-const COPY_WORKER = new URL("../lib/copy_worker.ts", import.meta.url);
+const COPY_WORKER = new URL("../lib/replica/local/copy_worker.ts", import.meta.url);
 import { existsSync } from "node:fs";
 import { POSIX, tempDir, waitFor } from "./helpers.ts";
 
@@ -154,7 +154,7 @@ Deno.test("runInWorkers() with the hash worker gives the digests hashing in this
   jobs.push({ path: join(tmp.path, "missing"), size: 1, hash: "xxh3" });
   const results = new Map<number, HashResult>();
   await runInWorkers<HashJob, HashResult>(
-    new URL("../lib/hash_worker.ts", import.meta.url),
+    new URL("../lib/content/hash_worker.ts", import.meta.url),
     jobs.length,
     (i) => jobs[i]!,
     { workers: 2, onResult: (i, r) => results.set(i, r) },

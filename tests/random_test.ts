@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runOnce } from "../lib/sync.ts";
+import { runOnce } from "../lib/engine/sync.ts";
 import { assertMirror, POSIX, tempDir } from "./helpers.ts";
 
 /** A small seeded PRNG (mulberry32), so that a failing round can be replayed. */

@@ -8,8 +8,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { denoFs, type FsOps } from "../lib/apply.ts";
-import { runOnce } from "../lib/sync.ts";
+import { denoFs, type FsOps } from "../lib/engine/apply.ts";
+import { runOnce } from "../lib/engine/sync.ts";
 import {
   assertMirror,
   IS_ROOT,

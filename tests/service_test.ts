@@ -552,12 +552,12 @@ Deno.test("main.ts loads lib/service only for the service subcommand", async () 
   const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json", MAIN], stdout: "piped" }).output();
   const modules: { specifier: string }[] = JSON.parse(new TextDecoder().decode(info.stdout)).modules;
   const statics = modules.map((m) => m.specifier).filter((s) => s.includes("/lib/"));
-  assert.ok(statics.some((s) => s.endsWith("/lib/cli.ts")));
+  assert.ok(statics.some((s) => s.endsWith("/lib/cli/cli.ts")));
   // deno info follows dynamic imports too; what matters is that main.ts imports it only dynamically.
   const main = await Deno.readTextFile(MAIN);
   assert.doesNotMatch(main, /^import .*lib\/service/m);
   assert.match(main, /await import\("\.\/lib\/service\/run\.ts"\)/);
-  for (const file of ["cli.ts", "config.ts", "errors.ts", "log.ts", "schedule.ts"]) {
-    assert.doesNotMatch(await Deno.readTextFile(join(ROOT, "lib", file)), /from "\.\/service\//, file);
+  for (const file of ["cli/cli.ts", "config.ts", "errors.ts", "log.ts", "run/schedule.ts"]) {
+    assert.doesNotMatch(await Deno.readTextFile(join(ROOT, "lib", file)), /from "(\.\.?\/)+service\//, file);
   }
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DEFAULT_HASH } from "../lib/hash.ts";
+import { DEFAULT_HASH } from "../lib/content/hash.ts";
 import { assertMirror, collect, POSIX, ROOT, runMain, spawnMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 const decoder = new TextDecoder();

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { type CliOptions, parseCommand } from "../cli.ts";
+import { type CliOptions, parseCommand } from "../cli/cli.ts";
 import { UsageError } from "../errors.ts";
-import { parseDuration } from "../units.ts";
+import { parseDuration } from "../cli/units.ts";
 
 /** A service manager foldersync writes definitions for. */
 export type Platform = "systemd" | "launchd" | "windows";

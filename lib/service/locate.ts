@@ -8,7 +8,7 @@
 
 import { posix } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { CliOptions } from "../cli.ts";
+import type { CliOptions } from "../cli/cli.ts";
 import type { CheckedPaths } from "../config.ts";
 
 /** The checked paths of a service's sync, with its log file (checked by `checkLogPath`). */

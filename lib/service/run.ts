@@ -6,7 +6,7 @@
  * @module
  */
 
-import { VERSION } from "../cli.ts";
+import { VERSION } from "../cli/cli.ts";
 import { checkLogPath, checkPaths } from "../config.ts";
 import { describeError, exitCodeFor, UsageError } from "../errors.ts";
 import { hostPlatform, parseServiceCommand, SERVICE_HELP } from "./cli.ts";

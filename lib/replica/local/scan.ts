@@ -13,7 +13,15 @@
  */
 
 import { sep as SEP } from "node:path";
-import { compareNames, FAILED, INCOMPLETE, ListingBatch, LOOSENED, type PackedBatch, VANISHED } from "./listing.ts";
+import {
+  compareNames,
+  FAILED,
+  INCOMPLETE,
+  ListingBatch,
+  LOOSENED,
+  type PackedBatch,
+  VANISHED,
+} from "../../engine/listing.ts";
 
 /**
  * Lists directory `rel` of the tree at `root` into `batch`, sorted by name, one lstat per

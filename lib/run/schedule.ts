@@ -5,11 +5,11 @@
  * @module
  */
 
-import type { SyncOptions } from "./config.ts";
-import { ExitCode } from "./errors.ts";
-import { logger } from "./log.ts";
-import { guardedRun, syncOnce } from "./sync.ts";
-import { formatDuration } from "./units.ts";
+import type { SyncOptions } from "../config.ts";
+import { ExitCode } from "../errors.ts";
+import { logger } from "../log.ts";
+import { guardedRun, syncOnce } from "../engine/sync.ts";
+import { formatDuration } from "../cli/units.ts";
 import { watchLoop } from "./watch.ts";
 
 /** How to repeat runs. */

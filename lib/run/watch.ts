@@ -12,13 +12,13 @@
  */
 
 import { isAbsolute, relative, sep } from "node:path";
-import type { SyncOptions } from "./config.ts";
-import { describeError } from "./errors.ts";
-import { logger } from "./log.ts";
-import { guardedRun, type RunControl } from "./sync.ts";
-import { ExitCode } from "./errors.ts";
-import { parentOf } from "./plan.ts";
-import { formatDuration } from "./units.ts";
+import type { SyncOptions } from "../config.ts";
+import { describeError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { guardedRun, type RunControl } from "../engine/sync.ts";
+import { ExitCode } from "../errors.ts";
+import { parentOf } from "../engine/plan.ts";
+import { formatDuration } from "../cli/units.ts";
 
 /** Options for {@linkcode watchLoop}. */
 export interface WatchOptions {

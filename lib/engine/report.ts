@@ -8,9 +8,9 @@
  */
 
 import { type Applier, type ApplyEvent, emptyStats, type Stats } from "./apply.ts";
-import { logger, logLine, operationsLogged, showPath } from "./log.ts";
+import { logger, logLine, operationsLogged, showPath } from "../log.ts";
 import { countPlan, type Plan, type RemoveAction } from "./plan.ts";
-import { formatBytes } from "./units.ts";
+import { formatBytes } from "../cli/units.ts";
 
 /**
  * Logs one event of a run: an operation line (`copy a.txt (3 B)`, `would remove b`), an

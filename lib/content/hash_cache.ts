@@ -21,7 +21,7 @@
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import type { HashName } from "./hash.ts";
-import type { Entry } from "./listing.ts";
+import type { Entry } from "../engine/listing.ts";
 
 const VERSION = 2;
 

@@ -9,12 +9,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../errors.ts";
 import { parseCount, parseDuration, parseSize } from "./units.ts";
-import type { HashName } from "./hash.ts";
-import type { MaxDelete } from "./gate.ts";
-import { HASH_NAMES } from "./hash.ts";
-import denoJson from "../deno.json" with { type: "json" };
+import type { HashName } from "../content/hash.ts";
+import type { MaxDelete } from "../engine/gate.ts";
+import { HASH_NAMES } from "../content/hash.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 
 /** The version printed by `--version`, from deno.json. */
 export const VERSION: string = denoJson.version;

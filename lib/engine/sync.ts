@@ -5,12 +5,12 @@
  */
 
 import { type Applier, createApplier, type FsOps, type Stats } from "./apply.ts";
-import type { SyncOptions } from "./config.ts";
-import { describeError, ExitCode, RefusedError } from "./errors.ts";
+import type { SyncOptions } from "../config.ts";
+import { describeError, ExitCode, RefusedError } from "../errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
-import { DEFAULT_HASH } from "./hash.ts";
-import type { ContentComparer } from "./compare.ts";
-import { logger, showPath } from "./log.ts";
+import { DEFAULT_HASH } from "../content/hash.ts";
+import type { ContentComparer } from "../content/compare.ts";
+import { logger, showPath } from "../log.ts";
 import type { Plan, Planner } from "./plan.ts";
 import {
   createDryRunReporter,
@@ -21,7 +21,7 @@ import {
   type VerifyCounts,
 } from "./report.ts";
 import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
-import { formatBytes, formatDuration } from "./units.ts";
+import { formatBytes, formatDuration } from "../cli/units.ts";
 
 /**
  * Actions applied at a time while the walk goes on: a part holds about 150 bytes an action,
@@ -119,7 +119,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   let vanished = 0;
   // Loaded only for --checksum: the hash cache's node:crypto adds ~30 ms to every start.
   const comparer: ContentComparer | undefined = checksum
-    ? new (await import("./compare.ts")).ContentComparer(source, replica, {
+    ? new (await import("../content/compare.ts")).ContentComparer(source, replica, {
       hash,
       jobs,
       cacheDir,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { LockedError } from "./errors.ts";
+import { LockedError } from "../../errors.ts";
 
 /**
  * Takes the exclusive lock on the directory `replica`, or throws if another process has it.

@@ -11,11 +11,11 @@
 
 import { dirname, join } from "node:path";
 import type { CopyAction, LinkAction, Plan, RemoveAction } from "./plan.ts";
-import type { CopyJob, CopyResult } from "./copy_worker.ts";
-import { runInWorkers } from "./pool.ts";
+import type { CopyJob, CopyResult } from "../replica/local/copy_worker.ts";
+import { runInWorkers } from "../pool.ts";
 import { parentOf } from "./plan.ts";
-import { describeError } from "./errors.ts";
-import { copyFile } from "./copy_file.ts";
+import { describeError } from "../errors.ts";
+import { copyFile } from "../replica/local/copy_file.ts";
 
 /** The file-system calls apply makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
 export interface FsOps {
@@ -44,7 +44,7 @@ function settle<T>(fn: () => T): Promise<T> {
   }
 }
 
-const COPY_WORKER = new URL("./copy_worker.ts", import.meta.url);
+const COPY_WORKER = new URL("../replica/local/copy_worker.ts", import.meta.url);
 
 /**
  * Below this many plain copies, starting workers costs more than it saves: a copy worker
@@ -57,7 +57,7 @@ const MIN_POOL_FILES = 512;
  *
  * Metadata calls are synchronous inside async functions: per-call async overhead costs more
  * than these syscalls (measured: 5,000 lstats, 30 ms sync against 335 ms awaited). Files
- * are copied by lib/copy_file.ts: into a new file opened with O_EXCL, so a temp name is never
+ * are copied by lib/replica/local/copy_file.ts: into a new file opened with O_EXCL, so a temp name is never
  * followed; small ones in memory, large ones in chunks that a signal can stop, keeping holes.
  */
 export const denoFs: FsOps = {

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { getHasher, hashFileSync, type HashName } from "./hash.ts";
 import { HashCache } from "./hash_cache.ts";
 import type { HashJob, HashResult } from "./hash_worker.ts";
-import { runInWorkers } from "./pool.ts";
-import type { ContentPair } from "./plan.ts";
+import { runInWorkers } from "../pool.ts";
+import type { ContentPair } from "../engine/plan.ts";
 
 /** Options for {@linkcode ContentComparer}. */
 export interface CompareOptions {

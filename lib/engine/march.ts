@@ -7,10 +7,10 @@
  * @module
  */
 
-import { RefusedError } from "./errors.ts";
+import { RefusedError } from "../errors.ts";
 import { type Entry, type EntryKind, FAILED, INCOMPLETE, ListingBatch, type ScanProblem, toEntry } from "./listing.ts";
 import { type Plan, Planner, type PlanOptions } from "./plan.ts";
-import { listDirectory, SourceWalk } from "./scan.ts";
+import { listDirectory, SourceWalk } from "../replica/local/scan.ts";
 
 /** Options for {@linkcode marchTrees}. */
 export interface MarchOptions extends PlanOptions {

@@ -7,7 +7,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { ListingBatch } from "./listing.ts";
+import { ListingBatch } from "../../engine/listing.ts";
 import { MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
 
 let root = "";
