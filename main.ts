@@ -8,7 +8,7 @@
  */
 
 import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli/cli.ts";
-import { checkLogPath, checkPaths, missingParent } from "./lib/config.ts";
+import { type CheckedPaths, checkLogPath, checkPaths, filterSpec, missingParent, ownFiles } from "./lib/config.ts";
 import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
 import { lockReplica } from "./lib/replica/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
@@ -67,8 +67,9 @@ async function main(args: string[]): Promise<number> {
   // The log file is opened before the folders are checked, so that a cron or service user who
   // reads only the log sees why a run failed (an unmounted source, say).
   let logging;
+  let log: string | undefined;
   try {
-    const log = o.log !== undefined ? checkLogPath(o.log, o.source, o.replica) : undefined;
+    log = o.log !== undefined ? checkLogPath(o.log, o.replica) : undefined;
     logging = await setupLogging({
       verbosity: o.verbosity,
       format: o.logFormat,
@@ -80,7 +81,7 @@ async function main(args: string[]): Promise<number> {
     return fail(error, verbose);
   }
   try {
-    return command.kind === "verify" ? await verify(o) : await sync(o);
+    return command.kind === "verify" ? await verify(o, log) : await sync(o, log);
   } catch (error) {
     const text = describeError(error);
     logger.error("{text}", { text, action: "error", error: text });
@@ -91,13 +92,24 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
+/** The excludes of a run: the user's, and foldersync's own files (`log`, the cache) in the source. */
+function filterOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined) {
+  const own = ownFiles(paths.source, {
+    ...(log ? { log } : {}),
+    ...(paths.cacheDir ? { cacheDir: paths.cacheDir } : {}),
+  });
+  const filter = filterSpec(o.exclude, o.excludeFrom, own);
+  return { ...(filter ? { filter } : {}), deleteExcluded: o.deleteExcluded };
+}
+
 /** Checks the folders, takes the replica's lock and runs the schedule; logging is set up. */
-async function sync(o: CliOptions): Promise<number> {
+async function sync(o: CliOptions, log: string | undefined): Promise<number> {
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
     mkpath: o.mkpath,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
   });
+  const filter = filterOptions(o, paths, log);
   const controller = new AbortController();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
   const onSignal = () => {
@@ -114,6 +126,7 @@ async function sync(o: CliOptions): Promise<number> {
       checksum: o.checksum,
       dryRun: o.dryRun,
       allowEmptySource: o.allowEmptySource,
+      ...filter,
       ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
       ...(o.hash !== undefined ? { hash: o.hash } : {}),
       ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
@@ -132,11 +145,12 @@ async function sync(o: CliOptions): Promise<number> {
  * Compares the folders and reports each difference; logging is set up. Takes no lock and
  * writes nothing (a log file aside): `deno run --allow-read main.ts verify ...` is enough.
  */
-async function verify(o: CliOptions): Promise<number> {
+async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
   });
+  const filter = filterOptions(o, paths, log);
   try {
     if (!Deno.statSync(paths.replica).isDirectory) throw new Deno.errors.NotFound();
   } catch {
@@ -151,6 +165,7 @@ async function verify(o: CliOptions): Promise<number> {
       source: paths.source,
       replica: paths.replica,
       checksum: o.checksum,
+      ...filter,
       ...(o.hash !== undefined ? { hash: o.hash } : {}),
       ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
       ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),

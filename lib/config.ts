@@ -9,6 +9,7 @@ import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { UsageError } from "./errors.ts";
 import type { HashName } from "./content/hash.ts";
 import type { MaxDelete } from "./engine/gate.ts";
+import type { FilterSpec } from "./engine/filter.ts";
 
 /** Options for one sync, with every path already checked and made absolute. */
 export interface SyncOptions {
@@ -52,6 +53,17 @@ export interface SyncOptions {
    * @default undefined (no cap)
    */
   maxDelete?: MaxDelete;
+  /**
+   * Excludes (gitignore syntax) and foldersync's own files inside the source: left out of the
+   * source and kept in the replica.
+   * @default undefined (nothing excluded)
+   */
+  filter?: FilterSpec;
+  /**
+   * Remove excluded entries from the replica too.
+   * @default false
+   */
+  deleteExcluded?: boolean;
 }
 
 /** The outcome of {@linkcode checkPaths}. */
@@ -187,9 +199,10 @@ export function checkPaths(source: string, replica: string, options: PathOptions
     const dir = cacheDir ?? defaultCacheDir();
     if (dir !== undefined) {
       const dirReal = realPathOfPossiblyMissing(dir);
-      const inside = isWithin(replicaReal, dirReal) ? "replica" : isWithin(sourceReal, dirReal) ? "source" : "";
-      if (inside && cacheDir !== undefined) throw new UsageError(`Cache directory is inside the ${inside}: '${dir}'`);
-      // The default place inside a tree (syncing a home directory, say) is quietly not used.
+      // Inside the source it is excluded from the sync; inside the replica a sync would remove it.
+      const inside = isWithin(replicaReal, dirReal);
+      if (inside && cacheDir !== undefined) throw new UsageError(`Cache directory is inside the replica: '${dir}'`);
+      // The default place inside the replica (a replica in the home directory, say) is quietly not used.
       if (!inside) checked.cacheDir = dirReal;
     }
   }
@@ -199,27 +212,79 @@ export function checkPaths(source: string, replica: string, options: PathOptions
 /**
  * Checks the log file path before anything else, so that the log can be opened first and
  * every later error reach it: the log must not lie inside the replica (a sync would remove
- * it) nor inside the source (it would be copied). Neither tree has to exist yet.
+ * it). Inside the source it is allowed: the sync excludes it (see {@linkcode ownFiles}).
+ * Neither tree has to exist yet.
  *
  * Needs read permission for the paths' existing ancestors (to resolve symlinks). Touches
  * nothing.
  *
  * @returns The absolute real path of the log file (as far as it exists).
- * @throws {UsageError} When the log file lies inside the replica or the source.
+ * @throws {UsageError} When the log file lies inside the replica.
  * @example Checking a log path
  * ```ts
- * const log = checkLogPath("./sync.log", "./src", "/mnt/backup/src");
+ * const log = checkLogPath("./sync.log", "/mnt/backup/src");
  * ```
  */
-export function checkLogPath(log: string, source: string, replica: string): string {
+export function checkLogPath(log: string, replica: string): string {
   const logReal = realPathOfPossiblyMissing(log);
   if (isWithin(realPathOfPossiblyMissing(replica), logReal)) {
     throw new UsageError(`Log file is inside the replica: '${log}'`);
   }
-  if (isWithin(realPathOfPossiblyMissing(source), logReal)) {
-    throw new UsageError(`Log file is inside the source: '${log}'`);
-  }
   return logReal;
+}
+
+/**
+ * The filter of a run: `--exclude-from` files (read here, one pattern a line), then
+ * `--exclude` patterns, then foldersync's own files inside the source; undefined when nothing
+ * is excluded.
+ *
+ * Needs read permission for the pattern files.
+ *
+ * @throws {UsageError} When a pattern file cannot be read.
+ * @example Building a filter
+ * ```ts
+ * const filter = filterSpec(["*.tmp"], [".syncignore"], ownFiles(source, { log }));
+ * ```
+ */
+export function filterSpec(
+  patterns: readonly string[],
+  files: readonly string[],
+  own: { ownFiles: string[]; ownDirs: string[] },
+): FilterSpec | undefined {
+  const fromFiles = files.flatMap((file) => {
+    try {
+      return Deno.readTextFileSync(file).split(/\r?\n/);
+    } catch (error) {
+      throw new UsageError(`Cannot read exclude file: '${file}': ${errorDetail(error)}`);
+    }
+  });
+  const all = [...fromFiles, ...patterns];
+  if (all.length === 0 && own.ownFiles.length === 0 && own.ownDirs.length === 0) return undefined;
+  return { patterns: all, ...own };
+}
+
+/**
+ * foldersync's own files that lie inside the source (the log file, the hash cache), as a
+ * filter's `ownFiles` and `ownDirs`: a sync never copies them, and watch mode never syncs for
+ * them.
+ *
+ * @example Excluding a log file kept in the source
+ * ```ts
+ * ownFiles("/data/site", { log: "/data/site/sync.log" }); // { ownFiles: ["sync.log"], ownDirs: [] }
+ * ```
+ */
+export function ownFiles(source: string, own: { log?: string; cacheDir?: string }): {
+  ownFiles: string[];
+  ownDirs: string[];
+} {
+  const inside = (path: string | undefined) => {
+    if (path === undefined || !isWithin(source, path)) return undefined;
+    const rel = relative(source, path);
+    return rel === "" ? undefined : rel.split(sep).join("/");
+  };
+  const log = inside(own.log);
+  const cache = inside(own.cacheDir);
+  return { ownFiles: log ? [log] : [], ownDirs: cache ? [cache] : [] };
 }
 
 /**

@@ -569,11 +569,12 @@ Deno.test("main.ts writes start-up errors to the log file too, in its format, an
     assert.match(record.message, /Replica exists but is not a directory/);
     assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
   });
-  await t.step("a log file inside the source is refused before it is created", async () => {
-    const run = await runMain([src, dst, "-l", join(src, "sync.log")]);
+  await t.step("a log file inside the replica is refused before it is created", async () => {
+    await Deno.mkdir(dst, { recursive: true }).catch(() => {});
+    const run = await runMain([src, dst, "-l", join(dst, "sync.log")]);
     assert.equal(run.code, 2);
-    assert.match(run.stderr, /^foldersync: Log file is inside the source/);
-    await assert.rejects(Deno.lstat(join(src, "sync.log")), Deno.errors.NotFound);
+    assert.match(run.stderr, /^foldersync: Log file is inside the replica/);
+    await assert.rejects(Deno.lstat(join(dst, "sync.log")), Deno.errors.NotFound);
   });
 });
 

@@ -139,6 +139,21 @@ async function hasRsync(): Promise<boolean> {
 }
 
 /** Asserts that the replica is an exact mirror of the source, by the oracle. */
+/**
+ * The rsync oracle with filter rules (`--exclude=...`, `--include=...`, `--delete-excluded`)
+ * that say in rsync's terms what foldersync's excludes say: nothing may differ. Needs rsync.
+ */
+export async function assertMirrorFiltered(source: string, replica: string, rules: string[]): Promise<void> {
+  const out = await new Deno.Command("rsync", {
+    args: ["-rlptD", "-J", "-c", "--delete", "-n", "-i", ...rules, `${source}/`, `${replica}/`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = (decoder.decode(out.stdout) + decoder.decode(out.stderr)).trim();
+  assert.equal(out.code, 0, text);
+  assert.equal(text, "", `replica differs from source (rsync ${rules.join(" ")}):\n${text}`);
+}
+
 export async function assertMirror(source: string, replica: string): Promise<void> {
   const diff = await mirrorDiff(source, replica);
   assert.equal(diff, "", `replica differs from source:\n${diff}`);

@@ -4,7 +4,8 @@ import * as plist from "plist";
 import { DOMParser } from "@xmldom/xmldom";
 import { parseServiceCommand } from "../lib/service/cli.ts";
 import { EXIT_MANAGER_FAILED, type RunResult } from "../lib/service/install.ts";
-import type { Runtime } from "../lib/service/locate.ts";
+import { type Runtime, syncArguments } from "../lib/service/locate.ts";
+import { parseCommand } from "../lib/cli/cli.ts";
 import { runService, type RunServiceOptions } from "../lib/service/run.ts";
 import { UsageError } from "../lib/errors.ts";
 import {
@@ -512,7 +513,7 @@ Deno.test("main.ts: service print works, and bad input exits 2 with one line and
       ["install", "docs", source, replica, "-w", "--platform", "upstart"],
       ["install", "bad/name", source, replica, "-w"],
       ["install", "docs", source, replica, "-w", "--jobs", "0"],
-      ["install", "docs", source, replica, "-w", "-l", join(source, "in-source.log")],
+      ["install", "docs", source, replica, "-w", "-l", join(replica, "in-replica.log")],
       ["print", "docs", source, replica, "--every", "1h", "--watch"],
     ];
     const before = await snapshot(dir.path);
@@ -560,4 +561,28 @@ Deno.test("main.ts loads lib/service only for the service subcommand", async () 
   for (const file of ["cli/cli.ts", "config.ts", "errors.ts", "log.ts", "run/schedule.ts"]) {
     assert.doesNotMatch(await Deno.readTextFile(join(ROOT, "lib", file)), /from "(\.\.?\/)+service\//, file);
   }
+});
+
+Deno.test("syncArguments() passes excludes on to the service, with --exclude-from files made absolute", () => {
+  const command = parseCommand([
+    "/data",
+    "/backup",
+    "-w",
+    "-x",
+    "*.tmp",
+    "--exclude",
+    "node_modules/",
+    "--delete-excluded",
+  ]);
+  if (command.kind !== "sync") throw new Error("a sync command");
+  const args = syncArguments(command.options, { source: "/data", replica: "/backup", excludeFrom: ["/etc/fs.ignore"] });
+  assert.deepEqual(args.slice(args.indexOf("--exclude")), [
+    "--exclude",
+    "*.tmp",
+    "--exclude",
+    "node_modules/",
+    "--exclude-from",
+    "/etc/fs.ignore",
+    "--delete-excluded",
+  ]);
 });

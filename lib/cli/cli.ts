@@ -50,6 +50,12 @@ export interface CliOptions {
   watch: boolean;
   /** Allow an empty source to empty a non-empty replica. */
   allowEmptySource: boolean;
+  /** Patterns to exclude, in gitignore syntax (`--exclude`, repeatable). */
+  exclude: string[];
+  /** Files of patterns to exclude, one a line (`--exclude-from`, repeatable). */
+  excludeFrom: string[];
+  /** Remove excluded entries from the replica too. */
+  deleteExcluded: boolean;
   /** Remove nothing when a run would remove more than this; see {@linkcode MaxDelete}. */
   maxDelete?: MaxDelete;
   /** Parallel file copies and hashes. */
@@ -103,6 +109,10 @@ Options:
       --log-max-size SIZE   rotate the log file past SIZE (10M, 512K ...; at least 1K)
       --log-keep N          rotated log files kept besides the current one (default 5)
       --allow-empty-source  let an empty source empty a non-empty replica
+  -x, --exclude PATTERN     leave out what matches PATTERN (gitignore syntax: *.tmp, node_modules/,
+                            /build, **/cache/**, !keep.tmp); excluded replica entries are kept
+      --exclude-from FILE   read patterns from FILE, one a line (# comments); before --exclude ones
+      --delete-excluded     remove excluded entries from the replica too
       --max-delete N|P%     remove nothing at all if a run would remove more than N entries
                             (or P% of the replica's); copies still run, exit code 5
   -j, --jobs N              most parallel copies and hashes (default 8; also capped by cores)
@@ -158,6 +168,9 @@ const OPTIONS = {
   "log-keep": { type: "string" },
   "allow-empty-source": { type: "boolean" },
   "max-delete": { type: "string" },
+  exclude: { type: "string", short: "x", multiple: true },
+  "exclude-from": { type: "string", multiple: true },
+  "delete-excluded": { type: "boolean" },
   jobs: { type: "string", short: "j" },
   "cache-dir": { type: "string" },
   "no-cache": { type: "boolean" },
@@ -198,7 +211,15 @@ export function parseCommand(argv: readonly string[]): Command {
   if (word === "service") throw new UsageError("The service command comes first: foldersync service ... (see --help)");
   if (word === "verify") {
     // Everything that schedules, creates or removes belongs to sync alone.
-    const syncOnly = ["interval", "watch", "dry-run", "max-delete", "allow-empty-source", "mkpath"] as const;
+    const syncOnly = [
+      "interval",
+      "watch",
+      "dry-run",
+      "max-delete",
+      "allow-empty-source",
+      "mkpath",
+      "delete-excluded",
+    ] as const;
     const used = syncOnly.find((name) => values[name] !== undefined);
     if (used !== undefined) throw new UsageError(`Option not valid with verify: '--${used}'`);
   }
@@ -269,6 +290,9 @@ export function parseCommand(argv: readonly string[]): Command {
     logFormat,
     watch: values.watch ?? false,
     allowEmptySource: values["allow-empty-source"] ?? false,
+    exclude: values.exclude ?? [],
+    excludeFrom: values["exclude-from"] ?? [],
+    deleteExcluded: values["delete-excluded"] ?? false,
     verbosity: values.quiet ? "quiet" : values.verbose ? "verbose" : "normal",
   };
   if (hash !== undefined) options.hash = hash as HashName;

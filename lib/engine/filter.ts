@@ -149,18 +149,3 @@ export class PathFilter {
     return false;
   }
 }
-
-/**
- * Reads an `--exclude-from` file: one pattern a line (gitignore syntax; `#` comments and blank
- * lines are skipped when the filter is compiled).
- *
- * Needs read permission for `path`. Throws what `Deno.readTextFileSync` throws.
- *
- * @example Reading patterns
- * ```ts
- * const patterns = readPatternFile(".foldersyncignore");
- * ```
- */
-export function readPatternFile(path: string): string[] {
-  return Deno.readTextFileSync(path).split(/\r?\n/);
-}

@@ -9,7 +9,8 @@
 
 import { RefusedError } from "../errors.ts";
 import { type Entry, type EntryKind, FAILED, INCOMPLETE, ListingBatch, type ScanProblem, toEntry } from "./listing.ts";
-import { type Plan, Planner, type PlanOptions } from "./plan.ts";
+import { parentOf, type Plan, Planner, type PlanOptions } from "./plan.ts";
+import type { PathFilter } from "./filter.ts";
 import { listDirectory, SourceWalk } from "../replica/local/scan.ts";
 
 /** Options for {@linkcode marchTrees}. */
@@ -29,6 +30,17 @@ export interface MarchOptions extends PlanOptions {
    * @default true
    */
   useWorker?: boolean;
+  /**
+   * Leaves out excluded entries: not walked in the source; kept in the replica (never listed,
+   * so never removed), unless `deleteExcluded`.
+   */
+  filter?: PathFilter | undefined;
+  /**
+   * Lists excluded replica entries too, so that they are removed as extraneous (rsync's
+   * `--delete-excluded`).
+   * @default false
+   */
+  deleteExcluded?: boolean;
   /**
    * Called for each path of either tree that could not be read, and for each source entry
    * that vanished while it was listed (`problem.vanished`).
@@ -75,6 +87,9 @@ export interface March {
  */
 export async function marchTrees(source: string, replica: string, options: MarchOptions = {}): Promise<March> {
   const { fixPermissions = true, allowEmptySource = false, useWorker = true, onProblem = () => {}, signal } = options;
+  const filter = options.filter;
+  // The replica's side: excluded entries stay out of sight (kept), unless they are to go.
+  const replicaFilter = options.deleteExcluded ? undefined : filter;
   const sourceRoot = toEntry(Deno.statSync(source));
   let replicaRoot: Entry | undefined;
   try {
@@ -96,15 +111,20 @@ export async function marchTrees(source: string, replica: string, options: March
   /** Lists the contents of every replica directory the planner wants removed. */
   const emptyDirs = () => {
     for (const dir of planner.takeDirsToEmpty()) {
-      const contents = listSubtree(replica, dir.path, fixPermissions, replicaBatch, (list) => report("replica", list));
-      replicaEntries += contents?.length ?? 0;
-      planner.emptyDir(dir, contents);
+      const listed = listSubtree(replica, dir.path, {
+        fixPermissions,
+        batch: replicaBatch,
+        report: (list) => report("replica", list),
+        ...(replicaFilter ? { filter: replicaFilter } : {}),
+      });
+      replicaEntries += listed?.contents.length ?? 0;
+      planner.emptyDir(dir, listed?.contents, listed?.keepDir);
     }
   };
   const scope = options.scope;
   const walk = new SourceWalk(
     source,
-    scope ? { descend: (dir) => scope.has(dir) || planner.wants(dir) === "source" } : { useWorker },
+    scope ? { descend: (dir) => scope.has(dir) || planner.wants(dir) === "source", filter } : { useWorker, filter },
   );
   try {
     for (let batch; (batch = await walk.next());) {
@@ -117,10 +137,12 @@ export async function marchTrees(source: string, replica: string, options: March
           continue;
         }
         replicaBatch.reset();
-        listDirectory(replicaBatch, replica, dir, fixPermissions);
+        listDirectory(replicaBatch, replica, dir, fixPermissions, replicaFilter);
         replicaEntries += replicaBatch.end(0) - replicaBatch.start(0);
         report("replica", replicaBatch.problems);
-        if (dir === "" && !allowEmptySource) refuseEmptySource(batch, replicaBatch, source, replica);
+        if (dir === "" && !allowEmptySource) {
+          refuseEmptySource(batch, replicaBatch, { source, replica, filter, replicaFilter });
+        }
         planner.add(batch, k, replicaBatch, 0);
         emptyDirs();
       }
@@ -140,13 +162,18 @@ export async function marchTrees(source: string, replica: string, options: March
  * Only a source root without any such entry of its own is walked further, and only until the
  * first one is found.
  */
-function refuseEmptySource(source: ListingBatch, replica: ListingBatch, sourcePath: string, replicaPath: string): void {
+function refuseEmptySource(
+  source: ListingBatch,
+  replica: ListingBatch,
+  roots: { source: string; replica: string; filter?: PathFilter | undefined; replicaFilter?: PathFilter | undefined },
+): void {
+  const sourcePath = roots.source;
   const count = replica.end(0) - replica.start(0);
   // A partial listing removes nothing anyway.
   if (source.flags[0]! & INCOMPLETE || count === 0) return;
   for (let i = source.start(0); i < source.end(0); i++) if (source.kind(i) !== "dir") return;
-  if (source.end(0) > source.start(0) && hasContent(sourcePath)) return;
-  if (!hasContent(replicaPath)) return;
+  if (source.end(0) > source.start(0) && hasContent(sourcePath, roots.filter)) return;
+  if (!hasContent(roots.replica, roots.replicaFilter)) return;
   const what = source.end(0) > source.start(0) ? "Source has no files, only empty folders," : "Source is empty";
   throw new RefusedError(
     `${what} but the replica has files; refusing to empty it (is the source disk mounted?): '${sourcePath}'. ` +
@@ -155,17 +182,20 @@ function refuseEmptySource(source: ListingBatch, replica: ListingBatch, sourcePa
 }
 
 /**
- * True if the tree at `root` holds anything but directories at any depth; a directory that
- * cannot be read counts as holding something, since nothing proves it empty.
+ * True if the tree at `root` holds anything but directories at any depth, excluded entries
+ * aside; a directory that cannot be read counts as holding something, since nothing proves it
+ * empty.
  */
-function hasContent(root: string): boolean {
-  const stack = [root];
+function hasContent(root: string, filter?: PathFilter): boolean {
+  const stack = [""];
   while (stack.length > 0) {
-    const dir = stack.pop()!;
+    const rel = stack.pop()!;
+    const prefix = rel === "" ? "" : `${rel}/`;
     try {
-      for (const entry of Deno.readDirSync(dir)) {
+      for (const entry of Deno.readDirSync(rel === "" ? root : `${root}/${rel}`)) {
+        if (filter?.excludes(prefix + entry.name, entry.isDirectory)) continue;
         if (!entry.isDirectory) return true;
-        stack.push(`${dir}/${entry.name}`);
+        stack.push(prefix + entry.name);
       }
     } catch {
       return true;
@@ -175,32 +205,47 @@ function hasContent(root: string): boolean {
 }
 
 /**
- * Every entry under replica directory `dir`, parents before children, for its removal; or
- * undefined when part of it could not be listed (and so may hold what nobody has seen).
+ * Every entry under replica directory `dir` that may go, parents before children, for its
+ * removal; or undefined when part of it could not be listed (and so may hold what nobody has
+ * seen). Excluded entries are kept, and so are the directories above them: `keepDir` says
+ * that `dir` itself must stay.
  */
 function listSubtree(
   root: string,
   dir: string,
-  fixPermissions: boolean,
-  batch: ListingBatch,
-  report: (problems: readonly ScanProblem[]) => void,
-): Array<{ path: string; kind: EntryKind }> | undefined {
+  how: {
+    fixPermissions: boolean;
+    batch: ListingBatch;
+    report: (problems: readonly ScanProblem[]) => void;
+    filter?: PathFilter;
+  },
+): { contents: Array<{ path: string; kind: EntryKind }>; keepDir: boolean } | undefined {
+  const { batch, filter } = how;
   const contents: Array<{ path: string; kind: EntryKind }> = [];
+  const kept = new Set<string>();
   const stack = [dir];
   while (stack.length > 0) {
     const current = stack.pop()!;
     batch.reset();
-    listDirectory(batch, root, current, fixPermissions);
-    report(batch.problems);
+    listDirectory(batch, root, current, how.fixPermissions);
+    how.report(batch.problems);
     if (batch.flags[0]! & (FAILED | INCOMPLETE)) return undefined;
     for (let i = batch.start(0); i < batch.end(0); i++) {
       const path = `${current}/${batch.names[i]!}`;
       const kind = batch.kind(i);
+      if (filter?.excludes(path, kind === "dir")) {
+        for (let up = current; !kept.has(up); up = parentOf(up)) {
+          kept.add(up);
+          if (up === dir) break;
+        }
+        continue;
+      }
       contents.push({ path, kind });
       if (kind === "dir") stack.push(path);
     }
   }
-  return contents;
+  if (kept.size === 0) return { contents, keepDir: false };
+  return { contents: contents.filter((c) => !kept.has(c.path)), keepDir: true };
 }
 
 /**

@@ -333,17 +333,20 @@ export class Planner {
    * every entry under it, parents before children (as a depth-first walk lists them), with
    * paths relative to the replica root. With `contents` undefined (part of the subtree could
    * not be listed), nothing is planned: what was not seen is never removed, and whatever was
-   * to take its place fails on the entry still there.
+   * to take its place fails on the entry still there. With `keepDir` (it holds excluded
+   * entries), `dir` itself stays.
    */
   emptyDir(
     dir: { path: string; replaced: boolean },
     contents: ReadonlyArray<{ path: string; kind: EntryKind }> | undefined,
+    keepDir = false,
   ): void {
     if (contents === undefined) return;
     for (let i = contents.length - 1; i >= 0; i--) {
       const { path, kind } = contents[i]!;
       this.#plan.removes.push({ op: "remove", path, kind });
     }
+    if (keepDir) return; // it holds excluded entries, which stay
     const action: RemoveAction = { op: "remove", path: dir.path, kind: "dir" };
     if (dir.replaced) action.replaced = true;
     this.#plan.removes.push(action);

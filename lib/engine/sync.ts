@@ -141,7 +141,10 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   };
 
   // A dry run must not even change modes for a moment, so it does not fix permissions.
+  // Loaded only when something is excluded: the glob engine costs every start otherwise.
+  const filter = options.filter ? (await import("./filter.ts")).PathFilter.compile(options.filter) : undefined;
   const { planner, problems, replicaEntries } = await marchTrees(source, replica, {
+    ...(filter ? { filter, deleteExcluded: options.deleteExcluded ?? false } : {}),
     checksum,
     allowEmptySource,
     fixPermissions: !dryRun,

@@ -92,19 +92,27 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
 
   /** Source directories the events named since the last sync, or "all" for a full walk. */
   let changed: Set<string> | "all" = "all";
-  const note = (paths: string[]) => {
+  // Events under excluded paths (foldersync's own log file among them) start no sync.
+  const filter = options.filter ? (await import("../engine/filter.ts")).PathFilter.compile(options.filter) : undefined;
+  /** Notes the directories `paths` touch; false when every one of them is excluded. */
+  const note = (paths: string[]): boolean => {
+    let counted = false;
     for (const path of paths) {
-      if (changed === "all") return;
       const rel = relative(options.source, path);
       if (rel.startsWith("..") || isAbsolute(rel)) {
         changed = "all"; // a path the scope cannot name (a real path on macOS, say): walk it all
-        return;
+        counted = true;
+        continue;
       }
       const slashed = sep === "/" ? rel : rel.replaceAll(sep, "/");
+      if (filter?.excludesAnywhere(slashed)) continue;
+      counted = true;
+      if (changed === "all") continue;
       // The entry's directory lists it; the entry itself, if a directory, may have new entries.
       changed.add(slashed);
       changed.add(parentOf(slashed));
     }
+    return counted;
   };
 
   let watcher: Deno.FsWatcher | undefined;
@@ -138,8 +146,8 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
           if (event.flag === "rescan") {
             logger.debug("{text}", { text: "Watcher overflowed; rescanning" });
             changed = "all";
-          } else {
-            note(event.paths);
+          } else if (!note(event.paths)) {
+            continue;
           }
           dirty = true;
           lastEventAt = performance.now();

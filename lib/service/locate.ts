@@ -12,7 +12,11 @@ import type { CliOptions } from "../cli/cli.ts";
 import type { CheckedPaths } from "../config.ts";
 
 /** The checked paths of a service's sync, with its log file (checked by `checkLogPath`). */
-export type ServicePaths = CheckedPaths & { log?: string };
+export type ServicePaths = CheckedPaths & {
+  log?: string;
+  /** The `--exclude-from` files, absolute. */
+  excludeFrom?: string[];
+};
 import { UsageError } from "../errors.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
@@ -162,6 +166,9 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.logKeep !== undefined) args.push("--log-keep", String(o.logKeep));
   if (o.allowEmptySource) args.push("--allow-empty-source");
   if (o.mkpath) args.push("--mkpath");
+  for (const pattern of o.exclude) args.push("--exclude", pattern);
+  for (const file of paths.excludeFrom ?? []) args.push("--exclude-from", file);
+  if (o.deleteExcluded) args.push("--delete-excluded");
   if (o.maxDelete !== undefined) {
     args.push("--max-delete", "count" in o.maxDelete ? String(o.maxDelete.count) : `${o.maxDelete.percent}%`);
   }
@@ -190,7 +197,7 @@ export function serviceCommand(args: string[], how: { paths: ServicePaths; runti
   const logDir = paths.log !== undefined ? folderOf(paths.log) : undefined;
   const writes = [paths.replica, logDir, paths.cacheDir].filter((p) => p !== undefined);
   // The app's own folder too: Deno checks read access when it loads the walk, copy and hash workers.
-  const reads = [paths.source, folderOf(runtime.mainPath), ...writes];
+  const reads = [paths.source, folderOf(runtime.mainPath), ...(paths.excludeFrom ?? []), ...writes];
   for (const path of reads) {
     if (path.includes(",")) {
       throw new UsageError(`Path holds a comma, which Deno's permission flags cannot name: '${path}'`);

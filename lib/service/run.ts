@@ -6,8 +6,9 @@
  * @module
  */
 
+import { resolve } from "node:path";
 import { VERSION } from "../cli/cli.ts";
-import { checkLogPath, checkPaths } from "../config.ts";
+import { checkLogPath, checkPaths, filterSpec } from "../config.ts";
 import { describeError, exitCodeFor, UsageError } from "../errors.ts";
 import { hostPlatform, parseServiceCommand, SERVICE_HELP } from "./cli.ts";
 import { installService, type Runner, serviceStatus, uninstallService } from "./install.ts";
@@ -101,13 +102,16 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       : platform === hostPlatform();
     if (defaultLog !== undefined && native) sync.log = defaultLog;
     if (location.logFile !== undefined && sync.logMaxSize === undefined) sync.logMaxSize = DEFAULT_LOG_MAX_SIZE;
-    const log = sync.log !== undefined ? checkLogPath(sync.log, sync.source, sync.replica) : undefined;
+    const log = sync.log !== undefined ? checkLogPath(sync.log, sync.replica) : undefined;
     const paths: ServicePaths = checkPaths(sync.source, sync.replica, {
       checksum: sync.checksum,
       mkpath: sync.mkpath,
       ...(sync.cacheDir !== undefined ? { cacheDir: sync.cacheDir } : {}),
     });
     if (log !== undefined) paths.log = log;
+    // Read now, so that a missing file is exit 2 here rather than a failing service later.
+    filterSpec(sync.exclude, sync.excludeFrom, { ownFiles: [], ownDirs: [] });
+    if (sync.excludeFrom.length > 0) paths.excludeFrom = sync.excludeFrom.map((file) => resolve(file));
     if (defaultLog !== undefined && !native) paths.log = defaultLog;
     for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir]) {
       if (path !== undefined && /[\r\n]/.test(path)) throw new UsageError(`Path holds a line break: '${path}'`);

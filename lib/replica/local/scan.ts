@@ -13,6 +13,7 @@
  */
 
 import { sep as SEP } from "node:path";
+import type { PathFilter } from "../../engine/filter.ts";
 import {
   compareNames,
   FAILED,
@@ -41,12 +42,18 @@ import {
  * listDirectory(batch, "/data/src", "");
  * ```
  */
-export function listDirectory(batch: ListingBatch, root: string, rel: string, fixPermissions = false): void {
+export function listDirectory(
+  batch: ListingBatch,
+  root: string,
+  rel: string,
+  fixPermissions = false,
+  filter?: PathFilter,
+): void {
   const k = batch.begin(rel);
   const full = rel === "" ? root : `${root}${SEP}${rel.replaceAll("/", SEP)}`;
   try {
     try {
-      readEntries(batch, k, full, rel, fixPermissions);
+      readEntries(batch, k, full, rel, fixPermissions, filter);
     } catch (error) {
       if (!fixPermissions || !(error instanceof Deno.errors.PermissionDenied)) throw error;
       // Opened up for the whole run (subdirectories need the search bit too); the plan puts
@@ -55,7 +62,7 @@ export function listDirectory(batch: ListingBatch, root: string, rel: string, fi
       Deno.chmodSync(full, mode | 0o700);
       batch.clearLast();
       try {
-        readEntries(batch, k, full, rel, false);
+        readEntries(batch, k, full, rel, false, filter);
         batch.flags[k]! |= LOOSENED;
       } catch (retryError) {
         Deno.chmodSync(full, mode);
@@ -80,11 +87,27 @@ export function listDirectory(batch: ListingBatch, root: string, rel: string, fi
  * batch. With `strict`, a permission error on an entry is thrown (for the caller to open the
  * directory up and retry) instead of being recorded.
  */
-function readEntries(batch: ListingBatch, k: number, full: string, rel: string, strict: boolean): void {
+function readEntries(
+  batch: ListingBatch,
+  k: number,
+  full: string,
+  rel: string,
+  strict: boolean,
+  filter: PathFilter | undefined,
+): void {
   const names: string[] = [];
-  for (const dirent of Deno.readDirSync(full)) names.push(dirent.name);
-  names.sort(compareNames);
   const prefix = rel === "" ? "" : `${rel}/`;
+  if (filter) {
+    // Excluded entries are dropped before their lstat: an excluded directory is never entered.
+    for (const dirent of Deno.readDirSync(full)) {
+      const known = dirent.isFile || dirent.isDirectory || dirent.isSymlink;
+      const isDir = known ? dirent.isDirectory : isDirectory(`${full}${SEP}${dirent.name}`);
+      if (!filter.excludes(prefix + dirent.name, isDir)) names.push(dirent.name);
+    }
+  } else {
+    for (const dirent of Deno.readDirSync(full)) names.push(dirent.name);
+  }
+  names.sort(compareNames);
   for (const name of names) {
     const childFull = `${full}${SEP}${name}`;
     try {
@@ -126,8 +149,8 @@ function readEntries(batch: ListingBatch, k: number, full: string, rel: string, 
  * while (stack.length > 0) walkStep(batch, "/data/src", stack);
  * ```
  */
-export function walkStep(batch: ListingBatch, root: string, stack: string[]): void {
-  listDirectory(batch, root, stack.pop()!);
+export function walkStep(batch: ListingBatch, root: string, stack: string[], filter?: PathFilter): void {
+  listDirectory(batch, root, stack.pop()!, false, filter);
   pushSubdirs(batch, batch.dirs.length - 1, stack);
 }
 
@@ -142,6 +165,15 @@ function pushSubdirs(batch: ListingBatch, k: number, stack: string[], keep?: (di
     if (batch.kind(i) !== "dir") continue;
     const child = prefix + batch.names[i]!;
     if (!keep || keep(child)) stack.push(child);
+  }
+}
+
+/** For a file system that does not report entry types in listings. */
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isDirectory;
+  } catch {
+    return false;
   }
 }
 
@@ -192,6 +224,7 @@ export class SourceWalk {
   #waiting: ((message: WalkMessage) => void) | undefined;
   #received = 0;
   #descend: ((dir: string) => boolean) | undefined;
+  #filter: PathFilter | undefined;
 
   /** Directories still to list in this thread before a worker is started; -1 for none. */
   #beforeWorker: number;
@@ -203,7 +236,8 @@ export class SourceWalk {
    * small tree never pays for one (~17 ms of this thread's time); `batchEntries` sets how many
    * entries it puts in a batch (default 2048). With `descend`, the walk stays in this thread and
    * enters only the subdirectories it approves, asked once the caller has handled their
-   * parent's listing.
+   * parent's listing. With `filter`, excluded entries are left out of every listing (and the
+   * worker compiles the same filter from its spec).
    */
   constructor(
     root: string,
@@ -212,10 +246,12 @@ export class SourceWalk {
       workerAfterDirs?: number;
       batchEntries?: number;
       descend?: (dir: string) => boolean;
+      filter?: PathFilter | undefined;
     } = {},
   ) {
     this.#root = root;
     this.#descend = options.descend;
+    this.#filter = options.filter;
     this.#batchEntries = options.batchEntries ?? 2048;
     this.#beforeWorker = options.useWorker === false || this.#descend ? -1 : options.workerAfterDirs ?? 16;
     if (this.#beforeWorker === 0) this.#startWorker();
@@ -229,7 +265,12 @@ export class SourceWalk {
         event.preventDefault();
         this.#deliver({ error: event.message || "Scan worker failed" });
       };
-      worker.postMessage({ root: this.#root, shared: this.#shared, batchEntries: this.#batchEntries });
+      worker.postMessage({
+        root: this.#root,
+        shared: this.#shared,
+        batchEntries: this.#batchEntries,
+        ...(this.#filter ? { filter: this.#filter.spec } : {}),
+      });
       this.#worker = worker;
     } catch {
       // no workers here: walk in this thread
@@ -263,7 +304,7 @@ export class SourceWalk {
       return this.next();
     }
     this.#local.reset();
-    walkStep(this.#local, this.#root, this.#stack);
+    walkStep(this.#local, this.#root, this.#stack, this.#filter);
     if (this.#beforeWorker > 0 && --this.#beforeWorker === 0) this.#startWorker();
     return this.#local;
   }
@@ -285,7 +326,7 @@ export class SourceWalk {
     last.reset();
     const next = this.#stack.pop();
     if (next === undefined) return undefined;
-    listDirectory(last, this.#root, next);
+    listDirectory(last, this.#root, next, false, this.#filter);
     return last;
   }
 

@@ -9,17 +9,23 @@
 
 import { ListingBatch } from "../../engine/listing.ts";
 import { MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
+import type { FilterSpec, PathFilter } from "../../engine/filter.ts";
 
 let root = "";
 /** Entries a batch collects before it is sent. */
 let batchEntries = 2048;
 let shared: Int32Array = new Int32Array(2);
 
-type Start = { root: string; shared: Int32Array; batchEntries: number };
+let filter: PathFilter | undefined;
 
-self.onmessage = (event: MessageEvent<Start | { stack: string[] }>) => {
+type Start = { root: string; shared: Int32Array; batchEntries: number; filter?: FilterSpec };
+
+self.onmessage = async (event: MessageEvent<Start | { stack: string[] }>) => {
   if ("root" in event.data) {
     ({ root, shared, batchEntries } = event.data);
+    // The filter module (and its glob engine) is loaded only when there are excludes.
+    const spec = event.data.filter;
+    if (spec) filter = (await import("../../engine/filter.ts")).PathFilter.compile(spec);
     // Shared memory, not a message: the caller is busy in synchronous code and checks it there.
     Atomics.store(shared, 0, 1);
     return;
@@ -29,7 +35,7 @@ self.onmessage = (event: MessageEvent<Start | { stack: string[] }>) => {
   try {
     while (stack.length > 0) {
       const batch = new ListingBatch();
-      while (stack.length > 0 && batch.names.length < batchEntries) walkStep(batch, root, stack);
+      while (stack.length > 0 && batch.names.length < batchEntries) walkStep(batch, root, stack, filter);
       for (let consumed; sent - (consumed = Atomics.load(shared, 1)) >= MAX_AHEAD;) {
         Atomics.wait(shared, 1, consumed, 1000);
       }
