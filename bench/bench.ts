@@ -3,7 +3,7 @@
  * same generated trees in the same run, tools alternated (A B A B ...) so machine drift
  * cancels out. Prints medians, ratios to rsync, and peak RSS (GNU time, when installed).
  *
- * Usage: deno task bench [--quick] [--reps N] [--only small,large,real,huge] [--dir DIR]
+ * Usage: deno task bench [--quick] [--reps N] [--only small,large,real,huge] [--dir DIR] [--excludes]
  * (huge, a million empty files for the memory row, runs only when named)
  *
  * @module
@@ -20,12 +20,22 @@ const { values } = parseArgs({
     reps: { type: "string" },
     only: { type: "string" },
     dir: { type: "string" },
+    excludes: { type: "boolean" },
   },
 });
 const QUICK = values.quick ?? false;
 const REPS = Number(values.reps ?? (QUICK ? 3 : 5));
 const ONLY = new Set((values.only ?? "small,large,real").split(","));
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+/** `--excludes`: every tool gets the same few everyday excludes, in its own syntax. */
+const EXCLUDES = values.excludes ?? false;
+const FS_EXCLUDES = EXCLUDES ? ["-x", "*.tmp", "-x", "node_modules/", "-x", "/build", "-x", "**/cache/**"] : [];
+const RSYNC_EXCLUDES = EXCLUDES
+  ? ["--exclude=*.tmp", "--exclude=node_modules/", "--exclude=/build", "--exclude=cache/**"]
+  : [];
+const RCLONE_EXCLUDES = EXCLUDES
+  ? ["--exclude", "*.tmp", "--exclude", "node_modules/**", "--exclude", "/build/**", "--exclude", "cache/**"]
+  : [];
 const WORK = values.dir ?? await Deno.makeTempDir({ prefix: "foldersync-bench-" });
 
 const SIZES = QUICK
@@ -86,19 +96,28 @@ const TOOLS: Tool[] = [
       s,
       d,
       "-q",
+      ...FS_EXCLUDES,
       ...(c ? ["-c", "--cache-dir", join(WORK, "hash-cache", d.replace(/\W/g, "_"))] : []),
     ],
     checksum: true,
   },
   {
     name: "rsync",
-    cmd: (s, d, c) => ["rsync", "-a", "--delete", ...(c ? ["-c"] : []), `${s}/`, `${d}/`],
+    cmd: (s, d, c) => ["rsync", "-a", "--delete", ...RSYNC_EXCLUDES, ...(c ? ["-c"] : []), `${s}/`, `${d}/`],
     checksum: true,
   },
   ...(HAS_RCLONE
     ? [{
       name: "rclone",
-      cmd: (s: string, d: string, c: boolean) => ["rclone", "sync", "--links", ...(c ? ["--checksum"] : []), s, d],
+      cmd: (s: string, d: string, c: boolean) => [
+        "rclone",
+        "sync",
+        "--links",
+        ...RCLONE_EXCLUDES,
+        ...(c ? ["--checksum"] : []),
+        s,
+        d,
+      ],
       checksum: true,
     }]
     : []),
@@ -212,7 +231,7 @@ async function scenario(
 /** Speed means nothing unless the copy is exact: the rsync oracle must find no difference. */
 async function verifyMirror(src: string, dst: string): Promise<void> {
   const out = await new Deno.Command("rsync", {
-    args: ["-rlptD", "-c", "--delete", "-n", "-i", `${src}/`, `${dst}/`],
+    args: ["-rlptD", "-c", "--delete", "-n", "-i", ...RSYNC_EXCLUDES, `${src}/`, `${dst}/`],
     stdout: "piped",
   }).output();
   const diff = new TextDecoder().decode(out.stdout).trim();
