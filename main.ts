@@ -97,6 +97,7 @@ async function sync(o: CliOptions): Promise<number> {
     checksum: o.checksum,
     mkpath: o.mkpath,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+    ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
   const controller = new AbortController();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
@@ -115,6 +116,7 @@ async function sync(o: CliOptions): Promise<number> {
       dryRun: o.dryRun,
       allowEmptySource: o.allowEmptySource,
       ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
+      ...(paths.backupDir !== undefined ? { backupDir: paths.backupDir } : {}),
       ...(o.hash !== undefined ? { hash: o.hash } : {}),
       ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
       ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),

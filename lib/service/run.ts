@@ -106,10 +106,11 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       checksum: sync.checksum,
       mkpath: sync.mkpath,
       ...(sync.cacheDir !== undefined ? { cacheDir: sync.cacheDir } : {}),
+      ...(sync.backupDir !== undefined ? { backupDir: sync.backupDir } : {}),
     });
     if (log !== undefined) paths.log = log;
     if (defaultLog !== undefined && !native) paths.log = defaultLog;
-    for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir]) {
+    for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir, paths.backupDir]) {
       if (path !== undefined && /[\r\n]/.test(path)) throw new UsageError(`Path holds a line break: '${path}'`);
     }
     const runtime = options.runtime ?? currentRuntime();
