@@ -216,6 +216,34 @@ Deno.test("main.ts --backup-dir with --interval: every run backs up into the sam
   assert.ok((await contents(bak)).includes("a.txt: file 0!"));
 });
 
+Deno.test("main.ts --backup-dir with --watch: an edit and a deletion are backed up as they happen", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  const bak = join(tmp.path, "bak");
+  await writeTree(src, { "a.txt": "1", "b.txt": "b" });
+  const first = await runMain([src, dst]);
+  assert.equal(first.code, 0, first.stderr);
+  const running = startMain([src, dst, "--backup-dir", bak, "--watch"]);
+  try {
+    await waitFor(() => /Sync done/.test(running.out.text()), 20_000, "the first sync");
+    await Deno.writeTextFile(join(src, "a.txt"), "two");
+    await Deno.remove(join(src, "b.txt"));
+    await waitFor(
+      async () => {
+        const now = await contents(bak);
+        return now.includes("a.txt: file 1") && now.includes("b.txt: file b");
+      },
+      20_000,
+      "both backups",
+    );
+    await waitFor(() => /back up b\.txt\n[^\n]*remove b\.txt/.test(running.out.text()), 20_000, "the removal's line");
+  } finally {
+    await running.stop();
+  }
+  await assertMirror(src, dst);
+});
+
 Deno.test("BackupDir puts a taken name under the run's suffix, then -2, -3, and never follows links", async () => {
   await using tmp = await tempDir();
   const replica = join(tmp.path, "replica");
