@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { BackupDir, backupSuffix } from "../lib/replica/local/backup.ts";
 import { parseCommand } from "../lib/cli/cli.ts";
-import { syncArguments } from "../lib/service/locate.ts";
+import { serviceCommand, syncArguments } from "../lib/service/locate.ts";
 import { plan } from "../lib/engine/plan.ts";
 import type { Entry } from "../lib/engine/listing.ts";
 import { assertMirror, IS_ROOT, runMain, snapshot, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
@@ -114,6 +114,43 @@ Deno.test("main.ts --backup-dir moves overwritten, removed and type-changed entr
     assert.equal(summary.backedUp, 2);
     assert.equal(summary.removed, 1);
   });
+});
+
+Deno.test("main.ts --backup-dir keeps every overwritten file when there are enough copies for the workers", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  const bak = join(tmp.path, "bak");
+  const files = 600; // past MIN_POOL_FILES, where plain copies go to the copy workers
+  const names = Array.from({ length: files }, (_, i) => `f${String(i).padStart(4, "0")}`);
+  await writeTree(src, Object.fromEntries(names.map((n) => [n, "v1"])));
+  assert.equal((await runMain([src, dst])).code, 0);
+  for (const n of names) await Deno.writeTextFile(join(src, n), "version 2");
+  const run = await runMain([src, dst, "--backup-dir", bak]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, new RegExp(`Sync done: .* ${files} updated, .* ${files} backed up, 0 errors`));
+  await assertMirror(src, dst);
+  assert.deepEqual(await contents(bak), names.map((n) => `${n}: file v1`));
+});
+
+Deno.test("main.ts --backup-dir with --max-delete: a refused run moves nothing out of the replica (exit 5)", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  const bak = join(tmp.path, "bak");
+  await writeTree(src, { "a.txt": "a", "b.txt": "b", "c.txt": "c" });
+  assert.equal((await runMain([src, dst])).code, 0);
+  await Deno.remove(join(src, "b.txt"));
+  await Deno.remove(join(src, "c.txt"));
+  const refused = await runMain([src, dst, "--backup-dir", bak, "--max-delete", "1"]);
+  assert.equal(refused.code, 5, refused.stdout + refused.stderr);
+  assert.match(refused.stderr, /Refusing to remove 2 entries: more than --max-delete 1/);
+  assert.deepEqual(await contents(bak), []);
+  assert.deepEqual(await contents(dst), ["a.txt: file a", "b.txt: file b", "c.txt: file c"]);
+  const allowed = await runMain([src, dst, "--backup-dir", bak, "--max-delete", "2"]);
+  assert.equal(allowed.code, 0, allowed.stdout + allowed.stderr);
+  assert.deepEqual(await contents(bak), ["b.txt: file b", "c.txt: file c"]);
+  await assertMirror(src, dst);
 });
 
 Deno.test("main.ts refuses --backup-dir inside the source (exit 2), touching nothing", async () => {
@@ -363,6 +400,9 @@ Deno.test("parseCommand() takes --backup-dir for sync only, and a service passes
   assert.throws(() => parseCommand(["verify", "src", "dst", "--backup-dir", "x"]), /not valid with verify/);
   assert.throws(() => parseCommand(["src", "dst", "--backup-dir="]), /must not be an empty path/);
   if (cmd.kind !== "sync") throw new Error("sync expected");
-  const args = syncArguments(cmd.options, { source: "/data", replica: "/backup", backupDir: "/deleted" });
+  const paths = { source: "/data", replica: "/backup", backupDir: "/deleted" };
+  const args = syncArguments(cmd.options, paths);
   assert.deepEqual(args.slice(-2), ["--backup-dir", "/deleted"]);
+  const command = serviceCommand(args, { paths, runtime: { execPath: "/usr/bin/deno", mainPath: "/app/main.ts" } });
+  assert.ok(command.includes("--allow-write=/backup,/deleted"), command.join(" "));
 });
