@@ -138,8 +138,10 @@ export interface PlanOptions {
    */
   checksum?: boolean;
   /**
-   * Replica-relative paths that are neither removed nor created over, nor looked into: the
-   * `--backup-dir` folder when it lies inside the replica. (To be folded into excludes.)
+   * Replica-relative paths that are neither removed nor created over, nor planned into (the
+   * `--backup-dir` folder when it lies inside the replica); under a replica directory being
+   * emptied, march still lists them, and they and the directories on their way are kept.
+   * (To be folded into excludes.)
    * @default undefined (none)
    */
   protect?: ReadonlySet<string>;
