@@ -113,6 +113,12 @@ export class BackupDir {
     if (info === undefined) return undefined;
     for (let n = 1;; n++) {
       const to = this.#candidate(rel, n);
+      // A link is made anew: link(2) on a symbolic link follows it on some systems.
+      if (info.isSymlink) {
+        if (lstatOrNone(to) !== undefined) continue;
+        this.#copy(full, to, info);
+        return to;
+      }
       try {
         Deno.linkSync(full, to);
         return to;
