@@ -108,6 +108,7 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     checksum: o.checksum,
     mkpath: o.mkpath,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+    ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
   const filter = filterOptions(o, paths, log);
   const controller = new AbortController();
@@ -128,6 +129,7 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
       allowEmptySource: o.allowEmptySource,
       ...filter,
       ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
+      ...(paths.backupDir !== undefined ? { backupDir: paths.backupDir } : {}),
       ...(o.hash !== undefined ? { hash: o.hash } : {}),
       ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
       ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),

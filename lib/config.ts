@@ -64,6 +64,13 @@ export interface SyncOptions {
    * @default false
    */
   deleteExcluded?: boolean;
+  /**
+   * Absolute real path of the backup folder (`--backup-dir`): replica entries that the run
+   * would remove or overwrite are moved there instead. Inside the replica, it is left alone
+   * by the sync.
+   * @default undefined (entries are removed)
+   */
+  backupDir?: string;
 }
 
 /** The outcome of {@linkcode checkPaths}. */
@@ -74,6 +81,8 @@ export interface CheckedPaths {
   replica: string;
   /** Absolute path of the hash cache directory, if there is one. */
   cacheDir?: string;
+  /** Absolute real path of the backup folder, if there is one. */
+  backupDir?: string;
 }
 
 /** Options for {@linkcode checkPaths}. */
@@ -94,6 +103,8 @@ export interface PathOptions {
    * @default false
    */
   mkpath?: boolean;
+  /** The backup folder (`--backup-dir`) as typed, relative to the current folder; undefined for none. */
+  backupDir?: string;
 }
 
 function errorDetail(error: unknown): string {
@@ -141,15 +152,16 @@ function isWithin(outer: string, inner: string): boolean {
  *
  * @throws {UsageError} When the source is missing, unreadable or not a directory; the
  * replica exists but is not a directory, or is missing and so is its parent (unless
- * `mkpath`); they are the same or one is inside the other; or the cache directory given
- * lies inside either tree.
+ * `mkpath`); they are the same or one is inside the other; the cache directory given
+ * lies inside either tree; or the backup directory lies inside the source, or is or holds
+ * either tree.
  * @example Checking paths
  * ```ts
  * const paths = checkPaths("./src", "./backup", { checksum: true });
  * ```
  */
 export function checkPaths(source: string, replica: string, options: PathOptions = {}): CheckedPaths {
-  const { cacheDir, checksum = false, mkpath = false } = options;
+  const { cacheDir, checksum = false, mkpath = false, backupDir } = options;
   let sourceReal: string;
   try {
     sourceReal = Deno.realPathSync(source);
@@ -195,6 +207,7 @@ export function checkPaths(source: string, replica: string, options: PathOptions
   if (isWithin(replicaReal, sourceReal)) throw new UsageError(`Source is inside the replica: '${sourceReal}'`);
 
   const checked: CheckedPaths = { source: sourceReal, replica: replicaReal };
+  if (backupDir !== undefined) checked.backupDir = checkBackupDir(backupDir, sourceReal, replicaReal);
   if (checksum && cacheDir !== false) {
     const dir = cacheDir ?? defaultCacheDir();
     if (dir !== undefined) {
@@ -207,6 +220,27 @@ export function checkPaths(source: string, replica: string, options: PathOptions
     }
   }
   return checked;
+}
+
+/**
+ * The backup folder's absolute real path, checked against the trees: it may lie inside the
+ * replica (the sync then leaves it alone), but it must not be the replica, lie inside the
+ * source (moving entries there would change the source), nor hold either tree.
+ */
+function checkBackupDir(backupDir: string, sourceReal: string, replicaReal: string): string {
+  if (backupDir === "") throw new UsageError("Backup directory must not be an empty path");
+  const real = realPathOfPossiblyMissing(backupDir);
+  try {
+    if (!Deno.statSync(real).isDirectory) throw new UsageError(`Backup directory is not a directory: '${backupDir}'`);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+  }
+  if (isWithin(sourceReal, real)) throw new UsageError(`Backup directory is inside the source: '${backupDir}'`);
+  if (isWithin(real, replicaReal)) {
+    throw new UsageError(`Backup directory is the replica or holds it: '${backupDir}'`);
+  }
+  if (isWithin(real, sourceReal)) throw new UsageError(`Backup directory holds the source: '${backupDir}'`);
+  return real;
 }
 
 /**

@@ -99,22 +99,42 @@ export function spawnMain(args: string[], permissions = ["--allow-read", "--allo
   }).spawn();
 }
 
+/** Options for {@linkcode mirrorDiff} and {@linkcode assertMirror}. */
+export interface MirrorOptions {
+  /**
+   * Relative paths (from the roots, `/`-separated) left out of the comparison on both sides,
+   * as rsync's anchored `--exclude=/PATH` leaves them: a `--backup-dir` inside the replica.
+   */
+  exclude?: readonly string[];
+}
+
 /**
  * The independent oracle: `rsync -rlptD -J -c --delete -n -i src/ dst/` lists every
  * difference; an exact mirror prints nothing. Where rsync is missing (Windows runners) or too
  * old (macOS), a tree comparison by lstat and content stands in.
  */
-export async function mirrorDiff(source: string, replica: string): Promise<string> {
+export async function mirrorDiff(source: string, replica: string, options: MirrorOptions = {}): Promise<string> {
+  const exclude = options.exclude ?? [];
   if (await hasRsync()) {
     const out = await new Deno.Command("rsync", {
-      args: ["-rlptD", "-J", "-c", "--delete", "-n", "-i", `${source}/`, `${replica}/`],
+      args: [
+        "-rlptD",
+        "-J",
+        "-c",
+        "--delete",
+        "-n",
+        "-i",
+        ...exclude.map((p) => `--exclude=/${p}`),
+        `${source}/`,
+        `${replica}/`,
+      ],
       stdout: "piped",
       stderr: "piped",
     }).output();
     const text = decoder.decode(out.stdout) + decoder.decode(out.stderr);
     return out.code === 0 ? text.trim() : `rsync exited ${out.code}: ${text}`;
   }
-  return (await treeDiff(source, replica)).join("\n");
+  return (await treeDiff(source, replica, "", exclude)).join("\n");
 }
 
 let rsyncAvailable: boolean | undefined;
@@ -138,7 +158,6 @@ async function hasRsync(): Promise<boolean> {
   return rsyncAvailable;
 }
 
-/** Asserts that the replica is an exact mirror of the source, by the oracle. */
 /**
  * The rsync oracle with filter rules (`--exclude=...`, `--include=...`, `--delete-excluded`)
  * that say in rsync's terms what foldersync's excludes say: nothing may differ. Needs rsync.
@@ -154,15 +173,16 @@ export async function assertMirrorFiltered(source: string, replica: string, rule
   assert.equal(text, "", `replica differs from source (rsync ${rules.join(" ")}):\n${text}`);
 }
 
-export async function assertMirror(source: string, replica: string): Promise<void> {
-  const diff = await mirrorDiff(source, replica);
+/** Asserts that the replica is an exact mirror of the source, by the oracle. */
+export async function assertMirror(source: string, replica: string, options: MirrorOptions = {}): Promise<void> {
+  const diff = await mirrorDiff(source, replica, options);
   assert.equal(diff, "", `replica differs from source:\n${diff}`);
-  const own = await treeDiff(source, replica);
+  const own = await treeDiff(source, replica, "", options.exclude ?? []);
   assert.deepEqual(own, [], `tree comparison found differences`);
 }
 
 /** Compares two trees by lstat (kind, size, mode, mtime in ms), link targets and content. */
-export async function treeDiff(a: string, b: string, rel = ""): Promise<string[]> {
+export async function treeDiff(a: string, b: string, rel = "", exclude: readonly string[] = []): Promise<string[]> {
   const diffs: string[] = [];
   const names = new Set<string>();
   for (const root of [a, b]) {
@@ -170,6 +190,7 @@ export async function treeDiff(a: string, b: string, rel = ""): Promise<string[]
   }
   for (const name of [...names].sort()) {
     const r = rel === "" ? name : `${rel}/${name}`;
+    if (exclude.includes(r)) continue;
     const ia = await Deno.lstat(join(a, r)).catch(() => undefined);
     const ib = await Deno.lstat(join(b, r)).catch(() => undefined);
     if (!ia || !ib) {
@@ -188,7 +209,7 @@ export async function treeDiff(a: string, b: string, rel = ""): Promise<string[]
     }
     if (ia.mtime?.getTime() !== ib.mtime?.getTime()) diffs.push(`${r}: mtime`);
     if (ia.isDirectory) {
-      diffs.push(...await treeDiff(a, b, r));
+      diffs.push(...await treeDiff(a, b, r, exclude));
     } else if (ia.isFile) {
       if (ia.size !== ib.size) diffs.push(`${r}: size`);
       else if (!(await sameBytes(join(a, r), join(b, r)))) diffs.push(`${r}: content`);

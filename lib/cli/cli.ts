@@ -62,6 +62,8 @@ export interface CliOptions {
   jobs?: number;
   /** Directory for the checksum cache; `false` disables it; undefined: the default place. */
   cacheDir?: string | false;
+  /** Move replica entries that would be removed or overwritten into this folder (as typed). */
+  backupDir?: string;
   /** Console verbosity. */
   verbosity: Verbosity;
 }
@@ -115,6 +117,9 @@ Options:
       --delete-excluded     remove excluded entries from the replica too
       --max-delete N|P%     remove nothing at all if a run would remove more than N entries
                             (or P% of the replica's); copies still run, exit code 5
+      --backup-dir DIR      move what a sync would remove or overwrite into DIR, under the
+                            same path (a taken name gets a suffix ~YYYY-MM-DDTHH-MM-SS, UTC);
+                            DIR may lie inside the replica, which then leaves it alone
   -j, --jobs N              most parallel copies and hashes (default 8; also capped by cores)
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
@@ -171,6 +176,7 @@ const OPTIONS = {
   exclude: { type: "string", short: "x", multiple: true },
   "exclude-from": { type: "string", multiple: true },
   "delete-excluded": { type: "boolean" },
+  "backup-dir": { type: "string" },
   jobs: { type: "string", short: "j" },
   "cache-dir": { type: "string" },
   "no-cache": { type: "boolean" },
@@ -219,6 +225,7 @@ export function parseCommand(argv: readonly string[]): Command {
       "allow-empty-source",
       "mkpath",
       "delete-excluded",
+      "backup-dir",
     ] as const;
     const used = syncOnly.find((name) => values[name] !== undefined);
     if (used !== undefined) throw new UsageError(`Option not valid with verify: '--${used}'`);
@@ -299,6 +306,10 @@ export function parseCommand(argv: readonly string[]): Command {
   if (logs[0] !== undefined) options.log = logs[0];
   if (intervalMs !== undefined) options.intervalMs = intervalMs;
   if (values.jobs !== undefined) options.jobs = parseCount(values.jobs, "Jobs", 1, 256);
+  if (values["backup-dir"] !== undefined) {
+    if (values["backup-dir"] === "") throw new UsageError("Backup directory must not be an empty path");
+    options.backupDir = values["backup-dir"];
+  }
   if (values["max-delete"] !== undefined) options.maxDelete = parseMaxDelete(values["max-delete"]);
   if (values["log-max-size"] !== undefined) {
     options.logMaxSize = parseSize(values["log-max-size"], "Log max size");

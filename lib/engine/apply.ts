@@ -16,6 +16,7 @@ import { runInWorkers } from "../pool.ts";
 import { parentOf } from "./plan.ts";
 import { describeError } from "../errors.ts";
 import { copyFile } from "../replica/local/copy_file.ts";
+import { BackupDir } from "../replica/local/backup.ts";
 
 /** The file-system calls apply makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
 export interface FsOps {
@@ -85,7 +86,7 @@ function nodeFs(): Promise<typeof import("node:fs")> {
 export type ApplyEvent =
   | {
     type: "op";
-    action: "create" | "copy" | "update" | "link" | "attrs" | "remove";
+    action: "create" | "copy" | "update" | "link" | "attrs" | "remove" | "backup";
     path: string;
     size?: number;
     target?: string;
@@ -103,6 +104,8 @@ export interface Stats {
   linked: number;
   attrs: number;
   removed: number;
+  /** Replica entries moved (or, before an overwrite, copied) into the backup folder. */
+  backedUp: number;
   /** Bytes written by copies and updates. */
   bytes: number;
   /** Entries that failed. */
@@ -113,7 +116,18 @@ export interface Stats {
 
 /** A fresh, all-zero {@linkcode Stats}. */
 export function emptyStats(): Stats {
-  return { created: 0, copied: 0, updated: 0, linked: 0, attrs: 0, removed: 0, bytes: 0, errors: 0, vanished: 0 };
+  return {
+    created: 0,
+    copied: 0,
+    updated: 0,
+    linked: 0,
+    attrs: 0,
+    removed: 0,
+    backedUp: 0,
+    bytes: 0,
+    errors: 0,
+    vanished: 0,
+  };
 }
 
 /** Options for {@linkcode applyPlan}. */
@@ -138,6 +152,17 @@ export interface ApplyOptions {
   signal?: AbortSignal;
   /** Called for every operation done and every error. */
   onEvent?: (event: ApplyEvent) => void;
+  /**
+   * Absolute path of the backup folder (`--backup-dir`): every replica entry that a removal
+   * or an overwrite would destroy is moved there instead (see {@linkcode BackupDir}).
+   * @default undefined (entries are removed)
+   */
+  backupDir?: string;
+  /**
+   * When the run started: the timestamp of backup names that are taken.
+   * @default new Date()
+   */
+  started?: Date;
 }
 
 /** Temp files are named `.foldersync-<random>.tmp`; short, so that 255-byte names still fit. */
@@ -218,8 +243,11 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
     fs = denoFs,
     signal,
     onEvent = () => {},
+    backupDir,
+    started = new Date(),
   } = options;
   const stats = emptyStats();
+  const backup = backupDir !== undefined ? new BackupDir(backupDir, { started }) : undefined;
   const failedDirs = new Set<string>();
   /** Entries whose removal failed: what was to replace them must not be put in their place. */
   const unremoved = new Set<string>();
@@ -257,11 +285,30 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
 
   /**
    * The one removal primitive: removes replica entry `action.path` (a directory only once it
-   * is empty: its contents are planned before it, and nothing unseen is ever removed).
+   * is empty: its contents are planned before it, and nothing unseen is ever removed), or,
+   * with a backup folder, moves it there.
    */
   const removeEntry = async (action: RemoveAction): Promise<void> => {
     const full = at(action.path);
+    if (backup) {
+      await inWritableDir(dirname(full), () => settle(() => backup.move(full, action.path, action.kind)));
+      stats.backedUp++;
+      onEvent({ type: "op", action: "backup", path: action.path, kind: action.kind });
+      return;
+    }
     await inWritableDir(dirname(full), () => fs.remove(full));
+  };
+
+  /**
+   * Before an update or a new link target takes the place of replica entry `rel`: with a
+   * backup folder, its present version goes there (the rename that follows keeps the replica
+   * path atomic).
+   */
+  const keepOld = (rel: string): void => {
+    if (!backup) return;
+    if (backup.keep(at(rel), rel) === undefined) return;
+    stats.backedUp++;
+    onEvent({ type: "op", action: "backup", path: rel });
   };
 
   const apply = async (plan: Plan): Promise<void> => {
@@ -320,6 +367,7 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
       rel: string,
       write: (tmp: string) => Promise<void>,
       finish: (tmp: string) => Promise<void>,
+      overwrites = false,
     ) => {
       const dst = at(rel);
       const tmp = join(dirname(dst), tempName());
@@ -330,6 +378,7 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
           return write(tmp);
         });
         await finish(tmp);
+        if (overwrites) keepOld(rel);
         await fs.rename(tmp, dst);
         created = false;
       } finally {
@@ -354,21 +403,26 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
           await fs.chmod(tmp, entry.mode);
         }
         await fs.utime(tmp, after.atime ?? new Date(), new Date(entry.mtimeMs));
-      });
+      }, entry.op === "update");
 
     const linkOne = (entry: LinkAction) =>
-      install(entry.path, async (tmp) => {
-        try {
-          await fs.symlink(entry.target, tmp);
-        } catch (error) {
-          if (!(error instanceof Deno.errors.NotCapable)) throw error;
-          throw new Error(
-            "Cannot create a symbolic link with path-scoped permissions (a Deno rule): " +
-              "grant plain --allow-read --allow-write to copy links",
-            { cause: error },
-          );
-        }
-      }, (tmp) => fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {}));
+      install(
+        entry.path,
+        async (tmp) => {
+          try {
+            await fs.symlink(entry.target, tmp);
+          } catch (error) {
+            if (!(error instanceof Deno.errors.NotCapable)) throw error;
+            throw new Error(
+              "Cannot create a symbolic link with path-scoped permissions (a Deno rule): " +
+                "grant plain --allow-read --allow-write to copy links",
+              { cause: error },
+            );
+          }
+        },
+        (tmp) => fs.lutime(tmp, new Date(entry.mtimeMs), new Date(entry.mtimeMs)).catch(() => {}),
+        entry.replace === "symlink",
+      );
 
     // Plain copies go to parallel workers first; whatever they could not do (a read-only
     // directory, a full disk, a file that changed) takes the careful path below.
@@ -447,7 +501,8 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
       const plain: CopyAction[] = [];
       const rest: Plan["transfers"] = [];
       for (const action of all) {
-        const isPlain = (action.op === "copy" || action.op === "update") && action.replace === undefined;
+        // An update with a backup folder keeps the old file first: not a plain copy.
+        const isPlain = (action.op === "copy" || (action.op === "update" && !backup)) && action.replace === undefined;
         if (isPlain && !blocked(action.path)) plain.push(action);
         else rest.push(action);
       }

@@ -137,6 +137,14 @@ export interface PlanOptions {
    * @default false
    */
   checksum?: boolean;
+  /**
+   * Replica-relative paths that are neither removed nor created over, nor planned into (the
+   * `--backup-dir` folder when it lies inside the replica); under a replica directory being
+   * emptied, march still lists them, and they and the directories on their way are kept.
+   * (To be folded into excludes.)
+   * @default undefined (none)
+   */
+  protect?: ReadonlySet<string>;
 }
 
 /** A source directory whose listing the planner still waits for. */
@@ -180,6 +188,8 @@ export class Planner {
   sourceEntries = 0;
   #plan: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
   #options: DecideOptions;
+  /** See {@linkcode PlanOptions.protect}. */
+  #protect: ReadonlySet<string> | undefined;
   #pending = new Map<string, PendingDir>();
   /** Replica directories to remove whose contents the caller must list: path and whether replaced. */
   #toEmpty: Array<{ path: string; replaced: boolean }> = [];
@@ -191,6 +201,7 @@ export class Planner {
   /** Starts a plan; `replicaRoot` is undefined when the replica does not exist yet. */
   constructor(sourceRoot: Entry, replicaRoot: Entry | undefined, options: PlanOptions = {}) {
     this.#options = { checksum: options.checksum ?? false };
+    if (options.protect?.size) this.#protect = options.protect;
     if (!replicaRoot) this.#plan.mkdirs.push({ op: "mkdir", path: "" });
     this.#pending.set("", { fresh: !replicaRoot, entry: sourceRoot });
     if (replicaRoot && attrsDiffer(sourceRoot, replicaRoot)) {
@@ -240,6 +251,12 @@ export class Planner {
     const rv = r ? new BatchCursor(r) : undefined;
     while (i < iEnd || j < jEnd) {
       const order = i === iEnd ? 1 : j === jEnd ? -1 : compareNames(source.names[i]!, r!.names[j]!);
+      // A protected name is skipped on both sides: never removed, never created over.
+      if (this.#protect?.has(prefix + (order > 0 ? r!.names[j]! : source.names[i]!))) {
+        if (order <= 0) i++;
+        if (order >= 0) j++;
+        continue;
+      }
       if (order > 0) {
         // Only in the replica: extraneous, unless the source listing is partial.
         if (!(flags & INCOMPLETE)) {
@@ -342,11 +359,13 @@ export class Planner {
     keepDir = false,
   ): void {
     if (contents === undefined) return;
+    // A protected path, and every directory on the way to it, stays.
+    const kept = (path: string) => this.#protect !== undefined && [...this.#protect].some((p) => within(p, path));
     for (let i = contents.length - 1; i >= 0; i--) {
       const { path, kind } = contents[i]!;
-      this.#plan.removes.push({ op: "remove", path, kind });
+      if (!kept(path)) this.#plan.removes.push({ op: "remove", path, kind });
     }
-    if (keepDir) return; // it holds excluded entries, which stay
+    if (keepDir || kept(dir.path)) return; // excluded or protected entries stay inside
     const action: RemoveAction = { op: "remove", path: dir.path, kind: "dir" };
     if (dir.replaced) action.replaced = true;
     this.#plan.removes.push(action);
@@ -461,6 +480,11 @@ export class Planner {
     if (why !== undefined) attrs.reason = why;
     this.#dirAttrs.set(path, attrs);
   }
+}
+
+/** True when `a` is `b`, or one lies inside the other (relative paths). */
+function within(a: string, b: string): boolean {
+  return a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
 }
 
 /** Which attribute differs, for the record: the mtime, else the mode. */

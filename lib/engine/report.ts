@@ -26,7 +26,8 @@ export function logEvent(event: ApplyEvent, dryRun: boolean): void {
   switch (event.type) {
     case "op": {
       if (!operationsLogged()) break;
-      const what = event.action === "attrs" ? "set attrs" : event.kind === "dir" ? `${event.action} dir` : event.action;
+      const verb = event.action === "attrs" ? "set attrs" : event.action === "backup" ? "back up" : event.action;
+      const what = event.kind === "dir" ? `${verb} dir` : verb;
       const detail = event.size !== undefined
         ? ` (${formatBytes(event.size)})`
         : event.target !== undefined
@@ -81,6 +82,16 @@ export function logVanished(path: string): void {
   logger.warn("{text}", { text: `vanished ${showPath(path)}`, action: "vanished", path });
 }
 
+/** Options for {@linkcode createDryRunReporter}. */
+export interface DryRunOptions {
+  /**
+   * Whether the run has a backup folder (`--backup-dir`): each removal and each overwrite is
+   * also shown as `would back up PATH`, and counted.
+   * @default false
+   */
+  backup?: boolean;
+}
+
 /**
  * An {@linkcode Applier} for `--dry-run`: prints each part as the operations it would do, in
  * the order they would be done, and counts them.
@@ -92,17 +103,28 @@ export function logVanished(path: string): void {
  * reporter.stats.copied;
  * ```
  */
-export function createDryRunReporter(): Applier {
+export function createDryRunReporter(options: DryRunOptions = {}): Applier {
+  const { backup = false } = options;
   const stats = emptyStats();
   const emit = (e: ApplyEvent) => logEvent(e, true);
+  /** With a backup folder, what a removal or an overwrite would move there. */
+  const backUp = (path: string, kind?: "dir") => {
+    if (!backup) return;
+    stats.backedUp++;
+    emit({ type: "op", action: "backup", path, ...(kind ? { kind } : {}) });
+  };
   return {
     stats,
     apply(p: Plan) {
-      for (const r of p.removes) emit({ type: "op", action: "remove", path: r.path, kind: r.kind });
+      for (const r of p.removes) {
+        backUp(r.path, r.kind === "dir" ? "dir" : undefined);
+        emit({ type: "op", action: "remove", path: r.path, kind: r.kind });
+      }
       for (const m of p.mkdirs) {
         if (m.path !== "") emit({ type: "op", action: "create", path: m.path, kind: "dir" });
       }
       for (const t of p.transfers) {
+        if (t.op === "update" || (t.op === "link" && t.replace === "symlink")) backUp(t.path);
         if (t.op === "link") emit({ type: "op", action: "link", path: t.path, target: t.target });
         else if (t.op === "attrs") emit({ type: "op", action: "attrs", path: t.path });
         else emit({ type: "op", action: t.op, path: t.path, size: t.size });

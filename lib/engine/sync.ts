@@ -22,6 +22,7 @@ import {
 } from "./report.ts";
 import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
 import { formatBytes, formatDuration } from "../cli/units.ts";
+import { isAbsolute, relative, sep as SEP } from "node:path";
 
 /**
  * Actions applied at a time while the walk goes on: a part holds about 150 bytes an action,
@@ -89,6 +90,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     hash = DEFAULT_HASH,
     jobs = 8,
     cacheDir,
+    backupDir,
   } = options;
   const { signal, partActions = PART_ACTIONS, replicaMustExist = false, verify = false } = control;
   // Verify compares, whatever the options say: it removes nothing, so it has no guard or cap.
@@ -96,14 +98,18 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   const allowEmptySource = verify || (options.allowEmptySource ?? false);
   const maxDelete = verify ? undefined : options.maxDelete;
   const started = performance.now();
+  const startedAt = new Date();
   if (replicaMustExist && !dryRun) checkReplicaExists(replica);
   const verifier = verify ? createVerifyReporter() : undefined;
-  const applier: Applier = verifier ?? (dryRun ? createDryRunReporter() : createApplier(source, replica, {
-    jobs,
-    ...(control.fs ? { fs: control.fs } : {}),
-    ...(signal ? { signal } : {}),
-    onEvent: (e) => logEvent(e, false),
-  }));
+  const backup = verify ? undefined : backupDir;
+  const applier: Applier = verifier ??
+    (dryRun ? createDryRunReporter({ backup: backup !== undefined }) : createApplier(source, replica, {
+      jobs,
+      ...(backup !== undefined ? { backupDir: backup, started: startedAt } : {}),
+      ...(control.fs ? { fs: control.fs } : {}),
+      ...(signal ? { signal } : {}),
+      onEvent: (e) => logEvent(e, false),
+    }));
   let applyMs = 0;
   // With a cap, removals (and what depends on them) wait for the gate's verdict on the whole run.
   const held = maxDelete ? new HeldPlan() : undefined;
@@ -143,9 +149,11 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   // A dry run must not even change modes for a moment, so it does not fix permissions.
   // Loaded only when something is excluded: the glob engine costs every start otherwise.
   const filter = options.filter ? (await import("./filter.ts")).PathFilter.compile(options.filter) : undefined;
+  const protect = backup !== undefined ? protectedPaths(replica, backup) : undefined;
   const { planner, problems, replicaEntries } = await marchTrees(source, replica, {
     ...(filter ? { filter, deleteExcluded: options.deleteExcluded ?? false } : {}),
     checksum,
+    ...(protect ? { protect } : {}),
     allowEmptySource,
     fixPermissions: !dryRun,
     ...(signal ? { signal } : {}),
@@ -213,7 +221,9 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   const aborted = signal?.aborted ?? false;
   const scanned = planner.sourceEntries;
   if (verifier) logVerifySummary(verifier.counts, stats.errors, durationMs, { aborted, scanned });
-  else logSummary(stats, durationMs, { dryRun, aborted, scanned, refused: refused?.planned ?? 0 });
+  else {
+    logSummary(stats, durationMs, { dryRun, aborted, scanned, refused: refused?.planned ?? 0, backup: !!backup });
+  }
   return {
     stats,
     durationMs,
@@ -221,6 +231,17 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     ...(refused ? { refused } : {}),
     ...(verifier ? { differences: verifier.counts } : {}),
   };
+}
+
+/**
+ * The backup folder's path relative to the replica, `/`-separated, as a set for
+ * {@linkcode Planner}'s `protect`, when it lies inside the replica (checkPaths has resolved
+ * both and refused the replica itself).
+ */
+function protectedPaths(replica: string, backupDir: string): ReadonlySet<string> | undefined {
+  const rel = relative(replica, backupDir);
+  if (rel === "" || rel === ".." || rel.startsWith(`..${SEP}`) || isAbsolute(rel)) return undefined;
+  return new Set([rel.split(SEP).join("/")]);
 }
 
 /** The one line that says the cap stopped every removal. */
@@ -261,11 +282,12 @@ function logVerifySummary(
 function logSummary(
   stats: Stats,
   durationMs: number,
-  how: { dryRun: boolean; aborted: boolean; scanned: number; refused: number },
+  how: { dryRun: boolean; aborted: boolean; scanned: number; refused: number; backup: boolean },
 ): void {
   const head = how.aborted ? "Sync stopped" : how.dryRun ? "Dry run done" : "Sync done";
   const text = `${head}: ${stats.created} created, ${stats.copied} copied, ${stats.updated} updated, ` +
-    `${stats.linked} linked, ${stats.attrs} attrs, ${stats.removed} removed, ${stats.errors} errors` +
+    `${stats.linked} linked, ${stats.attrs} attrs, ${stats.removed} removed, ` +
+    `${how.backup ? `${stats.backedUp} backed up, ` : ""}${stats.errors} errors` +
     `${stats.vanished > 0 ? `, ${stats.vanished} vanished` : ""}` +
     `${how.refused > 0 ? `, ${how.refused} removals refused by --max-delete` : ""}; ` +
     `${formatBytes(stats.bytes)} in ${formatDuration(durationMs)} (${how.scanned} source entries)`;

@@ -175,6 +175,7 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.jobs !== undefined) args.push("--jobs", String(o.jobs));
   if (o.cacheDir === false) args.push("--no-cache");
   else if (paths.cacheDir !== undefined) args.push("--cache-dir", paths.cacheDir);
+  if (paths.backupDir !== undefined) args.push("--backup-dir", paths.backupDir);
   if (o.verbosity !== "normal") args.push(`--${o.verbosity}`);
   return args;
 }
@@ -195,7 +196,7 @@ export function serviceCommand(args: string[], how: { paths: ServicePaths; runti
   const { paths, runtime } = how;
   if (runtime.mainPath === undefined) return [runtime.execPath, ...args];
   const logDir = paths.log !== undefined ? folderOf(paths.log) : undefined;
-  const writes = [paths.replica, logDir, paths.cacheDir].filter((p) => p !== undefined);
+  const writes = [paths.replica, logDir, paths.cacheDir, paths.backupDir].filter((p) => p !== undefined);
   // The app's own folder too: Deno checks read access when it loads the walk, copy and hash workers.
   const reads = [paths.source, folderOf(runtime.mainPath), ...(paths.excludeFrom ?? []), ...writes];
   for (const path of reads) {

@@ -107,13 +107,14 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       checksum: sync.checksum,
       mkpath: sync.mkpath,
       ...(sync.cacheDir !== undefined ? { cacheDir: sync.cacheDir } : {}),
+      ...(sync.backupDir !== undefined ? { backupDir: sync.backupDir } : {}),
     });
     if (log !== undefined) paths.log = log;
     // Read now, so that a missing file is exit 2 here rather than a failing service later.
     filterSpec(sync.exclude, sync.excludeFrom, { ownFiles: [], ownDirs: [] });
     if (sync.excludeFrom.length > 0) paths.excludeFrom = sync.excludeFrom.map((file) => resolve(file));
     if (defaultLog !== undefined && !native) paths.log = defaultLog;
-    for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir]) {
+    for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir, paths.backupDir]) {
       if (path !== undefined && /[\r\n]/.test(path)) throw new UsageError(`Path holds a line break: '${path}'`);
     }
     const runtime = options.runtime ?? currentRuntime();

@@ -1,0 +1,216 @@
+/**
+ * `--backup-dir`: moves replica entries that a sync would destroy into a backup folder, under
+ * the same relative path, instead of removing or overwriting them.
+ *
+ * Nothing already in the backup folder is ever overwritten: when `DIR/<path>` is taken, the
+ * entry gets the run's timestamp as a suffix, `name~2026-11-22T20-51-03` (UTC, the run's
+ * start), then `name~2026-11-22T20-51-03-2`, `-3`, ... Within the folder, a directory on the
+ * way that is taken by a file or link gets the same kind of suffix. Folders in DIR are created
+ * as needed and never followed through a symbolic link.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { copyFileSync } from "./copy_file.ts";
+import type { EntryKind } from "../../engine/listing.ts";
+
+/**
+ * The timestamp suffix for a run started at `date`: `~YYYY-MM-DDTHH-MM-SS`, in UTC.
+ *
+ * @example A suffix
+ * ```ts
+ * backupSuffix(new Date("2026-11-22T20:51:03.456Z")); // "~2026-11-22T20-51-03"
+ * ```
+ */
+export function backupSuffix(date: Date): string {
+  return `~${date.toISOString().slice(0, 19).replaceAll(":", "-")}`;
+}
+
+/** Options for {@linkcode BackupDir}. */
+export interface BackupDirOptions {
+  /**
+   * When the run started: the time in the suffix of entries whose name is taken.
+   * @default new Date()
+   */
+  started?: Date;
+}
+
+/** True for the error of a rename or link across file systems. */
+function isCrossDevice(error: unknown): boolean {
+  return (error as { code?: string } | null)?.code === "EXDEV";
+}
+
+/** lstat, or undefined when nothing is there. */
+function lstatOrNone(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * A backup folder for one run: {@linkcode BackupDir.move} takes an entry out of the replica
+ * into it, {@linkcode BackupDir.keep} puts a copy of an entry about to be overwritten there.
+ *
+ * Needs write permission for the backup folder and the replica. Its methods throw what the
+ * file system throws (`Deno.errors.NotFound` when the replica entry is gone); the replica
+ * entry is removed only once its backup is complete.
+ *
+ * @example Moving a removed file aside
+ * ```ts
+ * const backup = new BackupDir("/mnt/backup/docs-deleted");
+ * backup.move("/mnt/backup/docs/old.txt", "old.txt", "file");
+ * ```
+ */
+export class BackupDir {
+  readonly root: string;
+  #suffix: string;
+  /** Backup folders already made or found, by relative path: where their contents go. */
+  #dirs = new Map<string, string>();
+
+  constructor(root: string, options: BackupDirOptions = {}) {
+    this.root = root;
+    this.#suffix = backupSuffix(options.started ?? new Date());
+  }
+
+  /**
+   * Moves replica entry `full` (relative path `rel`) into the backup folder: a file or link by
+   * a rename (across file systems: a copy whose size is checked, then a removal), a directory,
+   * which must be empty by now, by making it in the backup folder and removing it. Returns
+   * the path it got in the backup folder.
+   */
+  move(full: string, rel: string, kind: EntryKind): string {
+    if (kind === "dir") {
+      const info = Deno.lstatSync(full);
+      if (!info.isDirectory) throw new Error(`Replica entry changed during the sync: '${rel}'`);
+      const dir = this.#dir(rel);
+      Deno.removeSync(full);
+      return dir;
+    }
+    const info = Deno.lstatSync(full);
+    const to = this.#free(rel);
+    try {
+      Deno.renameSync(full, to);
+    } catch (error) {
+      if (!isCrossDevice(error)) throw error;
+      this.#copy(full, to, info);
+      Deno.removeSync(full);
+    }
+    return to;
+  }
+
+  /**
+   * Puts the present content of replica file or link `full` (relative path `rel`) into the
+   * backup folder and leaves it in place, for an update that is about to rename a new file
+   * over it: a hard link, or a copy where linking is not possible. Returns the backup path,
+   * or undefined when the replica entry is gone.
+   */
+  keep(full: string, rel: string): string | undefined {
+    const info = lstatOrNone(full);
+    if (info === undefined) return undefined;
+    for (let n = 1;; n++) {
+      const to = this.#candidate(rel, n);
+      // A link is made anew: link(2) on a symbolic link follows it on some systems.
+      if (info.isSymlink) {
+        if (lstatOrNone(to) !== undefined) continue;
+        this.#copy(full, to, info);
+        return to;
+      }
+      try {
+        Deno.linkSync(full, to);
+        return to;
+      } catch (error) {
+        if (error instanceof Deno.errors.AlreadyExists) continue;
+        if (error instanceof Deno.errors.NotFound && lstatOrNone(full) === undefined) return undefined;
+        // Another file system, or one without hard links: copy.
+        if (lstatOrNone(to) !== undefined) continue;
+        this.#copy(full, to, info);
+        return to;
+      }
+    }
+  }
+
+  /** A copy of `from` at the new path `to`, with its mode and mtime, checked for size. */
+  #copy(from: string, to: string, info: Deno.FileInfo): void {
+    if (info.isSymlink) {
+      Deno.symlinkSync(Deno.readLinkSync(from), to);
+      return;
+    }
+    try {
+      copyFileSync(from, to, { size: info.size, mode: (info.mode ?? 0o600) & 0o7777 });
+      const copied = Deno.lstatSync(to);
+      if (copied.size !== info.size) {
+        throw new Error(`Backup copy has ${copied.size} bytes instead of ${info.size}: '${to}'`);
+      }
+      const mtime = info.mtime ?? new Date();
+      Deno.utimeSync(to, info.atime ?? mtime, mtime);
+    } catch (error) {
+      try {
+        Deno.removeSync(to);
+      } catch {
+        // nothing was created, or it is gone already
+      }
+      throw error;
+    }
+  }
+
+  /** The `n`th choice of backup path for `rel` (1: the plain name), its folder made. */
+  #candidate(rel: string, n: number): string {
+    const slash = rel.lastIndexOf("/");
+    const dir = this.#dir(slash === -1 ? "" : rel.slice(0, slash));
+    const name = slash === -1 ? rel : rel.slice(slash + 1);
+    return join(dir, n === 1 ? name : this.#suffixed(name, n));
+  }
+
+  /** `name~STAMP` for n = 2, `name~STAMP-2` for 3, and so on. */
+  #suffixed(name: string, n: number): string {
+    return n === 2 ? `${name}${this.#suffix}` : `${name}${this.#suffix}-${n - 1}`;
+  }
+
+  /** A backup path for `rel` where nothing is yet. */
+  #free(rel: string): string {
+    for (let n = 1;; n++) {
+      const to = this.#candidate(rel, n);
+      if (lstatOrNone(to) === undefined) return to;
+    }
+  }
+
+  /**
+   * The backup folder for replica directory `rel`, made if missing (parents first, never
+   * through a link); a name taken by a file or link gets a suffix, for the whole run.
+   */
+  #dir(rel: string): string {
+    const known = this.#dirs.get(rel);
+    if (known !== undefined) return known;
+    let path: string;
+    if (rel === "") {
+      Deno.mkdirSync(this.root, { recursive: true });
+      if (!Deno.lstatSync(this.root).isDirectory) {
+        throw new Error(`Backup directory is not a directory: '${this.root}'`);
+      }
+      path = this.root;
+    } else {
+      const slash = rel.lastIndexOf("/");
+      const parent = this.#dir(slash === -1 ? "" : rel.slice(0, slash));
+      const name = slash === -1 ? rel : rel.slice(slash + 1);
+      for (let n = 1;; n++) {
+        path = join(parent, n === 1 ? name : this.#suffixed(name, n));
+        const info = lstatOrNone(path);
+        if (info?.isDirectory) break;
+        if (info !== undefined) continue;
+        try {
+          Deno.mkdirSync(path, { mode: 0o755 });
+          break;
+        } catch (error) {
+          if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+          n--; // made meanwhile: look at it again
+        }
+      }
+    }
+    this.#dirs.set(rel, path);
+    return path;
+  }
+}
