@@ -198,3 +198,18 @@ Deno.test("runOnce() feeds its progress sink: scanned, planned and done", async 
     applying: true,
   });
 });
+
+Deno.test("parseCommand() reads --progress and --no-progress", async () => {
+  const { parseCommand } = await import("../lib/cli/cli.ts");
+  const progressOf = (...flags: string[]) => {
+    const command = parseCommand(["src", "dst", ...flags]);
+    assert.equal(command.kind, "sync");
+    return command.kind === "sync" ? command.options.progress : "?";
+  };
+  assert.equal(progressOf(), undefined, "undecided: main.ts asks whether stderr is a terminal");
+  assert.equal(progressOf("--progress"), true);
+  assert.equal(progressOf("--no-progress"), false);
+  assert.throws(() => parseCommand(["src", "dst", "--progress", "--no-progress"]), /Choose one of/);
+  const verify = parseCommand(["verify", "src", "dst", "--no-progress"]);
+  assert.equal(verify.kind === "verify" && verify.options.progress, false);
+});

@@ -178,8 +178,9 @@ export function createProgress(options: ProgressOptions = {}): ProgressSink {
   const draw = () => {
     const now = { ...counters, bytesDone: counters.bytesDone + Number(Atomics.load(inFlight, 0)) };
     let line = progressLine(now, performance.now() - began);
-    const width = columns() - 1; // the last column would wrap on some terminals
-    if (line.length > width) line = line.slice(0, Math.max(0, width));
+    // The last column would wrap on some terminals; a terminal of no known width (0) cuts nothing.
+    const width = columns() - 1;
+    if (width > 0 && line.length > width) line = line.slice(0, width);
     // Written over the old line, then the rest of the row cleared: no blank flicker in between.
     write(`\r${line}\x1b[K`);
     shown = true;
