@@ -95,6 +95,7 @@ Deno.test("createProgress() draws after its delay, gives way to log lines and cl
   });
   progress.begin(true);
   assert.equal(written.length, 1, "drawn at once with no delay");
+  // deno-lint-ignore no-control-regex
   assert.match(written[0]!, /^\r0 scanned, 0\/0\+ files.*\x1b\[K$/);
   assert.ok(written[0]!.length <= 1 + 29 + 3, "cut to the terminal width");
   progress.counters.scanned = 3;
