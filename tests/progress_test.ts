@@ -113,6 +113,10 @@ Deno.test("createProgress() draws after its delay, gives way to log lines and cl
   assert.equal(written.length, after, "not drawn after the end");
   logger.info("{text}", { text: "after the run" });
   assert.equal(written.length, after, "nothing to clear after the end");
+  progress.begin(false); // the next run of an --interval loop starts from zero
+  assert.deepEqual({ ...progress.counters }, { ...emptyCounters(), applying: false });
+  assert.equal(Atomics.load(progress.inFlight, 0), 0n);
+  progress.end();
 });
 
 Deno.test("createProgress() shows nothing for a run shorter than its delay", async () => {
