@@ -14,6 +14,7 @@ import { lockReplica } from "./lib/replica/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
+import type { ProgressSink } from "./lib/run/progress.ts";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
@@ -111,6 +112,7 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
   const filter = filterOptions(o, paths, log);
+  const progress = await progressFor(o);
   const controller = new AbortController();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
   const onSignal = () => {
@@ -137,6 +139,7 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
       watch: o.watch,
       signal: controller.signal,
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
+      ...(progress ? { progress } : {}),
     });
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
@@ -158,6 +161,7 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   } catch {
     throw new UsageError(`Replica does not exist: '${o.replica}'`);
   }
+  const progress = await progressFor(o);
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
@@ -171,10 +175,22 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
       ...(o.hash !== undefined ? { hash: o.hash } : {}),
       ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
       ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),
-    }, controller.signal);
+    }, { signal: controller.signal, ...(progress ? { progress } : {}) });
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }
+}
+
+/**
+ * The live progress line, when it is wanted: `--progress` / `--no-progress` decide; otherwise
+ * only on a terminal, and not with `--quiet` or JSON lines (a JSON console is read by programs).
+ * Its module is loaded only then: every import costs every start.
+ */
+async function progressFor(o: CliOptions): Promise<ProgressSink | undefined> {
+  const wanted = o.progress ?? (o.verbosity !== "quiet" && o.logFormat !== "json" && Deno.stderr.isTerminal());
+  if (!wanted) return undefined;
+  const { createProgress } = await import("./lib/run/progress.ts");
+  return createProgress();
 }
 
 /**

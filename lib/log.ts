@@ -40,6 +40,30 @@ export function logLine(level: LogLevel, fields: { text: string } & Record<strin
 let operationLines = true;
 
 /**
+ * Something drawn on the console below the log lines (the progress line), which the console sink
+ * clears before each line it writes; the overlay draws itself again afterwards.
+ */
+export interface ConsoleOverlay {
+  /** Removes the overlay from the screen, if it is there. */
+  clear(): void;
+}
+
+let overlay: ConsoleOverlay | undefined;
+
+/**
+ * Sets (or, with undefined, removes) the overlay the console sink clears before each line, so
+ * that log lines print above a status line, never into it.
+ *
+ * @example Clearing a status line before log lines
+ * ```ts
+ * setConsoleOverlay({ clear: () => Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K")) });
+ * ```
+ */
+export function setConsoleOverlay(next: ConsoleOverlay | undefined): void {
+  overlay = next;
+}
+
+/**
  * Whether per-operation info lines reach any sink. With `--quiet` and no log file they do not,
  * and building 50,000 records nobody sees costs a busy sync measurable time.
  *
@@ -178,6 +202,7 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
     // A summary is an info line like any other: `-q` hides it (a clean cron run prints nothing), and a run with
     // errors logs its summary as a warning, which `-q` shows.
     if (LEVEL_RANK[record.level] < LEVEL_RANK[consoleMin]) return;
+    overlay?.clear();
     (LEVEL_RANK[record.level] >= LEVEL_RANK.warning ? err : out)(formatter(record));
   };
   const sinks: Record<string, Sink> = { console: immediate(consoleSink) };

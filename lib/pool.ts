@@ -31,6 +31,11 @@ export interface PoolOptions<J, R> {
   onUnfinished?: (index: number, job: J) => void;
   /** A job's weight (bytes, say); a batch closes once its weights pass 16 MiB. */
   weight?: (index: number) => number;
+  /**
+   * Sent to each worker as `{ init }` before its first batch (a SharedArrayBuffer for progress
+   * counters, say); the worker answers nothing to it.
+   */
+  init?: unknown;
 }
 
 const BATCH_JOBS = 64;
@@ -68,7 +73,7 @@ export async function runInWorkers<J, R>(
   job: (index: number) => J,
   options: PoolOptions<J, R>,
 ): Promise<void> {
-  const { workers, signal, onResult, onUnfinished = () => {}, weight = () => 0 } = options;
+  const { workers, signal, onResult, onUnfinished = () => {}, weight = () => 0, init } = options;
   let next = 0;
   const takeBatch = (): number[] => {
     const batch: number[] = [];
@@ -131,6 +136,7 @@ export async function runInWorkers<J, R>(
         event.preventDefault();
         finish();
       };
+      if (init !== undefined) worker.postMessage({ init });
       if (!send()) return finish();
       send();
     });

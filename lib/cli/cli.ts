@@ -66,6 +66,11 @@ export interface CliOptions {
   backupDir?: string;
   /** Console verbosity. */
   verbosity: Verbosity;
+  /**
+   * The live progress line: true forces it on (`--progress`), false off (`--no-progress`);
+   * undefined: on when stderr is a terminal, unless `--quiet` or `--log-format json`.
+   */
+  progress?: boolean;
 }
 
 /** What the command line asks for. */
@@ -124,6 +129,10 @@ Options:
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
       --no-cache            do not use the hash cache
+      --progress            show the live progress line even when stderr is not a terminal,
+                            or with --quiet or --log-format json
+      --no-progress         never show it (by default it shows on a terminal, once a run
+                            takes over a second)
   -q, --quiet               print only warnings and errors (a clean run prints nothing)
   -v, --verbose             print debug detail too
   -s, --source PATH         the source folder (instead of the first argument)
@@ -180,6 +189,8 @@ const OPTIONS = {
   jobs: { type: "string", short: "j" },
   "cache-dir": { type: "string" },
   "no-cache": { type: "boolean" },
+  progress: { type: "boolean" },
+  "no-progress": { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
@@ -284,6 +295,7 @@ export function parseCommand(argv: readonly string[]): Command {
     throw new UsageError(`Log format must be text or json: '${logFormat}'`);
   }
   if (values.quiet && values.verbose) throw new UsageError("Choose one of --quiet and --verbose");
+  if (values.progress && values["no-progress"]) throw new UsageError("Choose one of --progress and --no-progress");
   if (values["cache-dir"] !== undefined && values["no-cache"]) {
     throw new UsageError("Choose one of --cache-dir and --no-cache");
   }
@@ -321,6 +333,8 @@ export function parseCommand(argv: readonly string[]): Command {
   if ((options.logMaxSize !== undefined || options.logKeep !== undefined) && options.log === undefined) {
     throw new UsageError("--log-max-size and --log-keep need --log FILE");
   }
+  if (values.progress) options.progress = true;
+  else if (values["no-progress"]) options.progress = false;
   if (values["no-cache"]) options.cacheDir = false;
   else if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
   return { kind: word === "verify" ? "verify" : "sync", options };

@@ -15,7 +15,7 @@ import type { CopyJob, CopyResult } from "../replica/local/copy_worker.ts";
 import { runInWorkers } from "../pool.ts";
 import { parentOf } from "./plan.ts";
 import { describeError } from "../errors.ts";
-import { copyFile } from "../replica/local/copy_file.ts";
+import { copyFile, SMALL_FILE } from "../replica/local/copy_file.ts";
 import { BackupDir } from "../replica/local/backup.ts";
 
 /** The file-system calls apply makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
@@ -23,8 +23,15 @@ export interface FsOps {
   /**
    * Copies a file's content into a new file `to` (which must not exist); `size` is a hint. Once
    * `signal` is aborted it stops within moments, leaving no `to`, and throws an AbortError.
+   * `onProgress`, when given, is called after each chunk with the bytes done so far.
    */
-  copyFile(from: string, to: string, size: number, signal?: AbortSignal): Promise<void>;
+  copyFile(
+    from: string,
+    to: string,
+    size: number,
+    signal?: AbortSignal,
+    onProgress?: (bytes: number) => void,
+  ): Promise<void>;
   lstat(path: string): Promise<Deno.FileInfo>;
   rename(from: string, to: string): Promise<void>;
   remove(path: string, options?: { recursive?: boolean }): Promise<void>;
@@ -62,8 +69,8 @@ const MIN_POOL_FILES = 512;
  * followed; small ones in memory, large ones in chunks that a signal can stop, keeping holes.
  */
 export const denoFs: FsOps = {
-  copyFile: async (from, to, size, signal) => {
-    await copyFile(from, to, { size, ...(signal ? { signal } : {}) });
+  copyFile: async (from, to, size, signal, onProgress) => {
+    await copyFile(from, to, { size, ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
   },
   lstat: (path) => settle(() => Deno.lstatSync(path)),
   rename: (from, to) => settle(() => Deno.renameSync(from, to)),
@@ -163,6 +170,12 @@ export interface ApplyOptions {
    * @default new Date()
    */
   started?: Date;
+  /**
+   * Slot 0 counts the bytes of large files being copied, here and in the copy workers: each
+   * chunk adds to it, and a copy that ends takes its bytes back (the `op` event then counts the
+   * whole file). Over a SharedArrayBuffer; see lib/run/progress.ts.
+   */
+  progress?: BigInt64Array;
 }
 
 /** Temp files are named `.foldersync-<random>.tmp`; short, so that 255-byte names still fit. */
@@ -245,6 +258,7 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
     onEvent = () => {},
     backupDir,
     started = new Date(),
+    progress,
   } = options;
   const stats = emptyStats();
   const backup = backupDir !== undefined ? new BackupDir(backupDir, { started }) : undefined;
@@ -387,7 +401,10 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
     };
 
     /** Copies into `tmp`; stops between chunks once the run is aborted. */
-    const copyInto = (entry: CopyAction, tmp: string) => fs.copyFile(from(entry.path), tmp, entry.size, signal);
+    const copyInto = (entry: CopyAction, tmp: string) =>
+      progress && entry.size > SMALL_FILE
+        ? copyCounted(progress, (onProgress) => fs.copyFile(from(entry.path), tmp, entry.size, signal, onProgress))
+        : fs.copyFile(from(entry.path), tmp, entry.size, signal);
 
     const copyOne = (entry: CopyAction) =>
       install(entry.path, (tmp) => copyInto(entry, tmp), async (tmp) => {
@@ -524,9 +541,11 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
         workers,
         ...(signal ? { signal } : {}),
         weight: (i) => plain[i]!.size,
+        ...(progress ? { init: { progress } } : {}),
         // A worker stopped mid-copy (on abort, or by dying) leaves its temp file behind.
         onUnfinished: (_i, job) => void fs.remove(job.tmp).catch(() => {}),
         onResult: (i, result) => {
+          if (result.streamed) Atomics.sub(progress!, 0, BigInt(result.streamed));
           if (!result.ok) return;
           done[i] = 1;
           const action = plain[i]!;
@@ -562,6 +581,22 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
     for (const r of removes) unremoved.add(r.path);
   };
   return { stats, apply, finish, refuse };
+}
+
+/** Runs one copy that adds each chunk's bytes to `slot` 0, and takes them back when it ends. */
+async function copyCounted(
+  slot: BigInt64Array,
+  copy: (onProgress: (bytes: number) => void) => Promise<void>,
+): Promise<void> {
+  let streamed = 0;
+  try {
+    await copy((done) => {
+      Atomics.add(slot, 0, BigInt(done - streamed));
+      streamed = done;
+    });
+  } finally {
+    Atomics.sub(slot, 0, BigInt(streamed));
+  }
 }
 
 let lastBreath = performance.now();

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type Applier, createApplier, type FsOps, type Stats } from "./apply.ts";
+import { type Applier, type ApplyEvent, createApplier, type FsOps, type Stats } from "./apply.ts";
 import type { SyncOptions } from "../config.ts";
 import { describeError, ExitCode, RefusedError } from "../errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
@@ -23,6 +23,7 @@ import {
 import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
 import { formatBytes, formatDuration } from "../cli/units.ts";
 import { isAbsolute, relative, sep as SEP } from "node:path";
+import type { ProgressCounters, ProgressSink } from "../run/progress.ts";
 
 /**
  * Actions applied at a time while the walk goes on: a part holds about 150 bytes an action,
@@ -67,6 +68,11 @@ export interface RunControl {
    * @default false
    */
   verify?: boolean;
+  /**
+   * Fed as the run goes (entries scanned, files and bytes planned and done, bytes inside large
+   * files) and told when it begins and ends: the live progress line.
+   */
+  progress?: ProgressSink;
 }
 
 /**
@@ -83,6 +89,18 @@ export interface RunControl {
  * ```
  */
 export async function runOnce(options: SyncOptions, control: RunControl = {}): Promise<RunResult> {
+  const { progress } = control;
+  if (!progress) return await run(options, control);
+  progress.begin(!(control.verify || options.dryRun));
+  try {
+    return await run(options, control);
+  } finally {
+    progress.end();
+  }
+}
+
+/** The body of {@linkcode runOnce}. */
+async function run(options: SyncOptions, control: RunControl): Promise<RunResult> {
   const {
     source,
     replica,
@@ -99,6 +117,8 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   const maxDelete = verify ? undefined : options.maxDelete;
   const started = performance.now();
   const startedAt = new Date();
+  // Verify's plan is differences, not copies: its line shows the entries scanned alone.
+  const counters = verify ? undefined : control.progress?.counters;
   if (replicaMustExist && !dryRun) checkReplicaExists(replica);
   const verifier = verify ? createVerifyReporter() : undefined;
   const backup = verify ? undefined : backupDir;
@@ -108,13 +128,15 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
       ...(backup !== undefined ? { backupDir: backup, started: startedAt } : {}),
       ...(control.fs ? { fs: control.fs } : {}),
       ...(signal ? { signal } : {}),
-      onEvent: (e) => logEvent(e, false),
+      onEvent: counters ? countingEvents(counters) : (e) => logEvent(e, false),
+      ...(control.progress ? { progress: control.progress.inFlight } : {}),
     }));
   let applyMs = 0;
   // With a cap, removals (and what depends on them) wait for the gate's verdict on the whole run.
   const held = maxDelete ? new HeldPlan() : undefined;
   /** Applies (or reports) one part of the plan. */
   const applyPart = async (whole: Plan) => {
+    if (counters) countPlanned(whole, counters);
     const part = held ? held.split(whole) : whole;
     const t0 = performance.now();
     await applier.apply(part);
@@ -171,6 +193,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
     // stays bounded, and a directory's stale entries are removed before its new ones are
     // written (rsync's --delete-during), so that they free their space first.
     onBatch: async (p) => {
+      if (control.progress) control.progress.counters.scanned = p.sourceEntries;
       if (comparer && p.contentPairs.length >= partActions) await settle(p);
       if (p.pendingActions >= partActions) await applyPart(p.takePart());
     },
@@ -188,6 +211,7 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   }
 
   let refused: GateVerdict | undefined;
+  if (control.progress) Object.assign(control.progress.counters, { scanned: planner.sourceEntries, final: true });
   if (!signal?.aborted) {
     await applyPart(rest);
     if (held && maxDelete) {
@@ -242,6 +266,27 @@ function protectedPaths(replica: string, backupDir: string): ReadonlySet<string>
   const rel = relative(replica, backupDir);
   if (rel === "" || rel === ".." || rel.startsWith(`..${SEP}`) || isAbsolute(rel)) return undefined;
   return new Set([rel.split(SEP).join("/")]);
+}
+
+/** Adds the copies and updates of `part` to the totals known so far. */
+function countPlanned(part: Plan, counters: ProgressCounters): void {
+  for (const action of part.transfers) {
+    if (action.op === "copy" || action.op === "update") {
+      counters.filesTotal++;
+      counters.bytesTotal += action.size;
+    }
+  }
+}
+
+/** Logs each applier event, as the run does without progress, and counts the files done. */
+function countingEvents(counters: ProgressCounters): (event: ApplyEvent) => void {
+  return (event) => {
+    if (event.type === "op" && (event.action === "copy" || event.action === "update")) {
+      counters.filesDone++;
+      counters.bytesDone += event.size ?? 0;
+    }
+    logEvent(event, false);
+  };
 }
 
 /** The one line that says the cap stopped every removal. */
@@ -312,11 +357,14 @@ function logSummary(
  *
  * @example Verifying a backup
  * ```ts
- * const code = await verifyOnce({ source: "/data", replica: "/backup/data", checksum: true });
+ * const code = await verifyOnce({ source: "/data", replica: "/backup/data", checksum: true }, { signal });
  * ```
  */
-export async function verifyOnce(options: SyncOptions, signal?: AbortSignal): Promise<ExitCode> {
-  const result = await runOnce(options, { verify: true, ...(signal ? { signal } : {}) });
+export async function verifyOnce(
+  options: SyncOptions,
+  control: Pick<RunControl, "signal" | "progress"> = {},
+): Promise<ExitCode> {
+  const result = await runOnce(options, { ...control, verify: true });
   if (result.aborted) return ExitCode.Interrupted;
   const d = result.differences!;
   return d.missing + d.extra + d.differs + result.stats.errors > 0 ? ExitCode.Partial : ExitCode.Ok;

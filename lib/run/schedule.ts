@@ -11,6 +11,7 @@ import { logger } from "../log.ts";
 import { guardedRun, syncOnce } from "../engine/sync.ts";
 import { formatDuration } from "../cli/units.ts";
 import { watchLoop } from "./watch.ts";
+import type { ProgressSink } from "./progress.ts";
 
 /** How to repeat runs. */
 export interface ScheduleOptions {
@@ -23,6 +24,10 @@ export interface ScheduleOptions {
   watch?: boolean;
   /** Stops the loop. */
   signal?: AbortSignal;
+  /**
+   * The live progress line, for one-shot and interval runs (watch mode does not feed it yet).
+   */
+  progress?: ProgressSink;
 }
 
 /** The full-rescan period in watch mode when no interval is given: 5 minutes. */
@@ -57,19 +62,19 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * ```
  */
 export async function runSchedule(options: SyncOptions, schedule: ScheduleOptions = {}): Promise<ExitCode> {
-  const { intervalMs, watch = false, signal } = schedule;
+  const { intervalMs, watch = false, signal, progress } = schedule;
   // The caller made the replica (or found it) before the first run; a later run that finds it
   // gone reports it, and the loop goes on until it is back.
   const control = { replicaMustExist: !options.dryRun, ...(signal ? { signal } : {}) };
   if (watch) {
     await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...control });
   } else if (intervalMs === undefined) {
-    return await syncOnce(options, control);
+    return await syncOnce(options, { ...control, ...(progress ? { progress } : {}) });
   } else {
     logger.info("{text}", { text: `Syncing every ${formatDuration(intervalMs)}; stop with Ctrl+C` });
     while (!signal?.aborted) {
       const started = performance.now();
-      await guardedRun(options, control);
+      await guardedRun(options, { ...control, ...(progress ? { progress } : {}) });
       if (signal?.aborted) break;
       const elapsed = performance.now() - started;
       if (elapsed >= intervalMs) {

@@ -8,7 +8,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { copyFileSync } from "./copy_file.ts";
+import { copyFileSync, SMALL_FILE } from "./copy_file.ts";
 
 /** One file to install: copy `src` to `tmp`, set mode and mtime, rename to `dst`. */
 export interface CopyJob {
@@ -27,13 +27,40 @@ export interface CopyResult {
   changed?: boolean;
   /** Why it failed, as `Name: message`. */
   error?: string;
+  /** Bytes this job added to the shared progress slot, for the main thread to take back. */
+  streamed?: number;
 }
 
+/** Slot 0: bytes of the files in flight, shared with the main thread's progress line. */
+let progress: BigInt64Array | undefined;
+
 function install(job: CopyJob): CopyResult {
+  const result = installFile(job);
+  if (streamed > 0) {
+    result.streamed = streamed;
+    streamed = 0;
+  }
+  return result;
+}
+
+/** Bytes the current job added to {@linkcode progress}. */
+let streamed = 0;
+
+/** Adds a chunk's bytes to the shared slot: only large files, so a small one costs nothing. */
+function onProgress(done: number): void {
+  Atomics.add(progress!, 0, BigInt(done - streamed));
+  streamed = done;
+}
+
+function installFile(job: CopyJob): CopyResult {
   let created = false;
   try {
     // A failed copy removes its own partial file; `created` covers the steps after it.
-    const copied = copyFileSync(job.src, job.tmp, { size: job.size, mode: job.mode });
+    const copied = copyFileSync(job.src, job.tmp, {
+      size: job.size,
+      mode: job.mode,
+      ...(progress && job.size > SMALL_FILE ? { onProgress } : {}),
+    });
     created = true;
     if (copied !== job.size) {
       Deno.removeSync(job.tmp);
@@ -60,6 +87,10 @@ function install(job: CopyJob): CopyResult {
   }
 }
 
-self.onmessage = (event: MessageEvent<{ id: number; jobs: CopyJob[] }>) => {
+self.onmessage = (event: MessageEvent<{ id: number; jobs: CopyJob[] } | { init: { progress?: BigInt64Array } }>) => {
+  if ("init" in event.data) {
+    progress = event.data.init.progress;
+    return;
+  }
   self.postMessage({ id: event.data.id, results: event.data.jobs.map(install) });
 };
