@@ -6,7 +6,18 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertMirror, CI_LINUX, MAIN, POSIX, runMain, tempDir, toolAvailable, writeTree } from "./helpers.ts";
+import {
+  assertMirror,
+  CI_LINUX,
+  collect,
+  MAIN,
+  POSIX,
+  runMain,
+  tempDir,
+  toolAvailable,
+  waitFor,
+  writeTree,
+} from "./helpers.ts";
 
 const DELAY_VARIABLE = "FOLDERSYNC_PROGRESS_DELAY_MS";
 const PERMISSIONS = ["--allow-read", "--allow-write", `--allow-env=${DELAY_VARIABLE}`];
@@ -129,3 +140,30 @@ Deno.test("progress line in pipes", async (t) => {
     assert.match(out.stderr, /Choose one of --progress and --no-progress/);
   });
 });
+
+Deno.test(
+  "progress line in --watch mode: each run draws its own",
+  { ignore: Deno.build.os === "windows" },
+  async () => {
+    await using dir = await tempDir();
+    const { source, replica } = await fixture(dir.path);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...PERMISSIONS, MAIN, source, replica, "--watch", "--progress"],
+      env: { [DELAY_VARIABLE]: "0" },
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    const out = collect(child.stdout);
+    const err = collect(child.stderr);
+    try {
+      await waitFor(() => out.text().includes("Sync done"), 20_000, "the first sync");
+      await waitFor(() => DRAWN.test(err.text()), 5_000, "a progress line");
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      await Promise.all([out.done, err.done]);
+    }
+    await assertMirror(source, replica);
+  },
+);

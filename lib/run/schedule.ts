@@ -25,7 +25,7 @@ export interface ScheduleOptions {
   /** Stops the loop. */
   signal?: AbortSignal;
   /**
-   * The live progress line, for one-shot and interval runs (watch mode does not feed it yet).
+   * The live progress line, fed by every run (once, interval or watch).
    */
   progress?: ProgressSink;
 }
@@ -65,16 +65,20 @@ export async function runSchedule(options: SyncOptions, schedule: ScheduleOption
   const { intervalMs, watch = false, signal, progress } = schedule;
   // The caller made the replica (or found it) before the first run; a later run that finds it
   // gone reports it, and the loop goes on until it is back.
-  const control = { replicaMustExist: !options.dryRun, ...(signal ? { signal } : {}) };
+  const control = {
+    replicaMustExist: !options.dryRun,
+    ...(signal ? { signal } : {}),
+    ...(progress ? { progress } : {}),
+  };
   if (watch) {
     await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...control });
   } else if (intervalMs === undefined) {
-    return await syncOnce(options, { ...control, ...(progress ? { progress } : {}) });
+    return await syncOnce(options, control);
   } else {
     logger.info("{text}", { text: `Syncing every ${formatDuration(intervalMs)}; stop with Ctrl+C` });
     while (!signal?.aborted) {
       const started = performance.now();
-      await guardedRun(options, { ...control, ...(progress ? { progress } : {}) });
+      await guardedRun(options, control);
       if (signal?.aborted) break;
       const elapsed = performance.now() - started;
       if (elapsed >= intervalMs) {

@@ -16,6 +16,7 @@ import type { SyncOptions } from "../config.ts";
 import { describeError } from "../errors.ts";
 import { logger } from "../log.ts";
 import { guardedRun, type RunControl } from "../engine/sync.ts";
+import type { ProgressSink } from "./progress.ts";
 import { ExitCode } from "../errors.ts";
 import { parentOf } from "../engine/plan.ts";
 import { formatDuration } from "../cli/units.ts";
@@ -48,6 +49,8 @@ export interface WatchOptions {
    * @default false
    */
   replicaMustExist?: boolean;
+  /** The live progress line, shown by each sync that lasts more than a moment. */
+  progress?: ProgressSink;
 }
 
 /** Text for the OS refusing another watch, with the fix. */
@@ -182,7 +185,12 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
       const scope = changed === "all" ? undefined : withAncestors(changed);
       changed = new Set();
       if (scope) logger.debug("{text}", { text: `Syncing ${scope.size} changed directories` });
-      const control: RunControl = { replicaMustExist, ...(signal ? { signal } : {}), ...(scope ? { scope } : {}) };
+      const control: RunControl = {
+        replicaMustExist,
+        ...(signal ? { signal } : {}),
+        ...(scope ? { scope } : {}),
+        ...(watch.progress ? { progress: watch.progress } : {}),
+      };
       const code = await guardedRun(options, control);
       if (code === ExitCode.Ok) {
         retryDelay = retryMs;
