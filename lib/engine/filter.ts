@@ -32,6 +32,8 @@ export interface FilterSpec {
 interface Rule {
   negate: boolean;
   dirOnly: boolean;
+  /** Matched against the name alone (a pattern without a slash), else the whole path. */
+  byName: boolean;
   /** For `base/**`: only what is inside `base` matches, never `base` itself. */
   inside: boolean;
   match: (path: string) => boolean;
@@ -66,8 +68,8 @@ function compileRule(line: string): Rule | undefined {
   if (p === "") return undefined;
   // gitignore (POSIX) negates a bracket expression with `[!...]`, which picomatch misreads.
   p = p.replace(/(?<!\\)\[!/g, "[^");
-  const match = anchored ? picomatch(p, GLOB) : picomatch(p, { ...GLOB, basename: true });
-  return { negate, dirOnly, inside, match };
+  // A name pattern is matched against the name, which excludes() cuts once for all rules.
+  return { negate, dirOnly, byName: !anchored, inside, match: picomatch(p, GLOB) };
 }
 
 /**
@@ -112,10 +114,14 @@ export class PathFilter {
   excludes(path: string, isDir: boolean): boolean {
     if (isDir ? this.#ownDirs.has(path) : this.#isOwnFile(path)) return true;
     const rules = this.#rules;
+    const slash = path.lastIndexOf("/");
+    const name = slash === -1 ? path : path.slice(slash + 1);
     for (let i = rules.length - 1; i >= 0; i--) {
       const rule = rules[i]!;
       if (rule.dirOnly && !isDir) continue;
-      if (rule.inside ? this.#insideMatch(rule, path) : rule.match(path)) return !rule.negate;
+      // `base/**`: the parent is enough, since a walk never gets below an excluded directory.
+      const subject = rule.inside ? (slash === -1 ? undefined : path.slice(0, slash)) : rule.byName ? name : path;
+      if (subject !== undefined && rule.match(subject)) return !rule.negate;
     }
     return false;
   }
@@ -139,13 +145,5 @@ export class PathFilter {
     if (this.#ownFiles.has(path)) return true;
     const dot = path.lastIndexOf(".");
     return dot > 0 && /^\d+$/.test(path.slice(dot + 1)) && this.#ownFiles.has(path.slice(0, dot));
-  }
-
-  /** `base/**`: some directory strictly above `path` matches `base`. */
-  #insideMatch(rule: Rule, path: string): boolean {
-    for (let slash = path.indexOf("/"); slash !== -1; slash = path.indexOf("/", slash + 1)) {
-      if (rule.match(path.slice(0, slash))) return true;
-    }
-    return false;
   }
 }
