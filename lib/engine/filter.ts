@@ -1,7 +1,9 @@
 /**
  * Excludes in gitignore syntax, and foldersync's own files, as one test on a relative path.
  *
- * The globs are picomatch's; this module adds only gitignore's rules around them: `#`
+ * The globs are picomatch's (compiled to regular expressions by filter_compile.ts, the only
+ * module that loads it, so that the walk's worker never does); this module adds only
+ * gitignore's rules around them: `#`
  * comments, `!` to re-include, a trailing `/` for directories only, a leading or inner `/` to
  * anchor a pattern at the root (else it matches a name at any depth), a trailing `/**` for
  * everything inside, and the last matching pattern wins. The `ignore` package implements the
@@ -12,9 +14,6 @@
  *
  * @module
  */
-
-// @ts-types="npm:@types/picomatch@4.0.3"
-import picomatch from "picomatch";
 
 /** What a filter is made of: plain data, so that it can cross into the walk's worker. */
 export interface FilterSpec {
@@ -29,47 +28,28 @@ export interface FilterSpec {
   ownDirs?: string[];
 }
 
-interface Rule {
+/** One gitignore rule, compiled: plain data, so that it can cross into the walk's worker. */
+export interface CompiledRule {
   negate: boolean;
   dirOnly: boolean;
   /** Matched against the name alone (a pattern without a slash), else the whole path. */
   byName: boolean;
   /** For `base/**`: only what is inside `base` matches, never `base` itself. */
   inside: boolean;
-  match: (path: string) => boolean;
+  /** The glob as a regular expression (picomatch's), source and flags. */
+  source: string;
+  flags: string;
 }
 
-const GLOB = { dot: true, nonegate: true, noext: true, nobrace: true } as const;
+/** A {@linkcode FilterSpec} with its patterns compiled (by filter_compile.ts). */
+export interface CompiledFilter {
+  rules: CompiledRule[];
+  ownFiles: string[];
+  ownDirs: string[];
+}
 
-/** One gitignore line as a rule, or undefined for a blank line or a comment. */
-function compileRule(line: string): Rule | undefined {
-  if (line === "" || line.startsWith("#")) return undefined;
-  let p = line.replace(/(?<!\\)[ \t]+$/, "");
-  if (p === "") return undefined;
-  let negate = false;
-  if (p.startsWith("!")) {
-    negate = true;
-    p = p.slice(1);
-  } else if (p.startsWith("\\!") || p.startsWith("\\#")) {
-    p = p.slice(1);
-  }
-  let dirOnly = false;
-  if (p.endsWith("/")) {
-    dirOnly = true;
-    p = p.slice(0, -1);
-  }
-  const anchored = p.includes("/");
-  if (p.startsWith("/")) p = p.slice(1);
-  let inside = false;
-  if (p.endsWith("/**")) {
-    inside = true;
-    p = p.slice(0, -3);
-  }
-  if (p === "") return undefined;
-  // gitignore (POSIX) negates a bracket expression with `[!...]`, which picomatch misreads.
-  p = p.replace(/(?<!\\)\[!/g, "[^");
-  // A name pattern is matched against the name, which excludes() cuts once for all rules.
-  return { negate, dirOnly, byName: !anchored, inside, match: picomatch(p, GLOB) };
+interface Rule extends CompiledRule {
+  regex: RegExp;
 }
 
 /**
@@ -78,7 +58,7 @@ function compileRule(line: string): Rule | undefined {
  *
  * @example Excluding
  * ```ts
- * const filter = PathFilter.compile({ patterns: ["*.tmp", "!keep.tmp", "node_modules/", "/build"] })!;
+ * const filter = compileFilter({ patterns: ["*.tmp", "!keep.tmp", "node_modules/", "/build"] })!;
  * filter.excludes("a/b.tmp", false); // true
  * filter.excludes("keep.tmp", false); // false
  * filter.excludes("x/node_modules", true); // true
@@ -86,25 +66,23 @@ function compileRule(line: string): Rule | undefined {
  * ```
  */
 export class PathFilter {
-  /** The spec it was made from (for the walk's worker). */
-  readonly spec: FilterSpec;
+  /** The compiled rules and own files, to make the same filter in the walk's worker. */
+  readonly compiled: CompiledFilter;
   #rules: Rule[];
   #ownFiles: Set<string>;
   #ownDirs: Set<string>;
 
-  private constructor(spec: FilterSpec) {
-    this.spec = spec;
-    this.#rules = spec.patterns.map(compileRule).filter((r): r is Rule => r !== undefined);
-    this.#ownFiles = new Set(spec.ownFiles ?? []);
-    this.#ownDirs = new Set(spec.ownDirs ?? []);
+  private constructor(compiled: CompiledFilter) {
+    this.compiled = compiled;
+    this.#rules = compiled.rules.map((r) => ({ ...r, regex: new RegExp(r.source, r.flags) }));
+    this.#ownFiles = new Set(compiled.ownFiles);
+    this.#ownDirs = new Set(compiled.ownDirs);
   }
 
-  /** Compiles `spec`; undefined when it excludes nothing, so that callers skip the test. */
-  static compile(spec: FilterSpec | undefined): PathFilter | undefined {
-    if (!spec) return undefined;
-    const filter = new PathFilter(spec);
-    const empty = filter.#rules.length === 0 && filter.#ownFiles.size === 0 && filter.#ownDirs.size === 0;
-    return empty ? undefined : filter;
+  /** The filter of `compiled`; undefined when it excludes nothing, so that callers skip the test. */
+  static of(compiled: CompiledFilter): PathFilter | undefined {
+    const empty = compiled.rules.length === 0 && compiled.ownFiles.length === 0 && compiled.ownDirs.length === 0;
+    return empty ? undefined : new PathFilter(compiled);
   }
 
   /**
@@ -121,7 +99,7 @@ export class PathFilter {
       if (rule.dirOnly && !isDir) continue;
       // `base/**`: the parent is enough, since a walk never gets below an excluded directory.
       const subject = rule.inside ? (slash === -1 ? undefined : path.slice(0, slash)) : rule.byName ? name : path;
-      if (subject !== undefined && rule.match(subject)) return !rule.negate;
+      if (subject !== undefined && rule.regex.test(subject)) return !rule.negate;
     }
     return false;
   }

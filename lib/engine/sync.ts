@@ -170,7 +170,7 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
 
   // A dry run must not even change modes for a moment, so it does not fix permissions.
   // Loaded only when something is excluded: the glob engine costs every start otherwise.
-  const filter = options.filter ? (await import("./filter.ts")).PathFilter.compile(options.filter) : undefined;
+  const filter = options.filter ? (await import("./filter_compile.ts")).compileFilter(options.filter) : undefined;
   const protect = backup !== undefined ? protectedPaths(replica, backup) : undefined;
   const { planner, problems, replicaEntries } = await marchTrees(source, replica, {
     ...(filter ? { filter, deleteExcluded: options.deleteExcluded ?? false } : {}),

@@ -96,7 +96,9 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
   /** Source directories the events named since the last sync, or "all" for a full walk. */
   let changed: Set<string> | "all" = "all";
   // Events under excluded paths (foldersync's own log file among them) start no sync.
-  const filter = options.filter ? (await import("../engine/filter.ts")).PathFilter.compile(options.filter) : undefined;
+  const filter = options.filter
+    ? (await import("../engine/filter_compile.ts")).compileFilter(options.filter)
+    : undefined;
   /** Notes the directories `paths` touch; false when every one of them is excluded. */
   const note = (paths: string[]): boolean => {
     let counted = false;

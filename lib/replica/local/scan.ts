@@ -269,7 +269,7 @@ export class SourceWalk {
         root: this.#root,
         shared: this.#shared,
         batchEntries: this.#batchEntries,
-        ...(this.#filter ? { filter: this.#filter.spec } : {}),
+        ...(this.#filter ? { filter: this.#filter.compiled } : {}),
       });
       this.#worker = worker;
     } catch {

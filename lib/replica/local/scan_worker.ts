@@ -9,7 +9,7 @@
 
 import { ListingBatch } from "../../engine/listing.ts";
 import { MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
-import type { FilterSpec, PathFilter } from "../../engine/filter.ts";
+import type { CompiledFilter, PathFilter } from "../../engine/filter.ts";
 
 let root = "";
 /** Entries a batch collects before it is sent. */
@@ -18,14 +18,14 @@ let shared: Int32Array = new Int32Array(2);
 
 let filter: PathFilter | undefined;
 
-type Start = { root: string; shared: Int32Array; batchEntries: number; filter?: FilterSpec };
+type Start = { root: string; shared: Int32Array; batchEntries: number; filter?: CompiledFilter };
 
 self.onmessage = async (event: MessageEvent<Start | { stack: string[] }>) => {
   if ("root" in event.data) {
     ({ root, shared, batchEntries } = event.data);
-    // The filter module (and its glob engine) is loaded only when there are excludes.
+    // Compiled rules: the glob engine itself is never loaded here.
     const spec = event.data.filter;
-    if (spec) filter = (await import("../../engine/filter.ts")).PathFilter.compile(spec);
+    if (spec) filter = (await import("../../engine/filter.ts")).PathFilter.of(spec);
     // Shared memory, not a message: the caller is busy in synchronous code and checks it there.
     Atomics.store(shared, 0, 1);
     return;
