@@ -8,7 +8,15 @@
  */
 
 import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli/cli.ts";
-import { type CheckedPaths, checkLogPath, checkPaths, filterSpec, missingParent, ownFiles } from "./lib/config.ts";
+import {
+  type CheckedPaths,
+  checkLogPath,
+  checkPaths,
+  filterSpec,
+  missingParent,
+  ownFiles,
+  type SyncOptions,
+} from "./lib/config.ts";
 import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
 import { lockReplica } from "./lib/replica/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
@@ -93,14 +101,47 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-/** The excludes of a run: the user's, and foldersync's own files (`log`, the cache) in the source. */
-function filterOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined) {
+/**
+ * The options of a run, from the checked folders: the user's excludes and foldersync's own
+ * files (`log`, the cache) in the source among them. `verify` refuses the options that would
+ * change anything before it gets here.
+ */
+function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined): SyncOptions {
   const own = ownFiles(paths.source, {
     ...(log ? { log } : {}),
     ...(paths.cacheDir ? { cacheDir: paths.cacheDir } : {}),
   });
   const filter = filterSpec(o.exclude, o.excludeFrom, own);
-  return { ...(filter ? { filter } : {}), deleteExcluded: o.deleteExcluded };
+  return {
+    source: paths.source,
+    replica: paths.replica,
+    checksum: o.checksum,
+    dryRun: o.dryRun,
+    allowEmptySource: o.allowEmptySource,
+    deleteExcluded: o.deleteExcluded,
+    ...(filter ? { filter } : {}),
+    ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
+    ...(paths.backupDir !== undefined ? { backupDir: paths.backupDir } : {}),
+    ...(o.hash !== undefined ? { hash: o.hash } : {}),
+    ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
+    ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),
+  };
+}
+
+/** Runs `fn` with a signal that SIGINT and SIGTERM (Ctrl+Break on Windows) abort. */
+async function untilStopped<T>(fn: (signal: AbortSignal) => Promise<T>, onStop = () => {}): Promise<T> {
+  const controller = new AbortController();
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
+  const onSignal = () => {
+    if (!controller.signal.aborted) onStop();
+    controller.abort();
+  };
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  try {
+    return await fn(controller.signal);
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+  }
 }
 
 /** Checks the folders, takes the replica's lock and runs the schedule; logging is set up. */
@@ -111,39 +152,19 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
-  const filter = filterOptions(o, paths, log);
+  const options = runOptions(o, paths, log);
   const progress = await progressFor(o);
-  const controller = new AbortController();
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
-  const onSignal = () => {
-    if (!controller.signal.aborted) logger.info("{text}", { text: "Stopping: aborting the files in flight" });
-    controller.abort();
-  };
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
-  try {
+  const stopping = () => logger.info("{text}", { text: "Stopping: aborting the files in flight" });
+  return await untilStopped(async (signal) => {
     if (!o.dryRun) await createReplica(paths.replica, o);
     using _lock = await lockReplica(paths.replica);
-    return await runSchedule({
-      source: paths.source,
-      replica: paths.replica,
-      checksum: o.checksum,
-      dryRun: o.dryRun,
-      allowEmptySource: o.allowEmptySource,
-      ...filter,
-      ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
-      ...(paths.backupDir !== undefined ? { backupDir: paths.backupDir } : {}),
-      ...(o.hash !== undefined ? { hash: o.hash } : {}),
-      ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
-      ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),
-    }, {
+    return await runSchedule(options, {
       watch: o.watch,
-      signal: controller.signal,
+      signal,
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
       ...(progress ? { progress } : {}),
     });
-  } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
-  }
+  }, stopping);
 }
 
 /**
@@ -155,30 +176,14 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
     checksum: o.checksum,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
   });
-  const filter = filterOptions(o, paths, log);
+  const options = runOptions(o, paths, log);
   try {
     if (!Deno.statSync(paths.replica).isDirectory) throw new Deno.errors.NotFound();
   } catch {
     throw new UsageError(`Replica does not exist: '${o.replica}'`);
   }
   const progress = await progressFor(o);
-  const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
-  try {
-    return await verifyOnce({
-      source: paths.source,
-      replica: paths.replica,
-      checksum: o.checksum,
-      ...filter,
-      ...(o.hash !== undefined ? { hash: o.hash } : {}),
-      ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
-      ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),
-    }, { signal: controller.signal, ...(progress ? { progress } : {}) });
-  } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
-  }
+  return await untilStopped((signal) => verifyOnce(options, { signal, ...(progress ? { progress } : {}) }));
 }
 
 /**

@@ -298,6 +298,22 @@ export function filterSpec(
 }
 
 /**
+ * The `/`-separated path of `inner` relative to `outer` when it lies strictly inside it (both
+ * absolute and real); undefined otherwise.
+ *
+ * @example Relative paths
+ * ```ts
+ * relativeInside("/mnt/backup", "/mnt/backup/trash/2026"); // "trash/2026"
+ * relativeInside("/mnt/backup", "/mnt/other"); // undefined
+ * ```
+ */
+export function relativeInside(outer: string, inner: string): string | undefined {
+  if (!isWithin(outer, inner)) return undefined;
+  const rel = relative(outer, inner);
+  return rel === "" ? undefined : rel.split(sep).join("/");
+}
+
+/**
  * foldersync's own files that lie inside the source (the log file, the hash cache), as a
  * filter's `ownFiles` and `ownDirs`: a sync never copies them, and watch mode never syncs for
  * them.
@@ -311,13 +327,8 @@ export function ownFiles(source: string, own: { log?: string; cacheDir?: string 
   ownFiles: string[];
   ownDirs: string[];
 } {
-  const inside = (path: string | undefined) => {
-    if (path === undefined || !isWithin(source, path)) return undefined;
-    const rel = relative(source, path);
-    return rel === "" ? undefined : rel.split(sep).join("/");
-  };
-  const log = inside(own.log);
-  const cache = inside(own.cacheDir);
+  const log = own.log !== undefined ? relativeInside(source, own.log) : undefined;
+  const cache = own.cacheDir !== undefined ? relativeInside(source, own.cacheDir) : undefined;
   return { ownFiles: log ? [log] : [], ownDirs: cache ? [cache] : [] };
 }
 

@@ -9,7 +9,7 @@
  * everything inside, and the last matching pattern wins. The `ignore` package implements the
  * same rules and is the oracle of the tests; it is not used at run time because it tests every
  * parent of a path again and caches every path it has seen (about 2 us a path, and memory that
- * grows with the tree, against 0.9 us and none here): a walk never enters an excluded
+ * grows with the tree, against 0.3 us and none here, with four everyday patterns): a walk never enters an excluded
  * directory, so the parents are already decided.
  *
  * @module

@@ -360,7 +360,12 @@ export class Planner {
   ): void {
     if (contents === undefined) return;
     // A protected path, and every directory on the way to it, stays.
-    const kept = (path: string) => this.#protect !== undefined && [...this.#protect].some((p) => within(p, path));
+    const protect = this.#protect;
+    const kept = (path: string) => {
+      if (protect === undefined) return false;
+      for (const p of protect) if (within(p, path)) return true;
+      return false;
+    };
     for (let i = contents.length - 1; i >= 0; i--) {
       const { path, kind } = contents[i]!;
       if (!kept(path)) this.#plan.removes.push({ op: "remove", path, kind });

@@ -5,7 +5,7 @@
  */
 
 import { type Applier, type ApplyEvent, createApplier, type FsOps, type Stats } from "./apply.ts";
-import type { SyncOptions } from "../config.ts";
+import { relativeInside, type SyncOptions } from "../config.ts";
 import { describeError, ExitCode, RefusedError } from "../errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
 import { DEFAULT_HASH } from "../content/hash.ts";
@@ -22,7 +22,6 @@ import {
 } from "./report.ts";
 import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
 import { formatBytes, formatDuration } from "../cli/units.ts";
-import { isAbsolute, relative, sep as SEP } from "node:path";
 import type { ProgressCounters, ProgressSink } from "../run/progress.ts";
 
 /**
@@ -168,15 +167,17 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
     compareMs += performance.now() - t0;
   };
 
-  // A dry run must not even change modes for a moment, so it does not fix permissions.
   // Loaded only when something is excluded: the glob engine costs every start otherwise.
   const filter = options.filter ? (await import("./filter_compile.ts")).compileFilter(options.filter) : undefined;
-  const protect = backup !== undefined ? protectedPaths(replica, backup) : undefined;
+  // A backup folder inside the replica is left alone (checkPaths has refused the replica itself).
+  const protectedPath = backup !== undefined ? relativeInside(replica, backup) : undefined;
+  const protect = protectedPath !== undefined ? new Set([protectedPath]) : undefined;
   const { planner, problems, replicaEntries } = await marchTrees(source, replica, {
     ...(filter ? { filter, deleteExcluded: options.deleteExcluded ?? false } : {}),
     checksum,
     ...(protect ? { protect } : {}),
     allowEmptySource,
+    // A dry run must not even change modes for a moment, so it does not fix permissions.
     fixPermissions: !dryRun,
     ...(signal ? { signal } : {}),
     ...(control.scope ? { scope: control.scope } : {}),
@@ -255,17 +256,6 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
     ...(refused ? { refused } : {}),
     ...(verifier ? { differences: verifier.counts } : {}),
   };
-}
-
-/**
- * The backup folder's path relative to the replica, `/`-separated, as a set for
- * {@linkcode Planner}'s `protect`, when it lies inside the replica (checkPaths has resolved
- * both and refused the replica itself).
- */
-function protectedPaths(replica: string, backupDir: string): ReadonlySet<string> | undefined {
-  const rel = relative(replica, backupDir);
-  if (rel === "" || rel === ".." || rel.startsWith(`..${SEP}`) || isAbsolute(rel)) return undefined;
-  return new Set([rel.split(SEP).join("/")]);
 }
 
 /** Adds the copies and updates of `part` to the totals known so far. */
