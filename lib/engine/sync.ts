@@ -282,7 +282,8 @@ function countingEvents(counters: ProgressCounters): (event: ApplyEvent) => void
 /** The one line that says the cap stopped every removal. */
 function logRefusal(verdict: GateVerdict, cap: MaxDelete): void {
   const what = "count" in cap ? `${cap.count}` : `${cap.percent}% (${verdict.limit} entries)`;
-  const text = `Refusing to remove ${verdict.planned} entries: more than --max-delete ${what} allows; ` +
+  const entries = verdict.planned === 1 ? "1 entry" : `${verdict.planned} entries`;
+  const text = `Refusing to remove ${entries}: more than --max-delete ${what} allows; ` +
     `nothing was removed, everything else was synced (see them with --dry-run without --max-delete)`;
   logger.error("{text}", { text, action: "refused", planned: verdict.planned, limit: verdict.limit });
 }
