@@ -64,6 +64,20 @@ export class LockedError extends Error {
 }
 
 /**
+ * A remote replica's connection was lost mid-run (a dropped network, a stopped server): every
+ * later operation would fail the same way, so the run stops at once, logs this one line and
+ * exits with code 1, having removed nothing after the failure. The next run starts afresh.
+ *
+ * @example Throwing a lost connection
+ * ```ts
+ * throw new ConnectionLostError("Connection to 'web1:22' lost: ECONNRESET");
+ * ```
+ */
+export class ConnectionLostError extends Error {
+  override name = "ConnectionLostError";
+}
+
+/**
  * Maps an error thrown out of a run to the process exit code.
  *
  * @example Mapping errors
@@ -92,7 +106,7 @@ export function exitCodeFor(error: unknown): ExitCode {
 export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const generic = error.name === "Error" || error.name === "UsageError" ||
-      error.name === "RefusedError" || error.name === "LockedError";
+      error.name === "RefusedError" || error.name === "LockedError" || error.name === "ConnectionLostError";
     return generic ? error.message : `${error.name}: ${error.message}`;
   }
   return String(error);
