@@ -28,8 +28,39 @@ Deno.test("decide() names what differs between a source and a replica entry", as
   }
 });
 
-Deno.test("attrsDiffer() compares mode and mtime only", () => {
-  assert.equal(attrsDiffer(dir(1, 0o755), dir(1, 0o755)), false);
-  assert.equal(attrsDiffer(dir(1, 0o755), dir(2, 0o755)), true);
-  assert.equal(attrsDiffer(file(3, 1, 0o600), file(9, 1, 0o644)), true);
+Deno.test("attrsDiffer() compares mode and mtime only, and names which differs", () => {
+  assert.equal(attrsDiffer(dir(1, 0o755), dir(1, 0o755)), undefined);
+  assert.equal(attrsDiffer(dir(1, 0o755), dir(2, 0o755)), "mtime");
+  assert.equal(attrsDiffer(file(3, 1, 0o600), file(9, 1, 0o644)), "mode");
+});
+
+Deno.test("decide() and attrsDiffer() compare only what the replica keeps", async (t) => {
+  const seconds = { modes: true, dirTimes: true, linkTimes: false, mtimeResolutionMs: 1000 };
+  await t.step("mtimes to the replica's resolution: a whole-second copy is the same file", () => {
+    assert.equal(
+      decide(file(3, 1_700_000_000_999, 0o644), file(3, 1_700_000_000_000, 0o644), { caps: seconds }),
+      "same",
+    );
+    assert.equal(
+      decide(file(3, 1_700_000_001_000, 0o644), file(3, 1_700_000_000_000, 0o644), { caps: seconds }),
+      "mtime",
+    );
+    assert.equal(decide(file(3, 1_700_000_000_999, 0o644), file(3, 1_700_000_000_000, 0o644)), "mtime");
+  });
+  await t.step("a link's mtime only where link times are kept", () => {
+    const a = { kind: "symlink", size: 1, mtimeMs: 1000, mode: 0, target: "x" } as const;
+    assert.equal(decide(a, { ...a, mtimeMs: 5000 }, { caps: seconds }), "same");
+    assert.equal(decide(a, { ...a, mtimeMs: 5000 }), "mtime");
+  });
+  await t.step("modes only where modes are kept", () => {
+    const noModes = { ...seconds, modes: false };
+    assert.equal(decide(file(3, 1000, 0o600), file(3, 1000, 0o644), { caps: noModes }), "same");
+    assert.equal(attrsDiffer(dir(1000, 0o700), dir(1000, 0o755), noModes, "dir"), undefined);
+  });
+  await t.step("directory mtimes only where directory times are kept", () => {
+    const noDirTimes = { ...seconds, dirTimes: false };
+    assert.equal(attrsDiffer(dir(1000, 0o755), dir(9000, 0o755), noDirTimes, "dir"), undefined);
+    assert.equal(attrsDiffer(dir(1000, 0o755), dir(9000, 0o700), noDirTimes, "dir"), "mode");
+    assert.equal(attrsDiffer(file(3, 1000, 0o644), file(3, 9000, 0o644), noDirTimes), "mtime");
+  });
 });

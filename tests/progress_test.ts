@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createProgress, emptyCounters, formatEta, type ProgressCounters, progressLine } from "../lib/run/progress.ts";
 import { logger, setupLogging } from "../lib/log.ts";
-import { createApplier, denoFs, type FsOps } from "../lib/engine/apply.ts";
+import { createApplier, denoFs, type FsOps, LocalReplica } from "../lib/engine/apply.ts";
 import { runInWorkers } from "../lib/pool.ts";
 import type { CopyJob, CopyResult } from "../lib/replica/local/copy_worker.ts";
 import { runOnce } from "../lib/engine/sync.ts";
@@ -170,7 +170,7 @@ Deno.test("the applier reports a large file's bytes while it is copied, then tak
       }),
   };
   const info = await Deno.stat(join(source, "big.bin"));
-  const applier = createApplier(source, replica, { fs, progress: slot });
+  const applier = createApplier(new LocalReplica(source, replica, { fs, progress: slot }));
   await applier.apply({
     mkdirs: [],
     transfers: [{ op: "copy", path: "big.bin", size: info.size, mode: 0o644, mtimeMs: info.mtime!.getTime() }],

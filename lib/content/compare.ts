@@ -38,6 +38,13 @@ export interface CompareOptions {
    * (an aborted run applies nothing more, so nothing is copied for them).
    */
   signal?: AbortSignal;
+  /**
+   * The replica's digests come from here instead of from hashing a local file (a remote
+   * replica: from what the server knows, or by reading the file through the connection); they
+   * are not cached, since only the server can vouch for them. Undefined means "cannot tell",
+   * and the pair counts as different.
+   */
+  replicaDigest?: (rel: string, hash: HashName) => Promise<string | undefined>;
 }
 
 const HASH_WORKER = new URL("./hash_worker.ts", import.meta.url);
@@ -77,7 +84,7 @@ export class ContentComparer {
     const { hash, cacheDir } = options;
     this.#roots = [source, replica];
     const open = (root: string) => (cacheDir ? HashCache.open(cacheDir, root, hash) : HashCache.none());
-    this.#caches = [open(source), open(replica)];
+    this.#caches = [open(source), options.replicaDigest ? HashCache.none() : open(replica)];
     this.#options = options;
   }
 
@@ -94,8 +101,9 @@ export class ContentComparer {
       const { side, pair } = work[i]!;
       return { path: join(roots[side], pair.path), size: pair.source.size, hash };
     };
+    const remote = this.#options.replicaDigest;
     for (const pair of pairs) {
-      for (const side of [0, 1] as const) {
+      for (const side of remote ? [0] as const : [0, 1] as const) {
         const cached = caches[side].get(pair.path, side === 0 ? pair.source : pair.replica);
         if (cached !== undefined) digests[side]!.set(pair.path, cached);
         else work.push({ side, pair });
@@ -140,8 +148,9 @@ export class ContentComparer {
         }
       }
     }
+    if (remote) await this.#remoteDigests(pairs, remote, digests[1]!, failed);
     this.hashed += work.length;
-    this.cached += 2 * pairs.length - work.length;
+    this.cached += (remote ? 1 : 2) * pairs.length - work.length;
 
     const same = new Set<string>();
     for (const { path } of pairs) {
@@ -149,6 +158,32 @@ export class ContentComparer {
       if (a !== undefined && a === digests[1]!.get(path)) same.add(path);
     }
     return same;
+  }
+
+  /** Asks the replica for the digest of each pair's file, `jobs` at a time. */
+  async #remoteDigests(
+    pairs: readonly ContentPair[],
+    digest: NonNullable<CompareOptions["replicaDigest"]>,
+    into: Map<string, string>,
+    failed: Set<string>,
+  ): Promise<void> {
+    const { hash, jobs = 8, onError = () => {}, signal } = this.#options;
+    let next = 0;
+    const lane = async () => {
+      while (next < pairs.length && !signal?.aborted) {
+        const { path } = pairs[next++]!;
+        try {
+          const value = await digest(path, hash);
+          if (value !== undefined) into.set(path, value);
+        } catch (error) {
+          if (!failed.has(path)) {
+            failed.add(path);
+            onError(path, `Cannot hash the replica's copy: ${error instanceof Error ? error.message : String(error)}`);
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, pairs.length)) }, lane));
   }
 
   /** Writes both caches (not with `readOnly`); a cache that cannot be written is reported, not thrown. */

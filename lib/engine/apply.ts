@@ -19,11 +19,11 @@ import {
   type Plan,
   type RemoveAction,
 } from "./plan.ts";
-import { describeError } from "../errors.ts";
-import { BackupDir } from "../replica/local/backup.ts";
+import { ConnectionLostError, describeError } from "../errors.ts";
 import { denoFs, type FsOps, LocalReplica } from "../replica/local/local_replica.ts";
+import type { Replica } from "../replica/replica.ts";
 
-export { denoFs, type FsOps, TEMP_PATTERN } from "../replica/local/local_replica.ts";
+export { denoFs, type FsOps, LocalReplica, TEMP_PATTERN } from "../replica/local/local_replica.ts";
 
 /** What apply reports as it goes; the sync layer turns these into log lines. */
 export type ApplyEvent =
@@ -73,18 +73,13 @@ export function emptyStats(): Stats {
   };
 }
 
-/** Options for {@linkcode applyPlan}. */
+/** Options for {@linkcode createApplier}. */
 export interface ApplyOptions {
   /**
    * Copies running at once.
    * @default 8
    */
   jobs?: number;
-  /**
-   * The file-system layer.
-   * @default denoFs
-   */
-  fs?: FsOps;
   /**
    * Worker threads for plain file copies; 0 copies everything in-process. Only used with the
    * real file system.
@@ -95,9 +90,18 @@ export interface ApplyOptions {
   signal?: AbortSignal;
   /** Called for every operation done and every error. */
   onEvent?: (event: ApplyEvent) => void;
+}
+
+/** Options for {@linkcode applyPlan}: the applier's, and the local replica's it makes. */
+export interface LocalApplyOptions extends ApplyOptions {
+  /**
+   * The file-system layer.
+   * @default denoFs
+   */
+  fs?: FsOps;
   /**
    * Absolute path of the backup folder (`--backup-dir`): every replica entry that a removal
-   * or an overwrite would destroy is moved there instead (see {@linkcode BackupDir}).
+   * or an overwrite would destroy is moved there instead.
    * @default undefined (entries are removed)
    */
   backupDir?: string;
@@ -106,11 +110,7 @@ export interface ApplyOptions {
    * @default new Date()
    */
   started?: Date;
-  /**
-   * Slot 0 counts the bytes of large files being copied, here and in the copy workers: each
-   * chunk adds to it, and a copy that ends takes its bytes back (the `op` event then counts the
-   * whole file). Over a SharedArrayBuffer; see lib/run/progress.ts.
-   */
+  /** Slot 0 counts the bytes of large files being copied (see lib/run/progress.ts). */
   progress?: BigInt64Array;
 }
 
@@ -145,50 +145,44 @@ export async function applyPlan(
   plan: Plan,
   source: string,
   replica: string,
-  options: ApplyOptions = {},
+  options: LocalApplyOptions = {},
 ): Promise<Stats> {
-  const applier = createApplier(source, replica, options);
+  const { fs = denoFs, backupDir, started, progress, signal } = options;
+  const local = new LocalReplica(source, replica, { fs, signal, backupDir, started, progress });
+  const applier = createApplier(local, options);
   await applier.apply(plan);
   if (!options.signal?.aborted) await applier.finish(plan);
   return applier.stats;
 }
 
 /**
- * An {@linkcode Applier} for `source` into `replica`: the sync hands it each part of the plan
+ * An {@linkcode Applier} into `replica`: the sync hands it each part of the plan
  * as the march produces it, so that a million new files never wait in memory at once. State
  * carries over between parts: a directory that could not be created blocks its subtree in
  * every later part.
  *
- * Needs read permission for `source` and write permission for `replica`. Never throws for a
- * single entry.
+ * Never throws for a single entry. A lost connection to a remote replica stops it: the phases
+ * start nothing more, and the error is thrown from `apply`/`finish` once.
  *
  * @example Applying a plan in two parts
  * ```ts
- * const applier = createApplier("/data/src", "/backup/src");
+ * const applier = createApplier(new LocalReplica("/data/src", "/backup/src"));
  * await applier.apply(firstPart);
  * await applier.apply(rest);
  * await applier.finish(rest);
  * ```
  */
-export function createApplier(source: string, replica: string, options: ApplyOptions = {}): Applier {
+export function createApplier(replica: Replica, options: ApplyOptions = {}): Applier {
   const {
     jobs = 8,
     workers = Math.min(jobs, navigator.hardwareConcurrency ?? 2),
-    fs = denoFs,
     signal,
     onEvent = () => {},
-    backupDir,
-    started = new Date(),
-    progress,
   } = options;
   const ctx: Context = {
-    replica: new LocalReplica(source, replica, {
-      fs,
-      signal,
-      backup: backupDir !== undefined ? new BackupDir(backupDir, { started }) : undefined,
-      progress,
-    }),
+    replica,
     stats: emptyStats(),
+    lost: undefined,
     failedDirs: new Set(),
     unremoved: new Set(),
     signal,
@@ -201,11 +195,15 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
     async apply(part: Plan) {
       // Removals first: a stale entry frees its name (a type change, a name that differs
       // from a new one only in case on a case-insensitive disk) and its space first.
-      if (!await removePhase(ctx, part.removes)) return;
-      if (!await mkdirPhase(ctx, part.mkdirs)) return;
-      await transferPhase(ctx, part.transfers);
+      if (await removePhase(ctx, part.removes) && await mkdirPhase(ctx, part.mkdirs)) {
+        await transferPhase(ctx, part.transfers);
+      }
+      if (ctx.lost) throw ctx.lost;
     },
-    finish: (plan: Plan) => dirAttrsPhase(ctx, plan.dirAttrs),
+    async finish(plan: Plan) {
+      if (ctx.replica.caps.dirTimes || ctx.replica.caps.modes) await dirAttrsPhase(ctx, plan.dirAttrs);
+      if (ctx.lost) throw ctx.lost;
+    },
     refuse(removes: readonly RemoveAction[]) {
       for (const r of removes) ctx.unremoved.add(r.path);
     },
@@ -214,8 +212,10 @@ export function createApplier(source: string, replica: string, options: ApplyOpt
 
 /** What the phases share, from one part to the next. */
 interface Context {
-  replica: LocalReplica;
+  replica: Replica;
   stats: Stats;
+  /** Set once the remote replica's connection is lost: nothing more is started. */
+  lost: ConnectionLostError | undefined;
   /** Directories that could not be made: their subtrees are skipped. */
   failedDirs: Set<string>;
   /** Entries whose removal failed or was refused: what was to replace them is not put there. */
@@ -229,8 +229,17 @@ interface Context {
 /** Records the failure of one entry, unless it is the run being stopped. */
 function fail(ctx: Context, path: string, error: unknown): void {
   if (ctx.signal?.aborted && isAbort(error, ctx.signal)) return;
+  if (error instanceof ConnectionLostError) {
+    ctx.lost ??= error; // one line for the run, not one an entry
+    return;
+  }
   ctx.stats.errors++;
   ctx.onEvent({ type: "error", path, message: describeError(error) });
+}
+
+/** True once the run is stopped, or the replica's connection lost. */
+function stopped(ctx: Context): boolean {
+  return ctx.lost !== undefined || (ctx.signal?.aborted ?? false);
 }
 
 /** True when a directory above `rel` could not be made. */
@@ -252,7 +261,7 @@ function backedUp(ctx: Context, path: string, kind?: string): void {
 async function removePhase(ctx: Context, removes: readonly RemoveAction[]): Promise<boolean> {
   for (const action of removes) {
     await breathe();
-    if (ctx.signal?.aborted) return false;
+    if (stopped(ctx)) return false;
     if (blocked(ctx, action.path)) continue;
     try {
       if (await ctx.replica.remove(action)) backedUp(ctx, action.path, action.kind);
@@ -271,7 +280,7 @@ async function removePhase(ctx: Context, removes: readonly RemoveAction[]): Prom
 async function mkdirPhase(ctx: Context, mkdirs: readonly MkdirAction[]): Promise<boolean> {
   for (const action of mkdirs) {
     await breathe();
-    if (ctx.signal?.aborted) return false;
+    if (stopped(ctx)) return false;
     if (blocked(ctx, action.path) || (action.replace && ctx.unremoved.has(action.path))) {
       ctx.failedDirs.add(action.path); // the old entry is still there: its error is logged
       continue;
@@ -305,23 +314,23 @@ async function transferPhase(ctx: Context, all: Plan["transfers"]): Promise<void
   const { replica, stats } = ctx;
   const skip = (a: Plan["transfers"][number]) =>
     blocked(ctx, a.path) || (a.op !== "attrs" && a.replace !== undefined && ctx.unremoved.has(a.path));
-  const transfers = await replica.copyPlainInWorkers(all, {
-    workers: ctx.workers,
-    skip,
-    done: (action) => copied(ctx, action, action.size),
-  });
-  if (ctx.signal?.aborted) return;
+  const done = (action: CopyAction) => copied(ctx, action, action.size);
+  const transfers = replica.copyMany ? await replica.copyMany(all, { workers: ctx.workers, skip, done }) : all;
+  if (stopped(ctx)) return;
   let next = 0;
   const lane = async () => {
     for (;;) {
       await breathe();
-      if (next >= transfers.length || ctx.signal?.aborted) break;
+      if (next >= transfers.length || stopped(ctx)) break;
       const action = transfers[next++]!;
       if (skip(action)) continue;
       try {
         await transferOne(ctx, action);
       } catch (error) {
-        if ((action.op === "copy" || action.op === "update") && await replica.sourceGone(action.path)) {
+        if (
+          !(error instanceof ConnectionLostError) && (action.op === "copy" || action.op === "update") &&
+          await replica.sourceGone(action.path)
+        ) {
           stats.vanished++;
           ctx.onEvent({ type: "vanished", path: action.path });
         } else {
@@ -358,7 +367,7 @@ async function transferOne(ctx: Context, action: CopyAction | LinkAction | Attrs
 /** Directory attributes, deepest first, so that later changes do not disturb them. */
 async function dirAttrsPhase(ctx: Context, dirAttrs: readonly DirAttrs[]): Promise<void> {
   for (const entry of dirAttrs) {
-    if (ctx.signal?.aborted) return;
+    if (stopped(ctx)) return;
     if (ctx.failedDirs.has(entry.path) || blocked(ctx, entry.path)) continue;
     try {
       await ctx.replica.setDirAttrs(entry);

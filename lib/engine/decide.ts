@@ -7,6 +7,10 @@
  */
 
 import type { EntryKind } from "./listing.ts";
+import type { Capabilities } from "../replica/replica.ts";
+
+/** A replica that keeps everything to the millisecond: a local folder. */
+export const FULL_CAPS: Capabilities = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1 };
 
 /** The metadata {@linkcode decide} looks at; a {@linkcode ListingBatch} cursor or an Entry. */
 export interface EntryView {
@@ -56,6 +60,25 @@ export interface DecideOptions {
    * @default false
    */
   checksum?: boolean;
+  /**
+   * What the replica keeps: only that is compared (modes, link times), and mtimes to its
+   * resolution.
+   * @default FULL_CAPS
+   */
+  caps?: Capabilities;
+}
+
+/**
+ * True when two mtimes are the same to `resolutionMs`: both are truncated to it, so that a
+ * replica keeping whole seconds matches a source with milliseconds.
+ *
+ * @example Whole seconds
+ * ```ts
+ * sameMtime(1_700_000_000_999, 1_700_000_000_000, 1000); // true
+ * ```
+ */
+export function sameMtime(a: number, b: number, resolutionMs: number): boolean {
+  return resolutionMs <= 1 ? a === b : Math.floor(a / resolutionMs) === Math.floor(b / resolutionMs);
 }
 
 /**
@@ -73,6 +96,7 @@ export function decide(
   replica: EntryView | undefined,
   options: DecideOptions = {},
 ): Decision {
+  const caps = options.caps ?? FULL_CAPS;
   if (source === undefined) return replica === undefined ? "same" : "extra";
   const kind = source.kind;
   if (kind === "other") return "special";
@@ -81,25 +105,31 @@ export function decide(
   if (kind === "dir") return "dir";
   if (kind === "symlink") {
     if ((source.target ?? "") !== (replica.target ?? "")) return "target";
-    return source.mtimeMs !== replica.mtimeMs ? "mtime" : "same";
+    return caps.linkTimes && !sameMtime(source.mtimeMs, replica.mtimeMs, caps.mtimeResolutionMs) ? "mtime" : "same";
   }
   if (source.size !== replica.size) return "size";
   if (options.checksum) return "content";
-  if (source.mtimeMs !== replica.mtimeMs) return "mtime";
-  return source.mode !== replica.mode ? "mode" : "same";
+  if (!sameMtime(source.mtimeMs, replica.mtimeMs, caps.mtimeResolutionMs)) return "mtime";
+  return caps.modes && source.mode !== replica.mode ? "mode" : "same";
 }
 
 /**
- * True when mode or mtime differ: for directories, and for files whose content is equal.
+ * Which kept attribute differs, mtime first, or undefined when none does: for directories (whose
+ * mtime counts only where the replica keeps directory times), and for files whose content is
+ * equal.
  *
  * @example Comparing attributes
  * ```ts
- * attrsDiffer({ mtimeMs: 1, mode: 0o755 }, { mtimeMs: 1, mode: 0o700 }); // true
+ * attrsDiffer({ mtimeMs: 1, mode: 0o755 }, { mtimeMs: 1, mode: 0o700 }); // "mode"
  * ```
  */
 export function attrsDiffer(
   source: Pick<EntryView, "mtimeMs" | "mode">,
   replica: Pick<EntryView, "mtimeMs" | "mode">,
-): boolean {
-  return source.mtimeMs !== replica.mtimeMs || source.mode !== replica.mode;
+  caps: Capabilities = FULL_CAPS,
+  kind: "file" | "dir" = "file",
+): "mtime" | "mode" | undefined {
+  const times = kind === "file" || caps.dirTimes;
+  if (times && !sameMtime(source.mtimeMs, replica.mtimeMs, caps.mtimeResolutionMs)) return "mtime";
+  return caps.modes && source.mode !== replica.mode ? "mode" : undefined;
 }

@@ -8,10 +8,12 @@
  */
 
 import { RefusedError } from "../errors.ts";
-import { type Entry, type EntryKind, FAILED, INCOMPLETE, ListingBatch, type ScanProblem, toEntry } from "./listing.ts";
+import { type EntryKind, FAILED, INCOMPLETE, type ListingBatch, type ScanProblem, toEntry } from "./listing.ts";
 import { parentOf, type Plan, Planner, type PlanOptions } from "./plan.ts";
 import type { PathFilter } from "./filter.ts";
-import { listDirectory, SourceWalk } from "../replica/local/scan.ts";
+import { SourceWalk } from "../replica/local/scan.ts";
+import { LocalReplica } from "../replica/local/local_replica.ts";
+import type { Replica } from "../replica/replica.ts";
 
 /** Options for {@linkcode marchTrees}. */
 export interface MarchOptions extends PlanOptions {
@@ -73,7 +75,8 @@ export interface March {
 }
 
 /**
- * Lists `source` and `replica` side by side into a {@linkcode Planner}.
+ * Lists `source` and `replica` side by side into a {@linkcode Planner}; `replica` is a local
+ * folder's path or any {@linkcode Replica}, whose capabilities decide what is compared.
  *
  * Needs read permission for both trees (and write permission for the replica with
  * `fixPermissions`). Throws if a root cannot be listed, and {@linkcode RefusedError} when the
@@ -85,20 +88,20 @@ export interface March {
  * const plan = planner.finish();
  * ```
  */
-export async function marchTrees(source: string, replica: string, options: MarchOptions = {}): Promise<March> {
+export async function marchTrees(
+  source: string,
+  replica: string | Replica,
+  options: MarchOptions = {},
+): Promise<March> {
   const { fixPermissions = true, allowEmptySource = false, useWorker = true, onProblem = () => {}, signal } = options;
   const filter = options.filter;
+  const target = typeof replica === "string" ? new LocalReplica(source, replica) : replica;
   // The replica's side: excluded entries stay out of sight (kept), unless they are to go.
   const replicaFilter = options.deleteExcluded ? undefined : filter;
+  const listing = { fixPermissions, ...(replicaFilter ? { filter: replicaFilter } : {}) };
   const sourceRoot = toEntry(Deno.statSync(source));
-  let replicaRoot: Entry | undefined;
-  try {
-    replicaRoot = toEntry(Deno.statSync(replica));
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  const planner = new Planner(sourceRoot, replicaRoot, options);
-  const replicaBatch = new ListingBatch();
+  const replicaRoot = await target.root();
+  const planner = new Planner(sourceRoot, replicaRoot, { ...options, caps: options.caps ?? target.caps });
   let problems = 0;
   let replicaEntries = 0;
   const report = (side: "source" | "replica", list: readonly ScanProblem[]) => {
@@ -109,11 +112,10 @@ export async function marchTrees(source: string, replica: string, options: March
     }
   };
   /** Lists the contents of every replica directory the planner wants removed. */
-  const emptyDirs = () => {
+  const emptyDirs = async () => {
     for (const dir of planner.takeDirsToEmpty()) {
-      const listed = listSubtree(replica, dir.path, {
+      const listed = await listSubtree(target, dir.path, {
         fixPermissions,
-        batch: replicaBatch,
         report: (list) => report("replica", list),
         ...(replicaFilter ? { filter: replicaFilter } : {}),
       });
@@ -136,15 +138,14 @@ export async function marchTrees(source: string, replica: string, options: March
           if (wants) planner.add(batch, k);
           continue;
         }
-        replicaBatch.reset();
-        listDirectory(replicaBatch, replica, dir, fixPermissions, replicaFilter);
+        const replicaBatch = await target.list(dir, listing);
         replicaEntries += replicaBatch.end(0) - replicaBatch.start(0);
         report("replica", replicaBatch.problems);
         if (dir === "" && !allowEmptySource) {
-          refuseEmptySource(batch, replicaBatch, { source, replica, filter, replicaFilter });
+          await refuseEmptySource(batch, replicaBatch, { source, replica: target, filter, listing });
         }
         planner.add(batch, k, replicaBatch, 0);
-        emptyDirs();
+        await emptyDirs();
       }
       await options.onBatch?.(planner);
       if (signal?.aborted) break;
@@ -162,18 +163,23 @@ export async function marchTrees(source: string, replica: string, options: March
  * Only a source root without any such entry of its own is walked further, and only until the
  * first one is found.
  */
-function refuseEmptySource(
+async function refuseEmptySource(
   source: ListingBatch,
   replica: ListingBatch,
-  roots: { source: string; replica: string; filter?: PathFilter | undefined; replicaFilter?: PathFilter | undefined },
-): void {
+  roots: {
+    source: string;
+    replica: Replica;
+    filter?: PathFilter | undefined;
+    listing: { fixPermissions: boolean; filter?: PathFilter };
+  },
+): Promise<void> {
   const sourcePath = roots.source;
   const count = replica.end(0) - replica.start(0);
   // A partial listing removes nothing anyway.
   if (source.flags[0]! & INCOMPLETE || count === 0) return;
   for (let i = source.start(0); i < source.end(0); i++) if (source.kind(i) !== "dir") return;
   if (source.end(0) > source.start(0) && hasContent(sourcePath, roots.filter)) return;
-  if (!hasContent(roots.replica, roots.replicaFilter)) return;
+  if (!await replicaHasContent(roots.replica, roots.listing)) return;
   const what = source.end(0) > source.start(0) ? "Source has no files, only empty folders," : "Source is empty";
   throw new RefusedError(
     `${what} but the replica has files; refusing to empty it (is the source disk mounted?): '${sourcePath}'. ` +
@@ -204,30 +210,45 @@ function hasContent(root: string, filter?: PathFilter): boolean {
   return false;
 }
 
+/** {@linkcode hasContent} for a replica, through its listings (excluded entries left out). */
+async function replicaHasContent(
+  replica: Replica,
+  listing: { fixPermissions: boolean; filter?: PathFilter },
+): Promise<boolean> {
+  const stack = [""];
+  while (stack.length > 0) {
+    const batch = await replica.list(stack.pop()!, listing);
+    if (batch.flags[0]! & (FAILED | INCOMPLETE)) return true;
+    for (let i = batch.start(0); i < batch.end(0); i++) {
+      if (batch.kind(i) !== "dir") return true;
+      stack.push(batch.dirs[0] === "" ? batch.names[i]! : `${batch.dirs[0]}/${batch.names[i]!}`);
+    }
+  }
+  return false;
+}
+
 /**
  * Every entry under replica directory `dir` that may go, parents before children, for its
  * removal; or undefined when part of it could not be listed (and so may hold what nobody has
  * seen). Excluded entries are kept, and so are the directories above them: `keepDir` says
  * that `dir` itself must stay.
  */
-function listSubtree(
-  root: string,
+async function listSubtree(
+  replica: Replica,
   dir: string,
   how: {
     fixPermissions: boolean;
-    batch: ListingBatch;
     report: (problems: readonly ScanProblem[]) => void;
     filter?: PathFilter;
   },
-): { contents: Array<{ path: string; kind: EntryKind }>; keepDir: boolean } | undefined {
-  const { batch, filter } = how;
+): Promise<{ contents: Array<{ path: string; kind: EntryKind }>; keepDir: boolean } | undefined> {
+  const { filter } = how;
   const contents: Array<{ path: string; kind: EntryKind }> = [];
   const kept = new Set<string>();
   const stack = [dir];
   while (stack.length > 0) {
     const current = stack.pop()!;
-    batch.reset();
-    listDirectory(batch, root, current, how.fixPermissions);
+    const batch = await replica.list(current, { fixPermissions: how.fixPermissions });
     how.report(batch.problems);
     if (batch.flags[0]! & (FAILED | INCOMPLETE)) return undefined;
     for (let i = batch.start(0); i < batch.end(0); i++) {
@@ -264,7 +285,7 @@ function listSubtree(
  */
 export async function planTrees(
   source: string,
-  replica: string,
+  replica: string | Replica,
   options: MarchOptions & { sameContent?: ReadonlySet<string> } = {},
 ): Promise<Plan> {
   const { planner } = await marchTrees(source, replica, options);

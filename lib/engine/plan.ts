@@ -10,7 +10,8 @@
  * @module
  */
 
-import { attrsDiffer, decide, type DecideOptions } from "./decide.ts";
+import { attrsDiffer, decide, type DecideOptions, FULL_CAPS } from "./decide.ts";
+import type { Capabilities } from "../replica/replica.ts";
 import {
   BatchCursor,
   compareNames,
@@ -145,6 +146,11 @@ export interface PlanOptions {
    * @default undefined (none)
    */
   protect?: ReadonlySet<string>;
+  /**
+   * What the replica keeps: only that is compared and set.
+   * @default FULL_CAPS (a local folder)
+   */
+  caps?: Capabilities;
 }
 
 /** A source directory whose listing the planner still waits for. */
@@ -188,6 +194,7 @@ export class Planner {
   sourceEntries = 0;
   #plan: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
   #options: DecideOptions;
+  #caps: Capabilities;
   /** See {@linkcode PlanOptions.protect}. */
   #protect: ReadonlySet<string> | undefined;
   #pending = new Map<string, PendingDir>();
@@ -200,13 +207,13 @@ export class Planner {
 
   /** Starts a plan; `replicaRoot` is undefined when the replica does not exist yet. */
   constructor(sourceRoot: Entry, replicaRoot: Entry | undefined, options: PlanOptions = {}) {
-    this.#options = { checksum: options.checksum ?? false };
+    this.#caps = options.caps ?? FULL_CAPS;
+    this.#options = { checksum: options.checksum ?? false, caps: this.#caps };
     if (options.protect?.size) this.#protect = options.protect;
     if (!replicaRoot) this.#plan.mkdirs.push({ op: "mkdir", path: "" });
     this.#pending.set("", { fresh: !replicaRoot, entry: sourceRoot });
-    if (replicaRoot && attrsDiffer(sourceRoot, replicaRoot)) {
-      this.#setDirAttrs("", sourceRoot, attrsReason(sourceRoot, replicaRoot));
-    }
+    const differs = replicaRoot && attrsDiffer(sourceRoot, replicaRoot, this.#caps, "dir");
+    if (differs) this.#setDirAttrs("", sourceRoot, differs);
   }
 
   /**
@@ -284,7 +291,8 @@ export class Planner {
           // Decided here, so that a sync of only some directories still puts back a changed mode.
           const entry = source.entry(i);
           this.#pending.set(path, { fresh: false, entry });
-          if (attrsDiffer(entry, rv!)) this.#setDirAttrs(path, entry, attrsReason(entry, rv!));
+          const differs = attrsDiffer(entry, rv!, this.#caps, "dir");
+          if (differs) this.#setDirAttrs(path, entry, differs);
           break;
         }
         case "target":
@@ -426,15 +434,18 @@ export class Planner {
         this.#copy("update", path, source, undefined, "content");
         const dir = parentOf(path);
         if (!this.#dirAttrs.has(dir)) this.#setDirAttrs(dir, this.#pairDirs.get(dir)!);
-      } else if (attrsDiffer(source, replica)) {
-        this.#plan.transfers.push({
-          op: "attrs",
-          path,
-          kind: "file",
-          mtimeMs: source.mtimeMs,
-          mode: source.mode,
-          reason: attrsReason(source, replica),
-        });
+      } else {
+        const differs = attrsDiffer(source, replica, this.#caps);
+        if (differs) {
+          this.#plan.transfers.push({
+            op: "attrs",
+            path,
+            kind: "file",
+            mtimeMs: source.mtimeMs,
+            mode: source.mode,
+            reason: differs,
+          });
+        }
       }
     }
     this.#pairs = [];
@@ -490,11 +501,6 @@ export class Planner {
 /** True when `a` is `b`, or one lies inside the other (relative paths). */
 function within(a: string, b: string): boolean {
   return a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
-}
-
-/** Which attribute differs, for the record: the mtime, else the mode. */
-function attrsReason(source: { mtimeMs: number }, replica: { mtimeMs: number }): "mode" | "mtime" {
-  return source.mtimeMs !== replica.mtimeMs ? "mtime" : "mode";
 }
 
 /** Two whole trees, for {@linkcode plan}. */

@@ -4,11 +4,12 @@
  * @module
  */
 
-import { type Applier, type ApplyEvent, createApplier, type FsOps, type Stats } from "./apply.ts";
-import { relativeInside, type SyncOptions } from "../config.ts";
+import { type Applier, type ApplyEvent, createApplier, type FsOps, LocalReplica, type Stats } from "./apply.ts";
+import type { SyncOptions } from "../config.ts";
+import type { Replica } from "../replica/replica.ts";
 import { describeError, ExitCode, RefusedError } from "../errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
-import { DEFAULT_HASH } from "../content/hash.ts";
+import { DEFAULT_HASH, type HashName } from "../content/hash.ts";
 import type { ContentComparer } from "../content/compare.ts";
 import { logger, showPath } from "../log.ts";
 import type { Plan, Planner } from "./plan.ts";
@@ -48,8 +49,15 @@ export interface RunResult {
 export interface RunControl {
   /** Stops the run between operations. */
   signal?: AbortSignal;
-  /** File-system layer for fault injection in tests. */
+  /** File-system layer for fault injection in tests (local replicas). */
   fs?: FsOps;
+  /**
+   * Opens the replica for one run, connected and (unless `readOnly`) locked; the run closes
+   * it at its end, which releases the lock. Remote replicas come this way, opened afresh for
+   * every run, so that a connection dropped between runs costs nothing.
+   * @default a LocalReplica of `options.replica`
+   */
+  openReplica?: (run: { started: Date; readOnly: boolean }) => Promise<Replica>;
   /** Actions applied at a time while the walk goes on (default {@linkcode PART_ACTIONS}). */
   partActions?: number;
   /** Sync only these source directories (and whole new ones); see {@linkcode MarchOptions.scope}. */
@@ -98,16 +106,40 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   }
 }
 
-/** The body of {@linkcode runOnce}. */
+/** The body of {@linkcode runOnce}: opens the replica, runs, and closes it whatever happens. */
 async function run(options: SyncOptions, control: RunControl): Promise<RunResult> {
+  const { signal, verify = false } = control;
+  const dryRun = verify || (options.dryRun ?? false);
+  const startedAt = new Date();
+  const backup = verify ? undefined : options.backupDir;
+  const target = control.openReplica
+    ? await control.openReplica({ started: startedAt, readOnly: dryRun })
+    : new LocalReplica(options.source, options.replica, {
+      ...(control.fs ? { fs: control.fs } : {}),
+      signal,
+      ...(backup !== undefined ? { backupDir: backup, started: startedAt } : {}),
+      progress: control.progress?.inFlight,
+    });
+  try {
+    return await runWith(target, options, control);
+  } finally {
+    await target.close();
+  }
+}
+
+/** One run into `target`. */
+async function runWith(
+  target: Replica,
+  options: SyncOptions,
+  control: RunControl,
+): Promise<RunResult> {
   const {
     source,
     replica,
     checksum = false,
-    hash = DEFAULT_HASH,
+    hash = target.caps.hash ?? DEFAULT_HASH,
     jobs = 8,
     cacheDir,
-    backupDir,
   } = options;
   const { signal, partActions = PART_ACTIONS, replicaMustExist = false, verify = false } = control;
   // Verify compares, whatever the options say: it removes nothing, so it has no guard or cap.
@@ -115,21 +147,18 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
   const allowEmptySource = verify || (options.allowEmptySource ?? false);
   const maxDelete = verify ? undefined : options.maxDelete;
   const started = performance.now();
-  const startedAt = new Date();
   // Verify's plan is differences, not copies: its line shows the entries scanned alone.
   const counters = verify ? undefined : control.progress?.counters;
-  if (replicaMustExist && !dryRun) checkReplicaExists(replica);
+  if (replicaMustExist && !dryRun) await checkReplicaExists(target);
   const verifier = verify ? createVerifyReporter() : undefined;
-  const backup = verify ? undefined : backupDir;
   const applier: Applier = verifier ??
-    (dryRun ? createDryRunReporter({ backup: backup !== undefined }) : createApplier(source, replica, {
-      jobs,
-      ...(backup !== undefined ? { backupDir: backup, started: startedAt } : {}),
-      ...(control.fs ? { fs: control.fs } : {}),
-      ...(signal ? { signal } : {}),
-      onEvent: counters ? countingEvents(counters) : (e) => logEvent(e, false),
-      ...(control.progress ? { progress: control.progress.inFlight } : {}),
-    }));
+    (dryRun
+      ? createDryRunReporter({ backup: target.backsUp || options.backupDir !== undefined })
+      : createApplier(target, {
+        jobs,
+        ...(signal ? { signal } : {}),
+        onEvent: counters ? countingEvents(counters) : (e) => logEvent(e, false),
+      }));
   let applyMs = 0;
   // With a cap, removals (and what depends on them) wait for the gate's verdict on the whole run.
   const held = maxDelete ? new HeldPlan() : undefined;
@@ -152,6 +181,7 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
       cacheDir,
       readOnly: dryRun,
       ...(signal ? { signal } : {}),
+      ...(target.digest ? { replicaDigest: (rel: string, h: HashName) => target.digest!(rel, h, signal) } : {}),
       onCacheError: (message) => logger.warn("{text}", { text: message }),
       onError: (path, message) => {
         hashErrors++;
@@ -169,10 +199,9 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
 
   // Loaded only when something is excluded: the glob engine costs every start otherwise.
   const filter = options.filter ? (await import("./filter_compile.ts")).compileFilter(options.filter) : undefined;
-  // A backup folder inside the replica is left alone (checkPaths has refused the replica itself).
-  const protectedPath = backup !== undefined ? relativeInside(replica, backup) : undefined;
-  const protect = protectedPath !== undefined ? new Set([protectedPath]) : undefined;
-  const { planner, problems, replicaEntries } = await marchTrees(source, replica, {
+  // A backup folder inside the replica is left alone.
+  const protect = target.protect !== undefined ? new Set([target.protect]) : undefined;
+  const { planner, problems, replicaEntries } = await marchTrees(source, target, {
     ...(filter ? { filter, deleteExcluded: options.deleteExcluded ?? false } : {}),
     checksum,
     ...(protect ? { protect } : {}),
@@ -247,7 +276,8 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
   const scanned = planner.sourceEntries;
   if (verifier) logVerifySummary(verifier.counts, stats.errors, durationMs, { aborted, scanned });
   else {
-    logSummary(stats, durationMs, { dryRun, aborted, scanned, refused: refused?.planned ?? 0, backup: !!backup });
+    const backup = target.backsUp || options.backupDir !== undefined;
+    logSummary(stats, durationMs, { dryRun, aborted, scanned, refused: refused?.planned ?? 0, backup });
   }
   return {
     stats,
@@ -289,13 +319,13 @@ function logRefusal(verdict: GateVerdict, cap: MaxDelete): void {
 }
 
 /** Throws when the replica folder is missing; see {@linkcode RunControl.replicaMustExist}. */
-function checkReplicaExists(replica: string): void {
+async function checkReplicaExists(replica: Replica): Promise<void> {
   try {
-    if (Deno.statSync(replica).isDirectory) return;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) return; // let the walk report it
+    if ((await replica.root())?.kind === "dir") return;
+  } catch {
+    return; // let the walk report it
   }
-  throw new Error(`Replica folder is missing: '${replica}': not recreated (is its disk mounted?)`);
+  throw new Error(`Replica folder is missing: '${replica.display}': not recreated (is its disk mounted?)`);
 }
 
 /** The summary of `verify`: identical, or how many differences of each kind. */

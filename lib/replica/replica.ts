@@ -11,6 +11,7 @@
 
 import type { Entry, ListingBatch } from "../engine/listing.ts";
 import type { PathFilter } from "../engine/filter.ts";
+import type { HashName } from "../content/hash.ts";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../engine/plan.ts";
 
 /** What a replica keeps, and so what the planner compares. */
@@ -27,6 +28,12 @@ export interface Capabilities {
    * after truncating both to it, so that a no-op never copies again.
    */
   mtimeResolutionMs: number;
+  /**
+   * The hash whose digests the replica knows without reading files (S3: `md5`, from ETags):
+   * `--checksum` uses it unless `--hash` names another.
+   * @default undefined (digests are computed by reading)
+   */
+  hash?: HashName;
 }
 
 /** How {@linkcode Replica.list} lists one directory. */
@@ -120,7 +127,7 @@ export interface Replica {
    * knows where it can (an S3 single-part ETag is the MD5), else by reading the file. Undefined
    * when this replica cannot give `hash` (the comparer then reads the file itself).
    */
-  digest?(rel: string, hash: string, signal?: AbortSignal): Promise<string | undefined>;
+  digest?(rel: string, hash: HashName, signal?: AbortSignal): Promise<string | undefined>;
 
   /** True when source entry `rel` no longer exists (deleted while the run went on). */
   sourceGone(rel: string): Promise<boolean>;

@@ -15,7 +15,12 @@ import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from
 import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "../../pool.ts";
 import { copyFile, SMALL_FILE } from "./copy_file.ts";
-import type { BackupDir } from "./backup.ts";
+import { BackupDir } from "./backup.ts";
+import { type Entry, ListingBatch, toEntry } from "../../engine/listing.ts";
+import type { Capabilities, CopyResult as ReplicaCopyResult, ListOptions, Replica } from "../replica.ts";
+import { listDirectory } from "./scan.ts";
+import { lockReplica } from "./lock.ts";
+import { relativeInside } from "../../config.ts";
 
 /** The file-system calls the replica makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
 export interface FsOps {
@@ -112,8 +117,13 @@ export interface LocalReplicaOptions {
   fs?: FsOps;
   /** Stops copies between chunks, and the copy workers at once. */
   signal?: AbortSignal | undefined;
-  /** Where removed and overwritten entries go instead (`--backup-dir`). */
-  backup?: BackupDir | undefined;
+  /** Absolute path of the folder where removed and overwritten entries go instead (`--backup-dir`). */
+  backupDir?: string | undefined;
+  /**
+   * When the run started: the timestamp of backup names that are taken.
+   * @default new Date()
+   */
+  started?: Date | undefined;
   /** Slot 0 counts the bytes of large files being copied (see lib/run/progress.ts). */
   progress?: BigInt64Array | undefined;
 }
@@ -130,7 +140,11 @@ export interface LocalReplicaOptions {
  * await replica.copy({ op: "copy", path: "a.txt", size: 3, mtimeMs: 1000, mode: 0o644 });
  * ```
  */
-export class LocalReplica {
+export class LocalReplica implements Replica {
+  /** Milliseconds, modes, directory and link times: everything is kept. */
+  readonly caps: Capabilities = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1 };
+  readonly display: string;
+  readonly protect: string | undefined;
   readonly fs: FsOps;
   #source: string;
   #replica: string;
@@ -143,8 +157,53 @@ export class LocalReplica {
     this.#replica = replica;
     this.fs = options.fs ?? denoFs;
     this.#signal = options.signal;
-    this.#backup = options.backup;
+    const { backupDir, started } = options;
+    this.#backup = backupDir !== undefined ? new BackupDir(backupDir, started ? { started } : {}) : undefined;
+    // A backup folder inside the replica is left alone (checkPaths has refused the replica itself).
+    this.protect = backupDir !== undefined ? relativeInside(replica, backupDir) : undefined;
     this.#progress = options.progress;
+    this.display = replica;
+  }
+
+  /** The root folder's entry, or undefined when it is missing. */
+  root(): Promise<Entry | undefined> {
+    try {
+      return Promise.resolve(toEntry(Deno.statSync(this.#replica)));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return Promise.resolve(undefined);
+      return Promise.reject(error);
+    }
+  }
+
+  /** Lists one directory (see {@linkcode listDirectory}); synchronous calls, one lstat per entry. */
+  list(dir: string, options: ListOptions): Promise<ListingBatch> {
+    const batch = new ListingBatch();
+    try {
+      listDirectory(batch, this.#replica, dir, options.fixPermissions, options.filter);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return Promise.resolve(batch);
+  }
+
+  /** Creates the root folder, with its parents only when asked (`--mkpath`). */
+  async createRoot(parents: boolean): Promise<void> {
+    try {
+      await Deno.mkdir(this.#replica, { recursive: parents });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+  }
+
+  /** An advisory lock on the root folder (see {@linkcode lockReplica}). */
+  async lock(): Promise<AsyncDisposable> {
+    const held = await lockReplica(this.#replica);
+    return { [Symbol.asyncDispose]: () => Promise.resolve(held[Symbol.dispose]()) };
+  }
+
+  /** Nothing to close: local calls hold no connection. */
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 
   /** True when removed and overwritten entries are moved aside. */
@@ -195,7 +254,7 @@ export class LocalReplica {
    * while it was read is copied once more as it now is. Returns the bytes copied and whether
    * the old version was backed up.
    */
-  async copy(action: CopyAction): Promise<{ size: number; backedUp: boolean }> {
+  async copy(action: CopyAction): Promise<ReplicaCopyResult> {
     try {
       return { size: action.size, backedUp: await this.#copyOnce(action) };
     } catch (error) {
@@ -268,7 +327,7 @@ export class LocalReplica {
    * actions left for the careful path (everything else, and what a worker could not do: a
    * read-only directory, a full disk, a file that changed).
    */
-  async copyPlainInWorkers<T extends { op: string; path: string }>(
+  async copyMany<T extends { op: string; path: string }>(
     actions: readonly T[],
     how: { workers: number; skip: (action: T) => boolean; done: (action: CopyAction) => void },
   ): Promise<T[]> {
