@@ -23,6 +23,7 @@ import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
 import type { ProgressSink } from "./lib/run/progress.ts";
+import type { RemoteOpener } from "./lib/replica/open.ts";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
@@ -78,7 +79,7 @@ async function main(args: string[]): Promise<number> {
   let logging;
   let log: string | undefined;
   try {
-    log = o.log !== undefined ? checkLogPath(o.log, o.replica) : undefined;
+    log = o.log !== undefined ? checkLogPath(o.log, o.target.kind === "local" ? o.replica : undefined) : undefined;
     logging = await setupLogging({
       verbosity: o.verbosity,
       format: o.logFormat,
@@ -146,9 +147,11 @@ async function untilStopped<T>(fn: (signal: AbortSignal) => Promise<T>, onStop =
 
 /** Checks the folders, takes the replica's lock and runs the schedule; logging is set up. */
 async function sync(o: CliOptions, log: string | undefined): Promise<number> {
+  const remote = o.target.kind !== "local";
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
     mkpath: o.mkpath,
+    remote,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
@@ -156,15 +159,47 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
   const progress = await progressFor(o);
   const stopping = () => logger.info("{text}", { text: "Stopping: aborting the files in flight" });
   return await untilStopped(async (signal) => {
-    if (!o.dryRun) await createReplica(paths.replica, o);
-    using _lock = await lockReplica(paths.replica);
-    return await runSchedule(options, {
+    const schedule = {
       watch: o.watch,
       signal,
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
       ...(progress ? { progress } : {}),
-    });
+    };
+    if (remote) {
+      // Each run connects and locks afresh; the first connection checks the input first.
+      const opener = await remoteOpenerFor(o, paths, signal, progress);
+      await opener.check(o.dryRun);
+      return await runSchedule(options, { ...schedule, openReplica: opener.open });
+    }
+    if (!o.dryRun) await createReplica(paths.replica, o);
+    using _lock = await lockReplica(paths.replica);
+    return await runSchedule(options, schedule);
   }, stopping);
+}
+
+/** The opener of a remote replica, its module loaded only now. */
+async function remoteOpenerFor(
+  o: CliOptions,
+  paths: CheckedPaths,
+  signal: AbortSignal,
+  progress: ProgressSink | undefined,
+): Promise<RemoteOpener> {
+  const target = o.target;
+  if (target.kind === "local") throw new Error("Not a remote replica");
+  const { remoteOpener } = await import("./lib/replica/open.ts");
+  return remoteOpener(target, {
+    source: paths.source,
+    signal,
+    jobs: o.jobs ?? 8,
+    mkpath: o.mkpath,
+    progress: progress?.inFlight,
+    backupDir: paths.backupDir,
+    cacheDir: paths.cacheDir,
+    sshPort: o.sshPort,
+    sshKey: o.sshKey,
+    knownHosts: o.knownHosts,
+    s3Endpoint: o.s3Endpoint,
+  });
 }
 
 /**
@@ -172,17 +207,30 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
  * writes nothing (a log file aside): `deno run --allow-read main.ts verify ...` is enough.
  */
 async function verify(o: CliOptions, log: string | undefined): Promise<number> {
+  const remote = o.target.kind !== "local";
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
+    remote,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
   });
   const options = runOptions(o, paths, log);
+  const progress = await progressFor(o);
+  if (remote) {
+    return await untilStopped(async (signal) => {
+      const opener = await remoteOpenerFor(o, paths, signal, progress);
+      const replica = await opener.check(true);
+      if ((await replica.root())?.kind !== "dir") {
+        await replica.close();
+        throw new UsageError(`Replica does not exist: '${o.replica}'`);
+      }
+      return await verifyOnce(options, { signal, openReplica: opener.open, ...(progress ? { progress } : {}) });
+    });
+  }
   try {
     if (!Deno.statSync(paths.replica).isDirectory) throw new Deno.errors.NotFound();
   } catch {
     throw new UsageError(`Replica does not exist: '${o.replica}'`);
   }
-  const progress = await progressFor(o);
   return await untilStopped((signal) => verifyOnce(options, { signal, ...(progress ? { progress } : {}) }));
 }
 

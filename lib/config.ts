@@ -105,6 +105,14 @@ export interface PathOptions {
   mkpath?: boolean;
   /** The backup folder (`--backup-dir`) as typed, relative to the current folder; undefined for none. */
   backupDir?: string;
+  /**
+   * The replica is remote (an `sftp://` or `s3://` URL, or `host:path`): only the source and
+   * the cache folder are checked here, the replica and backup folder by its backend when it
+   * connects. The cache folder is then looked up without `checksum` too (the S3 backend keeps
+   * its metadata cache there).
+   * @default false
+   */
+  remote?: boolean;
 }
 
 function errorDetail(error: unknown): string {
@@ -161,7 +169,20 @@ function isWithin(outer: string, inner: string): boolean {
  * ```
  */
 export function checkPaths(source: string, replica: string, options: PathOptions = {}): CheckedPaths {
-  const { cacheDir, checksum = false, mkpath = false, backupDir } = options;
+  const { cacheDir, checksum = false, mkpath = false, backupDir, remote = false } = options;
+  const sourceReal = checkSource(source);
+  if (remote) {
+    const checked: CheckedPaths = { source: sourceReal, replica };
+    if (backupDir !== undefined) checked.backupDir = backupDir;
+    const dir = cacheDir === false ? undefined : cacheDir ?? defaultCacheDir();
+    if (dir !== undefined) checked.cacheDir = realPathOfPossiblyMissing(dir);
+    return checked;
+  }
+  return checkLocalPaths(sourceReal, replica, { cacheDir, checksum, mkpath, backupDir });
+}
+
+/** The source's real path, once it is known to be a readable directory. */
+function checkSource(source: string): string {
   let sourceReal: string;
   try {
     sourceReal = Deno.realPathSync(source);
@@ -173,7 +194,16 @@ export function checkPaths(source: string, replica: string, options: PathOptions
     if (error instanceof Deno.errors.NotFound) throw new UsageError(`Source does not exist: '${source}'`);
     throw new UsageError(`Cannot read source: '${source}': ${errorDetail(error)}`);
   }
+  return sourceReal;
+}
 
+/** {@linkcode checkPaths} for a local replica. */
+function checkLocalPaths(
+  sourceReal: string,
+  replica: string,
+  options: { cacheDir: string | false | undefined; checksum: boolean; mkpath: boolean; backupDir: string | undefined },
+): CheckedPaths {
+  const { cacheDir, checksum, mkpath, backupDir } = options;
   let replicaReal: string;
   try {
     const info = Deno.statSync(replica);
@@ -259,9 +289,9 @@ function checkBackupDir(backupDir: string, sourceReal: string, replicaReal: stri
  * const log = checkLogPath("./sync.log", "/mnt/backup/src");
  * ```
  */
-export function checkLogPath(log: string, replica: string): string {
+export function checkLogPath(log: string, replica: string | undefined): string {
   const logReal = realPathOfPossiblyMissing(log);
-  if (isWithin(realPathOfPossiblyMissing(replica), logReal)) {
+  if (replica !== undefined && isWithin(realPathOfPossiblyMissing(replica), logReal)) {
     throw new UsageError(`Log file is inside the replica: '${log}'`);
   }
   return logReal;

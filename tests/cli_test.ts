@@ -61,6 +61,7 @@ Deno.test("parseCommand() reads every flag", () => {
     {
       source: "a",
       replica: "b",
+      target: { kind: "local", path: "b" },
       checksum: true,
       hash: "md5",
       dryRun: true,
@@ -269,4 +270,54 @@ Deno.test("parseCommand() reads verify with the options that compare, and the sy
   if (verify.kind !== "verify") return;
   assert.deepEqual([verify.options.source, verify.options.replica, verify.options.checksum], ["a", "b", true]);
   assert.equal(parseCommand(["./verify", "b"]).kind, "sync", "a folder named verify is written ./verify");
+});
+
+Deno.test("parseCommand() reads remote replicas and their options", async (t) => {
+  const parse = (args: string[]) => {
+    const command = parseCommand(args);
+    if (command.kind !== "sync" && command.kind !== "verify") throw new Error("not a sync");
+    return command.options;
+  };
+  await t.step("an SFTP URL with its key, known hosts and port options", () => {
+    const o = parse(["src", "sftp://deploy@web1:2200/var/www", "--ssh-key", "k", "--known-hosts", "kh"]);
+    assert.deepEqual(o.target, {
+      kind: "sftp",
+      user: "deploy",
+      host: "web1",
+      port: 2200,
+      path: "/var/www",
+      display: "sftp://deploy@web1:2200/var/www",
+    });
+    assert.equal(o.sshKey, "k");
+    assert.equal(o.knownHosts, "kh");
+  });
+  await t.step("rsync's host:path form, with --ssh-port", () => {
+    const o = parse(["src", "prod:/var/www", "--ssh-port", "2222"]);
+    assert.equal(o.target.kind, "sftp");
+    assert.equal(o.sshPort, 2222);
+  });
+  await t.step("an S3 URL with an endpoint", () => {
+    const o = parse(["src", "s3://backups/site", "--s3-endpoint", "http://127.0.0.1:7480"]);
+    assert.deepEqual(o.target, { kind: "s3", bucket: "backups", prefix: "site", display: "s3://backups/site" });
+    assert.equal(o.s3Endpoint, "http://127.0.0.1:7480");
+  });
+  await t.step("verify takes a remote replica too", () => {
+    assert.equal(parse(["verify", "src", "s3://backups"]).target.kind, "s3");
+  });
+  await t.step("options of one backend are refused with another replica", () => {
+    assert.throws(() => parse(["src", "dst", "--ssh-key", "k"]), /needs an SFTP replica.*'--ssh-key'/);
+    assert.throws(() => parse(["src", "host:dst", "--s3-endpoint", "http://x"]), /needs an S3 replica/);
+    assert.throws(() => parse(["src", "s3://abc", "--s3-endpoint", "ftp://x"]), /must be an http/);
+    assert.throws(() => parse(["src", "host:dst", "--ssh-port", "70000"]), /SSH port must be a whole number/);
+  });
+  await t.step("a remote source is refused", () => {
+    assert.throws(() => parse(["host:src", "dst"]), /Source must be a local folder: 'host:src'/);
+    assert.throws(() => parse(["s3://abc/x", "dst"]), /Source must be a local folder/);
+  });
+  await t.step("malformed URLs are usage errors", () => {
+    assert.throws(() => parse(["src", "sftp://"]), UsageError);
+    assert.throws(() => parse(["src", "s3://A_B"]), /not a bucket name/);
+    assert.throws(() => parse(["src", "ftp://host/x"]), /Unsupported replica URL/);
+    assert.throws(() => parse(["src", "sftp://u:pw@host/x"]), /passwords in URLs/);
+  });
 });

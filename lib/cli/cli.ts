@@ -15,6 +15,7 @@ import type { HashName } from "../content/hash.ts";
 import type { MaxDelete } from "../engine/gate.ts";
 import { HASH_NAMES } from "../content/hash.ts";
 import denoJson from "../../deno.json" with { type: "json" };
+import { parseTarget, type ReplicaTarget } from "../replica/target.ts";
 
 /** The version printed by `--version`, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -28,6 +29,16 @@ export interface CliOptions {
   source: string;
   /** Replica folder as typed. */
   replica: string;
+  /** What the replica names: a local folder, an SFTP folder or an S3 bucket prefix. */
+  target: ReplicaTarget;
+  /** `--ssh-port`: the port for an SFTP replica written `host:path`. */
+  sshPort?: number;
+  /** `--ssh-key`: the private key file for an SFTP replica. */
+  sshKey?: string;
+  /** `--known-hosts`: the known_hosts file that checks an SFTP replica's host key. */
+  knownHosts?: string;
+  /** `--s3-endpoint`: the S3 endpoint URL (else AWS_ENDPOINT_URL, else AWS). */
+  s3Endpoint?: string;
   /** Compare content hashes instead of size and mtime. */
   checksum: boolean;
   /** Hash algorithm for `--checksum`; undefined means the default. */
@@ -137,6 +148,18 @@ Options:
   -v, --verbose             print debug detail too
   -s, --source PATH         the source folder (instead of the first argument)
   -r, --replica PATH        the replica folder (instead of the second argument)
+
+Remote replicas (the source is always a local folder):
+  sftp://[user@]host[:port]/path, or [user@]host:path as rsync writes it (host:dir is in
+  the login folder; ~/.ssh/config's Host, HostName, User, Port and IdentityFile apply)
+      --ssh-port N          port for the host:path form (default: ~/.ssh/config, else 22)
+      --ssh-key FILE        private key to log in with (default: ~/.ssh/config's
+                            IdentityFile, ~/.ssh/id_ed25519, id_ecdsa, id_rsa; and ssh-agent)
+      --known-hosts FILE    host keys to trust (default ~/.ssh/known_hosts); an unknown or
+                            changed host key is refused
+  s3://bucket[/prefix]      S3-compatible storage; credentials and region from the AWS
+                            environment variables, AWS_PROFILE and ~/.aws
+      --s3-endpoint URL     the S3 server (default AWS_ENDPOINT_URL, else AWS itself)
   -h, --help                print this help
       --version             print the version
 
@@ -186,6 +209,10 @@ const OPTIONS = {
   "exclude-from": { type: "string", multiple: true },
   "delete-excluded": { type: "boolean" },
   "backup-dir": { type: "string" },
+  "ssh-port": { type: "string" },
+  "ssh-key": { type: "string" },
+  "known-hosts": { type: "string" },
+  "s3-endpoint": { type: "string" },
   jobs: { type: "string", short: "j" },
   "cache-dir": { type: "string" },
   "no-cache": { type: "boolean" },
@@ -262,6 +289,12 @@ export function parseCommand(argv: readonly string[]): Command {
     );
   }
   if (source === "" || replica === "") throw new UsageError("Source and replica must not be empty paths");
+  const target = parseTarget(replica);
+  if (parseTarget(source).kind !== "local") {
+    throw new UsageError(
+      `Source must be a local folder: '${source}' (foldersync mirrors from this machine; a local path with ':' is written ./${source})`,
+    );
+  }
 
   const logs = [values.log, values["log-file"], values["log_path"]].filter((v) => v !== undefined);
   let intervalText = values.interval;
@@ -303,6 +336,7 @@ export function parseCommand(argv: readonly string[]): Command {
   const options: CliOptions = {
     source,
     replica,
+    target,
     checksum: values.checksum ?? false,
     dryRun: values["dry-run"] ?? false,
     mkpath: values.mkpath ?? false,
@@ -333,11 +367,38 @@ export function parseCommand(argv: readonly string[]): Command {
   if ((options.logMaxSize !== undefined || options.logKeep !== undefined) && options.log === undefined) {
     throw new UsageError("--log-max-size and --log-keep need --log FILE");
   }
+  remoteOptions(values, options);
   if (values.progress) options.progress = true;
   else if (values["no-progress"]) options.progress = false;
   if (values["no-cache"]) options.cacheDir = false;
   else if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
   return { kind: word === "verify" ? "verify" : "sync", options };
+}
+
+/** The options of remote replicas, each only with a replica of its kind. */
+function remoteOptions(
+  values: { "ssh-port"?: string; "ssh-key"?: string; "known-hosts"?: string; "s3-endpoint"?: string },
+  options: CliOptions,
+): void {
+  const kind = options.target.kind;
+  for (const name of ["ssh-port", "ssh-key", "known-hosts"] as const) {
+    if (values[name] === undefined) continue;
+    if (kind !== "sftp") {
+      throw new UsageError(`Option needs an SFTP replica (sftp://host/path or host:path): '--${name}'`);
+    }
+    if (values[name] === "") throw new UsageError(`Option needs a value: '--${name}'`);
+  }
+  if (values["s3-endpoint"] !== undefined) {
+    if (kind !== "s3") throw new UsageError("Option needs an S3 replica (s3://bucket/prefix): '--s3-endpoint'");
+    const endpoint = values["s3-endpoint"];
+    if (!/^https?:\/\/[^/\s]+/.test(endpoint)) {
+      throw new UsageError(`S3 endpoint must be an http:// or https:// URL: '${endpoint}'`);
+    }
+    options.s3Endpoint = endpoint;
+  }
+  if (values["ssh-port"] !== undefined) options.sshPort = parseCount(values["ssh-port"], "SSH port", 1, 65535);
+  if (values["ssh-key"] !== undefined) options.sshKey = values["ssh-key"];
+  if (values["known-hosts"] !== undefined) options.knownHosts = values["known-hosts"];
 }
 
 /** True when `text` reads as a duration, even a bad one (`0`, `-5`) that the interval check then reports. */

@@ -383,7 +383,7 @@ function logSummary(
  */
 export async function verifyOnce(
   options: SyncOptions,
-  control: Pick<RunControl, "signal" | "progress"> = {},
+  control: Pick<RunControl, "signal" | "progress" | "openReplica"> = {},
 ): Promise<ExitCode> {
   const result = await runOnce(options, { ...control, verify: true });
   if (result.aborted) return ExitCode.Interrupted;

@@ -48,7 +48,7 @@ export type ReplicaTarget = LocalTarget | SftpTarget | S3Target;
 /**
  * Reads a replica argument. rsync's rule decides the `host:path` form: a colon before the
  * first slash makes it remote (write `./a:b` for a local folder named `a:b`); a single
- * letter before it is a Windows drive (`C:\backup`).
+ * letter before it is a Windows drive (`C:\backup`, and on Windows `C:/backup`).
  *
  * @throws {UsageError} For a malformed URL: no host, a bad port, a bucket name S3 refuses.
  * @example Reading targets
@@ -68,9 +68,11 @@ export function parseTarget(text: string): ReplicaTarget {
       `Unsupported replica URL '${text}': use a local folder, sftp://host/path or s3://bucket/prefix`,
     );
   }
-  const colon = text.indexOf(":");
+  // An IPv6 address in brackets holds colons of its own.
+  const colon = text.startsWith("[") && text.includes("]:") ? text.indexOf("]:") + 1 : text.indexOf(":");
   const slash = text.search(/[/\\]/);
-  const isDrive = colon === 1 && /^[a-zA-Z]$/.test(text[0]!);
+  const isDrive = colon === 1 && /^[a-zA-Z]$/.test(text[0]!) &&
+    (Deno.build.os === "windows" || text[2] === "\\");
   if (colon > 0 && (slash === -1 || colon < slash) && !isDrive) return parseRsyncForm(text, colon);
   return { kind: "local", path: text };
 }
@@ -100,7 +102,8 @@ function parseSftpUrl(text: string): SftpTarget {
   if (url.search !== "" || url.hash !== "") {
     throw new UsageError(`Malformed SFTP URL '${text}': '?' and '#' must be written %3F and %23 in a path`);
   }
-  const raw = decodeURIComponent(url.pathname);
+  // sftp://host names the login folder, as sftp://host/~ does; sftp://host/ the root.
+  const raw = text.slice("sftp://".length).includes("/") ? decodeURIComponent(url.pathname) : "/~";
   // sftp://host/~/dir and sftp://host/~ are relative to the login folder, as curl reads them.
   const path = raw === "/~" || raw === "/~/" ? "." : raw.startsWith("/~/") ? raw.slice(3) : raw === "" ? "." : raw;
   return {

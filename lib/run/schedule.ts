@@ -8,7 +8,7 @@
 import type { SyncOptions } from "../config.ts";
 import { ExitCode } from "../errors.ts";
 import { logger } from "../log.ts";
-import { guardedRun, syncOnce } from "../engine/sync.ts";
+import { guardedRun, type RunControl, syncOnce } from "../engine/sync.ts";
 import { formatDuration } from "../cli/units.ts";
 import { watchLoop } from "./watch.ts";
 import type { ProgressSink } from "./progress.ts";
@@ -28,6 +28,8 @@ export interface ScheduleOptions {
    * The live progress line, fed by every run (once, interval or watch).
    */
   progress?: ProgressSink;
+  /** Opens a remote replica for each run (see {@linkcode RunControl.openReplica}). */
+  openReplica?: RunControl["openReplica"];
 }
 
 /** The full-rescan period in watch mode when no interval is given: 5 minutes. */
@@ -62,13 +64,14 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * ```
  */
 export async function runSchedule(options: SyncOptions, schedule: ScheduleOptions = {}): Promise<ExitCode> {
-  const { intervalMs, watch = false, signal, progress } = schedule;
+  const { intervalMs, watch = false, signal, progress, openReplica } = schedule;
   // The caller made the replica (or found it) before the first run; a later run that finds it
   // gone reports it, and the loop goes on until it is back.
   const control = {
     replicaMustExist: !options.dryRun,
     ...(signal ? { signal } : {}),
     ...(progress ? { progress } : {}),
+    ...(openReplica ? { openReplica } : {}),
   };
   if (watch) {
     await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...control });

@@ -51,6 +51,8 @@ export interface WatchOptions {
   replicaMustExist?: boolean;
   /** The live progress line, shown by each sync that lasts more than a moment. */
   progress?: ProgressSink;
+  /** Opens a remote replica for each run (see {@linkcode RunControl.openReplica}). */
+  openReplica?: RunControl["openReplica"];
 }
 
 /** Text for the OS refusing another watch, with the fix. */
@@ -192,6 +194,7 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
         ...(signal ? { signal } : {}),
         ...(scope ? { scope } : {}),
         ...(watch.progress ? { progress: watch.progress } : {}),
+        ...(watch.openReplica ? { openReplica: watch.openReplica } : {}),
       };
       const code = await guardedRun(options, control);
       if (code === ExitCode.Ok) {
