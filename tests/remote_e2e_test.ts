@@ -1,0 +1,513 @@
+/**
+ * End to end through main.ts into remote replicas on real servers: an OpenSSH sshd (SFTP) and
+ * Ceph's radosgw (S3), both on 127.0.0.1 (see tests/remote_env.ts). Every sync is judged by an
+ * independent oracle: rsync on the SFTP folder (seen locally here; mtimes to the second), and
+ * rclone on the bucket (content hashes, and mtimes and modes from its metadata).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { mirrorDiff, runMain, tempDir, writeTree } from "./helpers.ts";
+import {
+  rclone,
+  remoteTest,
+  s3Bucket,
+  s3Env,
+  type S3Server,
+  s3Server,
+  sftpFolder,
+  type SftpServer,
+  sftpServer,
+} from "./remote_env.ts";
+
+/** What a remote run may use: the network, ~/.ssh and ~/.aws, and the environment the clients read. */
+const PERMISSIONS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];
+
+const TREE = {
+  "a.txt": "alpha",
+  "run.sh": "#!/bin/sh\necho hi\n",
+  docs: { "b.md": "bravo", deep: { "c.txt": "charlie" } },
+  empty: {},
+  "link-to-a": { link: "a.txt" },
+  "dangling": { link: "nowhere/at/all" },
+  "name with spaces & ü.txt": "unicode",
+};
+
+/** Writes the test tree with modes and sub-second mtimes that the replica must keep. */
+async function writeSource(root: string): Promise<void> {
+  await writeTree(root, TREE);
+  await Deno.chmod(join(root, "run.sh"), 0o755);
+  await Deno.chmod(join(root, "docs"), 0o750);
+  await Deno.utime(join(root, "a.txt"), new Date(1_700_000_000_123), new Date(1_700_000_000_789));
+}
+
+/** The summary line's counts. */
+function counts(stdout: string): Record<string, number> {
+  const line = stdout.split("\n").find((l) => /Sync done|Dry run done/.test(l)) ?? "";
+  const result: Record<string, number> = {};
+  for (const [, n, what] of line.matchAll(/(\d+) (created|copied|updated|linked|attrs|removed|errors)/g)) {
+    result[what!] = Number(n);
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------- SFTP
+
+function sftpArgs(server: SftpServer): string[] {
+  return ["--ssh-key", server.key, "--known-hosts", server.knownHosts];
+}
+
+remoteTest("sync into an SFTP replica: initial, no-op, churn and dry run, judged by rsync", "sftp", sftpServer, async (
+  server,
+  t,
+) => {
+  await using src = await tempDir();
+  await using dst = await sftpFolder(server);
+  await writeSource(src.path);
+  const args = [src.path, dst.url, ...sftpArgs(server)];
+
+  await t.step("the first run copies everything, modes, links and whole-second mtimes included", async () => {
+    const out = await runMain(args, { permissions: PERMISSIONS });
+    assert.equal(out.code, 0, out.stderr + out.stdout);
+    assert.equal(await mirrorDiff(src.path, dst.path), "");
+    assert.equal((await Deno.lstat(join(dst.path, "empty"))).isDirectory, true);
+    assert.equal(await Deno.readLink(join(dst.path, "dangling")), "nowhere/at/all");
+    assert.equal((await Deno.stat(join(dst.path, "run.sh"))).mode! & 0o777, 0o755);
+    assert.equal((await Deno.stat(join(dst.path, "a.txt"))).mtime!.getTime(), 1_700_000_000_000);
+    assert.deepEqual([...Deno.readDirSync(dst.path)].filter((e) => e.name.startsWith(".foldersync")), []);
+  });
+
+  await t.step("a second run changes nothing: whole-second mtimes are the same file", async () => {
+    const out = await runMain(args, { permissions: PERMISSIONS });
+    assert.equal(out.code, 0, out.stderr);
+    const c = counts(out.stdout);
+    assert.deepEqual([c.copied, c.updated, c.attrs, c.removed, c.created], [0, 0, 0, 0, 0], out.stdout);
+  });
+
+  await t.step("churn: an update, a removal, a type change and new files", async () => {
+    await Deno.writeTextFile(join(src.path, "a.txt"), "ALPHA"); // same size, new content and mtime
+    await Deno.remove(join(src.path, "docs/deep"), { recursive: true });
+    await Deno.writeTextFile(join(src.path, "docs/deep"), "now a file");
+    await Deno.remove(join(src.path, "name with spaces & ü.txt"));
+    await writeTree(src.path, { "new": { "n1.txt": "n1", "n2.txt": "n2" } });
+    const dry = await runMain([...args, "--dry-run"], { permissions: PERMISSIONS });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /would remove.*docs\/deep\/c\.txt/);
+    assert.notEqual(await mirrorDiff(src.path, dst.path), "", "the dry run changed the replica");
+    const out = await runMain(args, { permissions: PERMISSIONS });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /remove.*name with spaces/);
+    assert.equal(await mirrorDiff(src.path, dst.path), "");
+  });
+
+  await t.step("verify: identical, then one difference", async () => {
+    const same = await runMain(["verify", src.path, dst.url, ...sftpArgs(server)], { permissions: PERMISSIONS });
+    assert.equal(same.code, 0, same.stderr + same.stdout);
+    await Deno.writeTextFile(join(src.path, "new/n3.txt"), "n3");
+    const differs = await runMain(["verify", src.path, dst.url, ...sftpArgs(server)], { permissions: PERMISSIONS });
+    assert.equal(differs.code, 1);
+    assert.match(differs.stdout + differs.stderr, /missing.*new\/n3\.txt/);
+  });
+});
+
+remoteTest("SFTP: rsync's host:path form through ~/.ssh/config, and --ssh-port", "sftp", sftpServer, async (server) => {
+  await using src = await tempDir();
+  await using home = await tempDir();
+  await using dst = await sftpFolder(server);
+  await writeSource(src.path);
+  await Deno.mkdir(join(home.path, ".ssh"));
+  await Deno.writeTextFile(
+    join(home.path, ".ssh/config"),
+    `Host backup-box\n  HostName ${server.host}\n  Port ${server.port}\n  User ${server.user}\n  IdentityFile ${server.key}\n`,
+  );
+  await Deno.copyFile(server.knownHosts, join(home.path, ".ssh/known_hosts"));
+  const env = { HOME: home.path, SSH_AUTH_SOCK: "" };
+  const out = await runMain([src.path, `backup-box:${dst.path}`], { permissions: PERMISSIONS, env });
+  assert.equal(out.code, 0, out.stderr + out.stdout);
+  assert.equal(await mirrorDiff(src.path, dst.path), "");
+  await Deno.writeTextFile(join(src.path, "more.txt"), "more");
+  const direct = await runMain(
+    [src.path, `${server.user}@${server.host}:${dst.path}`, "--ssh-port", String(server.port), ...sftpArgs(server)],
+    { permissions: PERMISSIONS, env },
+  );
+  assert.equal(direct.code, 0, direct.stderr + direct.stdout);
+  assert.equal(await mirrorDiff(src.path, dst.path), "");
+});
+
+remoteTest("SFTP: bad input is exit 2 with one line, and nothing is touched", "sftp", sftpServer, async (server) => {
+  await using src = await tempDir();
+  await using dst = await sftpFolder(server);
+  await using other = await tempDir();
+  await writeSource(src.path);
+  await Deno.writeTextFile(join(other.path, "empty_known_hosts"), "");
+  await new Deno.Command("ssh-keygen", {
+    args: ["-q", "-t", "ed25519", "-N", "", "-f", join(other.path, "stranger")],
+  }).output();
+  const wrongKey =
+    `[${server.host}]:${server.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHnUd6HQ9ftmAq4kqV0yiBNBFV0Kq4oBGHPEd7s6LJ1r`;
+  await Deno.writeTextFile(join(other.path, "changed_known_hosts"), `${wrongKey}\n`);
+  const cases: Array<[string, string[], RegExp]> = [
+    ["a key the server does not accept", [
+      dst.url,
+      "--ssh-key",
+      join(other.path, "stranger"),
+      "--known-hosts",
+      server.knownHosts,
+    ], /auth/i],
+    [
+      "an unknown host key",
+      [dst.url, "--ssh-key", server.key, "--known-hosts", join(other.path, "empty_known_hosts")],
+      /host key/i,
+    ],
+    [
+      "a changed host key",
+      [dst.url, "--ssh-key", server.key, "--known-hosts", join(other.path, "changed_known_hosts")],
+      /host key/i,
+    ],
+    ["a refused connection", [`sftp://${server.user}@127.0.0.1:1${dst.path}`, ...sftpArgs(server)], /refused|connect/i],
+    ["an unknown host", [`sftp://${server.user}@no-such-host.invalid${dst.path}`, ...sftpArgs(server)], /host/i],
+    ["a missing parent folder", [`${dst.url}/no/such/parent`, ...sftpArgs(server)], /parent/i],
+  ];
+  for (const [what, args, message] of cases) {
+    const out = await runMain([src.path, ...args], { permissions: PERMISSIONS });
+    assert.equal(out.code, 2, `${what}: ${out.stderr}${out.stdout}`);
+    const lines = out.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, `${what}: one line on stderr: ${out.stderr}`);
+    assert.match(lines[0]!, message, what);
+    assert.deepEqual([...Deno.readDirSync(dst.path)], [], `${what}: the replica was touched`);
+  }
+  const noNet = await runMain([src.path, dst.url, ...sftpArgs(server)], {
+    permissions: ["--allow-read", "--allow-write", "--allow-env", "--allow-sys"],
+  });
+  assert.equal(noNet.code, 2, noNet.stderr);
+  assert.match(noNet.stderr, /--allow-net=/);
+});
+
+remoteTest("SFTP: the guards, the delete cap, backups and the lock", "sftp", sftpServer, async (server, t) => {
+  await using src = await tempDir();
+  await using empty = await tempDir();
+  await using dst = await sftpFolder(server);
+  await writeSource(src.path);
+  const sync = (from: string, ...more: string[]) =>
+    runMain([from, dst.url, ...sftpArgs(server), ...more], { permissions: PERMISSIONS });
+  assert.equal((await sync(src.path)).code, 0);
+
+  await t.step("an empty source does not empty the replica (exit 3)", async () => {
+    const out = await sync(empty.path);
+    assert.equal(out.code, 3, out.stderr);
+    assert.equal(await mirrorDiff(src.path, dst.path), "");
+  });
+
+  await t.step("--max-delete refuses every removal when there are more (exit 5)", async () => {
+    await Deno.remove(join(src.path, "a.txt"));
+    await Deno.remove(join(src.path, "run.sh"));
+    const out = await sync(src.path, "--max-delete", "1");
+    assert.equal(out.code, 5, out.stderr + out.stdout);
+    await Deno.lstat(join(dst.path, "a.txt"));
+    await Deno.lstat(join(dst.path, "run.sh"));
+  });
+
+  await t.step("--backup-dir inside the replica keeps what is removed or overwritten", async () => {
+    await Deno.writeTextFile(join(src.path, "docs/b.md"), "BRAVO, changed");
+    const out = await sync(src.path, "--backup-dir", "_backup");
+    assert.equal(out.code, 0, out.stderr + out.stdout);
+    assert.equal(await Deno.readTextFile(join(dst.path, "_backup/a.txt")), "alpha");
+    assert.equal(await Deno.readTextFile(join(dst.path, "_backup/docs/b.md")), "bravo");
+    assert.equal(await mirrorDiff(src.path, dst.path, { exclude: ["_backup"] }), "");
+  });
+
+  await t.step("a live lock is exit 4; a dead process's lock is taken over", async () => {
+    const lock = join(dst.path, ".foldersync.lock");
+    await Deno.writeTextFile(lock, JSON.stringify({ host: Deno.hostname(), pid: Deno.pid, time: Date.now() }));
+    await Deno.writeTextFile(join(src.path, "late.txt"), "late");
+    const held = await sync(src.path, "--backup-dir", "_backup");
+    assert.equal(held.code, 4, held.stderr + held.stdout);
+    await assert.rejects(Deno.lstat(join(dst.path, "late.txt")));
+    await Deno.writeTextFile(lock, JSON.stringify({ host: Deno.hostname(), pid: 2 ** 22 + 7, time: Date.now() }));
+    const stale = await sync(src.path, "--backup-dir", "_backup");
+    assert.equal(stale.code, 0, stale.stderr + stale.stdout);
+    await assert.rejects(Deno.lstat(lock), "the lock is released at the end");
+    assert.equal(await mirrorDiff(src.path, dst.path, { exclude: ["_backup"] }), "");
+  });
+});
+
+remoteTest(
+  "SFTP: a connection dropped mid-upload is exit 1, leaves no partial file, and the next run completes",
+  "sftp",
+  sftpServer,
+  async (server) => {
+    await using src = await tempDir();
+    await using dst = await sftpFolder(server);
+    await writeTree(src.path, { "small.txt": "small" });
+    await writeBig(join(src.path, "big.bin"), 64 << 20);
+    await using proxy = cuttingProxy(server.host, server.port, 8 << 20);
+    const url = `sftp://${server.user}@127.0.0.1:${proxy.port}${dst.path}`;
+    const knownHosts = join(src.path, "..", `kh-${proxy.port}`);
+    const key = (await Deno.readTextFile(server.knownHosts)).trim().split(" ").slice(1).join(" ");
+    await Deno.writeTextFile(knownHosts, `[127.0.0.1]:${proxy.port} ${key}\n`);
+    try {
+      const out = await runMain([src.path, url, "--ssh-key", server.key, "--known-hosts", knownHosts], {
+        permissions: PERMISSIONS,
+      });
+      assert.equal(out.code, 1, out.stderr + out.stdout);
+      assert.match(out.stdout + out.stderr, /lost|closed|reset/i);
+      await assert.rejects(Deno.lstat(join(dst.path, "big.bin")), "a partial file at the final name");
+    } finally {
+      await Deno.remove(knownHosts).catch(() => {});
+    }
+    const again = await runMain([src.path, dst.url, ...sftpArgs(server)], { permissions: PERMISSIONS });
+    assert.equal(again.code, 0, again.stderr + again.stdout);
+    assert.equal(await mirrorDiff(src.path, dst.path), "");
+  },
+);
+
+// ------------------------------------------------------------------------------------------ S3
+
+/**
+ * The rclone oracle for a bucket path: `rclone check` (sizes and MD5s, links as .rclonelink
+ * objects), and every file's mtime (to the millisecond) and mode from the metadata rclone reads.
+ */
+async function s3Diff(server: S3Server, source: string, remote: string): Promise<string> {
+  const problems: string[] = [];
+  try {
+    await rclone(server, ["check", "--links", "--one-way=false", source, remote]);
+  } catch (error) {
+    problems.push(String(error));
+  }
+  const listed = JSON.parse(await rclone(server, ["lsjson", "-R", "--metadata", "--links", remote])) as Array<
+    { Path: string; IsDir: boolean; ModTime: string; Metadata?: Record<string, string> }
+  >;
+  const byPath = new Map(listed.map((e) => [e.Path, e]));
+  const walk = (rel: string) => {
+    for (const entry of Deno.readDirSync(rel === "" ? source : join(source, rel))) {
+      const path = rel === "" ? entry.name : `${rel}/${entry.name}`;
+      const info = Deno.lstatSync(join(source, path));
+      if (entry.isDirectory) {
+        const hasContent = [...Deno.readDirSync(join(source, path))].length > 0;
+        if (!hasContent && !byPath.get(path)?.IsDir) problems.push(`${path}: empty directory missing`);
+        walk(path);
+        continue;
+      }
+      const name = entry.isSymlink ? `${path}.rclonelink` : path;
+      const object = byPath.get(name);
+      if (!object) {
+        problems.push(`${name}: missing`);
+        continue;
+      }
+      if (entry.isFile && Date.parse(object.ModTime) !== info.mtime!.getTime()) {
+        problems.push(`${path}: mtime ${object.ModTime} vs ${info.mtime!.toISOString()}`);
+      }
+      const mode = object.Metadata?.mode;
+      if (entry.isFile && (mode === undefined || (parseInt(mode, 8) & 0o7777) !== (info.mode! & 0o7777))) {
+        problems.push(`${path}: mode ${mode} vs ${(info.mode! & 0o7777).toString(8)}`);
+      }
+    }
+  };
+  walk("");
+  return problems.join("\n");
+}
+
+remoteTest("sync into an S3 bucket: initial, no-op, churn and dry run, judged by rclone", "s3", s3Server, async (
+  server,
+  t,
+) => {
+  await using src = await tempDir();
+  await using bucket = await s3Bucket(server);
+  await writeSource(src.path);
+  const env = s3Env(server);
+  const url = `${bucket.url}/site`;
+  const remote = `fss3:${bucket.name}/site`;
+  const run = (...more: string[]) => runMain([src.path, url, ...more], { permissions: PERMISSIONS, env });
+
+  await t.step("the first run uploads everything, with rclone's mtime and mode metadata", async () => {
+    const out = await run();
+    assert.equal(out.code, 0, out.stderr + out.stdout);
+    assert.equal(await s3Diff(server, src.path, remote), "");
+  });
+
+  await t.step("rclone restores the links and the tree", async () => {
+    await using back = await tempDir();
+    await rclone(server, ["copy", "--links", remote, back.path]);
+    assert.equal(await Deno.readLink(join(back.path, "link-to-a")), "a.txt");
+    assert.equal(await Deno.readTextFile(join(back.path, "docs/deep/c.txt")), "charlie");
+  });
+
+  await t.step("a second run changes nothing", async () => {
+    const out = await run();
+    assert.equal(out.code, 0, out.stderr);
+    const c = counts(out.stdout);
+    assert.deepEqual([c.copied, c.updated, c.attrs, c.removed, c.created], [0, 0, 0, 0, 0], out.stdout);
+  });
+
+  await t.step("churn: an update, a removal, a type change and new files", async () => {
+    await Deno.writeTextFile(join(src.path, "a.txt"), "ALPHA");
+    await Deno.remove(join(src.path, "docs/deep"), { recursive: true });
+    await Deno.writeTextFile(join(src.path, "docs/deep"), "now a file");
+    await Deno.remove(join(src.path, "name with spaces & ü.txt"));
+    await Deno.chmod(join(src.path, "run.sh"), 0o700);
+    await writeTree(src.path, { "new": { "n1.txt": "n1" } });
+    const dry = await run("--dry-run");
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /would remove.*docs\/deep\/c\.txt/);
+    assert.notEqual(await s3Diff(server, src.path, remote), "");
+    const out = await run();
+    assert.equal(out.code, 0, out.stderr + out.stdout);
+    assert.equal(await s3Diff(server, src.path, remote), "");
+  });
+
+  await t.step("verify, and --checksum finds equal content by MD5", async () => {
+    const same = await runMain(["verify", src.path, url, "-c"], { permissions: PERMISSIONS, env });
+    assert.equal(same.code, 0, same.stderr + same.stdout);
+    const out = await run("-c");
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(counts(out.stdout).updated, 0, out.stdout);
+  });
+});
+
+remoteTest("S3: bad input is exit 2 with one line; the guards and the cap hold", "s3", s3Server, async (server, t) => {
+  await using src = await tempDir();
+  await using empty = await tempDir();
+  await using bucket = await s3Bucket(server);
+  await writeSource(src.path);
+  const env = s3Env(server);
+  await t.step("a missing bucket, bad credentials, a refused endpoint", async () => {
+    const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
+      ["a missing bucket", ["s3://no-such-bucket-here/x"], env, /bucket/i],
+      ["bad credentials", [bucket.url], { ...env, AWS_SECRET_ACCESS_KEY: "wrong" }, /credential|signature|access/i],
+      ["a refused endpoint", [bucket.url, "--s3-endpoint", "http://127.0.0.1:1"], env, /refused|connect|reach/i],
+    ];
+    for (const [what, args, caseEnv, message] of cases) {
+      const out = await runMain([src.path, ...args], { permissions: PERMISSIONS, env: caseEnv });
+      assert.equal(out.code, 2, `${what}: ${out.stderr}${out.stdout}`);
+      assert.equal(out.stderr.trim().split("\n").length, 1, `${what}: ${out.stderr}`);
+      assert.match(out.stderr, message, what);
+    }
+    assert.equal((await rclone(server, ["lsf", "-R", `fss3:${bucket.name}`])).trim(), "");
+  });
+  const url = `${bucket.url}/guarded`;
+  const run = (from: string, ...more: string[]) => runMain([from, url, ...more], { permissions: PERMISSIONS, env });
+  assert.equal((await run(src.path)).code, 0);
+  await t.step("an empty source is refused (exit 3)", async () => {
+    assert.equal((await run(empty.path)).code, 3);
+    assert.equal(await s3Diff(server, src.path, `fss3:${bucket.name}/guarded`), "");
+  });
+  await t.step("--max-delete 1 refuses two removals (exit 5)", async () => {
+    await Deno.remove(join(src.path, "a.txt"));
+    await Deno.remove(join(src.path, "run.sh"));
+    const out = await run(src.path, "--max-delete", "1");
+    assert.equal(out.code, 5, out.stderr + out.stdout);
+    const listed = await rclone(server, ["lsf", `fss3:${bucket.name}/guarded`]);
+    assert.match(listed, /a\.txt/);
+    assert.match(listed, /run\.sh/);
+  });
+  await t.step("--backup-dir moves removed objects aside by server-side copy", async () => {
+    const out = await run(src.path, "--backup-dir", `${bucket.url}/backup`);
+    assert.equal(out.code, 0, out.stderr + out.stdout);
+    const backed = await rclone(server, ["lsf", `fss3:${bucket.name}/backup`]);
+    assert.match(backed, /a\.txt/);
+    assert.equal(await s3Diff(server, src.path, `fss3:${bucket.name}/guarded`), "");
+  });
+});
+
+remoteTest(
+  "S3: a connection dropped mid-upload is exit 1, leaves no object and no upload, and the next run completes",
+  "s3",
+  s3Server,
+  async (server) => {
+    await using src = await tempDir();
+    await using bucket = await s3Bucket(server);
+    await writeTree(src.path, { "small.txt": "small" });
+    await writeBig(join(src.path, "big.bin"), 96 << 20);
+    const endpoint = new URL(server.endpoint);
+    await using proxy = cuttingProxy(endpoint.hostname, Number(endpoint.port), 24 << 20);
+    const env = s3Env(server);
+    const out = await runMain([src.path, `${bucket.url}/cut`, "--s3-endpoint", `http://127.0.0.1:${proxy.port}`], {
+      permissions: PERMISSIONS,
+      env,
+    });
+    assert.equal(out.code, 1, out.stderr + out.stdout);
+    const listed = await rclone(server, ["lsf", "-R", `fss3:${bucket.name}`]);
+    assert.doesNotMatch(listed, /big\.bin/);
+    const again = await runMain([src.path, `${bucket.url}/cut`], { permissions: PERMISSIONS, env });
+    assert.equal(again.code, 0, again.stderr + again.stdout);
+    assert.equal(await s3Diff(server, src.path, `fss3:${bucket.name}/cut`), "");
+    const uploads = await rclone(server, ["backend", "list-multipart-uploads", `fss3:${bucket.name}`]);
+    assert.doesNotMatch(uploads, /big\.bin/, `an incomplete multipart upload was left: ${uploads}`);
+  },
+);
+
+// ------------------------------------------------------------------------------------- helpers
+
+/** Writes `size` bytes of incompressible data. */
+async function writeBig(path: string, size: number): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const chunk = new Uint8Array(1 << 20);
+  for (let done = 0; done < size; done += chunk.length) {
+    crypto.getRandomValues(chunk.subarray(0, 65536));
+    chunk.copyWithin(65536, 0, chunk.length - 65536);
+    await file.write(chunk.subarray(0, Math.min(chunk.length, size - done)));
+  }
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 to `host:port` that cuts every connection once `cutAfter` bytes
+ * have gone upstream in total: the network dropping under a real server.
+ */
+function cuttingProxy(
+  host: string,
+  port: number,
+  cutAfter: number,
+): { port: number } & AsyncDisposable {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  let sent = 0;
+  const cutAll = () => {
+    for (const conn of open) {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+    open.clear();
+  };
+  const pump = async (from: Deno.Conn, to: Deno.Conn, upstream: boolean) => {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        if (upstream) {
+          sent += n;
+          if (sent > cutAfter) return cutAll();
+        }
+        let off = 0;
+        while (off < n) off += await to.write(buffer.subarray(off, n));
+      }
+    } catch { /* cut */ }
+    try {
+      to.closeWrite();
+    } catch { /* closed */ }
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      if (sent > cutAfter) {
+        client.close();
+        continue;
+      }
+      const server = await Deno.connect({ hostname: host, port });
+      open.add(client);
+      open.add(server);
+      pump(client, server, true);
+      pump(server, client, false);
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    [Symbol.asyncDispose]: async () => {
+      listener.close();
+      cutAll();
+      await accepting;
+    },
+  };
+}
