@@ -52,3 +52,48 @@ Deno.test("marchTrees() with a scope recreates a named directory the replica los
   assert.equal(run.stats.errors, 0);
   await assertMirror(src, dst);
 });
+
+Deno.test("marchTrees() plans the same with the replica read ahead in a worker as listed on demand", {
+  ignore: !POSIX,
+}, async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  // Enough folders for the read-ahead walk to move into its worker (it starts after 16).
+  const tree: Record<string, Record<string, string | Record<string, string>>> = {};
+  for (let i = 0; i < 60; i++) tree[`d${String(i).padStart(2, "0")}`] = { "f.txt": `f${i}`, sub: { "g.txt": "g" } };
+  await writeTree(src, tree);
+  assert.equal((await runOnce({ source: src, replica: dst })).stats.errors, 0);
+  // Changes in many places: removed folders (one holding an excluded file), a folder that
+  // became a file, a file that became a folder, new and changed files, folders only the
+  // replica has (deep, and sorted before and after the others).
+  await Deno.remove(join(src, "d05"), { recursive: true });
+  await Deno.writeTextFile(join(dst, "d06", "sub", "keep.log"), "excluded, kept");
+  await Deno.remove(join(src, "d06"), { recursive: true });
+  await Deno.remove(join(src, "d10", "sub"), { recursive: true });
+  await Deno.writeTextFile(join(src, "d10", "sub"), "now a file");
+  await Deno.remove(join(src, "d20", "f.txt"));
+  await writeTree(join(src, "d20", "f.txt"), { "inner.txt": "i" });
+  await Deno.writeTextFile(join(src, "d30", "f.txt"), "changed, longer");
+  await writeTree(join(dst, "a-only"), { x: { y: { "z.txt": "z" } } });
+  await writeTree(join(dst, "zz-only"), { "q.txt": "q" });
+  await writeTree(join(dst, "d40", "sub", "extra"), { "e.txt": "e" });
+  const filter = (await import("../lib/engine/filter_compile.ts")).compileFilter({
+    patterns: ["*.log"],
+    ownFiles: [],
+    ownDirs: [],
+  });
+  const shape = (p: Awaited<ReturnType<typeof planTrees>>) =>
+    JSON.stringify({
+      mkdirs: p.mkdirs.map((a) => a.path),
+      transfers: p.transfers.map((a) => `${a.op} ${a.path}`).sort(),
+      removes: p.removes.map((a) => `${a.path} ${a.kind}`),
+      dirAttrs: p.dirAttrs.map((a) => a.path),
+    });
+  const onDemand = await planTrees(src, dst, { useWorker: false, fixPermissions: false, filter });
+  const ahead = await planTrees(src, dst, { useWorker: true, fixPermissions: false, filter });
+  assert.equal(shape(ahead), shape(onDemand));
+  assert.ok(onDemand.removes.some((r) => r.path === "a-only/x/y/z.txt"), "the plan removes replica-only folders");
+  assert.ok(!onDemand.removes.some((r) => r.path === "d06/sub/keep.log"), "an excluded file is kept");
+  assert.ok(!onDemand.removes.some((r) => r.path === "d06"), "and so is the folder that holds it");
+});

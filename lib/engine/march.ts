@@ -101,6 +101,8 @@ export async function marchTrees(
   const listing = { fixPermissions, ...(replicaFilter ? { filter: replicaFilter } : {}) };
   const sourceRoot = toEntry(Deno.statSync(source));
   const replicaRoot = await target.root();
+  // A whole walk: the replica may list ahead of the march (a scoped walk lists a few folders).
+  if (replicaRoot && !options.scope && useWorker) target.prefetch?.(listing);
   const planner = new Planner(sourceRoot, replicaRoot, { ...options, caps: options.caps ?? target.caps });
   let problems = 0;
   let replicaEntries = 0;
@@ -152,6 +154,7 @@ export async function marchTrees(
     }
   } finally {
     walk.close();
+    if (typeof replica === "string") await target.close();
   }
   return { planner, problems, replicaEntries };
 }

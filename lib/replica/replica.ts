@@ -88,6 +88,12 @@ export interface Replica {
   list(dir: string, options: ListOptions): Promise<ListingBatch>;
 
   /**
+   * Told that the whole tree will be listed, depth first in sorted order, with `options`:
+   * the replica may read ahead. Optional.
+   */
+  prefetch?(options: ListOptions): void;
+
+  /**
    * The one removal primitive: removes entry `action.path` (a directory only once it is empty:
    * its contents are planned before it), or moves it to the backup folder. Returns true when it
    * was moved aside. Throws `Deno.errors.NotFound` when it is already gone.

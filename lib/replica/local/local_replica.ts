@@ -20,6 +20,7 @@ import { type Entry, ListingBatch, toEntry } from "../../engine/listing.ts";
 import type { Capabilities, CopyResult as ReplicaCopyResult, ListOptions, Replica } from "../replica.ts";
 import { listDirectory } from "./scan.ts";
 import { lockReplica } from "./lock.ts";
+import { ReadAhead } from "./read_ahead.ts";
 import { relativeInside } from "../../config.ts";
 
 /** The file-system calls the replica makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
@@ -151,6 +152,8 @@ export class LocalReplica implements Replica {
   #signal: AbortSignal | undefined;
   #backup: BackupDir | undefined;
   #progress: BigInt64Array | undefined;
+  #ahead: ReadAhead | undefined;
+  #aheadFilter: ListOptions["filter"];
 
   constructor(source: string, replica: string, options: LocalReplicaOptions = {}) {
     this.#source = source;
@@ -175,15 +178,31 @@ export class LocalReplica implements Replica {
     }
   }
 
-  /** Lists one directory (see {@linkcode listDirectory}); synchronous calls, one lstat per entry. */
-  list(dir: string, options: ListOptions): Promise<ListingBatch> {
-    const batch = new ListingBatch();
-    try {
-      listDirectory(batch, this.#replica, dir, options.fixPermissions, options.filter);
-    } catch (error) {
-      return Promise.reject(error);
+  /**
+   * Walks the whole replica ahead of the march, in a worker (see {@linkcode ReadAhead}), so
+   * that listing it overlaps planning; the filter must be the one later listings use.
+   */
+  prefetch(options: ListOptions): void {
+    this.#ahead?.close();
+    this.#ahead = new ReadAhead(this.#replica, { filter: options.filter });
+    this.#aheadFilter = options.filter;
+  }
+
+  /**
+   * Lists one directory: read ahead when {@linkcode LocalReplica.prefetch} started a walk and
+   * the listing is whole, else here (see {@linkcode listDirectory}), which can open up a folder
+   * that denies listing.
+   */
+  async list(dir: string, options: ListOptions): Promise<ListingBatch> {
+    if (this.#ahead && options.filter === this.#aheadFilter) {
+      const ahead = await this.#ahead.take(dir);
+      if (ahead) return ahead;
+    } else {
+      this.#ahead?.skip(dir); // listed otherwise (unfiltered, to empty a folder): not ahead
     }
-    return Promise.resolve(batch);
+    const batch = new ListingBatch();
+    listDirectory(batch, this.#replica, dir, options.fixPermissions, options.filter);
+    return batch;
   }
 
   /** Creates the root folder, with its parents only when asked (`--mkpath`). */
@@ -201,8 +220,10 @@ export class LocalReplica implements Replica {
     return { [Symbol.asyncDispose]: () => Promise.resolve(held[Symbol.dispose]()) };
   }
 
-  /** Nothing to close: local calls hold no connection. */
+  /** Stops the read-ahead walk, if one runs. */
   close(): Promise<void> {
+    this.#ahead?.close();
+    this.#ahead = undefined;
     return Promise.resolve();
   }
 
