@@ -147,9 +147,8 @@ export function resolveEndpoint(target: SftpTarget, options: EndpointOptions): S
     agent: agent === "" ? undefined : agent,
     knownHostsFiles,
     namedKnownHosts: options.knownHosts !== undefined,
-    hostKeyName: config.hostKeyAlias !== undefined
-      ? knownHostsName(config.hostKeyAlias, port)
-      : knownHostsName(hostName, port),
+    // As ssh: a HostKeyAlias is looked up as it is, without the port.
+    hostKeyName: config.hostKeyAlias ?? knownHostsName(hostName, port),
     connectTimeoutMs: config.connectTimeout !== undefined ? config.connectTimeout * 1000 : DEFAULT_CONNECT_TIMEOUT_MS,
   };
 }
@@ -192,6 +191,9 @@ export async function connectSftp(endpoint: SshEndpoint): Promise<SshConnection>
   }
   const sock = await openSocket(endpoint, where);
   const client = new ssh2.Client();
+  // ssh2 may report more than one error for one failure (a timeout, then the socket closing):
+  // the first settles `ready`, the replica watches the rest; none may go unhandled.
+  client.on("error", () => {});
   let verdict: HostKeyVerdict | undefined;
   let presented: Uint8Array | undefined;
   const preferred = hostKeyAlgorithms(knownKeyTypes(knownHosts, endpoint.hostKeyName));
