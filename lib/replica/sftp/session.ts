@@ -46,7 +46,8 @@ export interface RawSftp {
   ext_openssh_lsetstat(path: string, attrs: SftpAttrs, cb: Callback): void;
   lstat(path: string, cb: Callback<SftpStats>): void;
   stat(path: string, cb: Callback<SftpStats>): void;
-  readdir(path: string, cb: Callback<SftpDirEntry[]>): void;
+  opendir(path: string, cb: Callback<Buffer>): void;
+  readdir(handle: Buffer, cb: Callback<SftpDirEntry[]>): void;
   readlink(path: string, cb: Callback<string>): void;
   symlink(target: string, path: string, cb: Callback): void;
   realpath(path: string, cb: Callback<string>): void;
@@ -60,6 +61,7 @@ export interface RawSftp {
 }
 
 /** SFTP status codes (draft-ietf-secsh-filexfer-02). */
+const EOF = 1;
 const NO_SUCH_FILE = 2;
 const PERMISSION_DENIED = 3;
 const OP_UNSUPPORTED = 8;
@@ -140,8 +142,36 @@ export class SftpSession {
   stat(path: string): Promise<SftpStats> {
     return this.#call(path, (cb) => this.#raw.stat(path, cb));
   }
-  readdir(path: string): Promise<SftpDirEntry[]> {
-    return this.#call(path, (cb) => this.#raw.readdir(path, cb));
+  /**
+   * The entries of directory `path` (without `.` and `..`), in the server's order. Two
+   * READDIR requests are kept in flight (the server answers them in turn, the second with EOF
+   * for a directory that fits one answer), and the handle is closed without waiting: two
+   * round trips for most directories, where a plain loop takes four.
+   */
+  async readdir(path: string): Promise<SftpDirEntry[]> {
+    const handle = await this.#call<Buffer>(path, (cb) => this.#raw.opendir(path, cb));
+    const entries: SftpDirEntry[] = [];
+    try {
+      for (;;) {
+        const [a, b] = await Promise.all([this.#readdirChunk(handle, path), this.#readdirChunk(handle, path)]);
+        if (a === undefined) break;
+        entries.push(...a);
+        if (b === undefined) break;
+        entries.push(...b);
+      }
+    } finally {
+      this.close(handle, path).catch(() => {});
+    }
+    return entries;
+  }
+
+  /** One READDIR answer; undefined at the end of the directory. */
+  #readdirChunk(handle: Buffer, path: string): Promise<SftpDirEntry[] | undefined> {
+    return this.#call<SftpDirEntry[] | undefined>(path, (cb) =>
+      this.#raw.readdir(handle, (error, list) => {
+        if (error && (error as { code?: unknown }).code === EOF) cb(undefined, undefined);
+        else cb(error, list);
+      }));
   }
   readlink(path: string): Promise<string> {
     return this.#call(path, (cb) => this.#raw.readlink(path, cb));
