@@ -1,0 +1,239 @@
+/**
+ * The raw SFTP channel of ssh2 as promises, with SFTP status codes turned into Deno's error
+ * classes, and a lost connection turned into one {@linkcode ConnectionLostError} for every
+ * request pending or made after it (ssh2 would leave a request made on a closed channel
+ * unanswered for ever).
+ *
+ * @module
+ */
+
+import type { Buffer } from "node:buffer";
+import { ConnectionLostError } from "../../errors.ts";
+
+/** Attributes as ssh2 sends them: times in whole seconds. */
+export interface SftpAttrs {
+  mode?: number;
+  size?: number;
+  atime?: number;
+  mtime?: number;
+}
+
+/** Attributes as ssh2 receives them. */
+export interface SftpStats {
+  mode: number;
+  size: number;
+  atime: number;
+  mtime: number;
+}
+
+/** One READDIR entry. */
+export interface SftpDirEntry {
+  filename: string;
+  attrs: SftpStats;
+}
+
+type Callback<T = void> = (error: Error | null | undefined, value: T) => void;
+
+/** The part of ssh2's SFTP object this backend uses. */
+export interface RawSftp {
+  _extensions: Record<string, string>;
+  open(path: string, flags: string, attrs: SftpAttrs, cb: Callback<Buffer>): void;
+  close(handle: Buffer, cb: Callback): void;
+  read(handle: Buffer, buf: Buffer, off: number, len: number, position: number, cb: Callback<number>): void;
+  write(handle: Buffer, buf: Buffer, off: number, len: number, position: number, cb: Callback): void;
+  fsetstat(handle: Buffer, attrs: SftpAttrs, cb: Callback): void;
+  setstat(path: string, attrs: SftpAttrs, cb: Callback): void;
+  ext_openssh_lsetstat(path: string, attrs: SftpAttrs, cb: Callback): void;
+  lstat(path: string, cb: Callback<SftpStats>): void;
+  stat(path: string, cb: Callback<SftpStats>): void;
+  opendir(path: string, cb: Callback<Buffer>): void;
+  readdir(handle: Buffer, cb: Callback<SftpDirEntry[]>): void;
+  readlink(path: string, cb: Callback<string>): void;
+  symlink(target: string, path: string, cb: Callback): void;
+  realpath(path: string, cb: Callback<string>): void;
+  mkdir(path: string, attrs: SftpAttrs, cb: Callback): void;
+  rmdir(path: string, cb: Callback): void;
+  unlink(path: string, cb: Callback): void;
+  rename(from: string, to: string, cb: Callback): void;
+  ext_openssh_rename(from: string, to: string, cb: Callback): void;
+  ext_openssh_hardlink(from: string, to: string, cb: Callback): void;
+  ext_openssh_fsync(handle: Buffer, cb: Callback): void;
+}
+
+/** SFTP status codes (draft-ietf-secsh-filexfer-02). */
+const EOF = 1;
+const NO_SUCH_FILE = 2;
+const PERMISSION_DENIED = 3;
+const OP_UNSUPPORTED = 8;
+
+/** File type bits of a mode. */
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
+/**
+ * One SFTP channel as promises. Each method rejects with `Deno.errors.NotFound`,
+ * `Deno.errors.PermissionDenied`, `Deno.errors.NotSupported` or a plain Error naming the path,
+ * and with {@linkcode ConnectionLostError} once the connection is gone.
+ *
+ * @example Reading attributes
+ * ```ts
+ * const session = new SftpSession(raw, "web1:22");
+ * const stats = await session.lstat("/srv/backup");
+ * ```
+ */
+export class SftpSession {
+  /** `host:port`, for messages. */
+  readonly where: string;
+  #raw: RawSftp;
+  #lost: ConnectionLostError | undefined;
+  #pending = new Set<(error: Error) => void>();
+
+  constructor(raw: RawSftp, where: string) {
+    this.#raw = raw;
+    this.where = where;
+  }
+
+  /** True when the server offers SFTP extension `name` (e.g. `posix-rename@openssh.com`). */
+  has(name: string): boolean {
+    return this.#raw._extensions[name] !== undefined;
+  }
+
+  /** The error every request gets once the connection is gone; undefined while it is up. */
+  get lost(): ConnectionLostError | undefined {
+    return this.#lost;
+  }
+
+  /** Marks the connection lost: pending and later requests reject with one ConnectionLostError. */
+  markLost(reason: string): void {
+    if (this.#lost) return;
+    this.#lost = new ConnectionLostError(`Connection to '${this.where}' lost: ${reason}`);
+    const pending = [...this.#pending];
+    this.#pending.clear();
+    for (const fail of pending) fail(this.#lost);
+  }
+
+  open(path: string, flags: string, attrs: SftpAttrs = {}): Promise<Buffer> {
+    return this.#call(path, (cb) => this.#raw.open(path, flags, attrs, cb));
+  }
+  close(handle: Buffer, path: string): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.close(handle, cb));
+  }
+  read(handle: Buffer, buf: Buffer, off: number, len: number, position: number, path: string): Promise<number> {
+    return this.#call(path, (cb) => this.#raw.read(handle, buf, off, len, position, cb));
+  }
+  write(handle: Buffer, buf: Buffer, off: number, len: number, position: number, path: string): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.write(handle, buf, off, len, position, cb));
+  }
+  fsetstat(handle: Buffer, attrs: SftpAttrs, path: string): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.fsetstat(handle, attrs, cb));
+  }
+  setstat(path: string, attrs: SftpAttrs): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.setstat(path, attrs, cb));
+  }
+  /** Sets attributes of `path` itself, not of what a link points to (lsetstat@openssh.com). */
+  lsetstat(path: string, attrs: SftpAttrs): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.ext_openssh_lsetstat(path, attrs, cb));
+  }
+  lstat(path: string): Promise<SftpStats> {
+    return this.#call(path, (cb) => this.#raw.lstat(path, cb));
+  }
+  stat(path: string): Promise<SftpStats> {
+    return this.#call(path, (cb) => this.#raw.stat(path, cb));
+  }
+  /**
+   * The entries of directory `path` (without `.` and `..`), in the server's order. Two
+   * READDIR requests are kept in flight (the server answers them in turn, the second with EOF
+   * for a directory that fits one answer), and the handle is closed without waiting: two
+   * round trips for most directories, where a plain loop takes four.
+   */
+  async readdir(path: string): Promise<SftpDirEntry[]> {
+    const handle = await this.#call<Buffer>(path, (cb) => this.#raw.opendir(path, cb));
+    const entries: SftpDirEntry[] = [];
+    try {
+      for (;;) {
+        const [a, b] = await Promise.all([this.#readdirChunk(handle, path), this.#readdirChunk(handle, path)]);
+        if (a === undefined) break;
+        entries.push(...a);
+        if (b === undefined) break;
+        entries.push(...b);
+      }
+    } finally {
+      this.close(handle, path).catch(() => {});
+    }
+    return entries;
+  }
+
+  /** One READDIR answer; undefined at the end of the directory. */
+  #readdirChunk(handle: Buffer, path: string): Promise<SftpDirEntry[] | undefined> {
+    return this.#call<SftpDirEntry[] | undefined>(path, (cb) =>
+      this.#raw.readdir(handle, (error, list) => {
+        if (error && (error as { code?: unknown }).code === EOF) cb(undefined, undefined);
+        else cb(error, list);
+      }));
+  }
+  readlink(path: string): Promise<string> {
+    return this.#call(path, (cb) => this.#raw.readlink(path, cb));
+  }
+  /** Makes link `path` pointing to `target` (ssh2 puts the arguments in OpenSSH's order). */
+  symlink(target: string, path: string): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.symlink(target, path, cb));
+  }
+  realpath(path: string): Promise<string> {
+    return this.#call(path, (cb) => this.#raw.realpath(path, cb));
+  }
+  mkdir(path: string, attrs: SftpAttrs = {}): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.mkdir(path, attrs, cb));
+  }
+  rmdir(path: string): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.rmdir(path, cb));
+  }
+  unlink(path: string): Promise<void> {
+    return this.#call(path, (cb) => this.#raw.unlink(path, cb));
+  }
+  /** SFTP v3's rename: fails when `to` exists. */
+  rename(from: string, to: string): Promise<void> {
+    return this.#call(from, (cb) => this.#raw.rename(from, to, cb));
+  }
+  /** rename(2): replaces `to` atomically (posix-rename@openssh.com). */
+  posixRename(from: string, to: string): Promise<void> {
+    return this.#call(from, (cb) => this.#raw.ext_openssh_rename(from, to, cb));
+  }
+  /** link(2) (hardlink@openssh.com). */
+  hardlink(from: string, to: string): Promise<void> {
+    return this.#call(to, (cb) => this.#raw.ext_openssh_hardlink(from, to, cb));
+  }
+
+  #call<T>(path: string, start: (cb: Callback<T>) => void): Promise<T> {
+    if (this.#lost) return Promise.reject(this.#lost);
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.add(reject);
+      const cb: Callback<T> = (error, value) => {
+        if (!this.#pending.delete(reject)) return; // rejected already: the connection is gone
+        if (error) reject(this.#error(error, path));
+        else resolve(value);
+      };
+      try {
+        start(cb);
+      } catch (error) {
+        this.#pending.delete(reject);
+        reject(error);
+      }
+    });
+  }
+
+  #error(error: Error, path: string): Error {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code !== "number") {
+      // ssh2 answers pending requests this way when the channel closes under them.
+      if (error.message === "No response from server") this.markLost("the SFTP channel closed");
+      return this.#lost ?? error;
+    }
+    const text = `${error.message}: '${path}'`;
+    if (code === NO_SUCH_FILE) return new Deno.errors.NotFound(text, { cause: error });
+    if (code === PERMISSION_DENIED) return new Deno.errors.PermissionDenied(text, { cause: error });
+    if (code === OP_UNSUPPORTED) return new Deno.errors.NotSupported(text, { cause: error });
+    return new Error(text, { cause: error });
+  }
+}

@@ -1,0 +1,772 @@
+/**
+ * A replica folder on another host, over SFTP (OpenSSH's sftp-server or internal-sftp, or any
+ * SFTP v3 server), through the pure-JavaScript ssh2 client. Loaded only when a replica names
+ * a host: `lib/replica/open.ts` imports this module dynamically.
+ *
+ * Round trips are what a remote replica costs, so requests are pipelined: a small file is
+ * put in place in three round trips (open the temp file; write, set attributes and close;
+ * rename), large files keep several writes in flight, concurrent copies share one channel,
+ * and listings are read ahead of the walk (see read_ahead.ts).
+ *
+ * Never writes through a symbolic link: files and links are made under fresh temp names
+ * opened exclusively and renamed over their final name, and directories written into were
+ * listed as real directories or made by this run.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { posix } from "node:path";
+import { Buffer } from "node:buffer";
+import type { Client } from "ssh2";
+import { ConnectionLostError, LockedError, UsageError } from "../../errors.ts";
+import { logger } from "../../log.ts";
+import {
+  compareNames,
+  type Entry,
+  type EntryKind,
+  FAILED,
+  INCOMPLETE,
+  ListingBatch,
+  VANISHED,
+} from "../../engine/listing.ts";
+import type { PathFilter } from "../../engine/filter.ts";
+import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
+import { getHasher, type HashName } from "../../content/hash.ts";
+import { ChangedError } from "../local/local_replica.ts";
+import { SMALL_FILE } from "../local/copy_file.ts";
+import {
+  type Capabilities,
+  type CopyResult,
+  type ListOptions,
+  LOCK_NAME,
+  LOCK_REFRESH_MS,
+  type LockInfo,
+  lockIsStale,
+  parseLock,
+  processAlive,
+  type Replica,
+  type ReplicaOptions,
+} from "../replica.ts";
+import { parseTarget, type SftpTarget } from "../target.ts";
+import { connectSftp, type EndpointOptions, resolveEndpoint, type SshEndpoint } from "./connect.ts";
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, SftpSession, type SftpStats } from "./session.ts";
+import { ReadAhead } from "./read_ahead.ts";
+import { mkdirs, RemoteBackup } from "./remote_backup.ts";
+
+/** Bytes in one SFTP write request. */
+const WRITE_CHUNK = 64 * 1024;
+/** Write requests in flight for one large file. */
+const WRITE_WINDOW = 16;
+/** Bytes in one SFTP read request (digests). */
+const READ_CHUNK = 64 * 1024;
+/** readlink requests in flight while listing one directory. */
+const READLINK_WINDOW = 32;
+
+/** What tests and tools may set besides {@linkcode ReplicaOptions}. */
+export interface SftpInternals {
+  /**
+   * The ssh config file.
+   * @default `$HOME/.ssh/config`
+   */
+  sshConfig?: string;
+  /**
+   * Reads environment variables (HOME, USER, LOGNAME, SSH_AUTH_SOCK).
+   * @default Deno.env.get
+   */
+  env?: (name: string) => string | undefined;
+  /**
+   * Listings read ahead at once; 0 turns the read-ahead off.
+   * @default 12
+   */
+  readAhead?: number;
+}
+
+/**
+ * Connects to the host of `target`, logs in, checks the host key, and returns the replica
+ * folder there. Nothing is written on the host before every check has passed, and nothing at
+ * all with `options.readOnly`.
+ *
+ * Needs network access to the host, read permission for ~/.ssh (config, keys, known_hosts),
+ * for the ssh-agent socket when SSH_AUTH_SOCK is set, and for `options.source`; environment
+ * access to HOME, USER, LOGNAME and SSH_AUTH_SOCK.
+ *
+ * @throws {UsageError} For an unknown host name, a refused or timed-out connection, failed
+ * authentication, an unknown, changed or revoked host key, or a `--backup-dir` on another
+ * host; the message is one line.
+ * @example Opening a replica
+ * ```ts
+ * const replica = await openSftpReplica(parseTarget("sftp://backup@nas/srv/photos") as SftpTarget, {
+ *   source: "/home/me/photos",
+ *   jobs: 8,
+ *   readOnly: false,
+ * });
+ * ```
+ */
+export async function openSftpReplica(
+  target: SftpTarget,
+  options: ReplicaOptions,
+  internals: SftpInternals = {},
+): Promise<Replica> {
+  const endpointOptions: EndpointOptions = {
+    sshPort: options.sshPort,
+    sshKey: options.sshKey,
+    knownHosts: options.knownHosts,
+    sshConfig: internals.sshConfig,
+    env: internals.env,
+  };
+  const endpoint = resolveEndpoint(target, endpointOptions);
+  const connection = await connectSftp(endpoint);
+  const session = new SftpSession(connection.sftp, connection.where);
+  try {
+    const home = target.path.startsWith("/") ? "/" : await session.realpath(".");
+    const root = posix.resolve(home, target.path);
+    const backup = options.backupDir !== undefined
+      ? backupPlace(options.backupDir, root, target, endpoint, home)
+      : undefined;
+    return new SftpReplica(target, options, internals, connection.client, session, root, backup);
+  } catch (error) {
+    connection.client.end();
+    throw error;
+  }
+}
+
+/** Where `--backup-dir` puts entries on the host, and the relative path to protect when inside the root. */
+function backupPlace(
+  backupDir: string,
+  root: string,
+  target: SftpTarget,
+  endpoint: SshEndpoint,
+  home: string,
+): { path: string; protect?: string } {
+  let path = backupDir;
+  let base = root;
+  const parsed = parseTarget(backupDir);
+  if (parsed.kind === "s3") {
+    throw new UsageError(`Backup directory must be on the replica's host '${target.host}': '${backupDir}'`);
+  }
+  if (parsed.kind === "sftp") {
+    const samePort = (parsed.port ?? endpoint.port) === endpoint.port;
+    const sameHost = parsed.host === target.host || parsed.host === endpoint.hostName;
+    if (!sameHost || !samePort) {
+      throw new UsageError(`Backup directory must be on the replica's host '${target.host}': '${backupDir}'`);
+    }
+    path = parsed.path;
+    base = home; // host:dir is relative to the login folder, as for the replica
+  }
+  const full = posix.resolve(base, path);
+  if (full === root) throw new UsageError(`Backup directory is the replica itself: '${backupDir}'`);
+  if (full.startsWith(`${root === "/" ? "" : root}/`)) {
+    return { path: full, protect: full.slice(root === "/" ? 1 : root.length + 1) };
+  }
+  return { path: full };
+}
+
+function random10(): string {
+  const random = crypto.getRandomValues(new Uint32Array(2));
+  return `${(random[0]! % 36 ** 5).toString(36).padStart(5, "0")}${
+    (random[1]! % 36 ** 5).toString(36).padStart(5, "0")
+  }`;
+}
+
+/** A temp name of the shape TEMP_PATTERN (local_replica.ts) matches: `.foldersync-<10>.tmp`. */
+function tempName(): string {
+  return `.foldersync-${random10()}.tmp`;
+}
+
+/** The kind of an SFTP mode. */
+function kindOfMode(mode: number): EntryKind {
+  const type = mode & S_IFMT;
+  return type === S_IFREG ? "file" : type === S_IFDIR ? "dir" : type === S_IFLNK ? "symlink" : "other";
+}
+
+function toEntry(stats: SftpStats): Entry {
+  const kind = kindOfMode(stats.mode);
+  return { kind, size: kind === "dir" ? 0 : stats.size, mtimeMs: stats.mtime * 1000, mode: stats.mode & 0o7777 };
+}
+
+function seconds(ms: number): number {
+  return Math.floor(ms / 1000);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** A replica folder on an SFTP host; see {@linkcode openSftpReplica}. */
+class SftpReplica implements Replica {
+  readonly display: string;
+  readonly caps: Capabilities;
+  readonly protect: string | undefined;
+  readonly backsUp: boolean;
+  #options: ReplicaOptions;
+  #client: Client;
+  #session: SftpSession;
+  #root: string;
+  #backup: RemoteBackup | undefined;
+  #ahead: ReadAhead | undefined;
+  #filter: PathFilter | undefined;
+  #posixRename: boolean;
+  #warnedRename = false;
+  #closed: Promise<void>;
+
+  constructor(
+    target: SftpTarget,
+    options: ReplicaOptions,
+    internals: SftpInternals,
+    client: Client,
+    session: SftpSession,
+    root: string,
+    backup: { path: string; protect?: string } | undefined,
+  ) {
+    this.display = target.display;
+    this.#options = options;
+    this.#client = client;
+    this.#session = session;
+    this.#root = root;
+    this.caps = {
+      modes: true,
+      dirTimes: true,
+      linkTimes: session.has("lsetstat@openssh.com"),
+      mtimeResolutionMs: 1000,
+    };
+    this.#posixRename = session.has("posix-rename@openssh.com");
+    this.protect = backup?.protect;
+    this.backsUp = backup !== undefined;
+    if (backup !== undefined) {
+      this.#backup = new RemoteBackup(session, backup.path, options.started ?? new Date());
+    }
+    const protect = this.protect;
+    const readAhead = internals.readAhead ?? 12;
+    if (readAhead > 0) {
+      this.#ahead = new ReadAhead((dir) => this.#listDirectory(dir), {
+        concurrency: readAhead,
+        ...(protect !== undefined ? { skip: (dir: string) => dir === protect || dir.startsWith(`${protect}/`) } : {}),
+      });
+    }
+    this.#closed = new Promise<void>((resolve) => {
+      client.once("close", () => {
+        session.markLost("the connection closed");
+        resolve();
+      });
+    });
+    client.on("error", (error: Error) => session.markLost(error.message));
+    client.once("end", () => session.markLost("the server ended the connection"));
+  }
+
+  /** The absolute remote path of `rel`. */
+  #at(rel: string): string {
+    if (rel === "") return this.#root;
+    return this.#root === "/" ? `/${rel}` : `${this.#root}/${rel}`;
+  }
+
+  #writable(): void {
+    if (this.#options.readOnly) throw new Error(`Replica is open read-only: '${this.display}'`);
+  }
+
+  async root(): Promise<Entry | undefined> {
+    try {
+      return toEntry(await this.#session.stat(this.#root));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+  }
+
+  async list(dir: string, options: ListOptions): Promise<ListingBatch> {
+    this.#filter = options.filter;
+    const ahead = this.#ahead;
+    if (ahead === undefined) return await this.#listDirectory(dir);
+    return await (ahead.take(dir) ?? ahead.listNow(dir));
+  }
+
+  /** Read-ahead hits and misses so far, for measurements. */
+  get readAheadStats(): { hits: number; misses: number } {
+    return { hits: this.#ahead?.hits ?? 0, misses: this.#ahead?.misses ?? 0 };
+  }
+
+  /** One directory's listing, sorted, filtered; problems recorded, not thrown (but for the root). */
+  async #listDirectory(dir: string): Promise<ListingBatch> {
+    const session = this.#session;
+    const batch = new ListingBatch();
+    const k = batch.begin(dir);
+    const full = this.#at(dir);
+    let entries;
+    try {
+      entries = await session.readdir(full);
+    } catch (error) {
+      if (dir === "" || error instanceof ConnectionLostError) throw error;
+      if (error instanceof Deno.errors.NotFound) {
+        batch.flags[k]! |= VANISHED;
+        batch.problems.push({ path: dir, message: "vanished", directory: true, vanished: true });
+      } else {
+        batch.flags[k]! |= FAILED;
+        batch.problems.push({ path: dir, message: `Cannot read directory: ${errorText(error)}`, directory: true });
+      }
+      return batch;
+    }
+    const prefix = dir === "" ? "" : `${dir}/`;
+    const filter = this.#filter;
+    const kept = entries.filter((entry) => {
+      if (dir === "" && entry.filename === LOCK_NAME) return false;
+      if (entry.filename.includes("\uFFFD")) {
+        batch.flags[k]! |= INCOMPLETE;
+        batch.problems.push({
+          path: prefix + entry.filename,
+          message: "Name is not valid UTF-8 and cannot be copied (names are read as UTF-8 text)",
+        });
+        return false;
+      }
+      return !filter?.excludes(prefix + entry.filename, (entry.attrs.mode & S_IFMT) === S_IFDIR);
+    });
+    kept.sort((a, b) => compareNames(a.filename, b.filename));
+    const targets = new Map<string, string>();
+    const links = kept.filter((entry) => (entry.attrs.mode & S_IFMT) === S_IFLNK);
+    const gone = new Set<string>();
+    let next = 0;
+    const reader = async () => {
+      while (next < links.length) {
+        const name = links[next++]!.filename;
+        try {
+          targets.set(name, await session.readlink(`${full}/${name}`));
+        } catch (error) {
+          if (error instanceof ConnectionLostError) throw error;
+          gone.add(name);
+          if (error instanceof Deno.errors.NotFound) {
+            batch.problems.push({ path: prefix + name, message: "vanished", vanished: true });
+          } else {
+            batch.flags[k]! |= INCOMPLETE;
+            batch.problems.push({ path: prefix + name, message: `Cannot read link: ${errorText(error)}` });
+          }
+        }
+      }
+    };
+    if (links.length > 0) {
+      await Promise.all(Array.from({ length: Math.min(READLINK_WINDOW, links.length) }, reader));
+    }
+    for (const entry of kept) {
+      if (gone.has(entry.filename)) continue;
+      const item = toEntry(entry.attrs);
+      const target = targets.get(entry.filename);
+      if (target !== undefined) item.target = target;
+      batch.push(entry.filename, item);
+    }
+    return batch;
+  }
+
+  async remove(action: RemoveAction): Promise<boolean> {
+    this.#writable();
+    const full = this.#at(action.path);
+    if (action.kind === "dir") this.#ahead?.forget(action.path);
+    if (this.#backup) {
+      await this.#backup.move(full, action.path, action.kind);
+      return true;
+    }
+    if (action.kind === "dir") await this.#session.rmdir(full);
+    else await this.#session.unlink(full);
+    return false;
+  }
+
+  async mkdir(rel: string): Promise<void> {
+    this.#writable();
+    this.#ahead?.forget(rel);
+    await this.#session.mkdir(this.#at(rel), rel === "" ? {} : { mode: 0o700 });
+  }
+
+  async copy(action: CopyAction): Promise<CopyResult> {
+    this.#writable();
+    try {
+      return { size: action.size, backedUp: await this.#copyOnce(action) };
+    } catch (error) {
+      if (!(error instanceof ChangedError)) throw error;
+      // As rsync redoes a file whose checksum did not match: once, as the file now is.
+      const now = await Deno.lstat(this.#from(action.path));
+      if (!now.isFile) throw error;
+      const again: CopyAction = { ...action, size: now.size, mtimeMs: now.mtime?.getTime() ?? 0 };
+      again.mode = (now.mode ?? action.mode) & 0o7777;
+      return { size: again.size, backedUp: await this.#copyOnce(again) };
+    }
+  }
+
+  #from(rel: string): string {
+    return join(this.#options.source, rel);
+  }
+
+  /** One upload attempt; throws {@linkcode ChangedError} when the source changed meanwhile. */
+  async #copyOnce(entry: CopyAction): Promise<boolean> {
+    const session = this.#session;
+    const signal = this.#options.signal;
+    signal?.throwIfAborted();
+    const from = this.#from(entry.path);
+    const small = entry.size <= SMALL_FILE;
+    // Read before anything is created on the host: a vanished source leaves nothing behind.
+    const data = small ? await Deno.readFile(from) : undefined;
+    const file = small ? undefined : await Deno.open(from, { read: true });
+    const dst = this.#at(entry.path);
+    const tmp = `${posix.dirname(dst)}/${tempName()}`;
+    let handle: Buffer | undefined;
+    let created = false;
+    try {
+      handle = await session.open(tmp, "wx", { mode: 0o600 });
+      created = true;
+      const written = data !== undefined
+        ? await this.#writeAll(handle, tmp, data)
+        : await this.#writeStream(handle, tmp, file!);
+      const after = await Deno.lstat(from);
+      const attrs = {
+        mode: entry.mode,
+        atime: seconds(after.atime?.getTime() ?? Date.now()),
+        mtime: seconds(entry.mtimeMs),
+      };
+      const closing = handle;
+      handle = undefined;
+      await Promise.all([session.fsetstat(closing, attrs, tmp), session.close(closing, tmp)]);
+      if (
+        !after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs ||
+        written !== entry.size
+      ) {
+        throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+      }
+      signal?.throwIfAborted();
+      const backedUp = entry.op === "update" && await this.#keepOld(entry.path);
+      await this.#rename(tmp, dst);
+      created = false;
+      return backedUp;
+    } finally {
+      file?.close();
+      if (handle !== undefined) await session.close(handle, tmp).catch(() => {});
+      if (created && !session.lost) await session.unlink(tmp).catch(() => {});
+    }
+  }
+
+  /** Writes a file held in memory: every request sent at once, then waited for. */
+  async #writeAll(handle: Buffer, tmp: string, data: Uint8Array): Promise<number> {
+    const buffer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const writes: Promise<void>[] = [];
+    for (let at = 0; at < buffer.length; at += WRITE_CHUNK) {
+      writes.push(this.#session.write(handle, buffer, at, Math.min(WRITE_CHUNK, buffer.length - at), at, tmp));
+    }
+    await Promise.all(writes);
+    return buffer.length;
+  }
+
+  /** Streams a large file: up to WRITE_WINDOW writes in flight; counts progress; stops on abort. */
+  async #writeStream(handle: Buffer, tmp: string, file: Deno.FsFile): Promise<number> {
+    const session = this.#session;
+    const signal = this.#options.signal;
+    const progress = this.#options.progress;
+    let position = 0;
+    let done = 0;
+    let failure: unknown;
+    const inFlight = new Set<Promise<void>>();
+    try {
+      while (failure === undefined) {
+        signal?.throwIfAborted();
+        const chunk = new Uint8Array(WRITE_CHUNK);
+        let filled = 0;
+        while (filled < chunk.length) {
+          const n = await file.read(chunk.subarray(filled));
+          if (n === null) break;
+          filled += n;
+        }
+        if (filled === 0) break;
+        const at = position;
+        position += filled;
+        const write = session.write(handle, Buffer.from(chunk.buffer, 0, filled), 0, filled, at, tmp).then(
+          () => {
+            done += filled;
+            if (progress) Atomics.add(progress, 0, BigInt(filled));
+          },
+          (error) => void (failure ??= error),
+        );
+        inFlight.add(write);
+        write.finally(() => inFlight.delete(write));
+        if (inFlight.size >= WRITE_WINDOW) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      if (failure !== undefined) throw failure;
+      return position;
+    } finally {
+      await Promise.allSettled(inFlight);
+      if (progress) Atomics.sub(progress, 0, BigInt(done));
+    }
+  }
+
+  /** Puts `tmp` in place of `dst`: rename(2) over it, where the server offers it. */
+  async #rename(tmp: string, dst: string): Promise<void> {
+    if (this.#posixRename) return await this.#session.posixRename(tmp, dst);
+    if (!this.#warnedRename) {
+      this.#warnedRename = true;
+      logger.warn(
+        `The SFTP server of '${this.display}' lacks posix-rename@openssh.com: an updated entry is removed, ` +
+          "then the new one renamed into place (not atomic)",
+      );
+    }
+    try {
+      await this.#session.unlink(dst);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    await this.#session.rename(tmp, dst);
+  }
+
+  /** With a backup folder, the present version of `rel` goes there first. */
+  async #keepOld(rel: string): Promise<boolean> {
+    return this.#backup !== undefined && await this.#backup.keep(this.#at(rel), rel) !== undefined;
+  }
+
+  async link(action: LinkAction): Promise<boolean> {
+    this.#writable();
+    const session = this.#session;
+    const dst = this.#at(action.path);
+    const tmp = `${posix.dirname(dst)}/${tempName()}`;
+    let created = false;
+    try {
+      await session.symlink(action.target, tmp);
+      created = true;
+      if (this.caps.linkTimes) {
+        const mtime = seconds(action.mtimeMs);
+        await session.lsetstat(tmp, { atime: mtime, mtime }).catch(() => {});
+      }
+      const backedUp = action.replace === "symlink" && await this.#keepOld(action.path);
+      await this.#rename(tmp, dst);
+      created = false;
+      return backedUp;
+    } finally {
+      if (created && !session.lost) await session.unlink(tmp).catch(() => {});
+    }
+  }
+
+  async setAttrs(action: AttrsAction): Promise<void> {
+    this.#writable();
+    const session = this.#session;
+    const full = this.#at(action.path);
+    const mtime = seconds(action.mtimeMs);
+    if (action.kind === "symlink") {
+      if (!this.caps.linkTimes) return;
+      return await session.lsetstat(full, { atime: mtime, mtime });
+    }
+    // setstat follows links: make sure this is still the file the plan saw.
+    const info = await session.lstat(full);
+    if ((info.mode & S_IFMT) !== S_IFREG) throw new ChangedError("Replica entry changed during the sync");
+    await session.setstat(full, { mode: action.mode, atime: info.atime, mtime });
+  }
+
+  async setDirAttrs(entry: DirAttrs): Promise<void> {
+    this.#writable();
+    const mtime = seconds(entry.mtimeMs);
+    await this.#session.setstat(this.#at(entry.path), { mode: entry.mode, atime: mtime, mtime });
+  }
+
+  async digest(rel: string, hash: string, signal?: AbortSignal): Promise<string | undefined> {
+    const session = this.#session;
+    const full = this.#at(rel);
+    const hasher = await getHasher(hash as HashName);
+    const info = await session.lstat(full);
+    if ((info.mode & S_IFMT) !== S_IFREG) throw new ChangedError("Replica entry changed during the sync");
+    const handle = await session.open(full, "r");
+    try {
+      if (info.size <= SMALL_FILE) {
+        const data = await this.#readRange(handle, full, 0, info.size);
+        return await this.#exclusive(() => {
+          hasher.init();
+          hasher.update(data);
+          return hasher.digest();
+        });
+      }
+      return await this.#exclusive(() => this.#hashLarge(handle, full, info.size, hash as HashName, signal));
+    } finally {
+      await session.close(handle, full).catch(() => {});
+    }
+  }
+
+  #hashing: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs `fn` once every earlier one has finished: the hasher is shared by every digest in
+   * this thread, and a large file's digest spans many reads.
+   */
+  #exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    const run = this.#hashing.then(fn);
+    this.#hashing = run.catch(() => {});
+    return run;
+  }
+
+  /** Hashes a large remote file, reading the next span while hashing this one. */
+  async #hashLarge(handle: Buffer, full: string, size: number, hash: HashName, signal?: AbortSignal): Promise<string> {
+    const hasher = await getHasher(hash);
+    hasher.init();
+    const span = READ_CHUNK * WRITE_WINDOW;
+    let next = this.#readRange(handle, full, 0, Math.min(span, size));
+    for (let at = 0; at < size; at += span) {
+      signal?.throwIfAborted();
+      const data = await next;
+      const following = at + span;
+      if (following < size) next = this.#readRange(handle, full, following, Math.min(span, size - following));
+      hasher.update(data);
+    }
+    return hasher.digest();
+  }
+
+  /** Reads `length` bytes at `offset`, many requests in flight; fewer at the end of the file. */
+  async #readRange(handle: Buffer, full: string, offset: number, length: number): Promise<Uint8Array> {
+    const buffer = Buffer.allocUnsafe(length);
+    const reads: Promise<number>[] = [];
+    for (let at = 0; at < length; at += READ_CHUNK) {
+      const size = Math.min(READ_CHUNK, length - at);
+      reads.push((async () => {
+        let got = 0;
+        while (got < size) {
+          const n = await this.#session.read(handle, buffer, at + got, size - got, offset + at + got, full);
+          if (n === 0) break;
+          got += n;
+        }
+        return got;
+      })());
+    }
+    const counts = await Promise.all(reads);
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total !== length) throw new ChangedError("Replica file changed while it was read");
+    return buffer;
+  }
+
+  async sourceGone(rel: string): Promise<boolean> {
+    try {
+      await Deno.lstat(this.#from(rel));
+      return false;
+    } catch (error) {
+      return error instanceof Deno.errors.NotFound;
+    }
+  }
+
+  async createRoot(parents: boolean): Promise<void> {
+    this.#writable();
+    if (parents) return await mkdirs(this.#session, this.#root);
+    try {
+      await this.#session.mkdir(this.#root);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      throw new Deno.errors.NotFound(
+        `Replica's parent folder does not exist on '${this.#session.where}': '${posix.dirname(this.#root)}'`,
+        { cause: error },
+      );
+    }
+  }
+
+  async lock(): Promise<AsyncDisposable> {
+    if (this.#options.readOnly) return { [Symbol.asyncDispose]: () => Promise.resolve() };
+    const session = this.#session;
+    const path = this.#at(LOCK_NAME);
+    const host = Deno.hostname();
+    const id = random10();
+    const content = (time: number) => JSON.stringify({ host, pid: Deno.pid, time, id });
+    if (!await this.#createLock(path, content(Date.now()))) {
+      const held = parseLock(
+        await this.#readText(path).catch((error) => {
+          if (error instanceof Deno.errors.NotFound) return "";
+          throw error;
+        }),
+      );
+      if (!lockIsStale(held, { host, now: Date.now(), alive: processAlive })) {
+        throw new LockedError(
+          `Another foldersync is already syncing into the replica: '${this.display}' (${describeHolder(held!)})`,
+        );
+      }
+      // Taken over by a rename, then read back: of two runs taking it over at once, one wins.
+      const tmp = this.#at(tempName());
+      await this.#createLock(tmp, content(Date.now()));
+      await session.posixRename(tmp, path).catch(async (error) => {
+        await session.unlink(tmp).catch(() => {});
+        throw error;
+      });
+      const now = parseLock(await this.#readText(path)) as (LockInfo & { id?: string }) | undefined;
+      if (now?.id !== id) {
+        throw new LockedError(`Another foldersync took over the replica's stale lock first: '${this.display}'`);
+      }
+      logger.warn(
+        `Took over the stale lock of '${this.display}' (${held ? describeHolder(held) : "unreadable lock entry"})`,
+      );
+    }
+    // Refreshed in place (same length: only the time changes), so that a reader never sees it missing.
+    const timer = setInterval(() => {
+      this.#overwrite(path, content(Date.now())).catch((error) => {
+        logger.warn(`Cannot refresh the lock of '${this.display}': ${errorText(error)}`);
+      });
+    }, LOCK_REFRESH_MS);
+    Deno.unrefTimer(timer);
+    return {
+      [Symbol.asyncDispose]: async () => {
+        clearInterval(timer);
+        if (session.lost) return;
+        const now = parseLock(await this.#readText(path).catch(() => "")) as (LockInfo & { id?: string }) | undefined;
+        if (now?.id === id) await session.unlink(path).catch(() => {});
+      },
+    };
+  }
+
+  /** Creates `path` exclusively with `text`; false when something is there already. */
+  async #createLock(path: string, text: string): Promise<boolean> {
+    const session = this.#session;
+    let handle: Buffer;
+    try {
+      handle = await session.open(path, "wx", { mode: 0o644 });
+    } catch (error) {
+      if (error instanceof ConnectionLostError) throw error;
+      // SFTP v3 has no "already exists" status: look.
+      try {
+        await session.lstat(path);
+      } catch {
+        throw error;
+      }
+      return false;
+    }
+    try {
+      const data = Buffer.from(text);
+      await session.write(handle, data, 0, data.length, 0, path);
+    } finally {
+      await session.close(handle, path);
+    }
+    return true;
+  }
+
+  async #overwrite(path: string, text: string): Promise<void> {
+    const session = this.#session;
+    const handle = await session.open(path, "r+");
+    try {
+      const data = Buffer.from(text);
+      await session.write(handle, data, 0, data.length, 0, path);
+    } finally {
+      await session.close(handle, path);
+    }
+  }
+
+  async #readText(path: string): Promise<string> {
+    const session = this.#session;
+    const info = await session.lstat(path);
+    if ((info.mode & S_IFMT) !== S_IFREG) return "";
+    const handle = await session.open(path, "r");
+    try {
+      return new TextDecoder().decode(await this.#readRange(handle, path, 0, Math.min(info.size, 64 * 1024)));
+    } catch (error) {
+      if (error instanceof ChangedError) return "";
+      throw error;
+    } finally {
+      await session.close(handle, path).catch(() => {});
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#ahead?.stop();
+    this.#client.end();
+    const timeout = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      Deno.unrefTimer(timer);
+    });
+    await Promise.race([this.#closed, timeout]);
+  }
+}
+
+function describeHolder(info: LockInfo): string {
+  const minutes = Math.round((Date.now() - info.time) / 60_000);
+  return `held by process ${info.pid} on '${info.host}', refreshed ${minutes} min ago`;
+}
