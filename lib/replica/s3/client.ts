@@ -18,11 +18,14 @@ export class S3Error extends Error {
   override name = "S3Error";
   readonly status: number;
   readonly code: string;
+  /** The bucket's region, when the server names it (AWS does for a request signed for another). */
+  readonly region: string | undefined;
 
-  constructor(status: number, code: string, message: string) {
+  constructor(status: number, code: string, message: string, region?: string) {
     super(message);
     this.status = status;
     this.code = code;
+    this.region = region;
   }
 }
 
@@ -403,7 +406,8 @@ function errorFrom(status: number, text: string, method: string, key: string | u
     (status === 404 ? "NotFound" : status === 403 ? "AccessDenied" : status === 301 ? "PermanentRedirect" : `HTTP${status}`);
   const detail = xmlOne(text, "Message");
   const what = key === undefined ? "" : ` '${key}'`;
-  return new S3Error(status, code, `${method}${what}: ${code}${detail ? `: ${detail}` : ""} (HTTP ${status})`);
+  const region = xmlOne(text, "Region") ?? headers?.get("x-amz-bucket-region") ?? undefined;
+  return new S3Error(status, code, `${method}${what}: ${code}${detail ? `: ${detail}` : ""} (HTTP ${status})`, region);
 }
 
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
