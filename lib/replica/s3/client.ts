@@ -177,7 +177,10 @@ export class S3Client {
   }
 
   /** Sends one request and returns the response with its body read. */
-  async request(method: string, input: RequestInput = {}): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
+  async request(
+    method: string,
+    input: RequestInput = {},
+  ): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
     const { key, query = {}, body, signal } = input;
     const bucketInPath = this.#pathStyle ? `/${this.bucket}` : "";
     const host = this.#pathStyle ? this.#endpoint.host : `${this.bucket}.${this.#endpoint.host}`;
@@ -204,7 +207,12 @@ export class S3Client {
       let response: Response;
       this.requests++;
       try {
-        response = await fetch(url, { method, headers, body: (body ?? null) as BodyInit | null, signal: signal ?? null });
+        response = await fetch(url, {
+          method,
+          headers,
+          body: (body ?? null) as BodyInit | null,
+          signal: signal ?? null,
+        });
       } catch (error) {
         if (signal?.aborted) throw signal.reason ?? error;
         if (attempt < this.#attempts) {
@@ -353,7 +361,9 @@ export class S3Client {
 
   /** Completes an upload from its parts' ETags, in order; returns the object's ETag. */
   async completeUpload(key: string, uploadId: string, etags: readonly string[], signal?: AbortSignal): Promise<string> {
-    const parts = etags.map((etag, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>"${escapeXml(etag)}"</ETag></Part>`);
+    const parts = etags.map((etag, i) =>
+      `<Part><PartNumber>${i + 1}</PartNumber><ETag>"${escapeXml(etag)}"</ETag></Part>`
+    );
     const body = `<CompleteMultipartUpload>${parts.join("")}</CompleteMultipartUpload>`;
     const response = await this.request("POST", { key, query: { uploadId }, body, signBody: true, signal });
     return unquote(xmlOne(new TextDecoder().decode(response.body), "ETag") ?? "");
@@ -403,7 +413,13 @@ function headOf(headers: Headers): ObjectHead {
 
 function errorFrom(status: number, text: string, method: string, key: string | undefined, headers?: Headers): S3Error {
   const code = xmlOne(text, "Code") ?? headers?.get("x-amz-error-code") ??
-    (status === 404 ? "NotFound" : status === 403 ? "AccessDenied" : status === 301 ? "PermanentRedirect" : `HTTP${status}`);
+    (status === 404
+      ? "NotFound"
+      : status === 403
+      ? "AccessDenied"
+      : status === 301
+      ? "PermanentRedirect"
+      : `HTTP${status}`);
   const detail = xmlOne(text, "Message");
   const what = key === undefined ? "" : ` '${key}'`;
   const region = xmlOne(text, "Region") ?? headers?.get("x-amz-bucket-region") ?? undefined;

@@ -147,7 +147,9 @@ export class MetaCache {
       Deno.mkdirSync(dirname(this.#file), { recursive: true });
       const lines = [this.#header];
       for (const [key, r] of this.#records) {
-        lines.push(JSON.stringify([key, r.size, r.etag, r.lastModified, r.mtimeMs, r.mode, r.target ?? null, r.md5 ?? null]));
+        lines.push(
+          JSON.stringify([key, r.size, r.etag, r.lastModified, r.mtimeMs, r.mode, r.target ?? null, r.md5 ?? null]),
+        );
       }
       Deno.writeTextFileSync(tmp, `${lines.join("\n")}\n`, { createNew: true, mode: 0o600 });
       Deno.renameSync(tmp, this.#file);

@@ -245,7 +245,7 @@ export async function openS3Replica(
   target: S3Target,
   options: ReplicaOptions,
   tuning: S3Tuning = {},
-): Promise<Replica> {
+): Promise<Replica & { readonly requests: number }> {
   const env = (name: string) => Deno.env.get(name);
   const region = resolveRegion(env);
   const endpoint = endpointFor(options.s3Endpoint, env, region, target.bucket);
@@ -725,7 +725,9 @@ class S3Replica implements Replica {
         let part: Uint8Array;
         try {
           part = new Uint8Array(Math.min(partSize, size - (n - 1) * partSize));
-          if (await readFull(file, part) !== part.length) throw new ChangedError("Source file shrank while it was being copied");
+          if (await readFull(file, part) !== part.length) {
+            throw new ChangedError("Source file shrank while it was being copied");
+          }
         } catch (error) {
           this.#parts.release();
           throw error;
@@ -871,20 +873,21 @@ class S3Replica implements Replica {
       const info = parseLock(new TextDecoder().decode(held.body));
       if (!lockIsStale(info, this.#here())) throw this.#locked(info);
       // Taken over only if nobody else took it over first.
-      etag = await this.#client.put(key, body(), { "if-match": `"${held.head.etag}"` }, this.#signal);
+      etag = await this.#putIfMatch(key, body(), held.head.etag);
       if (etag !== undefined) {
         logger.info("{text}", { text: `Took over a stale lock of ${describeHolder(info)} in '${this.display}'` });
       }
     }
     // A server that ignores the conditions would let two runs both "create" the lock: read it back.
     const check = await this.#client.get(key, this.#signal);
-    const mine = check && (parseLock(new TextDecoder().decode(check.body)) as (LockInfo & { token?: string }) | undefined);
+    const mine = check &&
+      (parseLock(new TextDecoder().decode(check.body)) as (LockInfo & { token?: string }) | undefined);
     if (etag === undefined || !mine || mine.token !== token) throw this.#locked(mine || undefined);
     let current = etag;
     let refreshing: Promise<void> = Promise.resolve();
     const timer = setInterval(() => {
       refreshing = (async () => {
-        const next = await this.#client.put(key, body(), { "if-match": `"${current}"` }).catch(() => undefined);
+        const next = await this.#putIfMatch(key, body(), current).catch(() => undefined);
         if (next === undefined) {
           logger.warning("{text}", { text: `Could not refresh the lock in '${this.display}'` });
         } else current = next;
@@ -896,10 +899,20 @@ class S3Replica implements Replica {
         clearInterval(timer);
         await refreshing;
         const now = await this.#client.get(key).catch(() => undefined);
-        const info = now && (parseLock(new TextDecoder().decode(now.body)) as (LockInfo & { token?: string }) | undefined);
+        const info = now &&
+          (parseLock(new TextDecoder().decode(now.body)) as (LockInfo & { token?: string }) | undefined);
         if (info?.token === token) await this.#client.delete(key).catch(() => {});
       },
     };
+  }
+
+  /**
+   * PUT only over the version with ETag `etag`. radosgw 16.2 matches If-Match against the bare
+   * ETag and refuses the quoted form HTTP prescribes (which AWS takes), so both are tried.
+   */
+  async #putIfMatch(key: string, body: string, etag: string): Promise<string | undefined> {
+    return await this.#client.put(key, body, { "if-match": etag }, this.#signal) ??
+      await this.#client.put(key, body, { "if-match": `"${etag}"` }, this.#signal);
   }
 
   #locked(info: LockInfo | undefined): LockedError {
