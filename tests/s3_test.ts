@@ -501,19 +501,19 @@ function proxy(server: S3Server, cutAfterBytes: number): { endpoint: string; cut
       for await (const inbound of listener) {
         const outbound = await Deno.connect({ hostname: target.hostname, port: Number(target.port || 80) });
         conns.add(inbound).add(outbound);
-        (async () => {
+        const pump = async (from: Deno.Conn, to: Deno.Conn, counted: boolean) => {
           const buffer = new Uint8Array(64 * 1024);
           try {
-            for (let n = await inbound.read(buffer); n !== null; n = await inbound.read(buffer)) {
-              forwarded += n;
-              if (forwarded > cutAfterBytes) return drop();
-              await outbound.write(buffer.subarray(0, n));
+            for (let n = await from.read(buffer); n !== null; n = await from.read(buffer)) {
+              if (counted && (forwarded += n) > cutAfterBytes) return drop();
+              for (let done = 0; done < n;) done += await to.write(buffer.subarray(done, n));
             }
           } catch {
             // dropped
           }
-        })();
-        outbound.readable.pipeTo(inbound.writable).catch(() => {});
+        };
+        pump(inbound, outbound, true);
+        pump(outbound, inbound, false);
       }
     } catch {
       // listener closed
@@ -543,11 +543,11 @@ remoteTest(
       replica.copy({ op: "copy", path: "big.bin", size: big.length, mtimeMs, mode: 0o644 }),
       ConnectionLostError,
     );
-    await cut;
-    const s3 = client(server, bucket.name);
+      await cut;
+      const s3 = client(server, bucket.name);
     assert.equal(await s3.head("c/big.bin"), undefined);
     assert.equal((await s3.uploads("c/")).length, 1, "the abort could not reach the server either");
     await using _next = await open(bucket.name, "c", src);
-    assert.deepEqual(await s3.uploads("c/"), []);
+      assert.deepEqual(await s3.uploads("c/"), []);
   },
 );

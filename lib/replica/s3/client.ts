@@ -129,6 +129,10 @@ export function md5Base64(data: Uint8Array | string): string {
 
 const RETRY_DELAYS_MS = [100, 500, 2000];
 
+/** A request without an answer for this long (plus its body's time at 64 KiB/s) is a lost connection. */
+const REQUEST_TIMEOUT_MS = 120_000;
+const MIN_BYTES_PER_MS = 64;
+
 /**
  * An S3 client for one bucket. Every method throws {@linkcode S3Error} for an error answer and
  * {@linkcode ConnectionLostError} when the server cannot be reached after retries (the
