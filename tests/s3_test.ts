@@ -543,11 +543,11 @@ remoteTest(
       replica.copy({ op: "copy", path: "big.bin", size: big.length, mtimeMs, mode: 0o644 }),
       ConnectionLostError,
     );
-      await cut;
-      const s3 = client(server, bucket.name);
+    await cut;
+    const s3 = client(server, bucket.name);
     assert.equal(await s3.head("c/big.bin"), undefined);
     assert.equal((await s3.uploads("c/")).length, 1, "the abort could not reach the server either");
     await using _next = await open(bucket.name, "c", src);
-      assert.deepEqual(await s3.uploads("c/"), []);
+    assert.deepEqual(await s3.uploads("c/"), []);
   },
 );

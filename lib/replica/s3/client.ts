@@ -210,13 +210,11 @@ export class S3Client {
       });
       let response: Response;
       this.requests++;
+      // A server that stops answering mid-request must not hang the run: give up on it in time.
+      const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS + (body?.length ?? 0) / MIN_BYTES_PER_MS);
+      const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
       try {
-        response = await fetch(url, {
-          method,
-          headers,
-          body: (body ?? null) as BodyInit | null,
-          signal: signal ?? null,
-        });
+        response = await fetch(url, { method, headers, body: (body ?? null) as BodyInit | null, signal: stop });
       } catch (error) {
         if (signal?.aborted) throw signal.reason ?? error;
         if (attempt < this.#attempts) {
