@@ -197,12 +197,14 @@ remoteTest(
         reason: "mtime",
       });
       await again.setDirAttrs({ path: "d", mtimeMs: 1_100_000_000_000, mode: 0o750 });
+      await again.setDirAttrs({ path: "", mtimeMs: 1_200_000_000_000, mode: 0o705 });
       await using third = await open(bucket.name, "p", src);
       const entries = await walk(third);
       assert.equal(entries.get("d/f.txt")!.mtimeMs, 1_000_000_000_000);
       assert.equal(entries.get("d/f.txt")!.mode, 0o644);
       assert.equal(entries.get("d")!.mtimeMs, 1_100_000_000_000);
       assert.equal(entries.get("d")!.mode, 0o750);
+      assert.deepEqual(await third.root(), { kind: "dir", size: 0, mtimeMs: 1_200_000_000_000, mode: 0o705 });
       assert.equal((await lsjson(server, `${bucket.name}/p`)).get("d/f.txt")!.Metadata.mode, "100644");
     });
 

@@ -425,7 +425,13 @@ class S3Replica implements Replica {
   /** Puts one listed object into the tree (keys that cannot be paths are left out). */
   #place(tree: DirNode, object: ListedObject, seen: Set<string>): void {
     const key = object.key.slice(this.#base.length);
-    if (key === "" || key === LOCK_NAME) return;
+    if (key === LOCK_NAME) return;
+    if (key === "") {
+      // The root's own marker, `prefix/`: it carries the root's attributes.
+      seen.add(key);
+      tree.marker = { key, size: object.size, etag: object.etag, lastModified: object.lastModified };
+      return;
+    }
     const isMarker = key.endsWith("/");
     const parts = (isMarker ? key.slice(0, -1) : key).split("/");
     if (parts.some((part) => part === "" || part === "." || part === "..")) {
