@@ -445,6 +445,37 @@ remoteTest(
 );
 
 remoteTest(
+  "S3 replica takes credentials from a credential_process profile (through the AWS SDK's providers)",
+  "s3",
+  s3Server,
+  async (server) => {
+    await using bucket = await s3Bucket(server);
+    await using homeDir = await tempTree();
+    const home = homeDir.path;
+    await Deno.mkdir(join(home, ".aws"));
+    const json = JSON.stringify({ Version: 1, AccessKeyId: server.accessKey, SecretAccessKey: server.secretKey });
+    await Deno.writeTextFile(join(home, "creds.sh"), `#!/bin/sh\necho '${json}'\n`, { mode: 0o755 });
+    await Deno.writeTextFile(
+      join(home, ".aws/config"),
+      `[profile proc]\ncredential_process = ${join(home, "creds.sh")}\n`,
+    );
+    useServer(server);
+    const saved = Deno.env.get("HOME")!;
+    Deno.env.delete("AWS_ACCESS_KEY_ID");
+    Deno.env.delete("AWS_SECRET_ACCESS_KEY");
+    Deno.env.set("HOME", home);
+    Deno.env.set("AWS_PROFILE", "proc");
+    try {
+      await using replica = await open(bucket.name, "", home, { readOnly: true });
+      assert.deepEqual([...(await walk(replica)).keys()], []);
+    } finally {
+      Deno.env.set("HOME", saved);
+      useServer(server);
+    }
+  },
+);
+
+remoteTest(
   "S3 replica no-op: one LIST per 1,000 objects once the metadata cache knows them",
   "s3",
   s3Server,
