@@ -1,0 +1,586 @@
+/**
+ * The S3 replica against a real Ceph radosgw, with rclone as the independent oracle.
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server } from "./remote_env.ts";
+import { openS3Replica, type S3Tuning } from "../lib/replica/s3/s3_replica.ts";
+import { S3Client } from "../lib/replica/s3/client.ts";
+import { LOCK_NAME, type Replica, type ReplicaOptions } from "../lib/replica/replica.ts";
+import type { Entry } from "../lib/engine/listing.ts";
+import { compileFilter } from "../lib/engine/filter_compile.ts";
+import { ConnectionLostError, LockedError, UsageError } from "../lib/errors.ts";
+
+/** Points this process's AWS variables at `server` (AWS_CA_BUNDLE cleared). */
+function useServer(server: S3Server): void {
+  for (const [name, value] of Object.entries(s3Env(server))) {
+    if (value === "") Deno.env.delete(name);
+    else Deno.env.set(name, value);
+  }
+  Deno.env.delete("AWS_PROFILE");
+}
+
+type Opened = Replica & AsyncDisposable & { requests: number };
+
+async function open(
+  bucket: string,
+  prefix: string,
+  source: string,
+  options: Partial<ReplicaOptions> = {},
+  tuning: S3Tuning = {},
+): Promise<Opened> {
+  const display = `s3://${bucket}${prefix ? `/${prefix}` : ""}`;
+  const replica = await openS3Replica({ kind: "s3", bucket, prefix, display }, {
+    source,
+    jobs: 4,
+    readOnly: false,
+    ...options,
+  }, tuning);
+  return Object.assign(replica, { [Symbol.asyncDispose]: () => replica.close() }) as Opened;
+}
+
+/** Every entry of the replica, walked from the root: path to entry. */
+async function walk(replica: Replica, filter?: string[]): Promise<Map<string, Entry>> {
+  const out = new Map<string, Entry>();
+  const options = { fixPermissions: false, filter: filter ? compileFilter({ patterns: filter }) : undefined };
+  const dirs = [""];
+  while (dirs.length > 0) {
+    const dir = dirs.shift()!;
+    const batch = await replica.list(dir, options);
+    assert.equal(batch.flags[0], 0, `flags of '${dir}'`);
+    assert.deepEqual(batch.problems, []);
+    const names = batch.names.slice();
+    assert.deepEqual(names, [...names].sort(), `'${dir}' sorted by UTF-16`);
+    for (let i = 0; i < names.length; i++) {
+      const path = dir === "" ? names[i]! : `${dir}/${names[i]}`;
+      const entry = batch.entry(i);
+      out.set(path, entry);
+      if (entry.kind === "dir") dirs.push(path);
+    }
+  }
+  return out;
+}
+
+async function tempTree(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "fs-s3-" });
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}) };
+}
+
+/** `rclone lsjson -R --metadata` of a bucket path, by path. */
+/** One item of `rclone lsjson --metadata --hash`. */
+interface LsItem {
+  Path: string;
+  Size: number;
+  ModTime: string;
+  Metadata: Record<string, string>;
+  Hashes: Record<string, string>;
+}
+
+async function lsjson(server: S3Server, path: string, extra: string[] = []): Promise<Map<string, LsItem>> {
+  const items: LsItem[] = JSON.parse(
+    await rclone(server, ["lsjson", "-R", "--metadata", ...extra, `fss3:${path}`]),
+  );
+  return new Map(items.map((item) => [item.Path, item]));
+}
+
+function client(server: S3Server, bucket: string): S3Client {
+  return new S3Client({
+    endpoint: new URL(server.endpoint),
+    pathStyle: true,
+    region: server.region,
+    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
+    bucket,
+  });
+}
+
+const MIB = 1024 * 1024;
+
+remoteTest(
+  "S3 replica lists what rclone uploaded: nested dirs, links, metadata, UTF-16 order, filter",
+  "s3",
+  s3Server,
+  async (server) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    await Deno.mkdir(join(src, "a/b"), { recursive: true });
+    await Deno.writeTextFile(join(src, "a/b/deep.txt"), "deep");
+    await Deno.writeTextFile(join(src, "top.txt"), "top");
+    await Deno.chmod(join(src, "top.txt"), 0o640);
+    await Deno.utime(join(src, "top.txt"), 1_700_000_000, new Date(1_700_000_000_123));
+    // UTF-8 byte order (S3's) puts U+FF5A before U+1F600; UTF-16 order puts it after.
+    for (const name of ["é", "ｚ", "😀", "skip.tmp"]) await Deno.writeTextFile(join(src, name), name);
+    await Deno.symlink("../top.txt", join(src, "a/link"));
+    await rclone(server, ["copy", "--links", "--metadata", src, `fss3:${bucket.name}/tree`]);
+    await client(server, bucket.name).put("tree/empty/", new Uint8Array(0));
+
+    await using replica = await open(bucket.name, "tree", src);
+    const entries = await walk(replica, ["*.tmp"]);
+    assert.deepEqual([...entries.keys()], ["a", "empty", "top.txt", "é", "😀", "ｚ", "a/b", "a/link", "a/b/deep.txt"]);
+    const top = entries.get("top.txt")!;
+    assert.equal(top.kind, "file");
+    assert.equal(top.size, 3);
+    assert.equal(top.mtimeMs, 1_700_000_000_123);
+    assert.equal(top.mode, 0o640);
+    const link = entries.get("a/link")!;
+    assert.equal(link.kind, "symlink");
+    assert.equal(link.target, "../top.txt");
+    assert.equal(link.mtimeMs, (await Deno.lstat(join(src, "a/link"))).mtime!.getTime());
+    assert.equal(entries.get("empty")!.kind, "dir");
+    assert.deepEqual((await replica.root())?.kind, "dir");
+    assert.equal(await replica.digest!("top.txt", "md5"), createHash("md5").update("top").digest("hex"));
+  },
+);
+
+remoteTest(
+  "S3 replica copy() writes rclone's metadata; mkdir, link, setAttrs, remove",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    await Deno.mkdir(join(src, "d"));
+    await Deno.writeTextFile(join(src, "d/f.txt"), "hello");
+    await Deno.chmod(join(src, "d/f.txt"), 0o600);
+    await Deno.utime(join(src, "d/f.txt"), 1_600_000_000, new Date(1_600_000_000_456));
+    await Deno.symlink("d/f.txt", join(src, "ln"));
+    const mtime = (await Deno.lstat(join(src, "d/f.txt"))).mtime!.getTime();
+    await using replica = await open(bucket.name, "p", src);
+    assert.equal(await replica.root(), undefined);
+
+    await t.step("copies a file with mtime and mode metadata; rclone check agrees", async () => {
+      await replica.createRoot(false);
+      await replica.mkdir("d");
+      await replica.mkdir("empty");
+      const result = await replica.copy({ op: "copy", path: "d/f.txt", size: 5, mtimeMs: mtime, mode: 0o600 });
+      assert.deepEqual(result, { size: 5, backedUp: false });
+      await replica.link({ op: "link", path: "ln", target: "d/f.txt", mtimeMs: 1_500_000_000_000 });
+      const listed = await lsjson(server, `${bucket.name}/p`);
+      const file = listed.get("d/f.txt")!;
+      assert.equal(file.Size, 5);
+      assert.equal(Date.parse(file.ModTime), 1_600_000_000_456);
+      assert.equal(file.Metadata.mode, "100600");
+      assert.equal(Date.parse(listed.get("ln.rclonelink")!.Metadata.mtime!), 1_500_000_000_000);
+      await rclone(server, ["check", "--links", "--exclude", "empty/**", src, `fss3:${bucket.name}/p`]);
+    });
+
+    await t.step("rclone copy --links restores the link", async () => {
+      await using backDir = await tempTree();
+      const back = backDir.path;
+      await rclone(server, ["copy", "--links", `fss3:${bucket.name}/p`, back]);
+      assert.equal(await Deno.readLink(join(back, "ln")), "d/f.txt");
+      assert.equal(await Deno.readTextFile(join(back, "d/f.txt")), "hello");
+    });
+
+    await t.step("a fresh replica lists what was written, the empty directory included", async () => {
+      await using again = await open(bucket.name, "p", src);
+      const entries = await walk(again);
+      assert.deepEqual([...entries.keys()], ["d", "empty", "ln", "d/f.txt"]);
+      assert.equal(entries.get("d/f.txt")!.mtimeMs, mtime);
+      assert.equal(entries.get("ln")!.target, "d/f.txt");
+    });
+
+    await t.step("setAttrs() and setDirAttrs() change metadata only", async () => {
+      await using again = await open(bucket.name, "p", src);
+      await walk(again);
+      await again.setAttrs({
+        op: "attrs",
+        path: "d/f.txt",
+        kind: "file",
+        mtimeMs: 1_000_000_000_000,
+        mode: 0o644,
+        reason: "mtime",
+      });
+      await again.setDirAttrs({ path: "d", mtimeMs: 1_100_000_000_000, mode: 0o750 });
+      await again.setDirAttrs({ path: "", mtimeMs: 1_200_000_000_000, mode: 0o705 });
+      await using third = await open(bucket.name, "p", src);
+      const entries = await walk(third);
+      assert.equal(entries.get("d/f.txt")!.mtimeMs, 1_000_000_000_000);
+      assert.equal(entries.get("d/f.txt")!.mode, 0o644);
+      assert.equal(entries.get("d")!.mtimeMs, 1_100_000_000_000);
+      assert.equal(entries.get("d")!.mode, 0o750);
+      assert.deepEqual(await third.root(), { kind: "dir", size: 0, mtimeMs: 1_200_000_000_000, mode: 0o705 });
+      assert.equal((await lsjson(server, `${bucket.name}/p`)).get("d/f.txt")!.Metadata.mode, "100644");
+    });
+
+    await t.step("remove() deletes files, links and directory markers", async () => {
+      await using again = await open(bucket.name, "p", src);
+      await walk(again);
+      assert.equal(await again.remove({ op: "remove", path: "d/f.txt", kind: "file" }), false);
+      await again.remove({ op: "remove", path: "d", kind: "dir" });
+      await again.remove({ op: "remove", path: "ln", kind: "symlink" });
+      await again.remove({ op: "remove", path: "empty", kind: "dir" });
+      await using fresh = await open(bucket.name, "p", src);
+      assert.deepEqual([...(await walk(fresh)).keys()], []);
+    });
+  },
+);
+
+remoteTest(
+  "S3 replica multipart: md5chksum as rclone writes it, progress, abort leaves no upload",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    const data = new Uint8Array(12 * MIB);
+    for (let i = 0; i < data.length; i += 4096) data[i] = i % 251;
+    await Deno.writeFile(join(src, "big.bin"), data);
+    const tuning = { multipartThreshold: 5 * MIB, partSize: 5 * MIB, partSlots: 2 };
+    const info = await Deno.lstat(join(src, "big.bin"));
+    const action = {
+      op: "copy",
+      path: "big.bin",
+      size: data.length,
+      mtimeMs: info.mtime!.getTime(),
+      mode: 0o644,
+    } as const;
+    const s3 = client(server, bucket.name);
+
+    await t.step("uploads in parts; rclone sees the MD5 and the mtime", async () => {
+      const progress = new BigInt64Array(new SharedArrayBuffer(8));
+      await using replica = await open(bucket.name, "m", src, { progress }, tuning);
+      let peak = 0n;
+      const timer = setInterval(() => peak = progress[0]! > peak ? progress[0]! : peak, 1);
+      await replica.copy(action);
+      clearInterval(timer);
+      assert.equal(progress[0], 0n);
+      const listed = await lsjson(server, `${bucket.name}/m`, ["--hash"]);
+      const md5 = createHash("md5").update(data).digest("hex");
+      assert.equal(listed.get("big.bin")!.Hashes.md5, md5);
+      assert.equal(listed.get("big.bin")!.Size, data.length);
+      assert.equal(Date.parse(listed.get("big.bin")!.ModTime), action.mtimeMs);
+      assert.equal(await replica.digest!("big.bin", "md5"), undefined); // not listed in this replica's snapshot
+      await rclone(server, ["check", src, `fss3:${bucket.name}/m`]);
+      await using again = await open(bucket.name, "m", src, {}, tuning);
+      assert.equal(await again.digest!("big.bin", "md5"), md5);
+    });
+
+    await t.step("an aborted upload is aborted on the server, nothing at the key", async () => {
+      const progress = new BigInt64Array(new SharedArrayBuffer(8));
+      const stop = new AbortController();
+      await using replica = await open(bucket.name, "n", src, { progress, signal: stop.signal }, tuning);
+      const watch = setInterval(() => progress[0]! > 0n && stop.abort(), 1);
+      await assert.rejects(replica.copy(action));
+      clearInterval(watch);
+      assert.deepEqual(await s3.uploads("n/"), []);
+      assert.equal(await s3.head("n/big.bin"), undefined);
+    });
+  },
+);
+
+remoteTest(
+  "S3 replica --backup-dir moves removed and overwritten objects aside, names never reused",
+  "s3",
+  s3Server,
+  async (server) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    await Deno.writeTextFile(join(src, "f.txt"), "v1");
+    const started = new Date("2026-11-22T20:51:03Z");
+    const stat = async () => (await Deno.lstat(join(src, "f.txt"))).mtime!.getTime();
+    {
+      await using replica = await open(bucket.name, "r", src);
+      await replica.copy({ op: "copy", path: "f.txt", size: 2, mtimeMs: await stat(), mode: 0o644 });
+    }
+    await using replica = await open(bucket.name, "r", src, { backupDir: "old", started });
+    assert.equal(replica.protect, "old");
+    assert.equal(replica.backsUp, true);
+    await walk(replica);
+    await Deno.writeTextFile(join(src, "f.txt"), "v2");
+    const result = await replica.copy({ op: "update", path: "f.txt", size: 2, mtimeMs: await stat(), mode: 0o644 });
+    assert.equal(result.backedUp, true);
+    assert.equal(await replica.remove({ op: "remove", path: "f.txt", kind: "file" }), true);
+    const listed = await lsjson(server, `${bucket.name}/r`);
+    assert.deepEqual([...listed.keys()].sort(), ["old", "old/f.txt", "old/f.txt~2026-11-22T20-51-03"]);
+    assert.equal(
+      await rclone(server, ["cat", `fss3:${bucket.name}/r/old/f.txt`]) +
+        await rclone(server, ["cat", `fss3:${bucket.name}/r/old/f.txt~2026-11-22T20-51-03`]),
+      "v1v2",
+    );
+    await assert.rejects(
+      open(bucket.name, "r", src, { backupDir: "s3://other-bucket/x" }),
+      (e) => e instanceof UsageError && /same bucket|replica's bucket/.test(e.message),
+    );
+  },
+);
+
+remoteTest(
+  "S3 replica lock(): exclusive, stale takeover, hidden, released; read-only takes none",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    const s3 = client(server, bucket.name);
+    await using a = await open(bucket.name, "l", src);
+    await using b = await open(bucket.name, "l", src);
+
+    await t.step("a second run is refused while the first holds it", async () => {
+      const held = await a.lock();
+      await assert.rejects(b.lock(), LockedError);
+      await using fresh = await open(bucket.name, "l", src);
+      assert.deepEqual([...(await walk(fresh)).keys()], [], "the lock is not listed");
+      await held[Symbol.asyncDispose]();
+      assert.equal(await s3.head(`l/${LOCK_NAME}`), undefined);
+      await (await b.lock())[Symbol.asyncDispose]();
+    });
+
+    await t.step("a lock of a dead process on this host is taken over", async () => {
+      const dead = { host: Deno.hostname(), pid: 2 ** 22 + 17, time: Date.now() };
+      await s3.put(`l/${LOCK_NAME}`, JSON.stringify(dead));
+      const held = await a.lock();
+      const now = JSON.parse(new TextDecoder().decode((await s3.get(`l/${LOCK_NAME}`))!.body));
+      assert.equal(now.pid, Deno.pid);
+      await held[Symbol.asyncDispose]();
+    });
+
+    await t.step("a live lock elsewhere is respected", async () => {
+      await s3.put(`l/${LOCK_NAME}`, JSON.stringify({ host: "elsewhere", pid: 1, time: Date.now() }));
+      await assert.rejects(a.lock(), (e) => e instanceof LockedError && /elsewhere/.test(e.message));
+      await s3.delete(`l/${LOCK_NAME}`);
+    });
+
+    await t.step("read-only: no lock object and no writes", async () => {
+      await using ro = await open(bucket.name, "l", src, { readOnly: true });
+      const requests = ro.requests;
+      await (await ro.lock())[Symbol.asyncDispose]();
+      assert.equal(ro.requests, requests);
+      await assert.rejects(ro.mkdir("x"));
+      assert.equal(await s3.head("l/x/"), undefined);
+    });
+  },
+);
+
+remoteTest(
+  "openS3Replica() refuses bad buckets, credentials and endpoints with one line",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    const refused = async (
+      name: string,
+      pattern: RegExp,
+      env: Record<string, string | undefined>,
+      endpoint?: string,
+    ) => {
+      await t.step(name, async () => {
+        useServer(server);
+        for (const [key, value] of Object.entries(env)) {
+          if (value === undefined) Deno.env.delete(key);
+          else Deno.env.set(key, value);
+        }
+        try {
+          const error = await open(bucket.name, "", src, endpoint ? { s3Endpoint: endpoint } : {}, { attempts: 1 })
+            .then(
+              () => undefined,
+              (e) => e,
+            );
+          assert.ok(error instanceof UsageError, `UsageError, got ${error}`);
+          assert.match(error.message, pattern);
+          assert.doesNotMatch(error.message, /\n|\.$/);
+        } finally {
+          useServer(server);
+        }
+      });
+    };
+    await t.step("a missing bucket", async () => {
+      useServer(server);
+      await assert.rejects(
+        open("nosuch-bucket-fs", "", src),
+        (e) => e instanceof UsageError && /^Bucket does not exist: 'nosuch-bucket-fs'/.test(e.message),
+      );
+    });
+    await refused("an unknown access key", /access key.*unknown/, { AWS_ACCESS_KEY_ID: "NOSUCHKEY" });
+    await refused("a wrong secret key", /secret key is wrong/, { AWS_SECRET_ACCESS_KEY: "wrong" });
+    await refused("a malformed endpoint", /^Malformed S3 endpoint 'ftp:\/\/x'/, {}, "ftp://x");
+    await refused("a refused connection", /^Cannot reach S3 endpoint '127\.0\.0\.1:1'/, {}, "http://127.0.0.1:1");
+    await refused(
+      "an unknown host",
+      /^Cannot reach S3 endpoint 'nosuchhost\.invalid'/,
+      {},
+      "http://nosuchhost.invalid",
+    );
+    await using homeDir = await tempTree();
+    const home = homeDir.path;
+    await refused("no credentials at all", /^No AWS credentials for profile 'default'/, {
+      AWS_ACCESS_KEY_ID: undefined,
+      AWS_SECRET_ACCESS_KEY: undefined,
+      HOME: home,
+    });
+    await t.step("credentials from a profile in ~/.aws/credentials", async () => {
+      useServer(server);
+      await Deno.mkdir(join(home, ".aws"));
+      await Deno.writeTextFile(
+        join(home, ".aws/credentials"),
+        `[other]\naws_access_key_id = ${server.accessKey}\naws_secret_access_key = ${server.secretKey}\n`,
+      );
+      const saved = Deno.env.get("HOME")!;
+      Deno.env.delete("AWS_ACCESS_KEY_ID");
+      Deno.env.delete("AWS_SECRET_ACCESS_KEY");
+      Deno.env.set("HOME", home);
+      Deno.env.set("AWS_PROFILE", "other");
+      try {
+        await using replica = await open(bucket.name, "", src);
+        assert.deepEqual([...(await walk(replica)).keys()], []);
+      } finally {
+        Deno.env.set("HOME", saved);
+        useServer(server);
+      }
+    });
+  },
+);
+
+remoteTest(
+  "S3 replica takes credentials from a credential_process profile (through the AWS SDK's providers)",
+  "s3",
+  s3Server,
+  async (server) => {
+    await using bucket = await s3Bucket(server);
+    await using homeDir = await tempTree();
+    const home = homeDir.path;
+    await Deno.mkdir(join(home, ".aws"));
+    const json = JSON.stringify({ Version: 1, AccessKeyId: server.accessKey, SecretAccessKey: server.secretKey });
+    await Deno.writeTextFile(join(home, "creds.sh"), `#!/bin/sh\necho '${json}'\n`, { mode: 0o755 });
+    await Deno.writeTextFile(
+      join(home, ".aws/config"),
+      `[profile proc]\ncredential_process = ${join(home, "creds.sh")}\n`,
+    );
+    useServer(server);
+    const saved = Deno.env.get("HOME")!;
+    Deno.env.delete("AWS_ACCESS_KEY_ID");
+    Deno.env.delete("AWS_SECRET_ACCESS_KEY");
+    Deno.env.set("HOME", home);
+    Deno.env.set("AWS_PROFILE", "proc");
+    try {
+      await using replica = await open(bucket.name, "", home, { readOnly: true });
+      assert.deepEqual([...(await walk(replica)).keys()], []);
+    } finally {
+      Deno.env.set("HOME", saved);
+      useServer(server);
+    }
+  },
+);
+
+remoteTest(
+  "S3 replica no-op: one LIST per 1,000 objects once the metadata cache knows them",
+  "s3",
+  s3Server,
+  async (server) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    await using cacheDir = await tempTree();
+    const cache = cacheDir.path;
+    const count = 1000;
+    for (let d = 0; d < 10; d++) {
+      await Deno.mkdir(join(src, `d${d}`));
+      for (let i = 0; i < count / 10; i++) await Deno.writeTextFile(join(src, `d${d}/f${i}`), `${d}-${i}`);
+    }
+    await rclone(server, ["copy", "--transfers", "32", "--metadata", src, `fss3:${bucket.name}/n`]);
+    {
+      await using first = await open(bucket.name, "n", src, { cacheDir: cache });
+      assert.equal((await walk(first)).size, count + 10);
+      assert.ok(first.requests >= count, `first run HEADs every object: ${first.requests}`);
+    }
+    await using second = await open(bucket.name, "n", src, { cacheDir: cache });
+    const entries = await walk(second);
+    assert.equal(entries.size, count + 10);
+    assert.equal(entries.get("d3/f7")!.mtimeMs, (await Deno.lstat(join(src, "d3/f7"))).mtime!.getTime());
+    // One LIST page, plus the check for incomplete uploads.
+    assert.ok(second.requests <= 3, `no-op requests: ${second.requests}`);
+  },
+);
+
+/** A TCP proxy to the server that the test can cut: every connection dropped, no new ones taken. */
+function proxy(server: S3Server, cutAfterBytes: number): { endpoint: string; cut: Promise<void> } {
+  const target = new URL(server.endpoint);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  let forwarded = 0;
+  let cut!: () => void;
+  const done = new Promise<void>((resolve) => cut = resolve);
+  const drop = () => {
+    try {
+      listener.close();
+    } catch {
+      // closed already
+    }
+    for (const conn of conns) {
+      try {
+        conn.close();
+      } catch {
+        // closed already
+      }
+    }
+    cut();
+  };
+  (async () => {
+    try {
+      for await (const inbound of listener) {
+        const outbound = await Deno.connect({ hostname: target.hostname, port: Number(target.port || 80) });
+        conns.add(inbound).add(outbound);
+        const pump = async (from: Deno.Conn, to: Deno.Conn, counted: boolean) => {
+          const buffer = new Uint8Array(64 * 1024);
+          try {
+            for (let n = await from.read(buffer); n !== null; n = await from.read(buffer)) {
+              if (counted && (forwarded += n) > cutAfterBytes) return drop();
+              for (let done = 0; done < n;) done += await to.write(buffer.subarray(done, n));
+            }
+          } catch {
+            // dropped
+          }
+        };
+        pump(inbound, outbound, true);
+        pump(outbound, inbound, false);
+      }
+    } catch {
+      // listener closed
+    }
+  })();
+  return { endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`, cut: done };
+}
+
+remoteTest(
+  "S3 replica: a connection dropped mid-upload is ConnectionLostError; nothing is left",
+  "s3",
+  s3Server,
+  async (server) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    const data = crypto.getRandomValues(new Uint8Array(64 * 1024));
+    const big = new Uint8Array(16 * MIB);
+    for (let i = 0; i < big.length; i += data.length) big.set(data, i);
+    await Deno.writeFile(join(src, "big.bin"), big);
+    const mtimeMs = (await Deno.lstat(join(src, "big.bin"))).mtime!.getTime();
+    const { endpoint, cut } = proxy(server, 8 * MIB);
+    const tuning = { multipartThreshold: 5 * MIB, partSize: 5 * MIB, partSlots: 1 };
+    await using replica = await open(bucket.name, "c", src, { s3Endpoint: endpoint }, tuning);
+    await assert.rejects(
+      replica.copy({ op: "copy", path: "big.bin", size: big.length, mtimeMs, mode: 0o644 }),
+      ConnectionLostError,
+    );
+    await cut;
+    const s3 = client(server, bucket.name);
+    assert.equal(await s3.head("c/big.bin"), undefined);
+    assert.equal((await s3.uploads("c/")).length, 1, "the abort could not reach the server either");
+    await using _next = await open(bucket.name, "c", src);
+    assert.deepEqual(await s3.uploads("c/"), []);
+  },
+);
