@@ -274,8 +274,8 @@ export interface RunningMain {
 }
 
 /** Starts main.ts with `args` and collects its output; the caller must `stop()` it. */
-export function startMain(args: string[]): RunningMain {
-  const child = spawnMain(args);
+export function startMain(args: string[], permissions?: string[]): RunningMain {
+  const child = spawnMain(args, permissions);
   const out = collect(child.stdout);
   const err = collect(child.stderr);
   return {

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { mirrorDiff, runMain, tempDir, writeTree } from "./helpers.ts";
+import { mirrorDiff, runMain, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 import {
   rclone,
   remoteTest,
@@ -218,18 +218,31 @@ remoteTest("SFTP: the guards, the delete cap, backups and the lock", "sftp", sft
     assert.equal(await mirrorDiff(src.path, dst.path, { exclude: ["_backup"] }), "");
   });
 
-  await t.step("a live lock is exit 4; a dead process's lock is taken over", async () => {
+  await t.step("a lock from another host is exit 4; one from a dead process here is taken over", async () => {
     const lock = join(dst.path, ".foldersync.lock");
-    await Deno.writeTextFile(lock, JSON.stringify({ host: Deno.hostname(), pid: Deno.pid, time: Date.now() }));
+    await Deno.writeTextFile(lock, JSON.stringify({ host: "another-host", pid: 42, time: Date.now() }));
     await Deno.writeTextFile(join(src.path, "late.txt"), "late");
     const held = await sync(src.path, "--backup-dir", "_backup");
     assert.equal(held.code, 4, held.stderr + held.stdout);
+    assert.match(held.stderr + held.stdout, /another-host/);
     await assert.rejects(Deno.lstat(join(dst.path, "late.txt")));
     await Deno.writeTextFile(lock, JSON.stringify({ host: Deno.hostname(), pid: 2 ** 22 + 7, time: Date.now() }));
     const stale = await sync(src.path, "--backup-dir", "_backup");
     assert.equal(stale.code, 0, stale.stderr + stale.stdout);
     await assert.rejects(Deno.lstat(lock), "the lock is released at the end");
     assert.equal(await mirrorDiff(src.path, dst.path, { exclude: ["_backup"] }), "");
+  });
+
+  await t.step("a second foldersync into the same replica is exit 4 while the first runs", async () => {
+    const args = [src.path, dst.url, ...sftpArgs(server), "--watch", "--backup-dir", "_backup"];
+    const watcher = startMain(args, PERMISSIONS);
+    try {
+      await waitFor(() => watcher.out.text().includes("Sync done"), 20_000, "the watcher's first sync");
+      const second = await sync(src.path, "--backup-dir", "_backup");
+      assert.equal(second.code, 4, second.stderr + second.stdout);
+    } finally {
+      await watcher.stop();
+    }
   });
 });
 
@@ -485,9 +498,7 @@ function cuttingProxy(
         while (off < n) off += await to.write(buffer.subarray(off, n));
       }
     } catch { /* cut */ }
-    try {
-      to.closeWrite();
-    } catch { /* closed */ }
+    await to.closeWrite().catch(() => {});
   };
   const accepting = (async () => {
     for await (const client of listener) {

@@ -1,13 +1,16 @@
 /**
  * Opens remote replicas: loads the backend a URL names (ssh2 and the S3 client are loaded
  * only then: every import costs every start), connects, creates the replica folder when it is
- * missing, and takes the replica's lock for the run.
+ * missing, and takes the replica's locks: a lock file on this host for the whole process, and
+ * the lock entry in the replica for each run.
  *
  * @module
  */
 
-import { describeError, UsageError } from "../errors.ts";
-import type { Replica, ReplicaOptions } from "./replica.ts";
+import { join } from "node:path";
+import { describeError, LockedError, UsageError } from "../errors.ts";
+import { processAlive, type Replica, type ReplicaOptions } from "./replica.ts";
+import { lockFile } from "./local/lock.ts";
 import type { S3Target, SftpTarget } from "./target.ts";
 
 /** Options for {@linkcode remoteOpener}: what every connection is told, and `--mkpath`. */
@@ -47,6 +50,11 @@ export interface RemoteOpener {
 export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptions): RemoteOpener {
   const { mkpath = false, ...base } = options;
   let kept: Replica | undefined;
+  // While this process holds the replica's lock file on this host, a lock entry in the replica
+  // that names this host belongs to a process that is gone (the OS dropped its lock file).
+  let holdsLocalLock = false;
+  let localHeld: Disposable | undefined;
+  base.alive = (pid) => pid !== Deno.pid && !holdsLocalLock && processAlive(pid);
   const connect = async (readOnly: boolean, started: Date): Promise<Replica> => {
     try {
       if (target.kind === "sftp") {
@@ -61,6 +69,12 @@ export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptio
   };
   return {
     async check(readOnly) {
+      // This host's lock on the replica is held for the whole process, as a local replica's
+      // is: a second foldersync here is refused even between the runs of a loop.
+      if (!readOnly && !holdsLocalLock) {
+        localHeld = await localLock(options.cacheDir, target.display);
+        holdsLocalLock = localHeld !== undefined;
+      }
       kept = await connect(readOnly, new Date());
       return kept;
     },
@@ -78,7 +92,7 @@ export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptio
         }
         const lock = await replica.lock();
         const close = replica.close.bind(replica);
-        // The run closes the replica whatever happens: the lock goes with it.
+        // The run closes the replica whatever happens: the replica's lock entry goes with it.
         replica.close = async () => {
           try {
             await lock[Symbol.asyncDispose]();
@@ -93,6 +107,25 @@ export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptio
       }
     },
   };
+}
+
+/**
+ * The lock file of this replica on this host, in the cache folder (`locks/`): one foldersync
+ * per replica here, and the proof that a lock entry of this host in the replica is stale.
+ * Undefined without a cache folder (then only time makes such an entry stale).
+ */
+async function localLock(cacheDir: string | undefined, display: string): Promise<Disposable | undefined> {
+  if (cacheDir === undefined) return undefined;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(display)));
+  const name = [...digest.slice(0, 12)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  let held: Disposable | undefined;
+  try {
+    held = await lockFile(join(cacheDir, "locks", `${name}.lock`));
+  } catch {
+    return undefined; // a cache folder that cannot be written: the replica's own lock still holds
+  }
+  if (!held) throw new LockedError(`Another foldersync of this host is already syncing into the replica: '${display}'`);
+  return held;
 }
 
 /** Creates the replica folder, as rsync does: only itself, unless `--mkpath`. */
@@ -112,8 +145,9 @@ async function createRoot(replica: Replica, mkpath: boolean): Promise<void> {
 
 /** A missing Deno permission as one line that names the flag to add; undefined for other errors. */
 function permissionError(error: unknown): UsageError | undefined {
-  if (!(error instanceof Deno.errors.NotCapable) && !(error instanceof Deno.errors.PermissionDenied)) return undefined;
+  // The backends may have wrapped it in a line of their own: its text still says what is missing.
   const message = describeError(error);
+  if (!/Requires (net|env|read|write|sys|run) access/.test(message)) return undefined;
   const net = /net access to "([^"]+)"/.exec(message)?.[1];
   if (net) return new UsageError(`Permission needed to reach '${net}': add --allow-net=${net}`, { cause: error });
   const env = /env access to "([^"]+)"/.exec(message)?.[1];

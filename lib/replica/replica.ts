@@ -184,6 +184,12 @@ export interface ReplicaOptions {
   knownHosts?: string | undefined;
   /** `--s3-endpoint URL` (else AWS_ENDPOINT_URL, else AWS itself). */
   s3Endpoint?: string | undefined;
+  /**
+   * Whether a process of this host that holds a lock entry still runs: decides, with
+   * {@linkcode lockIsStale}, whether a lock left in the replica may be taken over.
+   * @default processAlive
+   */
+  alive?: ((pid: number) => boolean) | undefined;
 }
 
 /** The name of the lock entry a remote replica keeps in its root while a run holds it. */

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { LockedError } from "../../errors.ts";
 
 /**
@@ -39,6 +40,44 @@ export async function lockReplica(replica: string): Promise<Disposable> {
   if (!locked) {
     handle.close();
     throw new LockedError(`Another foldersync is already syncing into the replica: '${replica}'`);
+  }
+  return {
+    [Symbol.dispose]() {
+      try {
+        handle.close();
+      } catch {
+        // already closed
+      }
+    },
+  };
+}
+
+/**
+ * Takes an exclusive advisory lock (flock) on the file `path`, created with its folder if
+ * missing, or returns undefined if another process holds it. The OS drops it when the process
+ * dies: a remote replica's lock entry left by a process of this host is stale exactly when
+ * this lock can be taken.
+ *
+ * Needs read and write permission for `path`.
+ *
+ * @example Holding a lock file
+ * ```ts
+ * using held = await lockFile("/home/me/.cache/foldersync/locks/abc.lock");
+ * ```
+ */
+export async function lockFile(path: string): Promise<Disposable | undefined> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const handle = await Deno.open(path, { read: true, write: true, create: true });
+  let locked: boolean;
+  try {
+    locked = await handle.tryLock(true);
+  } catch (error) {
+    handle.close();
+    throw error;
+  }
+  if (!locked) {
+    handle.close();
+    return undefined;
   }
   return {
     [Symbol.dispose]() {

@@ -863,7 +863,7 @@ class S3Replica implements Replica {
   }
 
   #here(): { host: string; now: number; alive: (pid: number) => boolean } {
-    return { host: Deno.hostname(), now: Date.now(), alive: processAlive };
+    return { host: Deno.hostname(), now: Date.now(), alive: this.#options.alive ?? processAlive };
   }
 
   async lock(): Promise<AsyncDisposable> {

@@ -207,6 +207,8 @@ class SftpReplica implements Replica {
   #ahead: ReadAhead | undefined;
   #filter: PathFilter | undefined;
   #posixRename: boolean;
+  /** The run set the root's attributes: the lock's removal keeps them, not those from before the lock. */
+  #rootTimesSet = false;
   #warnedRename = false;
   #closed: Promise<void>;
 
@@ -556,6 +558,7 @@ class SftpReplica implements Replica {
     this.#writable();
     const mtime = seconds(entry.mtimeMs);
     await this.#session.setstat(this.#at(entry.path), { mode: entry.mode, atime: mtime, mtime });
+    if (entry.path === "") this.#rootTimesSet = true;
   }
 
   async digest(rel: string, hash: string, signal?: AbortSignal): Promise<string | undefined> {
@@ -660,6 +663,9 @@ class SftpReplica implements Replica {
     const host = Deno.hostname();
     const id = random10();
     const content = (time: number) => JSON.stringify({ host, pid: Deno.pid, time, id });
+    // The lock entry comes and goes in the root: its mtime is put back as it was, unless the run sets it.
+    const before = await session.lstat(this.#root).catch(() => undefined);
+    this.#rootTimesSet = false;
     if (!await this.#createLock(path, content(Date.now()))) {
       const held = parseLock(
         await this.#readText(path).catch((error) => {
@@ -667,7 +673,7 @@ class SftpReplica implements Replica {
           throw error;
         }),
       );
-      if (!lockIsStale(held, { host, now: Date.now(), alive: processAlive })) {
+      if (!lockIsStale(held, { host, now: Date.now(), alive: this.#options.alive ?? processAlive })) {
         throw new LockedError(
           `Another foldersync is already syncing into the replica: '${this.display}' (${describeHolder(held!)})`,
         );
@@ -699,7 +705,10 @@ class SftpReplica implements Replica {
         clearInterval(timer);
         if (session.lost) return;
         const now = parseLock(await this.#readText(path).catch(() => "")) as (LockInfo & { id?: string }) | undefined;
-        if (now?.id === id) await session.unlink(path).catch(() => {});
+        if (now?.id !== id) return;
+        const root = this.#rootTimesSet ? await session.lstat(this.#root).catch(() => undefined) : before;
+        await session.unlink(path).catch(() => {});
+        if (root) await session.setstat(this.#root, { atime: root.atime, mtime: root.mtime }).catch(() => {});
       },
     };
   }
