@@ -289,7 +289,9 @@ async function s3Diff(server: S3Server, source: string, remote: string): Promise
   } catch (error) {
     problems.push(String(error));
   }
-  const listed = JSON.parse(await rclone(server, ["lsjson", "-R", "--metadata", "--links", remote])) as Array<
+  const listed = JSON.parse(
+    await rclone(server, ["lsjson", "-R", "--disable", "ListR", "--metadata", "--links", remote]),
+  ) as Array<
     { Path: string; IsDir: boolean; ModTime: string; Metadata?: Record<string, string> }
   >;
   const byPath = new Map(listed.map((e) => [e.Path, e]));

@@ -179,10 +179,29 @@ export async function s3Bucket(
   return {
     name,
     url: `s3://${name}`,
-    [Symbol.asyncDispose]: async () => {
-      await rclone(server, ["purge", `fss3:${name}`]).catch(() => {});
-    },
+    [Symbol.asyncDispose]: () => removeBucket(server, name).catch(() => {}),
   };
+}
+
+/**
+ * Deletes every object of bucket `name` and the bucket. Not through rclone: rclone never deletes
+ * `dir/` marker objects (it does not list them as objects), so its purge leaves such a bucket
+ * behind.
+ */
+async function removeBucket(server: S3Server, name: string): Promise<void> {
+  const { S3Client } = await import("../lib/replica/s3/client.ts");
+  const client = new S3Client({
+    endpoint: new URL(server.endpoint),
+    pathStyle: true,
+    region: server.region,
+    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
+    bucket: name,
+  });
+  for (const upload of await client.uploads("")) await client.abortUpload(upload.key, upload.uploadId);
+  for await (const page of client.list("")) {
+    await Promise.all(page.map((object) => client.delete(object.key)));
+  }
+  await client.request("DELETE", {});
 }
 
 async function run(program: string, args: string[]): Promise<void> {

@@ -266,7 +266,8 @@ export async function openS3Replica(
 /** The S3 replica; made by {@linkcode openS3Replica}. */
 class S3Replica implements Replica {
   readonly display: string;
-  readonly caps: Capabilities = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1 };
+  /** MD5 digests come with the listing (single-part ETags) or the metadata (md5chksum): --checksum uses MD5. */
+  readonly caps: Capabilities = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1, hash: "md5" };
   readonly protect: string | undefined;
   readonly backsUp: boolean;
   #target: S3Target;
