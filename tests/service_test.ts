@@ -586,3 +586,25 @@ Deno.test("syncArguments() passes excludes on to the service, with --exclude-fro
     "--delete-excluded",
   ]);
 });
+
+Deno.test("service print for a remote replica: the network, its variables and ~/.ssh, and no write access to a URL", async () => {
+  await using dir = await tempDir();
+  const source = join(dir.path, "site");
+  const home = join(dir.path, "home");
+  await writeTree(source, { "index.html": "hi" });
+  await Deno.mkdir(home);
+  const key = join(home, "deploy_key");
+  const argv = ["print", "site", source, "deploy@web1:/var/www/site", "--ssh-key", key, "--ssh-port", "2222"];
+  const printed = await service([...argv, "-i", "10m", "--platform", "systemd"], { HOME: home });
+  assert.equal(printed.code, 0, printed.err.join("\n"));
+  const exec = printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
+  assert.match(exec, / --allow-net /);
+  assert.match(exec, / --allow-sys=hostname /);
+  assert.match(exec, / --allow-env=HOME,USER,\S*SSH_AUTH_SOCK/);
+  assert.ok(exec.includes(join(home, ".ssh")), exec);
+  assert.ok(exec.includes(`--ssh-key ${key}`), exec);
+  assert.match(exec, /deploy@web1:\/var\/www\/site/);
+  assert.match(exec, /--ssh-port 2222/);
+  const writes = / --allow-write=(\S*)/.exec(exec)?.[1] ?? "";
+  assert.ok(!writes.includes("web1"), `no write grant for a URL: ${writes}`);
+});

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { posix } from "node:path";
+import { posix, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CliOptions } from "../cli/cli.ts";
 import type { CheckedPaths } from "../config.ts";
@@ -16,12 +16,43 @@ export type ServicePaths = CheckedPaths & {
   log?: string;
   /** The `--exclude-from` files, absolute. */
   excludeFrom?: string[];
+  /**
+   * For a remote replica (`paths.replica` is then its URL): what the service reads besides
+   * the trees (the SSH key and known_hosts, ~/.ssh, ~/.aws), absolute. Undefined for a local one.
+   */
+  remoteReads?: string[];
 };
 import { UsageError } from "../errors.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
 import { pathsFor } from "./spec.ts";
 import { systemdUnitName } from "./systemd.ts";
+
+/**
+ * The variables a remote replica's clients read: the user and home (~/.ssh, ~/.aws), the
+ * ssh-agent socket, and the AWS credential chain.
+ */
+export const REMOTE_ENV: readonly string[] = [
+  "HOME",
+  "USER",
+  "LOGNAME",
+  "USERNAME",
+  "USERPROFILE",
+  "SSH_AUTH_SOCK",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "AWS_PROFILE",
+  "AWS_REGION",
+  "AWS_DEFAULT_REGION",
+  "AWS_ENDPOINT_URL",
+  "AWS_ENDPOINT_URL_S3",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "AWS_CONFIG_FILE",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
 
 /** Reads an environment variable, or undefined where it is unset or may not be read. */
 export type EnvReader = (name: string) => string | undefined;
@@ -176,6 +207,10 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.cacheDir === false) args.push("--no-cache");
   else if (paths.cacheDir !== undefined) args.push("--cache-dir", paths.cacheDir);
   if (paths.backupDir !== undefined) args.push("--backup-dir", paths.backupDir);
+  if (o.sshPort !== undefined) args.push("--ssh-port", String(o.sshPort));
+  if (o.sshKey !== undefined) args.push("--ssh-key", resolve(o.sshKey));
+  if (o.knownHosts !== undefined) args.push("--known-hosts", resolve(o.knownHosts));
+  if (o.s3Endpoint !== undefined) args.push("--s3-endpoint", o.s3Endpoint);
   if (o.verbosity !== "normal") args.push(`--${o.verbosity}`);
   return args;
 }
@@ -196,9 +231,18 @@ export function serviceCommand(args: string[], how: { paths: ServicePaths; runti
   const { paths, runtime } = how;
   if (runtime.mainPath === undefined) return [runtime.execPath, ...args];
   const logDir = paths.log !== undefined ? folderOf(paths.log) : undefined;
-  const writes = [paths.replica, logDir, paths.cacheDir, paths.backupDir].filter((p) => p !== undefined);
+  const remote = paths.remoteReads !== undefined;
+  // A remote replica and its backup folder are not local paths: the network reaches them.
+  const local = remote ? [logDir, paths.cacheDir] : [paths.replica, logDir, paths.cacheDir, paths.backupDir];
+  const writes = local.filter((p) => p !== undefined);
   // The app's own folder too: Deno checks read access when it loads the walk, copy and hash workers.
-  const reads = [paths.source, folderOf(runtime.mainPath), ...(paths.excludeFrom ?? []), ...writes];
+  const reads = [
+    paths.source,
+    folderOf(runtime.mainPath),
+    ...(paths.excludeFrom ?? []),
+    ...writes,
+    ...(paths.remoteReads ?? []),
+  ];
   for (const path of reads) {
     if (path.includes(",")) {
       throw new UsageError(`Path holds a comma, which Deno's permission flags cannot name: '${path}'`);
@@ -210,6 +254,7 @@ export function serviceCommand(args: string[], how: { paths: ServicePaths; runti
     "--no-prompt",
     `--allow-read=${reads.join(",")}`,
     `--allow-write=${writes.join(",")}`,
+    ...(remote ? [`--allow-net`, `--allow-sys=hostname`, `--allow-env=${REMOTE_ENV.join(",")}`] : []),
     runtime.mainPath,
     ...args,
   ];

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { resolve } from "node:path";
-import { VERSION } from "../cli/cli.ts";
+import { join, resolve } from "node:path";
+import { type CliOptions, VERSION } from "../cli/cli.ts";
 import { checkLogPath, checkPaths, filterSpec } from "../config.ts";
 import { describeError, exitCodeFor, UsageError } from "../errors.ts";
 import { hostPlatform, parseServiceCommand, SERVICE_HELP } from "./cli.ts";
@@ -102,14 +102,17 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       : platform === hostPlatform();
     if (defaultLog !== undefined && native) sync.log = defaultLog;
     if (location.logFile !== undefined && sync.logMaxSize === undefined) sync.logMaxSize = DEFAULT_LOG_MAX_SIZE;
-    const log = sync.log !== undefined ? checkLogPath(sync.log, sync.replica) : undefined;
+    const remote = sync.target.kind !== "local";
+    const log = sync.log !== undefined ? checkLogPath(sync.log, remote ? undefined : sync.replica) : undefined;
     const paths: ServicePaths = checkPaths(sync.source, sync.replica, {
       checksum: sync.checksum,
       mkpath: sync.mkpath,
+      remote,
       ...(sync.cacheDir !== undefined ? { cacheDir: sync.cacheDir } : {}),
       ...(sync.backupDir !== undefined ? { backupDir: sync.backupDir } : {}),
     });
     if (log !== undefined) paths.log = log;
+    if (remote) paths.remoteReads = remoteReads(sync, env);
     // Read now, so that a missing file is exit 2 here rather than a failing service later.
     filterSpec(sync.exclude, sync.excludeFrom, { ownFiles: [], ownDirs: [] });
     if (sync.excludeFrom.length > 0) paths.excludeFrom = sync.excludeFrom.map((file) => resolve(file));
@@ -152,4 +155,15 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
     err(`foldersync: ${describeError(error)}`);
     return exitCodeFor(error);
   }
+}
+
+/**
+ * What a service of a remote replica reads besides the trees: the key and known_hosts given,
+ * and the user's ~/.ssh (config, keys, known_hosts) or ~/.aws (profiles).
+ */
+function remoteReads(sync: CliOptions, env: EnvReader): string[] {
+  const home = env("HOME") ?? env("USERPROFILE");
+  const reads = [sync.sshKey, sync.knownHosts].filter((p) => p !== undefined).map((p) => resolve(p));
+  if (home !== undefined) reads.push(join(home, sync.target.kind === "s3" ? ".aws" : ".ssh"));
+  return reads;
 }
