@@ -309,6 +309,7 @@ async function sftpBackend(server: SftpServer, work: string): Promise<Backend> {
         cmd: (src, dst) => [
           Deno.execPath(),
           "run",
+          "--quiet",
           "-A",
           MAIN,
           src,
@@ -361,7 +362,7 @@ async function s3Backend(server: S3Server, work: string): Promise<Backend> {
     tools: [
       {
         name: "foldersync",
-        cmd: (src, dst) => [Deno.execPath(), "run", "-A", MAIN, src, `s3://${dst}`, "-q"],
+        cmd: (src, dst) => [Deno.execPath(), "run", "--quiet", "-A", MAIN, src, `s3://${dst}`, "-q"],
         env: { ...s3Env(server), ...cacheEnv(work) },
       },
       { name: "rclone", cmd: (src, dst) => ["rclone", "sync", src, `fss3:${dst}`], env: rclone },
@@ -390,10 +391,20 @@ async function s3Backend(server: S3Server, work: string): Promise<Backend> {
   };
 }
 
-/** foldersync keeps its caches in the work folder: the bench leaves nothing in the user's cache. */
+/**
+ * foldersync keeps its caches in the work folder: the bench leaves nothing in the user's cache.
+ * Deno's own cache stays where it is (it follows XDG_CACHE_HOME too), so that no run downloads.
+ */
 function cacheEnv(work: string): Record<string, string> {
-  return { XDG_CACHE_HOME: join(work, "cache") };
+  return { XDG_CACHE_HOME: join(work, "cache"), DENO_DIR };
 }
+
+const DENO_DIR: string = Deno.env.get("DENO_DIR") ??
+  JSON.parse(
+    decoder.decode(
+      new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" }).outputSync().stdout,
+    ),
+  ).denoDir;
 
 /** Runs a command; returns its output, throws with its stderr when it fails. */
 async function run(cmd: string[], env: Record<string, string>): Promise<{ stdout: string; stderr: string }> {
