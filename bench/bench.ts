@@ -6,12 +6,21 @@
  * Usage: deno task bench [--quick] [--reps N] [--only small,large,real,huge] [--dir DIR] [--excludes]
  * (huge, a million empty files for the memory row, runs only when named)
  *
+ * `deno task bench --remote [...]` runs the SFTP and S3 bench instead (bench/remote.ts, its own options).
+ *
  * @module
  */
 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
+
+if (Deno.args.includes("--remote")) {
+  // Loaded only when asked for: it needs the test servers and takes other options.
+  const { benchRemote } = await import("./remote.ts");
+  await benchRemote(Deno.args.filter((arg) => arg !== "--remote"));
+  Deno.exit(0);
+}
 
 const { values } = parseArgs({
   args: Deno.args,
