@@ -467,7 +467,8 @@ remoteTest(
       await dead.status;
       await Deno.writeTextFile(lockPath, JSON.stringify({ host: Deno.hostname(), pid, time: Date.now() }));
       await chownTo(server, lockPath);
-      await using replica = await open(server, folder.url, src.path);
+      // As lib/replica/open.ts says once it holds this host's lock file: no other process here holds the replica.
+      await using replica = await open(server, folder.url, src.path, { alive: (pid) => pid === Deno.pid });
       {
         await using _held = await replica.lock();
         assert.equal(JSON.parse(await Deno.readTextFile(lockPath)).pid, Deno.pid);
