@@ -138,7 +138,7 @@ async function runWith(
     replica,
     checksum = false,
     hash = target.caps.hash ?? DEFAULT_HASH,
-    jobs = 8,
+    jobs = target.caps.jobs ?? 8,
     cacheDir,
   } = options;
   const { signal, partActions = PART_ACTIONS, replicaMustExist = false, verify = false } = control;

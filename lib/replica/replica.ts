@@ -34,6 +34,12 @@ export interface Capabilities {
    * @default undefined (digests are computed by reading)
    */
   hash?: HashName;
+  /**
+   * Transfers in flight by default (`--jobs` overrides): a remote replica hides its round
+   * trips behind many requests at once.
+   * @default 8
+   */
+  jobs?: number;
 }
 
 /** How {@linkcode Replica.list} lists one directory. */

@@ -267,7 +267,15 @@ export async function openS3Replica(
 class S3Replica implements Replica {
   readonly display: string;
   /** MD5 digests come with the listing (single-part ETags) or the metadata (md5chksum): --checksum uses MD5. */
-  readonly caps: Capabilities = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1, hash: "md5" };
+  readonly caps: Capabilities = {
+    modes: true,
+    dirTimes: true,
+    linkTimes: true,
+    mtimeResolutionMs: 1,
+    hash: "md5",
+    // One request a small file: many at once hide its round trip.
+    jobs: 32,
+  };
   readonly protect: string | undefined;
   readonly backsUp: boolean;
   #target: S3Target;
@@ -282,6 +290,8 @@ class S3Replica implements Replica {
   #suffix: string;
   #threshold: number;
   #partSize: number;
+  /** Part buffers free for the next part (at most one a part slot). */
+  #partBuffers: Uint8Array[] = [];
   #parts: Slots;
   #heads: Slots;
   #tree: DirNode = new DirNode();
@@ -299,7 +309,7 @@ class S3Replica implements Replica {
     this.#suffix = backupSuffix(options.started ?? new Date());
     this.#threshold = tuning.multipartThreshold ?? 16 * 1024 * 1024;
     this.#partSize = tuning.partSize ?? 16 * 1024 * 1024;
-    this.#parts = new Slots(tuning.partSlots ?? 8);
+    this.#parts = new Slots(tuning.partSlots ?? 4);
     this.#heads = new Slots(tuning.heads ?? 16);
     const backup = this.#backupPrefix(options.backupDir);
     this.#backupBase = backup?.base;
@@ -730,14 +740,20 @@ class S3Replica implements Replica {
       let failure: unknown;
       for (let n = 1; n <= count && failure === undefined; n++) {
         await this.#parts.acquire();
-        let part: Uint8Array;
+        // Part buffers are reused: allocating one a part left hundreds of MB for the collector.
+        let buffer = this.#partBuffers.pop();
+        if (!buffer || buffer.length < partSize) buffer = new Uint8Array(partSize);
+        const part = buffer.subarray(0, Math.min(partSize, size - (n - 1) * partSize));
+        const release = () => {
+          this.#partBuffers.push(buffer);
+          this.#parts.release();
+        };
         try {
-          part = new Uint8Array(Math.min(partSize, size - (n - 1) * partSize));
           if (await readFull(file, part) !== part.length) {
             throw new ChangedError("Source file shrank while it was being copied");
           }
         } catch (error) {
-          this.#parts.release();
+          release();
           throw error;
         }
         const upload: Promise<void> = this.#client.uploadPart(key, uploadId, n, part, this.#signal).then(
@@ -748,7 +764,7 @@ class S3Replica implements Replica {
           },
           (error) => void (failure ??= error),
         ).finally(() => {
-          this.#parts.release();
+          release();
           inFlight.delete(upload);
         });
         inFlight.add(upload);

@@ -231,6 +231,8 @@ class SftpReplica implements Replica {
       dirTimes: true,
       linkTimes: session.has("lsetstat@openssh.com"),
       mtimeResolutionMs: 1000,
+      // A small file costs 3 round trips: 32 at once on one channel (1,000 x 4 KiB: 8 at once 1.96 s, 32 1.03 s).
+      jobs: 32,
     };
     this.#posixRename = session.has("posix-rename@openssh.com");
     this.protect = backup?.protect;
