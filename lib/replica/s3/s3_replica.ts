@@ -66,8 +66,9 @@ export interface S3Tuning {
    */
   partSize?: number;
   /**
-   * Parts in flight at once, over all files (each holds a part in memory).
-   * @default 8
+   * Parts in flight at once, over all files (each holds a part in memory). Measured on a 1 GiB
+   * upload to radosgw: 8 took 15 to 16 s and 700 MB, 4 took 12 to 13 s and 410 MB, 2 13.5 s and 280 MB.
+   * @default 4
    */
   partSlots?: number;
   /**
