@@ -368,12 +368,12 @@ async function s3Backend(server: S3Server, work: string): Promise<Backend> {
       { name: "rclone", cmd: (src, dst) => ["rclone", "sync", src, `fss3:${dst}`], env: rclone },
     ],
     fresh: async (name) => {
-      const dst = `${bucket}/${name}`;
-      if (made.has(dst)) {
-        await run(["rclone", "purge", `fss3:${dst}`], rclone).catch(() => {});
-        await collect();
-      }
+      // A new prefix each time: rclone's purge leaves foldersync's directory markers (it does not
+      // list `dir/` objects), so a purged prefix would not be quite empty.
+      let dst = `${bucket}/${name}`;
+      for (let n = 2; made.has(dst); n++) dst = `${bucket}/${name}-${n}`;
       made.add(dst);
+      await collect();
       return dst;
     },
     verify: async (src, dst) => {
@@ -385,7 +385,9 @@ async function s3Backend(server: S3Server, work: string): Promise<Backend> {
       }
     },
     cleanup: async () => {
-      await run(["rclone", "purge", `fss3:${bucket}`], rclone);
+      // The whole bucket, markers included, where the cluster is ours; else what rclone can delete.
+      await run(["radosgw-admin", "-c", conf, "bucket", "rm", `--bucket=${bucket}`, "--purge-objects"], {})
+        .catch(() => run(["rclone", "purge", `fss3:${bucket}`], rclone));
       await collect();
     },
   };
