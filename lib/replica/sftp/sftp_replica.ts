@@ -77,7 +77,7 @@ export interface SftpInternals {
   env?: (name: string) => string | undefined;
   /**
    * Listings read ahead at once; 0 turns the read-ahead off.
-   * @default 12
+   * @default 32
    */
   readAhead?: number;
 }
@@ -208,6 +208,8 @@ class SftpReplica implements Replica {
   #filter: PathFilter | undefined;
   #posixRename: boolean;
   #warnedRename = false;
+  /** Releases the lock this replica holds; undefined when it holds none. */
+  #release: (() => Promise<void>) | undefined;
   #closed: Promise<void>;
 
   constructor(
@@ -237,7 +239,7 @@ class SftpReplica implements Replica {
       this.#backup = new RemoteBackup(session, backup.path, options.started ?? new Date());
     }
     const protect = this.protect;
-    const readAhead = internals.readAhead ?? 12;
+    const readAhead = internals.readAhead ?? 32;
     if (readAhead > 0) {
       this.#ahead = new ReadAhead((dir) => this.#listDirectory(dir), {
         concurrency: readAhead,
@@ -694,14 +696,15 @@ class SftpReplica implements Replica {
       });
     }, LOCK_REFRESH_MS);
     Deno.unrefTimer(timer);
-    return {
-      [Symbol.asyncDispose]: async () => {
-        clearInterval(timer);
-        if (session.lost) return;
-        const now = parseLock(await this.#readText(path).catch(() => "")) as (LockInfo & { id?: string }) | undefined;
-        if (now?.id === id) await session.unlink(path).catch(() => {});
-      },
+    const release = async () => {
+      clearInterval(timer);
+      this.#release = undefined;
+      if (session.lost) return;
+      const now = parseLock(await this.#readText(path).catch(() => "")) as (LockInfo & { id?: string }) | undefined;
+      if (now?.id === id) await session.unlink(path).catch(() => {});
     };
+    this.#release = release;
+    return { [Symbol.asyncDispose]: () => this.#release === release ? release() : Promise.resolve() };
   }
 
   /** Creates `path` exclusively with `text`; false when something is there already. */
@@ -757,6 +760,7 @@ class SftpReplica implements Replica {
 
   async close(): Promise<void> {
     this.#ahead?.stop();
+    await this.#release?.(); // a lock still held goes with the connection
     this.#client.end();
     const timeout = new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 2000);
