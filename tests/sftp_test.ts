@@ -486,6 +486,14 @@ remoteTest(
       await Deno.remove(lockPath);
     });
 
+    await t.step("close() releases a lock still held", async () => {
+      const replica = await open(server, folder.url, src.path);
+      await replica.lock();
+      await Deno.lstat(lockPath);
+      await replica.close();
+      await assert.rejects(Deno.lstat(lockPath), Deno.errors.NotFound);
+    });
+
     await t.step("read-only: no lock entry, nothing written", async () => {
       await using replica = await open(server, folder.url, src.path, { readOnly: true });
       await using _held = await replica.lock();

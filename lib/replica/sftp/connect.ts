@@ -87,13 +87,18 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
  * ```
  */
 export function resolveEndpoint(target: SftpTarget, options: EndpointOptions): SshEndpoint {
-  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const env = options.env ?? readEnv;
   const home = env("HOME") ?? env("USERPROFILE") ?? "";
   const localUser = env("USER") ?? env("LOGNAME") ?? env("USERNAME");
-  const config = readSshConfig(target.host, {
-    home,
-    ...(options.sshConfig !== undefined ? { file: options.sshConfig } : {}),
-  });
+  let config;
+  try {
+    config = readSshConfig(target.host, {
+      home,
+      ...(options.sshConfig !== undefined ? { file: options.sshConfig } : {}),
+    });
+  } catch (error) {
+    throw new UsageError(`Cannot read the ssh config: ${(error as Error).message}`, { cause: error });
+  }
   const port = target.port ?? options.sshPort ?? config.port ?? 22;
   const user = target.user ?? config.user ?? localUser;
   if (user === undefined) {
@@ -137,6 +142,8 @@ export function resolveEndpoint(target: SftpTarget, options: EndpointOptions): S
     "/etc/ssh/ssh_known_hosts",
     "/etc/ssh/ssh_known_hosts2",
   ];
+  // Without the permissions to reach the agent's socket, ssh2 would fail the whole login.
+  if (agent !== undefined && agent !== "" && !agentGranted(agent)) agent = undefined;
   return {
     alias: target.host,
     hostName,
@@ -374,6 +381,27 @@ function readKeys(endpoint: SshEndpoint): { usable: KeyFile[]; encrypted: string
     usable.push({ file, data });
   }
   return { usable, encrypted };
+}
+
+/** True when this process may talk to the agent socket `path` (net unix:, read and write). */
+function agentGranted(path: string): boolean {
+  try {
+    const granted = (descriptor: Deno.PermissionDescriptor) =>
+      Deno.permissions.querySync(descriptor).state === "granted";
+    return granted({ name: "read", path }) && granted({ name: "write", path }) &&
+      granted({ name: "net", host: `unix:${path}` });
+  } catch {
+    return true;
+  }
+}
+
+/** An environment variable; undefined where it is unset or not granted. */
+function readEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
 }
 
 function safeHostname(): string {

@@ -13,7 +13,7 @@ import type { ListingBatch } from "../../engine/listing.ts";
 export interface ReadAheadOptions {
   /**
    * Listings in flight at once.
-   * @default 12
+   * @default 32
    */
   concurrency?: number;
   /**
@@ -54,7 +54,7 @@ export class ReadAhead {
 
   constructor(list: (dir: string) => Promise<ListingBatch>, options: ReadAheadOptions = {}) {
     this.#list = list;
-    this.#concurrency = options.concurrency ?? 12;
+    this.#concurrency = options.concurrency ?? 32;
     this.#capacity = options.capacity ?? 512;
     this.#skip = options.skip;
   }
@@ -64,6 +64,9 @@ export class ReadAhead {
     const listing = this.#cache.get(dir);
     if (listing === undefined) {
       this.misses++;
+      // Listed now by the caller: not again ahead (it would stay in the cache for nothing).
+      const queued = this.#stack.lastIndexOf(dir);
+      if (queued !== -1) this.#stack.splice(queued, 1);
       // The walk is somewhere the read-ahead did not foresee: what it listed may never be asked for.
       if (this.#cache.size >= this.#capacity) this.#evict();
       return undefined;

@@ -77,7 +77,7 @@ export interface SftpInternals {
   env?: (name: string) => string | undefined;
   /**
    * Listings read ahead at once; 0 turns the read-ahead off.
-   * @default 12
+   * @default 32
    */
   readAhead?: number;
 }
@@ -210,6 +210,8 @@ class SftpReplica implements Replica {
   /** The run set the root's attributes: the lock's removal keeps them, not those from before the lock. */
   #rootTimesSet = false;
   #warnedRename = false;
+  /** Releases the lock this replica holds; undefined when it holds none. */
+  #release: (() => Promise<void>) | undefined;
   #closed: Promise<void>;
 
   constructor(
@@ -241,7 +243,7 @@ class SftpReplica implements Replica {
       this.#backup = new RemoteBackup(session, backup.path, options.started ?? new Date());
     }
     const protect = this.protect;
-    const readAhead = internals.readAhead ?? 12;
+    const readAhead = internals.readAhead ?? 32;
     if (readAhead > 0) {
       this.#ahead = new ReadAhead((dir) => this.#listDirectory(dir), {
         concurrency: readAhead,
@@ -702,17 +704,19 @@ class SftpReplica implements Replica {
       });
     }, LOCK_REFRESH_MS);
     Deno.unrefTimer(timer);
-    return {
-      [Symbol.asyncDispose]: async () => {
-        clearInterval(timer);
-        if (session.lost) return;
-        const now = parseLock(await this.#readText(path).catch(() => "")) as (LockInfo & { id?: string }) | undefined;
-        if (now?.id !== id) return;
-        const root = this.#rootTimesSet ? await session.lstat(this.#root).catch(() => undefined) : before;
-        await session.unlink(path).catch(() => {});
-        if (root) await session.setstat(this.#root, { atime: root.atime, mtime: root.mtime }).catch(() => {});
-      },
+    const release = async () => {
+      clearInterval(timer);
+      this.#release = undefined;
+      if (session.lost) return;
+      const now = parseLock(await this.#readText(path).catch(() => "")) as (LockInfo & { id?: string }) | undefined;
+      if (now?.id !== id) return;
+      // Removing the lock touches the root's mtime: it is put back as the run left it (or as it was before the lock).
+      const root = this.#rootTimesSet ? await session.lstat(this.#root).catch(() => undefined) : before;
+      await session.unlink(path).catch(() => {});
+      if (root) await session.setstat(this.#root, { atime: root.atime, mtime: root.mtime }).catch(() => {});
     };
+    this.#release = release;
+    return { [Symbol.asyncDispose]: () => this.#release === release ? release() : Promise.resolve() };
   }
 
   /** Creates `path` exclusively with `text`; false when something is there already. */
@@ -768,6 +772,7 @@ class SftpReplica implements Replica {
 
   async close(): Promise<void> {
     this.#ahead?.stop();
+    await this.#release?.(); // a lock still held goes with the connection
     this.#client.end();
     const timeout = new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 2000);
