@@ -14,6 +14,25 @@ import { compileFilter } from "../lib/engine/filter_compile.ts";
 import { ConnectionLostError, LockedError, UsageError } from "../lib/errors.ts";
 
 /** Points this process's AWS variables at `server` (AWS_CA_BUNDLE cleared). */
+/**
+ * Runs `fn` with no keys in the environment, HOME at `home` and AWS_PROFILE `profile`, so that
+ * credentials come from that profile alone; then puts HOME and the server's keys back.
+ */
+async function withProfile(server: S3Server, home: string, profile: string, fn: () => Promise<void>): Promise<void> {
+  useServer(server);
+  const saved = Deno.env.get("HOME")!;
+  Deno.env.delete("AWS_ACCESS_KEY_ID");
+  Deno.env.delete("AWS_SECRET_ACCESS_KEY");
+  Deno.env.set("HOME", home);
+  Deno.env.set("AWS_PROFILE", profile);
+  try {
+    await fn();
+  } finally {
+    Deno.env.set("HOME", saved);
+    useServer(server);
+  }
+}
+
 function useServer(server: S3Server): void {
   for (const [name, value] of Object.entries(s3Env(server))) {
     if (value === "") Deno.env.delete(name);
@@ -424,24 +443,15 @@ remoteTest(
       HOME: home,
     });
     await t.step("credentials from a profile in ~/.aws/credentials", async () => {
-      useServer(server);
       await Deno.mkdir(join(home, ".aws"));
       await Deno.writeTextFile(
         join(home, ".aws/credentials"),
         `[other]\naws_access_key_id = ${server.accessKey}\naws_secret_access_key = ${server.secretKey}\n`,
       );
-      const saved = Deno.env.get("HOME")!;
-      Deno.env.delete("AWS_ACCESS_KEY_ID");
-      Deno.env.delete("AWS_SECRET_ACCESS_KEY");
-      Deno.env.set("HOME", home);
-      Deno.env.set("AWS_PROFILE", "other");
-      try {
+      await withProfile(server, home, "other", async () => {
         await using replica = await open(bucket.name, "", src);
         assert.deepEqual([...(await walk(replica)).keys()], []);
-      } finally {
-        Deno.env.set("HOME", saved);
-        useServer(server);
-      }
+      });
     });
   },
 );
@@ -461,19 +471,10 @@ remoteTest(
       join(home, ".aws/config"),
       `[profile proc]\ncredential_process = ${join(home, "creds.sh")}\n`,
     );
-    useServer(server);
-    const saved = Deno.env.get("HOME")!;
-    Deno.env.delete("AWS_ACCESS_KEY_ID");
-    Deno.env.delete("AWS_SECRET_ACCESS_KEY");
-    Deno.env.set("HOME", home);
-    Deno.env.set("AWS_PROFILE", "proc");
-    try {
+    await withProfile(server, home, "proc", async () => {
       await using replica = await open(bucket.name, "", home, { readOnly: true });
       assert.deepEqual([...(await walk(replica)).keys()], []);
-    } finally {
-      Deno.env.set("HOME", saved);
-      useServer(server);
-    }
+    });
   },
 );
 

@@ -152,13 +152,11 @@ async function runWith(
   if (replicaMustExist && !dryRun) await checkReplicaExists(target);
   const verifier = verify ? createVerifyReporter() : undefined;
   const applier: Applier = verifier ??
-    (dryRun
-      ? createDryRunReporter({ backup: target.backsUp || options.backupDir !== undefined })
-      : createApplier(target, {
-        jobs,
-        ...(signal ? { signal } : {}),
-        onEvent: counters ? countingEvents(counters) : (e) => logEvent(e, false),
-      }));
+    (dryRun ? createDryRunReporter({ backup: target.backsUp }) : createApplier(target, {
+      jobs,
+      ...(signal ? { signal } : {}),
+      onEvent: counters ? countingEvents(counters) : (e) => logEvent(e, false),
+    }));
   let applyMs = 0;
   // With a cap, removals (and what depends on them) wait for the gate's verdict on the whole run.
   const held = maxDelete ? new HeldPlan() : undefined;
@@ -276,8 +274,7 @@ async function runWith(
   const scanned = planner.sourceEntries;
   if (verifier) logVerifySummary(verifier.counts, stats.errors, durationMs, { aborted, scanned });
   else {
-    const backup = target.backsUp || options.backupDir !== undefined;
-    logSummary(stats, durationMs, { dryRun, aborted, scanned, refused: refused?.planned ?? 0, backup });
+    logSummary(stats, durationMs, { dryRun, aborted, scanned, refused: refused?.planned ?? 0, backup: target.backsUp });
   }
   return {
     stats,

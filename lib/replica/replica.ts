@@ -198,6 +198,47 @@ export interface ReplicaOptions {
   alive?: ((pid: number) => boolean) | undefined;
 }
 
+/** Temp files are named `.foldersync-<random>.tmp`; short, so that 255-byte names still fit. */
+export const TEMP_PATTERN: RegExp = /^\.foldersync-[0-9a-z]{10}\.tmp$/;
+
+/** Ten random characters of `[0-9a-z]`: temp names, lock ids. */
+export function randomId(): string {
+  const random = crypto.getRandomValues(new Uint32Array(2));
+  return `${(random[0]! % 36 ** 5).toString(36).padStart(5, "0")}${
+    (random[1]! % 36 ** 5).toString(36).padStart(5, "0")
+  }`;
+}
+
+/** A new temp name, of the shape {@linkcode TEMP_PATTERN} matches: every replica writes through one. */
+export function tempName(): string {
+  return `.foldersync-${randomId()}.tmp`;
+}
+
+/** The variables an SSH login reads: the home that holds ~/.ssh, the local user, the agent's socket. */
+export const SSH_ENV = ["HOME", "USER", "LOGNAME", "USERNAME", "USERPROFILE", "SSH_AUTH_SOCK"] as const;
+
+/** The variables of the AWS credential chain, region and endpoint, and the home that holds ~/.aws. */
+export const AWS_ENV = [
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "AWS_PROFILE",
+  "AWS_REGION",
+  "AWS_DEFAULT_REGION",
+  "AWS_ENDPOINT_URL",
+  "AWS_ENDPOINT_URL_S3",
+  "AWS_SHARED_CREDENTIALS_FILE",
+  "AWS_CONFIG_FILE",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  "HOME",
+  "USERPROFILE",
+] as const;
+
+/** Every variable a remote replica's clients may read (a service of one is granted these). */
+export const REMOTE_ENV: readonly string[] = [...new Set<string>([...SSH_ENV, ...AWS_ENV])];
+
 /** The name of the lock entry a remote replica keeps in its root while a run holds it. */
 export const LOCK_NAME = ".foldersync.lock";
 

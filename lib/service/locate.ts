@@ -23,36 +23,11 @@ export type ServicePaths = CheckedPaths & {
   remoteReads?: string[];
 };
 import { UsageError } from "../errors.ts";
+import { REMOTE_ENV } from "../replica/replica.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
 import { pathsFor } from "./spec.ts";
 import { systemdUnitName } from "./systemd.ts";
-
-/**
- * The variables a remote replica's clients read: the user and home (~/.ssh, ~/.aws), the
- * ssh-agent socket, and the AWS credential chain.
- */
-export const REMOTE_ENV: readonly string[] = [
-  "HOME",
-  "USER",
-  "LOGNAME",
-  "USERNAME",
-  "USERPROFILE",
-  "SSH_AUTH_SOCK",
-  "AWS_ACCESS_KEY_ID",
-  "AWS_SECRET_ACCESS_KEY",
-  "AWS_SESSION_TOKEN",
-  "AWS_PROFILE",
-  "AWS_REGION",
-  "AWS_DEFAULT_REGION",
-  "AWS_ENDPOINT_URL",
-  "AWS_ENDPOINT_URL_S3",
-  "AWS_SHARED_CREDENTIALS_FILE",
-  "AWS_CONFIG_FILE",
-  "AWS_WEB_IDENTITY_TOKEN_FILE",
-  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-];
 
 /** Reads an environment variable, or undefined where it is unset or may not be read. */
 export type EnvReader = (name: string) => string | undefined;

@@ -116,12 +116,7 @@ export function copyFileSync(from: string, to: string, options: CopyFileOptions 
     if (mode !== undefined && Deno.build.os !== "windows") Deno.chmodSync(to, mode);
     return done;
   } catch (error) {
-    try {
-      dst.close();
-    } catch {
-      // closed already
-    }
-    removeQuietly(to);
+    abandon(dst, to);
     throw error;
   }
 }
@@ -184,12 +179,7 @@ export async function copyFile(from: string, to: string, options: CopyFileAsyncO
     if (mode !== undefined && Deno.build.os !== "windows") Deno.chmodSync(to, mode);
     return done;
   } catch (error) {
-    try {
-      dst.close();
-    } catch {
-      // closed already
-    }
-    removeQuietly(to);
+    abandon(dst, to);
     throw error;
   }
 }
@@ -203,6 +193,16 @@ function writeNewSync(to: string, data: Uint8Array, mode = 0o600): void {
     if (!(error instanceof Deno.errors.AlreadyExists)) removeQuietly(to);
     throw error;
   }
+}
+
+/** Closes and removes a copy that failed part way. */
+function abandon(dst: Deno.FsFile, to: string): void {
+  try {
+    dst.close();
+  } catch {
+    // closed already
+  }
+  removeQuietly(to);
 }
 
 /** Removes a file this module created, if it is still there. */

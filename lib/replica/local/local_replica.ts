@@ -17,7 +17,13 @@ import { runInWorkers } from "../../pool.ts";
 import { copyFile, SMALL_FILE } from "./copy_file.ts";
 import { BackupDir } from "./backup.ts";
 import { type Entry, ListingBatch, toEntry } from "../../engine/listing.ts";
-import type { Capabilities, CopyResult as ReplicaCopyResult, ListOptions, Replica } from "../replica.ts";
+import {
+  type Capabilities,
+  type CopyResult as ReplicaCopyResult,
+  type ListOptions,
+  type Replica,
+  tempName,
+} from "../replica.ts";
 import { listDirectory } from "./scan.ts";
 import { lockReplica } from "./lock.ts";
 import { ReadAhead } from "./read_ahead.ts";
@@ -86,15 +92,7 @@ function nodeFs(): Promise<typeof import("node:fs")> {
   return nodeFsModule ??= import("node:fs");
 }
 
-/** Temp files are named `.foldersync-<random>.tmp`; short, so that 255-byte names still fit. */
-export const TEMP_PATTERN: RegExp = /^\.foldersync-[0-9a-z]{10}\.tmp$/;
-
-function tempName(): string {
-  const random = crypto.getRandomValues(new Uint32Array(2));
-  return `.foldersync-${(random[0]! % 36 ** 5).toString(36).padStart(5, "0")}${
-    (random[1]! % 36 ** 5).toString(36).padStart(5, "0")
-  }.tmp`;
-}
+export { TEMP_PATTERN } from "../replica.ts";
 
 /** Thrown when a source file changed while it was being copied. */
 export class ChangedError extends Error {

@@ -213,28 +213,25 @@ export class S3Client {
       // A server that stops answering mid-request must not hang the run: give up on it in time.
       const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS + (body?.length ?? 0) / MIN_BYTES_PER_MS);
       const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
+      /** A network failure: waits before the next attempt, or throws once the attempts are spent. */
+      const failed = async (error: unknown) => {
+        if (signal?.aborted) throw signal.reason ?? error;
+        if (attempt < this.#attempts) return await delay(RETRY_DELAYS_MS[attempt - 1]!, signal);
+        const why = error instanceof Error ? error.message : String(error);
+        throw new ConnectionLostError(`Connection to '${this.#endpoint.host}' lost: ${why}`, { cause: error });
+      };
       try {
         response = await fetch(url, { method, headers, body: (body ?? null) as BodyInit | null, signal: stop });
       } catch (error) {
-        if (signal?.aborted) throw signal.reason ?? error;
-        if (attempt < this.#attempts) {
-          await delay(RETRY_DELAYS_MS[attempt - 1]!, signal);
-          continue;
-        }
-        const why = error instanceof Error ? error.message : String(error);
-        throw new ConnectionLostError(`Connection to '${this.#endpoint.host}' lost: ${why}`, { cause: error });
+        await failed(error);
+        continue;
       }
       let bytes: Uint8Array;
       try {
         bytes = method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
       } catch (error) {
-        if (signal?.aborted) throw signal.reason ?? error;
-        if (attempt < this.#attempts) {
-          await delay(RETRY_DELAYS_MS[attempt - 1]!, signal);
-          continue;
-        }
-        const why = error instanceof Error ? error.message : String(error);
-        throw new ConnectionLostError(`Connection to '${this.#endpoint.host}' lost: ${why}`, { cause: error });
+        await failed(error);
+        continue;
       }
       const status = response.status;
       if (status < 300 || input.accept?.includes(status)) {

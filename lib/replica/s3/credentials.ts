@@ -15,24 +15,8 @@ import { join } from "node:path";
 import { UsageError } from "../../errors.ts";
 import type { Credentials } from "./sigv4.ts";
 
-/** Every environment variable this module and the S3 replica read. */
-export const AWS_ENV = [
-  "AWS_ACCESS_KEY_ID",
-  "AWS_SECRET_ACCESS_KEY",
-  "AWS_SESSION_TOKEN",
-  "AWS_PROFILE",
-  "AWS_REGION",
-  "AWS_DEFAULT_REGION",
-  "AWS_ENDPOINT_URL",
-  "AWS_ENDPOINT_URL_S3",
-  "AWS_SHARED_CREDENTIALS_FILE",
-  "AWS_CONFIG_FILE",
-  "AWS_WEB_IDENTITY_TOKEN_FILE",
-  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-  "HOME",
-  "USERPROFILE",
-] as const;
+/** Every environment variable this module and the S3 replica read (listed beside the SSH ones). */
+export { AWS_ENV } from "../replica.ts";
 
 /** Where credentials come from: fixed ones, or a function that fetches (and refreshes) them. */
 export type CredentialSource = () => Promise<Credentials>;

@@ -45,8 +45,10 @@ import {
   lockIsStale,
   parseLock,
   processAlive,
+  randomId,
   type Replica,
   type ReplicaOptions,
+  tempName,
 } from "../replica.ts";
 import { parseTarget, type SftpTarget } from "../target.ts";
 import { connectSftp, type EndpointOptions, resolveEndpoint, type SshEndpoint } from "./connect.ts";
@@ -160,18 +162,6 @@ function backupPlace(
     return { path: full, protect: full.slice(root === "/" ? 1 : root.length + 1) };
   }
   return { path: full };
-}
-
-function random10(): string {
-  const random = crypto.getRandomValues(new Uint32Array(2));
-  return `${(random[0]! % 36 ** 5).toString(36).padStart(5, "0")}${
-    (random[1]! % 36 ** 5).toString(36).padStart(5, "0")
-  }`;
-}
-
-/** A temp name of the shape TEMP_PATTERN (local_replica.ts) matches: `.foldersync-<10>.tmp`. */
-function tempName(): string {
-  return `.foldersync-${random10()}.tmp`;
 }
 
 /** The kind of an SFTP mode. */
@@ -665,7 +655,7 @@ class SftpReplica implements Replica {
     const session = this.#session;
     const path = this.#at(LOCK_NAME);
     const host = Deno.hostname();
-    const id = random10();
+    const id = randomId();
     const content = (time: number) => JSON.stringify({ host, pid: Deno.pid, time, id });
     // The lock entry comes and goes in the root: its mtime is put back as it was, unless the run sets it.
     const before = await session.lstat(this.#root).catch(() => undefined);
