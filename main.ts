@@ -125,6 +125,7 @@ function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined)
     ...(paths.backupDir !== undefined ? { backupDir: paths.backupDir } : {}),
     ...(o.hash !== undefined ? { hash: o.hash } : {}),
     ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
+    ...(o.modifyWindowMs ? { modifyWindowMs: o.modifyWindowMs } : {}),
     ...(paths.cacheDir !== undefined ? { cacheDir: paths.cacheDir } : {}),
   };
 }

@@ -7,6 +7,8 @@
 
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { UsageError } from "./errors.ts";
+import { sameIdentity } from "./engine/overlap.ts";
+import { localIdentity } from "./replica/local/identity.ts";
 import type { HashName } from "./content/hash.ts";
 import type { MaxDelete } from "./engine/gate.ts";
 import type { FilterSpec } from "./engine/filter.ts";
@@ -64,6 +66,12 @@ export interface SyncOptions {
    * @default false
    */
   deleteExcluded?: boolean;
+  /**
+   * Mtimes that differ by at most this many milliseconds count as equal (rsync's
+   * `--modify-window`), for file systems that keep times more coarsely than they say.
+   * @default 0 (the replica's own resolution alone)
+   */
+  modifyWindowMs?: number;
   /**
    * Absolute real path of the backup folder (`--backup-dir`): replica entries that the run
    * would remove or overwrite are moved there instead. Inside the replica, it is left alone
@@ -235,6 +243,7 @@ function checkLocalPaths(
   }
   if (isWithin(sourceReal, replicaReal)) throw new UsageError(`Replica is inside the source: '${replicaReal}'`);
   if (isWithin(replicaReal, sourceReal)) throw new UsageError(`Source is inside the replica: '${sourceReal}'`);
+  checkMountedAgain(sourceReal, replicaReal);
 
   const checked: CheckedPaths = { source: sourceReal, replica: replicaReal };
   if (backupDir !== undefined) checked.backupDir = checkBackupDir(backupDir, sourceReal, replicaReal);
@@ -250,6 +259,37 @@ function checkLocalPaths(
     }
   }
   return checked;
+}
+
+/**
+ * Real paths cannot see a folder mounted a second time (a bind mount, another mount of the same
+ * file system): compares device and inode numbers of each tree and of every folder above the
+ * other. A source folder deeper inside is found by the walk (see lib/engine/overlap.ts).
+ */
+function checkMountedAgain(sourceReal: string, replicaReal: string, what = "Replica"): void {
+  const source = localIdentity(sourceReal);
+  if (source === undefined) return;
+  const mounted = "(a bind mount, or another mount of the same file system)";
+  for (let dir = replicaReal;; dir = dirname(dir)) {
+    if (sameIdentity(localIdentity(dir), source)) {
+      throw new UsageError(
+        dir === replicaReal
+          ? `${what} is the source: '${replicaReal}' is the same folder as '${sourceReal}' ${mounted}`
+          : `${what} is inside the source: '${dir}' is the same folder as '${sourceReal}' ${mounted}`,
+      );
+    }
+    if (dirname(dir) === dir) break;
+  }
+  const replica = localIdentity(replicaReal);
+  if (replica === undefined) return;
+  for (let dir = dirname(sourceReal);; dir = dirname(dir)) {
+    if (sameIdentity(localIdentity(dir), replica)) {
+      throw new UsageError(
+        `Source is inside the ${what.toLowerCase()}: '${dir}' is the same folder as '${replicaReal}' ${mounted}`,
+      );
+    }
+    if (dirname(dir) === dir) break;
+  }
 }
 
 /**
@@ -270,6 +310,7 @@ function checkBackupDir(backupDir: string, sourceReal: string, replicaReal: stri
     throw new UsageError(`Backup directory is the replica or holds it: '${backupDir}'`);
   }
   if (isWithin(real, sourceReal)) throw new UsageError(`Backup directory holds the source: '${backupDir}'`);
+  checkMountedAgain(sourceReal, real, "Backup directory");
   return real;
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { attrsDiffer, decide } from "../lib/engine/decide.ts";
+import { attrsDiffer, decide, mtimeWindow, sameMtime } from "../lib/engine/decide.ts";
 import type { Entry } from "../lib/engine/listing.ts";
 
 const file = (size = 3, mtimeMs = 1000, mode = 0o644): Entry => ({ kind: "file", size, mtimeMs, mode });
@@ -55,12 +55,33 @@ Deno.test("decide() and attrsDiffer() compare only what the replica keeps", asyn
   await t.step("modes only where modes are kept", () => {
     const noModes = { ...seconds, modes: false };
     assert.equal(decide(file(3, 1000, 0o600), file(3, 1000, 0o644), { caps: noModes }), "same");
-    assert.equal(attrsDiffer(dir(1000, 0o700), dir(1000, 0o755), noModes, "dir"), undefined);
+    assert.equal(attrsDiffer(dir(1000, 0o700), dir(1000, 0o755), { caps: noModes, kind: "dir" }), undefined);
   });
   await t.step("directory mtimes only where directory times are kept", () => {
     const noDirTimes = { ...seconds, dirTimes: false };
-    assert.equal(attrsDiffer(dir(1000, 0o755), dir(9000, 0o755), noDirTimes, "dir"), undefined);
-    assert.equal(attrsDiffer(dir(1000, 0o755), dir(9000, 0o700), noDirTimes, "dir"), "mode");
-    assert.equal(attrsDiffer(file(3, 1000, 0o644), file(3, 9000, 0o644), noDirTimes), "mtime");
+    assert.equal(attrsDiffer(dir(1000, 0o755), dir(9000, 0o755), { caps: noDirTimes, kind: "dir" }), undefined);
+    assert.equal(attrsDiffer(dir(1000, 0o755), dir(9000, 0o700), { caps: noDirTimes, kind: "dir" }), "mode");
+    assert.equal(attrsDiffer(file(3, 1000, 0o644), file(3, 9000, 0o644), { caps: noDirTimes }), "mtime");
+  });
+});
+
+Deno.test("decide() settles on a replica that rounds mtimes up as well as one that truncates them", async (t) => {
+  const fat = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 2000 };
+  await t.step("FAT keeps 2 s: truncated (Linux) or rounded up (Windows), the copy is the same", () => {
+    assert.equal(decide(file(3, 1_700_000_001_500), file(3, 1_700_000_000_000), { caps: fat }), "same");
+    assert.equal(decide(file(3, 1_700_000_001_500), file(3, 1_700_000_002_000), { caps: fat }), "same");
+    assert.equal(decide(file(3, 1_700_000_003_500), file(3, 1_700_000_000_000), { caps: fat }), "mtime");
+  });
+  await t.step("--modify-window widens the window, and never narrows the replica's own", () => {
+    const ms = { ...fat, mtimeResolutionMs: 1 };
+    assert.equal(decide(file(3, 10_000), file(3, 12_000), { caps: ms }), "mtime");
+    assert.equal(decide(file(3, 10_000), file(3, 12_000), { caps: ms, modifyWindowMs: 2000 }), "same");
+    assert.equal(decide(file(3, 10_000), file(3, 12_001), { caps: ms, modifyWindowMs: 2000 }), "mtime");
+    assert.equal(mtimeWindow(fat, 1000), 1999);
+    assert.equal(attrsDiffer(dir(10_000), dir(13_000), { caps: ms, kind: "dir", modifyWindowMs: 3000 }), undefined);
+  });
+  await t.step("sameMtime() is exact with no window", () => {
+    assert.equal(sameMtime(1, 2, 0), false);
+    assert.equal(sameMtime(2, 2, 0), true);
   });
 });

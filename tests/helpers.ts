@@ -106,6 +106,12 @@ export interface MirrorOptions {
    * as rsync's anchored `--exclude=/PATH` leaves them: a `--backup-dir` inside the replica.
    */
   exclude?: readonly string[];
+  /**
+   * The replica's file system keeps mtimes this coarsely (ms): the tree comparison accepts a
+   * difference below it (rsync compares whole seconds anyway).
+   * @default 1
+   */
+  mtimeResolutionMs?: number;
 }
 
 /**
@@ -177,12 +183,18 @@ export async function assertMirrorFiltered(source: string, replica: string, rule
 export async function assertMirror(source: string, replica: string, options: MirrorOptions = {}): Promise<void> {
   const diff = await mirrorDiff(source, replica, options);
   assert.equal(diff, "", `replica differs from source:\n${diff}`);
-  const own = await treeDiff(source, replica, "", options.exclude ?? []);
+  const own = await treeDiff(source, replica, "", options.exclude ?? [], (options.mtimeResolutionMs ?? 1) - 1);
   assert.deepEqual(own, [], `tree comparison found differences`);
 }
 
 /** Compares two trees by lstat (kind, size, mode, mtime in ms), link targets and content. */
-export async function treeDiff(a: string, b: string, rel = "", exclude: readonly string[] = []): Promise<string[]> {
+export async function treeDiff(
+  a: string,
+  b: string,
+  rel = "",
+  exclude: readonly string[] = [],
+  windowMs = 0,
+): Promise<string[]> {
   const diffs: string[] = [];
   const names = new Set<string>();
   for (const root of [a, b]) {
@@ -207,9 +219,9 @@ export async function treeDiff(a: string, b: string, rel = "", exclude: readonly
       if (await Deno.readLink(join(a, r)) !== await Deno.readLink(join(b, r))) diffs.push(`${r}: target`);
       continue;
     }
-    if (ia.mtime?.getTime() !== ib.mtime?.getTime()) diffs.push(`${r}: mtime`);
+    if (Math.abs((ia.mtime?.getTime() ?? 0) - (ib.mtime?.getTime() ?? 0)) > windowMs) diffs.push(`${r}: mtime`);
     if (ia.isDirectory) {
-      diffs.push(...await treeDiff(a, b, r, exclude));
+      diffs.push(...await treeDiff(a, b, r, exclude, windowMs));
     } else if (ia.isFile) {
       if (ia.size !== ib.size) diffs.push(`${r}: size`);
       else if (!(await sameBytes(join(a, r), join(b, r)))) diffs.push(`${r}: content`);

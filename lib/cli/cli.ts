@@ -47,6 +47,8 @@ export interface CliOptions {
   dryRun: boolean;
   /** Create the replica's missing parent folders too (rsync's `--mkpath`), not only the replica itself. */
   mkpath: boolean;
+  /** `--modify-window`: mtimes within this many milliseconds are equal. */
+  modifyWindowMs?: number;
   /** Append log lines to this file too. */
   log?: string;
   /** Log line format for the console and the file. */
@@ -114,6 +116,9 @@ Options:
       --hash NAME           hash for --checksum, which it needs (default xxh3):
                             ${HASH_NAMES.join(", ")}
   -n, --dry-run             print every change that would be made; change nothing
+      --modify-window SECS  count mtimes within SECS seconds as equal (rsync's option, for
+                            file systems that keep times more coarsely than they say; the
+                            replica's own resolution is found by itself: FAT 2s, ext2 1s)
       --mkpath              create the replica's missing parent folders too (without it,
                             only the replica folder itself is created: a missing parent
                             is exit 2, as when a backup disk is not mounted)
@@ -195,6 +200,7 @@ const OPTIONS = {
   hash: { type: "string" },
   "dry-run": { type: "boolean", short: "n" },
   mkpath: { type: "boolean" },
+  "modify-window": { type: "string" },
   interval: { type: "string", short: "i" },
   watch: { type: "boolean", short: "w" },
   log: { type: "string", short: "l" },
@@ -352,6 +358,7 @@ export function parseCommand(argv: readonly string[]): Command {
   if (logs[0] !== undefined) options.log = logs[0];
   if (intervalMs !== undefined) options.intervalMs = intervalMs;
   if (values.jobs !== undefined) options.jobs = parseCount(values.jobs, "Jobs", 1, 256);
+  if (values["modify-window"] !== undefined) options.modifyWindowMs = parseModifyWindow(values["modify-window"]);
   if (values["backup-dir"] !== undefined) {
     if (values["backup-dir"] === "") throw new UsageError("Backup directory must not be an empty path");
     options.backupDir = values["backup-dir"];
@@ -483,6 +490,18 @@ function parseArgsMessage(error: unknown, argv: readonly string[]): string {
     default:
       return message.split("\n")[0] ?? message;
   }
+}
+
+/**
+ * `--modify-window SECONDS`: a number of seconds, whole or decimal, from 0 to a day (FAT kept
+ * in local time shifts by an hour across daylight saving: `3601` covers it, as with rsync).
+ */
+function parseModifyWindow(text: string): number {
+  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(seconds) || seconds > 86_400) {
+    throw new UsageError(`Modify window must be a number of seconds from 0 to 86400: '${text}'`);
+  }
+  return Math.round(seconds * 1000);
 }
 
 /** `--max-delete`: a whole number of entries, or a percentage such as `50%`. */

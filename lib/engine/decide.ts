@@ -66,19 +66,40 @@ export interface DecideOptions {
    * @default FULL_CAPS
    */
   caps?: Capabilities;
+  /**
+   * Mtimes that differ by at most this many milliseconds are equal (rsync's `--modify-window`),
+   * on top of the replica's own resolution.
+   * @default 0
+   */
+  modifyWindowMs?: number;
 }
 
 /**
- * True when two mtimes are the same to `resolutionMs`: both are truncated to it, so that a
- * replica keeping whole seconds matches a source with milliseconds.
+ * The largest difference, in milliseconds, between two mtimes that still counts as equal: the
+ * replica's resolution less one (a file system that keeps whole seconds truncates or rounds a
+ * source's milliseconds away), or the user's `--modify-window`, whichever is larger.
+ *
+ * @example A replica that keeps whole seconds
+ * ```ts
+ * mtimeWindow({ modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1000 }); // 999
+ * ```
+ */
+export function mtimeWindow(caps: Capabilities, modifyWindowMs = 0): number {
+  return Math.max(caps.mtimeResolutionMs - 1, modifyWindowMs, 0);
+}
+
+/**
+ * True when two mtimes are equal within `windowMs` (see {@linkcode mtimeWindow}): a replica
+ * that keeps whole seconds matches a source with milliseconds, whether it truncated them or
+ * rounded them up (FAT does either, by OS).
  *
  * @example Whole seconds
  * ```ts
- * sameMtime(1_700_000_000_999, 1_700_000_000_000, 1000); // true
+ * sameMtime(1_700_000_000_999, 1_700_000_000_000, 999); // true
  * ```
  */
-export function sameMtime(a: number, b: number, resolutionMs: number): boolean {
-  return resolutionMs <= 1 ? a === b : Math.floor(a / resolutionMs) === Math.floor(b / resolutionMs);
+export function sameMtime(a: number, b: number, windowMs: number): boolean {
+  return windowMs <= 0 ? a === b : Math.abs(a - b) <= windowMs;
 }
 
 /**
@@ -97,6 +118,7 @@ export function decide(
   options: DecideOptions = {},
 ): Decision {
   const caps = options.caps ?? FULL_CAPS;
+  const window = mtimeWindow(caps, options.modifyWindowMs);
   if (source === undefined) return replica === undefined ? "same" : "extra";
   const kind = source.kind;
   if (kind === "other") return "special";
@@ -105,12 +127,22 @@ export function decide(
   if (kind === "dir") return "dir";
   if (kind === "symlink") {
     if ((source.target ?? "") !== (replica.target ?? "")) return "target";
-    return caps.linkTimes && !sameMtime(source.mtimeMs, replica.mtimeMs, caps.mtimeResolutionMs) ? "mtime" : "same";
+    return caps.linkTimes && !sameMtime(source.mtimeMs, replica.mtimeMs, window) ? "mtime" : "same";
   }
   if (source.size !== replica.size) return "size";
   if (options.checksum) return "content";
-  if (!sameMtime(source.mtimeMs, replica.mtimeMs, caps.mtimeResolutionMs)) return "mtime";
+  if (!sameMtime(source.mtimeMs, replica.mtimeMs, window)) return "mtime";
   return caps.modes && source.mode !== replica.mode ? "mode" : "same";
+}
+
+/** Options for {@linkcode attrsDiffer}. */
+export interface AttrsOptions extends DecideOptions {
+  /**
+   * What the entries are: a directory's mtime counts only where the replica keeps directory
+   * times.
+   * @default "file"
+   */
+  kind?: "file" | "dir";
 }
 
 /**
@@ -126,10 +158,10 @@ export function decide(
 export function attrsDiffer(
   source: Pick<EntryView, "mtimeMs" | "mode">,
   replica: Pick<EntryView, "mtimeMs" | "mode">,
-  caps: Capabilities = FULL_CAPS,
-  kind: "file" | "dir" = "file",
+  options: AttrsOptions = {},
 ): "mtime" | "mode" | undefined {
+  const { caps = FULL_CAPS, kind = "file", modifyWindowMs } = options;
   const times = kind === "file" || caps.dirTimes;
-  if (times && !sameMtime(source.mtimeMs, replica.mtimeMs, caps.mtimeResolutionMs)) return "mtime";
+  if (times && !sameMtime(source.mtimeMs, replica.mtimeMs, mtimeWindow(caps, modifyWindowMs))) return "mtime";
   return caps.modes && source.mode !== replica.mode ? "mode" : undefined;
 }

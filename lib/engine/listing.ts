@@ -215,6 +215,11 @@ export class ListingBatch {
     return this.#targets.get(i);
   }
 
+  /** Inode number of entry `i`; NaN where the listing has none (remote replicas). */
+  ino(i: number): number {
+    return this.#numbers[i * NUMS + 3]!;
+  }
+
   /** Entry `i` as an object. */
   entry(i: number): Entry {
     const n = i * NUMS;

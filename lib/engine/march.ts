@@ -14,6 +14,8 @@ import type { PathFilter } from "./filter.ts";
 import { SourceWalk } from "../replica/local/scan.ts";
 import { LocalReplica } from "../replica/local/local_replica.ts";
 import type { Replica } from "../replica/replica.ts";
+import { OverlapGuard } from "./overlap.ts";
+import { localIdentity } from "../replica/local/identity.ts";
 
 /** Options for {@linkcode marchTrees}. */
 export interface MarchOptions extends PlanOptions {
@@ -62,6 +64,12 @@ export interface MarchOptions extends PlanOptions {
    * of a listed directory.
    */
   scope?: ReadonlySet<string>;
+  /**
+   * Checks each listing for a replica that is a folder of the source under another path, or
+   * the reverse (see overlap.ts).
+   * @default a guard of the source and the replica roots
+   */
+  overlap?: OverlapGuard;
 }
 
 /** What {@linkcode marchTrees} found. */
@@ -95,12 +103,20 @@ export async function marchTrees(
 ): Promise<March> {
   const { fixPermissions = true, allowEmptySource = false, useWorker = true, onProblem = () => {}, signal } = options;
   const filter = options.filter;
-  const target = typeof replica === "string" ? new LocalReplica(source, replica) : replica;
+  const target = typeof replica === "string"
+    ? new LocalReplica(source, replica, { readOnly: !fixPermissions })
+    : replica;
   // The replica's side: excluded entries stay out of sight (kept), unless they are to go.
   const replicaFilter = options.deleteExcluded ? undefined : filter;
   const listing = { fixPermissions, ...(replicaFilter ? { filter: replicaFilter } : {}) };
   const sourceRoot = toEntry(Deno.statSync(source));
   const replicaRoot = await target.root();
+  const overlap = options.overlap ?? new OverlapGuard({
+    source,
+    replica: target.display,
+    sourceIdentity: (rel) => localIdentity(rel === "" ? source : `${source}/${rel}`),
+    replicaIdentity: (rel) => target.identity?.(rel),
+  });
   // A whole walk: the replica may list ahead of the march (a scoped walk lists a few folders).
   if (replicaRoot && !options.scope && useWorker) target.prefetch?.(listing);
   const planner = new Planner(sourceRoot, replicaRoot, { ...options, caps: options.caps ?? target.caps });
@@ -118,6 +134,7 @@ export async function marchTrees(
     for (const dir of planner.takeDirsToEmpty()) {
       const listed = await listSubtree(target, dir.path, {
         fixPermissions,
+        overlap,
         report: (list) => report("replica", list),
         ...(replicaFilter ? { filter: replicaFilter } : {}),
       });
@@ -132,6 +149,7 @@ export async function marchTrees(
   );
   try {
     for (let batch; (batch = await walk.next());) {
+      overlap.checkSource(batch);
       report("source", batch.problems);
       for (let k = 0; k < batch.dirs.length; k++) {
         const dir = batch.dirs[k]!;
@@ -141,6 +159,7 @@ export async function marchTrees(
           continue;
         }
         const replicaBatch = await target.list(dir, listing);
+        overlap.checkReplica(replicaBatch);
         replicaEntries += replicaBatch.end(0) - replicaBatch.start(0);
         report("replica", replicaBatch.problems);
         if (dir === "" && !allowEmptySource) {
@@ -241,6 +260,7 @@ async function listSubtree(
   dir: string,
   how: {
     fixPermissions: boolean;
+    overlap: OverlapGuard;
     report: (problems: readonly ScanProblem[]) => void;
     filter?: PathFilter;
   },
@@ -252,6 +272,7 @@ async function listSubtree(
   while (stack.length > 0) {
     const current = stack.pop()!;
     const batch = await replica.list(current, { fixPermissions: how.fixPermissions });
+    how.overlap.checkReplica(batch);
     how.report(batch.problems);
     if (batch.flags[0]! & (FAILED | INCOMPLETE)) return undefined;
     for (let i = batch.start(0); i < batch.end(0); i++) {

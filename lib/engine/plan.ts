@@ -151,6 +151,11 @@ export interface PlanOptions {
    * @default FULL_CAPS (a local folder)
    */
   caps?: Capabilities;
+  /**
+   * Mtimes within this many milliseconds of each other are equal (`--modify-window`).
+   * @default 0
+   */
+  modifyWindowMs?: number;
 }
 
 /** A source directory whose listing the planner still waits for. */
@@ -194,7 +199,6 @@ export class Planner {
   sourceEntries = 0;
   #plan: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
   #options: DecideOptions;
-  #caps: Capabilities;
   /** See {@linkcode PlanOptions.protect}. */
   #protect: ReadonlySet<string> | undefined;
   #pending = new Map<string, PendingDir>();
@@ -207,12 +211,12 @@ export class Planner {
 
   /** Starts a plan; `replicaRoot` is undefined when the replica does not exist yet. */
   constructor(sourceRoot: Entry, replicaRoot: Entry | undefined, options: PlanOptions = {}) {
-    this.#caps = options.caps ?? FULL_CAPS;
-    this.#options = { checksum: options.checksum ?? false, caps: this.#caps };
+    this.#options = { checksum: options.checksum ?? false, caps: options.caps ?? FULL_CAPS };
+    if (options.modifyWindowMs) this.#options.modifyWindowMs = options.modifyWindowMs;
     if (options.protect?.size) this.#protect = options.protect;
     if (!replicaRoot) this.#plan.mkdirs.push({ op: "mkdir", path: "" });
     this.#pending.set("", { fresh: !replicaRoot, entry: sourceRoot });
-    const differs = replicaRoot && attrsDiffer(sourceRoot, replicaRoot, this.#caps, "dir");
+    const differs = replicaRoot && attrsDiffer(sourceRoot, replicaRoot, { ...this.#options, kind: "dir" });
     if (differs) this.#setDirAttrs("", sourceRoot, differs);
   }
 
@@ -291,7 +295,7 @@ export class Planner {
           // Decided here, so that a sync of only some directories still puts back a changed mode.
           const entry = source.entry(i);
           this.#pending.set(path, { fresh: false, entry });
-          const differs = attrsDiffer(entry, rv!, this.#caps, "dir");
+          const differs = attrsDiffer(entry, rv!, { ...this.#options, kind: "dir" });
           if (differs) this.#setDirAttrs(path, entry, differs);
           break;
         }
@@ -435,7 +439,7 @@ export class Planner {
         const dir = parentOf(path);
         if (!this.#dirAttrs.has(dir)) this.#setDirAttrs(dir, this.#pairDirs.get(dir)!);
       } else {
-        const differs = attrsDiffer(source, replica, this.#caps);
+        const differs = attrsDiffer(source, replica, this.#options);
         if (differs) {
           this.#plan.transfers.push({
             op: "attrs",

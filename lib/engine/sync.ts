@@ -24,6 +24,8 @@ import {
 import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
 import { formatBytes, formatDuration } from "../cli/units.ts";
 import type { ProgressCounters, ProgressSink } from "../run/progress.ts";
+import { OverlapGuard } from "./overlap.ts";
+import { findDir, localIdentity } from "../replica/local/identity.ts";
 
 /**
  * Actions applied at a time while the walk goes on: a part holds about 150 bytes an action,
@@ -119,6 +121,7 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
       signal,
       ...(backup !== undefined ? { backupDir: backup, started: startedAt } : {}),
       progress: control.progress?.inFlight,
+      readOnly: dryRun,
     });
   try {
     return await runWith(target, options, control);
@@ -199,10 +202,13 @@ async function runWith(
   const filter = options.filter ? (await import("./filter_compile.ts")).compileFilter(options.filter) : undefined;
   // A backup folder inside the replica is left alone.
   const protect = target.protect !== undefined ? new Set([target.protect]) : undefined;
+  const overlap = overlapGuard(options, target);
   const { planner, problems, replicaEntries } = await marchTrees(source, target, {
+    overlap,
     ...(filter ? { filter, deleteExcluded: options.deleteExcluded ?? false } : {}),
     checksum,
     ...(protect ? { protect } : {}),
+    ...(options.modifyWindowMs ? { modifyWindowMs: options.modifyWindowMs } : {}),
     allowEmptySource,
     // A dry run must not even change modes for a moment, so it does not fix permissions.
     fixPermissions: !dryRun,
@@ -223,7 +229,11 @@ async function runWith(
     onBatch: async (p) => {
       if (control.progress) control.progress.counters.scanned = p.sourceEntries;
       if (comparer && p.contentPairs.length >= partActions) await settle(p);
-      if (p.pendingActions >= partActions) await applyPart(p.takePart());
+      if (p.pendingActions >= partActions) {
+        // The walk has not seen every source folder yet: make sure none is the replica first.
+        if (!dryRun) overlap.beforeFirstWrite();
+        await applyPart(p.takePart());
+      }
     },
   });
   const walkMs = performance.now() - started - applyMs - compareMs;
@@ -283,6 +293,24 @@ async function runWith(
     ...(refused ? { refused } : {}),
     ...(verifier ? { differences: verifier.counts } : {}),
   };
+}
+
+/**
+ * The guard against a replica (or a local backup folder) that is a folder of the source under
+ * another path, or the reverse (see overlap.ts).
+ */
+function overlapGuard(options: SyncOptions, target: Replica): OverlapGuard {
+  const { source, backupDir } = options;
+  // A remote replica's backup folder is on its server, out of the source's reach.
+  const backup = backupDir !== undefined && target.identity ? localIdentity(backupDir) : undefined;
+  return new OverlapGuard({
+    source,
+    replica: target.display,
+    sourceIdentity: (rel) => localIdentity(rel === "" ? source : `${source}/${rel}`),
+    replicaIdentity: (rel) => target.identity?.(rel),
+    ...(backup ? { writtenFolders: [{ path: backupDir!, identity: backup }] } : {}),
+    findSourceDir: (match) => findDir(source, match),
+  });
 }
 
 /** Adds the copies and updates of `part` to the totals known so far. */

@@ -13,6 +13,7 @@ import type { Entry, ListingBatch } from "../engine/listing.ts";
 import type { PathFilter } from "../engine/filter.ts";
 import type { HashName } from "../content/hash.ts";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../engine/plan.ts";
+import type { Identity } from "../engine/overlap.ts";
 
 /** What a replica keeps, and so what the planner compares. */
 export interface Capabilities {
@@ -82,6 +83,13 @@ export interface Replica {
 
   /** The root: its entry, or undefined when it does not exist. Throws when it cannot be read. */
   root(): Promise<Entry | undefined>;
+
+  /**
+   * Device and inode numbers of entry `rel` (`""` is the root), where the replica is on this
+   * machine: the guard against a replica that is a folder of the source under another path
+   * compares them. Optional; undefined when unknown.
+   */
+  identity?(rel: string): Identity | undefined;
 
   /**
    * Lists directory `dir` into a new batch (one directory, begun with `batch.begin(dir)`),

@@ -172,6 +172,7 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.logKeep !== undefined) args.push("--log-keep", String(o.logKeep));
   if (o.allowEmptySource) args.push("--allow-empty-source");
   if (o.mkpath) args.push("--mkpath");
+  if (o.modifyWindowMs) args.push("--modify-window", String(o.modifyWindowMs / 1000));
   for (const pattern of o.exclude) args.push("--exclude", pattern);
   for (const file of paths.excludeFrom ?? []) args.push("--exclude-from", file);
   if (o.deleteExcluded) args.push("--delete-excluded");

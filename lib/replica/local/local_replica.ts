@@ -27,6 +27,9 @@ import {
 import { listDirectory } from "./scan.ts";
 import { lockReplica } from "./lock.ts";
 import { ReadAhead } from "./read_ahead.ts";
+import { inferResolution, probeResolution, sampleMtimes } from "./mtime_probe.ts";
+import { localIdentity } from "./identity.ts";
+import type { Identity } from "../../engine/overlap.ts";
 import { relativeInside } from "../../config.ts";
 
 /** The file-system calls the replica makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
@@ -125,6 +128,12 @@ export interface LocalReplicaOptions {
   started?: Date | undefined;
   /** Slot 0 counts the bytes of large files being copied (see lib/run/progress.ts). */
   progress?: BigInt64Array | undefined;
+  /**
+   * Nothing will be written (a dry run, verify): the mtime resolution is inferred from the
+   * replica's mtimes rather than probed with a temp file.
+   * @default false
+   */
+  readOnly?: boolean | undefined;
 }
 
 /**
@@ -140,7 +149,10 @@ export interface LocalReplicaOptions {
  * ```
  */
 export class LocalReplica implements Replica {
-  /** Milliseconds, modes, directory and link times: everything is kept. */
+  /**
+   * Modes, directory and link times are kept; mtimes to the file system's resolution, found
+   * by {@linkcode LocalReplica.root}.
+   */
   readonly caps: Capabilities = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1 };
   readonly display: string;
   readonly protect: string | undefined;
@@ -152,6 +164,8 @@ export class LocalReplica implements Replica {
   #progress: BigInt64Array | undefined;
   #ahead: ReadAhead | undefined;
   #aheadFilter: ListOptions["filter"];
+  #readOnly: boolean;
+  #probed = false;
 
   constructor(source: string, replica: string, options: LocalReplicaOptions = {}) {
     this.#source = source;
@@ -163,17 +177,36 @@ export class LocalReplica implements Replica {
     // A backup folder inside the replica is left alone (checkPaths has refused the replica itself).
     this.protect = backupDir !== undefined ? relativeInside(replica, backupDir) : undefined;
     this.#progress = options.progress;
+    this.#readOnly = options.readOnly ?? false;
     this.display = replica;
   }
 
-  /** The root folder's entry, or undefined when it is missing. */
+  /**
+   * The root folder's entry, or undefined when it is missing. The first call that finds it
+   * also finds the file system's mtime resolution (`caps.mtimeResolutionMs`): probed with a
+   * temp file, or, read-only, inferred from the mtimes in the root.
+   */
   root(): Promise<Entry | undefined> {
+    let info: Deno.FileInfo;
     try {
-      return Promise.resolve(toEntry(Deno.statSync(this.#replica)));
+      info = Deno.statSync(this.#replica);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return Promise.resolve(undefined);
       return Promise.reject(error);
     }
+    if (!this.#probed && info.isDirectory) {
+      this.#probed = true;
+      this.caps.mtimeResolutionMs = (this.#readOnly ? undefined : probeResolution(this.#replica)) ??
+        inferResolution(sampleMtimes(this.#replica));
+      // The probe may have put the root's own times back: read them as they are now.
+      if (!this.#readOnly) info = Deno.statSync(this.#replica);
+    }
+    return Promise.resolve(toEntry(info));
+  }
+
+  /** Device and inode numbers of entry `rel` (see {@linkcode localIdentity}). */
+  identity(rel: string): Identity | undefined {
+    return localIdentity(this.at(rel));
   }
 
   /**
