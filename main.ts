@@ -172,7 +172,7 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
       await opener.check(o.dryRun);
       return await runSchedule(options, { ...schedule, openReplica: opener.open });
     }
-    if (!o.dryRun) await createReplica(paths.replica, o);
+    if (!o.dryRun) await createReplica(paths, o);
     using _lock = await lockReplica(paths.replica);
     return await runSchedule(options, schedule);
   }, stopping);
@@ -252,14 +252,17 @@ async function progressFor(o: CliOptions): Promise<ProgressSink | undefined> {
  * `--mkpath` asks for its parents too. checkPaths has refused a missing parent already; this
  * catches one that vanished since (a disk unmounted in between).
  */
-async function createReplica(replica: string, o: CliOptions): Promise<void> {
+async function createReplica(paths: CheckedPaths, o: CliOptions): Promise<void> {
   try {
-    await Deno.mkdir(replica, { recursive: o.mkpath });
+    await Deno.mkdir(paths.replica, { recursive: o.mkpath });
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) return;
     if (error instanceof Deno.errors.NotFound) throw missingParent(o.replica);
     throw error;
   }
+  // A new folder takes the source's mtime at once: it is new, not a difference to report.
+  const mtime = Deno.statSync(paths.source).mtime;
+  if (mtime) await Deno.utime(paths.replica, mtime, mtime).catch(() => {});
 }
 
 Deno.exit(await main(Deno.args));

@@ -94,7 +94,7 @@ Deno.test("main.ts --backup-dir moves overwritten, removed and type-changed entr
     for (const line of ["back up a.txt", "back up dir gone", "back up gone/deep/z", "back up f2d", "back up ln"]) {
       assert.ok(lines(run.stdout).includes(line), `'${line}' in:\n${run.stdout}`);
     }
-    assert.match(run.stdout, /Sync done: .* 1 updated, 1 linked, 0 attrs, 10 removed, 12 backed up, 0 errors/);
+    assert.match(run.stdout, /Sync done: .* 1 updated, 1 linked, 1 attrs, 10 removed, 12 backed up, 0 errors/);
   });
 
   await t.step("a name already in DIR is never overwritten: the new entry gets a timestamp suffix", async () => {

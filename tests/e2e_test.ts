@@ -237,11 +237,12 @@ Deno.test("main.ts --dry-run prints every change and changes nothing", async () 
       "would remove extra/deep",
       "would remove dir extra",
       "would remove stray",
+      "would set attrs dir .",
     ]
   ) {
     assert.ok(run.stdout.includes(line), `missing '${line}' in:\n${run.stdout}`);
   }
-  assert.match(run.stdout, /Dry run done: 1 created, 1 copied, 1 updated, 1 linked, 0 attrs, 3 removed/);
+  assert.match(run.stdout, /Dry run done: 1 created, 1 copied, 1 updated, 1 linked, 1 attrs, 3 removed/);
   assert.deepEqual(await snapshot(dst), before);
 
   const fresh = join(dir, "fresh");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { HeldPlan, judgeRemovals } from "../lib/engine/gate.ts";
-import type { Plan } from "../lib/engine/plan.ts";
+import { emptyPlan, type Plan } from "../lib/engine/plan.ts";
 import { runOnce, syncOnce } from "../lib/engine/sync.ts";
 import { ExitCode } from "../lib/errors.ts";
 import {
@@ -16,7 +16,7 @@ import {
   writeTree,
 } from "./helpers.ts";
 
-const empty = (): Plan => ({ mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 });
+const empty = (): Plan => emptyPlan();
 
 Deno.test("judgeRemovals() allows up to the cap, as a count or a percentage of the replica", () => {
   assert.deepEqual(judgeRemovals(3, 10, { count: 3 }), { allowed: true, limit: 3, planned: 3 });

@@ -175,6 +175,7 @@ Deno.test("the applier reports a large file's bytes while it is copied, then tak
     mkdirs: [],
     transfers: [{ op: "copy", path: "big.bin", size: info.size, mode: 0o644, mtimeMs: info.mtime!.getTime() }],
     removes: [],
+    leftovers: [],
     dirAttrs: [],
     skipped: [],
     bytes: info.size,

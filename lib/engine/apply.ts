@@ -29,7 +29,7 @@ export { denoFs, type FsOps, LocalReplica, TEMP_PATTERN } from "../replica/local
 export type ApplyEvent =
   | {
     type: "op";
-    action: "create" | "copy" | "update" | "link" | "attrs" | "remove" | "backup";
+    action: "create" | "copy" | "update" | "link" | "attrs" | "remove" | "backup" | "clean";
     path: string;
     size?: number;
     target?: string;
@@ -194,7 +194,9 @@ export function createApplier(replica: Replica, options: ApplyOptions = {}): App
     stats: ctx.stats,
     async apply(part: Plan) {
       // Removals first: a stale entry frees its name (a type change, a name that differs
-      // from a new one only in case on a case-insensitive disk) and its space first.
+      // from a new one only in case on a case-insensitive disk) and its space first; the temp
+      // files an interrupted run left go before anything, and free the most.
+      await leftoverPhase(ctx, part.leftovers);
       if (await removePhase(ctx, part.removes) && await mkdirPhase(ctx, part.mkdirs)) {
         await transferPhase(ctx, part.transfers);
       }
@@ -255,6 +257,24 @@ function blocked(ctx: Context, rel: string): boolean {
 function backedUp(ctx: Context, path: string, kind?: string): void {
   ctx.stats.backedUp++;
   ctx.onEvent({ type: "op", action: "backup", path, ...(kind ? { kind } : {}) });
+}
+
+/**
+ * Temp files left by an interrupted run: foldersync's own, so removed outright (never backed
+ * up), logged as `clean up`, and not counted as removals.
+ */
+async function leftoverPhase(ctx: Context, leftovers: readonly RemoveAction[]): Promise<void> {
+  for (const action of leftovers) {
+    await breathe();
+    if (stopped(ctx)) return;
+    if (blocked(ctx, action.path)) continue;
+    try {
+      await ctx.replica.remove(action);
+      ctx.onEvent({ type: "op", action: "clean", path: action.path });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) fail(ctx, action.path, error);
+    }
+  }
 }
 
 /** Removals, children before parents, through the one primitive. False once the run is stopped. */
@@ -371,7 +391,13 @@ async function dirAttrsPhase(ctx: Context, dirAttrs: readonly DirAttrs[]): Promi
     if (ctx.failedDirs.has(entry.path) || blocked(ctx, entry.path)) continue;
     try {
       await ctx.replica.setDirAttrs(entry);
-      ctx.onEvent({ type: "debug", path: entry.path, message: "directory attributes set" });
+      if (entry.reason) {
+        // The directory's own mode or mtime differed: a change, shown and counted as one.
+        ctx.stats.attrs++;
+        ctx.onEvent({ type: "op", action: "attrs", path: entry.path, kind: "dir" });
+      } else {
+        ctx.onEvent({ type: "debug", path: entry.path, message: "directory attributes put back" });
+      }
     } catch (error) {
       fail(ctx, entry.path, error);
     }

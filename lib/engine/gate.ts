@@ -12,7 +12,7 @@
  * @module
  */
 
-import { parentOf, type Plan, type RemoveAction } from "./plan.ts";
+import { emptyPlan, parentOf, type Plan, type RemoveAction } from "./plan.ts";
 
 /** A cap on removals: a number of entries, or a percentage of the replica's entries. */
 export type MaxDelete = { count: number } | { percent: number };
@@ -52,7 +52,7 @@ export function judgeRemovals(planned: number, replicaEntries: number, cap: MaxD
  * ```
  */
 export class HeldPlan {
-  #held: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
+  #held: Plan = emptyPlan();
   /** Directories with removals in them, and directories created in held parts. */
   #dirs = new Set<string>();
 
@@ -71,6 +71,8 @@ export class HeldPlan {
       mkdirs: [],
       transfers: [],
       removes: [],
+      // foldersync's own temp files go at once: they are never user data to hold back.
+      leftovers: part.leftovers,
       dirAttrs: part.dirAttrs,
       skipped: part.skipped,
       bytes: 0,
@@ -96,7 +98,7 @@ export class HeldPlan {
   /** Everything held, as one part; the gate's verdict decides whether its removals run. */
   release(): Plan {
     const held = this.#held;
-    this.#held = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
+    this.#held = emptyPlan();
     this.#dirs.clear();
     return held;
   }

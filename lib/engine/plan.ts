@@ -11,7 +11,7 @@
  */
 
 import { attrsDiffer, decide, type DecideOptions, FULL_CAPS } from "./decide.ts";
-import type { Capabilities } from "../replica/replica.ts";
+import { type Capabilities, TEMP_PATTERN } from "../replica/replica.ts";
 import {
   BatchCursor,
   compareNames,
@@ -84,6 +84,12 @@ export interface RemoveAction {
   kind: EntryKind;
   /** Set when the entry's type changed: a new entry of another kind takes its place. */
   replaced?: true;
+  /**
+   * Set for a temp file that an interrupted run left (its name matches `TEMP_PATTERN`):
+   * foldersync's own, so it is removed outright, never backed up, and never counted as a
+   * removal (nor against `--max-delete`).
+   */
+  leftover?: true;
 }
 
 /** Give a directory the source's mode and mtime, once everything in it is done. */
@@ -115,6 +121,8 @@ export interface Plan {
    * removals run before its creations, so that stale entries free their names and space first.
    */
   removes: RemoveAction[];
+  /** Temp files left by an interrupted run, removed first of all (see {@linkcode RemoveAction.leftover}). */
+  leftovers: RemoveAction[];
   /** Directories whose mode and mtime must be set after their contents, deepest first, root last. */
   dirAttrs: DirAttrs[];
   /** Entries deliberately left alone. */
@@ -197,7 +205,7 @@ export function parentOf(path: string): string {
 export class Planner {
   /** Source entries seen in the listings planned so far. */
   sourceEntries = 0;
-  #plan: Plan = { mkdirs: [], transfers: [], removes: [], dirAttrs: [], skipped: [], bytes: 0 };
+  #plan: Plan = emptyPlan();
   #options: DecideOptions;
   /** See {@linkcode PlanOptions.protect}. */
   #protect: ReadonlySet<string> | undefined;
@@ -271,7 +279,12 @@ export class Planner {
       if (order > 0) {
         // Only in the replica: extraneous, unless the source listing is partial.
         if (!(flags & INCOMPLETE)) {
-          this.#remove(prefix + r!.names[j]!, r!.kind(j), false);
+          const kind = r!.kind(j);
+          if (kind === "file" && TEMP_PATTERN.test(r!.names[j]!)) {
+            this.#plan.leftovers.push({ op: "remove", path: prefix + r!.names[j]!, kind, leftover: true });
+          } else {
+            this.#remove(prefix + r!.names[j]!, kind, false);
+          }
           touched = true;
         }
         j++;
@@ -380,7 +393,12 @@ export class Planner {
     };
     for (let i = contents.length - 1; i >= 0; i--) {
       const { path, kind } = contents[i]!;
-      if (!kept(path)) this.#plan.removes.push({ op: "remove", path, kind });
+      if (kept(path)) continue;
+      if (kind === "file" && TEMP_PATTERN.test(path.slice(path.lastIndexOf("/") + 1))) {
+        this.#plan.leftovers.push({ op: "remove", path, kind, leftover: true });
+      } else {
+        this.#plan.removes.push({ op: "remove", path, kind });
+      }
     }
     if (keepDir || kept(dir.path)) return; // excluded or protected entries stay inside
     const action: RemoveAction = { op: "remove", path: dir.path, kind: "dir" };
@@ -390,7 +408,8 @@ export class Planner {
 
   /** Actions planned and not yet taken by {@linkcode Planner.takePart}. */
   get pendingActions(): number {
-    return this.#plan.mkdirs.length + this.#plan.transfers.length + this.#plan.removes.length;
+    return this.#plan.mkdirs.length + this.#plan.transfers.length + this.#plan.removes.length +
+      this.#plan.leftovers.length;
   }
 
   /**
@@ -405,6 +424,7 @@ export class Planner {
       mkdirs: this.#plan.mkdirs,
       transfers: this.#plan.transfers,
       removes: this.#plan.removes,
+      leftovers: this.#plan.leftovers,
       dirAttrs: [],
       skipped: [],
       bytes: this.#plan.bytes,
@@ -412,6 +432,7 @@ export class Planner {
     this.#plan.mkdirs = [];
     this.#plan.transfers = [];
     this.#plan.removes = [];
+    this.#plan.leftovers = [];
     this.#plan.bytes = 0;
     return part;
   }
@@ -500,6 +521,18 @@ export class Planner {
     if (why !== undefined) attrs.reason = why;
     this.#dirAttrs.set(path, attrs);
   }
+}
+
+/**
+ * A plan with nothing in it.
+ *
+ * @example Starting a plan
+ * ```ts
+ * const p = emptyPlan(); // { mkdirs: [], transfers: [], removes: [], leftovers: [], ... }
+ * ```
+ */
+export function emptyPlan(): Plan {
+  return { mkdirs: [], transfers: [], removes: [], leftovers: [], dirAttrs: [], skipped: [], bytes: 0 };
 }
 
 /** True when `a` is `b`, or one lies inside the other (relative paths). */
@@ -607,5 +640,5 @@ export function countPlan(p: Plan): Record<"create" | "copy" | "update" | "link"
 /** True when the plan changes nothing at all (not even attributes). */
 export function isEmptyPlan(p: Plan): boolean {
   return p.mkdirs.length === 0 && p.transfers.length === 0 && p.removes.length === 0 &&
-    p.dirAttrs.length === 0;
+    p.leftovers.length === 0 && p.dirAttrs.length === 0;
 }

@@ -12,6 +12,9 @@ import { logger, logLine, operationsLogged, showPath } from "../log.ts";
 import { countPlan, type Plan, type RemoveAction } from "./plan.ts";
 import { formatBytes } from "../cli/units.ts";
 
+/** How an operation reads in a log line, where it is not its own name. */
+const VERBS: Partial<Record<string, string>> = { attrs: "set attrs", backup: "back up", clean: "clean up" };
+
 /**
  * Logs one event of a run: an operation line (`copy a.txt (3 B)`, `would remove b`), an
  * entry's error, a vanished source entry, or debug detail.
@@ -26,7 +29,7 @@ export function logEvent(event: ApplyEvent, dryRun: boolean): void {
   switch (event.type) {
     case "op": {
       if (!operationsLogged()) break;
-      const verb = event.action === "attrs" ? "set attrs" : event.action === "backup" ? "back up" : event.action;
+      const verb = VERBS[event.action] ?? event.action;
       const what = event.kind === "dir" ? `${verb} dir` : verb;
       const detail = event.size !== undefined
         ? ` (${formatBytes(event.size)})`
@@ -38,7 +41,8 @@ export function logEvent(event: ApplyEvent, dryRun: boolean): void {
       if (event.target !== undefined) fields.target = event.target;
       if (event.kind !== undefined) fields.kind = event.kind;
       if (dryRun) fields.dryRun = true;
-      logLine("info", { text: `${prefix}${what} ${showPath(event.path)}${detail}`, ...fields });
+      const why = event.action === "clean" ? " (a temp file an interrupted run left)" : "";
+      logLine("info", { text: `${prefix}${what} ${showPath(event.path)}${detail}${why}`, ...fields });
       break;
     }
     case "error":
@@ -116,6 +120,7 @@ export function createDryRunReporter(options: DryRunOptions = {}): Applier {
   return {
     stats,
     apply(p: Plan) {
+      for (const r of p.leftovers) emit({ type: "op", action: "clean", path: r.path });
       for (const r of p.removes) {
         backUp(r.path, r.kind === "dir" ? "dir" : undefined);
         emit({ type: "op", action: "remove", path: r.path, kind: r.kind });
@@ -139,7 +144,15 @@ export function createDryRunReporter(options: DryRunOptions = {}): Applier {
       stats.bytes += p.bytes;
       return Promise.resolve();
     },
-    finish: () => Promise.resolve(),
+    finish(p: Plan) {
+      // Directories whose own mode or mtime differs (not those merely put back after changes inside).
+      for (const d of p.dirAttrs) {
+        if (!d.reason) continue;
+        stats.attrs++;
+        emit({ type: "op", action: "attrs", path: d.path, kind: "dir" });
+      }
+      return Promise.resolve();
+    },
     refuse: () => {},
   };
 }
@@ -183,6 +196,7 @@ export function createVerifyReporter(): VerifyReporter {
   };
   const apply = (p: Plan) => {
     // A replaced entry is reported once, as a type difference, by what replaces it.
+    for (const r of p.leftovers) line("extra", r.path, "a temp file an interrupted run left");
     for (const r of p.removes) if (!r.replaced) line("extra", r.path);
     for (const m of p.mkdirs) {
       if (m.path !== "") line(m.replace ? "differs" : "missing", m.path, m.replace ? "type" : undefined);

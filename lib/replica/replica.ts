@@ -66,7 +66,7 @@ export interface CopyResult {
  *
  * Writes are atomic per entry: a file is written under a temp name `.foldersync-*.tmp` beside
  * its final name, given its attributes, then renamed over it; a temp file left by a killed run
- * is an extraneous entry that the next run removes.
+ * is cleaned by the next run (never backed up, never counted as a removal).
  */
 export interface Replica {
   /** The replica as the user wrote it (a path or a URL), for messages. */
@@ -109,8 +109,9 @@ export interface Replica {
 
   /**
    * The one removal primitive: removes entry `action.path` (a directory only once it is empty:
-   * its contents are planned before it), or moves it to the backup folder. Returns true when it
-   * was moved aside. Throws `Deno.errors.NotFound` when it is already gone.
+   * its contents are planned before it), or moves it to the backup folder, unless it is a
+   * `leftover` temp file, which is only removed. Returns true when it was moved aside. Throws
+   * `Deno.errors.NotFound` when it is already gone.
    */
   remove(action: RemoveAction): Promise<boolean>;
 

@@ -286,7 +286,7 @@ export class LocalReplica implements Replica {
   async remove(action: RemoveAction): Promise<boolean> {
     const full = this.at(action.path);
     const backup = this.#backup;
-    if (backup) {
+    if (backup && !action.leftover) {
       await this.#inWritableDir(dirname(full), () => settle(() => backup.move(full, action.path, action.kind)));
       return true;
     }

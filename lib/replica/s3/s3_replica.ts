@@ -604,7 +604,7 @@ class S3Replica implements Replica {
   async remove(action: RemoveAction): Promise<boolean> {
     this.#writable();
     const relKey = this.#relKey(action.path, action.kind);
-    if (this.#backupBase !== undefined) {
+    if (this.#backupBase !== undefined && !action.leftover) {
       await this.#backup(action.path, action.kind, true);
       return true;
     }

@@ -354,7 +354,7 @@ class SftpReplica implements Replica {
     this.#writable();
     const full = this.#at(action.path);
     if (action.kind === "dir") this.#ahead?.forget(action.path);
-    if (this.#backup) {
+    if (this.#backup && !action.leftover) {
       await this.#backup.move(full, action.path, action.kind);
       return true;
     }
