@@ -210,6 +210,11 @@ Deno.test("parseCommand() rejects bad input with one clear UsageError", async (t
     [["a", "b", "--max-delete", "lots"], /^Max delete must be a number of entries or a percentage .*: 'lots'$/],
     [["a", "b", "--max-delete", "150%"], /^Max delete must be .*: '150%'$/],
     [["a", "b", "-l", "x", "--log-max-size", "1023"], /^Log max size must be at least 1K/],
+    [["a", "b", "-x", ""], /^Exclude pattern names nothing: ''$/],
+    [["a", "b", "-x", "/"], /^Exclude pattern names nothing: '\/'$/],
+    [["a", "b", "--exclude", "!"], /^Exclude pattern names nothing: '!'$/],
+    [["a", "b", "--exclude", "  "], /^Exclude pattern names nothing/],
+    [["a", "b", "--modify-window", "soon"], /^Modify window must be a number of seconds from 0 to 86400: 'soon'$/],
   ];
   for (const [argv, message] of cases) {
     await t.step(argv.join(" ") || "(no arguments)", () => {
@@ -247,6 +252,12 @@ Deno.test("parseSize() and formatBytes() agree on binary units", () => {
   assert.throws(() => parseSize("-1", "x"), UsageError);
   assert.equal(formatBytes(512), "512 B");
   assert.equal(formatBytes(1536), "1.5 KiB");
+});
+
+Deno.test("parseCommand() reads a leading # in --exclude as a name, not a comment", () => {
+  const cmd = parseCommand(["a", "b", "-x", "#notes", "-x", "*.tmp"]);
+  assert.equal(cmd.kind, "sync");
+  if (cmd.kind === "sync") assert.deepEqual(cmd.options.exclude, ["\\#notes", "*.tmp"]);
 });
 
 Deno.test("parseCommand() takes paths that start with a dash after --", () => {

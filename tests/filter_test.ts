@@ -33,9 +33,21 @@ const PATTERN_SETS: string[][] = [
   ["# a comment", "", "  ", "*.log"],
   ["build/", "!build/"],
   ["*.bak", "/out/", "!/out/keep.txt"],
+  ["*.log", "!foo/**"],
+  ["*.log", "!**/foo/**"],
+  ["x[1]"],
+  ["x[12]", "!x2"],
 ];
 
 const PATHS: Array<[string, boolean]> = [
+  ["foo/baz.log", false],
+  ["foo/bar/baz.log", false],
+  ["foo/bar", true],
+  ["q/foo/bar/baz.log", false],
+  ["baz.log", false],
+  ["x1", false],
+  ["x[1]", false],
+  ["x2", false],
   ["a.tmp", false],
   ["keep.tmp", false],
   ["x/keep.tmp", false],

@@ -9,6 +9,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { patternProblem } from "../engine/filter.ts";
 import { UsageError } from "../errors.ts";
 import { parseCount, parseDuration, parseSize } from "./units.ts";
 import type { HashName } from "../content/hash.ts";
@@ -349,7 +350,7 @@ export function parseCommand(argv: readonly string[]): Command {
     logFormat,
     watch: values.watch ?? false,
     allowEmptySource: values["allow-empty-source"] ?? false,
-    exclude: values.exclude ?? [],
+    exclude: (values.exclude ?? []).map(commandLinePattern),
     excludeFrom: values["exclude-from"] ?? [],
     deleteExcluded: values["delete-excluded"] ?? false,
     verbosity: values.quiet ? "quiet" : values.verbose ? "verbose" : "normal",
@@ -406,6 +407,16 @@ function remoteOptions(
   if (values["ssh-port"] !== undefined) options.sshPort = parseCount(values["ssh-port"], "SSH port", 1, 65535);
   if (values["ssh-key"] !== undefined) options.sshKey = values["ssh-key"];
   if (values["known-hosts"] !== undefined) options.knownHosts = values["known-hosts"];
+}
+
+/**
+ * A pattern from `--exclude`: one that names nothing (`''`, `/`, `!`) is refused, and a
+ * leading `#` is a name, not a comment (a comment has no business on a command line).
+ */
+function commandLinePattern(pattern: string): string {
+  const problem = patternProblem(pattern);
+  if (problem !== undefined) throw new UsageError(`${problem}: '${pattern}'`);
+  return pattern.startsWith("#") ? `\\${pattern}` : pattern;
 }
 
 /** True when `text` reads as a duration, even a bad one (`0`, `-5`) that the interval check then reports. */

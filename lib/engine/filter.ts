@@ -53,6 +53,37 @@ interface Rule extends CompiledRule {
 }
 
 /**
+ * Whether `base/**` matches `path`: some folder above it matches `base`. To exclude, the parent
+ * is enough, since a walk never gets below an excluded folder; to re-include (`!base/**`),
+ * every folder above counts, as in git: `!foo/**` keeps `foo/bar/baz.log` too.
+ */
+function insideMatch(rule: Rule, path: string, slash: number): boolean {
+  if (!rule.negate) return rule.regex.test(path.slice(0, slash));
+  for (let at = path.indexOf("/"); at !== -1 && at <= slash; at = path.indexOf("/", at + 1)) {
+    if (rule.regex.test(path.slice(0, at))) return true;
+  }
+  return false;
+}
+
+/**
+ * Why a pattern given on the command line can match nothing, or undefined when it can: an empty
+ * one, or one of only `!`, `/` and `*`-free anchors (`-x /` would exclude nothing, not
+ * everything). PURE: the globs themselves are checked when they are compiled.
+ *
+ * @example Checking a pattern
+ * ```ts
+ * patternProblem("/"); // "Exclude pattern names nothing"
+ * patternProblem("*.tmp"); // undefined
+ * ```
+ */
+export function patternProblem(pattern: string): string | undefined {
+  let p = pattern.replace(/(?<!\\)[ \t]+$/, "");
+  if (p.startsWith("!")) p = p.slice(1);
+  p = p.replace(/\/+$/, "").replace(/^\/+/, "").replace(/\/\*\*$/, "");
+  return p === "" ? "Exclude pattern names nothing" : undefined;
+}
+
+/**
  * A compiled {@linkcode FilterSpec}: {@linkcode PathFilter.excludes} tells whether a path is
  * left out.
  *
@@ -97,9 +128,11 @@ export class PathFilter {
     for (let i = rules.length - 1; i >= 0; i--) {
       const rule = rules[i]!;
       if (rule.dirOnly && !isDir) continue;
-      // `base/**`: the parent is enough, since a walk never gets below an excluded directory.
-      const subject = rule.inside ? (slash === -1 ? undefined : path.slice(0, slash)) : rule.byName ? name : path;
-      if (subject !== undefined && rule.regex.test(subject)) return !rule.negate;
+      if (rule.inside) {
+        if (slash !== -1 && insideMatch(rule, path, slash)) return !rule.negate;
+        continue;
+      }
+      if (rule.regex.test(rule.byName ? name : path)) return !rule.negate;
     }
     return false;
   }

@@ -10,7 +10,8 @@
 import picomatch from "picomatch";
 import { type CompiledFilter, type CompiledRule, type FilterSpec, PathFilter } from "./filter.ts";
 
-const GLOB = { dot: true, nonegate: true, noext: true, nobrace: true } as const;
+// literalBrackets false: `x[1]` is a bracket expression (matching `x1`), as in git, not also the name `x[1]`.
+const GLOB = { dot: true, nonegate: true, noext: true, nobrace: true, literalBrackets: false } as const;
 
 /** One gitignore line as a rule, or undefined for a blank line or a comment. */
 function compileRule(line: string): CompiledRule | undefined {
