@@ -254,7 +254,8 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
 
 /**
  * Shows a relative path on one line: control characters (a newline in a name, say) are
- * escaped as `\xNN`, and the root is `.`.
+ * escaped as `\xNN` (C1 controls too), the line separators U+2028 and U+2029 as `\uNNNN`, a
+ * backslash as `\\`, and the root is `.`.
  *
  * @example Showing an odd name
  * ```ts
@@ -263,6 +264,12 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
  */
 export function showPath(path: string): string {
   if (path === "") return ".";
+  // C0 and C1 controls (U+009B is a terminal's CSI: it would start an escape sequence) and the
+  // Unicode line separators would break a line or a terminal: shown as escapes.
   // deno-lint-ignore no-control-regex
-  return path.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return path.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029\\]/g, (c) => {
+    if (c === "\\") return "\\\\"; // so that a name holding `\x0a` itself is told apart
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`;
+  });
 }

@@ -225,6 +225,8 @@ Deno.test("main.ts --dry-run prints every change and changes nothing", async () 
   const dst = join(dir, "dst");
   await writeTree(src, { new: { "f": "new" }, changed: "changed!", l: { link: "new" } });
   await writeTree(dst, { changed: "old", extra: { deep: "x" }, stray: "s" });
+  // The replica root's own mtime differs from the source root's, as it would a day later.
+  await Deno.utime(dst, new Date(1_000_000_000_000), new Date(1_000_000_000_000));
   const before = await snapshot(dst);
   const run = await runMain([src, dst, "-n"]);
   assert.equal(run.code, 0, run.stderr);

@@ -108,7 +108,21 @@ function readEntries(
     for (const dirent of Deno.readDirSync(full)) names.push(dirent.name);
   }
   names.sort(compareNames);
-  for (const name of names) {
+  for (let n = 0; n < names.length; n++) {
+    const name = names[n]!;
+    if (names[n + 1] === name) {
+      // Deno reads bytes that are not UTF-8 as U+FFFD, so such a name and a valid one holding
+      // U+FFFD read alike: neither can be told from the other, nor reached for sure. Both are
+      // left alone, and the partial listing keeps anything here from being removed.
+      while (names[n + 1] === name) n++;
+      batch.flags[k]! |= INCOMPLETE;
+      batch.problems.push({
+        path: prefix + name,
+        message: `Two names read as the same text: one is not valid UTF-8 (${findHint(name)}); ` +
+          "both are left alone",
+      });
+      continue;
+    }
     const childFull = `${full}${SEP}${name}`;
     try {
       const info = Deno.lstatSync(childFull);
@@ -125,7 +139,7 @@ function readEntries(
         batch.flags[k]! |= INCOMPLETE;
         batch.problems.push({
           path: prefix + name,
-          message: "Name is not valid UTF-8 and cannot be copied (Deno names files by UTF-8 text)",
+          message: `Name is not valid UTF-8 and cannot be copied (${findHint(name)})`,
         });
         continue;
       }
@@ -166,6 +180,15 @@ function pushSubdirs(batch: ListingBatch, k: number, stack: string[], keep?: (di
     const child = prefix + batch.names[i]!;
     if (!keep || keep(child)) stack.push(child);
   }
+}
+
+/**
+ * How to find a name Deno read with U+FFFD in place of bytes that are not UTF-8: the shell
+ * pattern that matches it, and `ls -b`, which shows its bytes.
+ */
+function findHint(name: string): string {
+  const pattern = name.replace(/\uFFFD+/g, "*").replaceAll("'", "'\\''");
+  return `the shell pattern '${pattern}' finds it, ls -b shows its bytes; rename it to copy it`;
 }
 
 /** For a file system that does not report entry types in listings. */
