@@ -212,7 +212,10 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
     remote,
+    mustExist: true,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+    // Only to leave the backup folder out, where it lies inside the replica: verify moves nothing.
+    ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
   const options = runOptions(o, paths, log);
   const progress = await progressFor(o);

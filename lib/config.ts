@@ -114,6 +114,11 @@ export interface PathOptions {
   /** The backup folder (`--backup-dir`) as typed, relative to the current folder; undefined for none. */
   backupDir?: string;
   /**
+   * The replica must exist already (`verify`): a missing one is refused as such.
+   * @default false
+   */
+  mustExist?: boolean;
+  /**
    * The replica is remote (an `sftp://` or `s3://` URL, or `host:path`): only the source and
    * the cache folder are checked here, the replica and backup folder by its backend when it
    * connects. The cache folder is then looked up without `checksum` too (the S3 backend keeps
@@ -177,7 +182,7 @@ function isWithin(outer: string, inner: string): boolean {
  * ```
  */
 export function checkPaths(source: string, replica: string, options: PathOptions = {}): CheckedPaths {
-  const { cacheDir, checksum = false, mkpath = false, backupDir, remote = false } = options;
+  const { cacheDir, checksum = false, mkpath = false, backupDir, remote = false, mustExist = false } = options;
   const sourceReal = checkSource(source);
   if (remote) {
     const checked: CheckedPaths = { source: sourceReal, replica };
@@ -186,7 +191,7 @@ export function checkPaths(source: string, replica: string, options: PathOptions
     if (dir !== undefined) checked.cacheDir = realPathOfPossiblyMissing(dir);
     return checked;
   }
-  return checkLocalPaths(sourceReal, replica, { cacheDir, checksum, mkpath, backupDir });
+  return checkLocalPaths(sourceReal, replica, { cacheDir, checksum, mkpath, backupDir, mustExist });
 }
 
 /** The source's real path, once it is known to be a readable directory. */
@@ -209,9 +214,15 @@ function checkSource(source: string): string {
 function checkLocalPaths(
   sourceReal: string,
   replica: string,
-  options: { cacheDir: string | false | undefined; checksum: boolean; mkpath: boolean; backupDir: string | undefined },
+  options: {
+    cacheDir: string | false | undefined;
+    checksum: boolean;
+    mkpath: boolean;
+    backupDir: string | undefined;
+    mustExist: boolean;
+  },
 ): CheckedPaths {
-  const { cacheDir, checksum, mkpath, backupDir } = options;
+  const { cacheDir, checksum, mkpath, backupDir, mustExist } = options;
   let replicaReal: string;
   try {
     const info = Deno.statSync(replica);
@@ -225,6 +236,7 @@ function checkLocalPaths(
     if (!(error instanceof Deno.errors.NotFound)) {
       throw new UsageError(`Cannot read replica: '${replica}': ${errorDetail(error)}`);
     }
+    if (mustExist) throw new UsageError(`Replica does not exist: '${replica}'`);
     try {
       if (Deno.lstatSync(replica).isSymlink) {
         throw new UsageError(`Replica is a dangling symbolic link: '${replica}'`);
@@ -251,9 +263,14 @@ function checkLocalPaths(
     const dir = cacheDir ?? defaultCacheDir();
     if (dir !== undefined) {
       const dirReal = realPathOfPossiblyMissing(dir);
-      // Inside the source it is excluded from the sync; inside the replica a sync would remove it.
+      // Inside the replica a sync would remove it, inside the source it would write into the
+      // source: a folder given so is refused. The default place inside the source (a source
+      // that is the home folder, say) is excluded from the sync instead.
       const inside = isWithin(replicaReal, dirReal);
       if (inside && cacheDir !== undefined) throw new UsageError(`Cache directory is inside the replica: '${dir}'`);
+      if (cacheDir !== undefined && isWithin(sourceReal, dirReal)) {
+        throw new UsageError(`Cache directory is inside the source: '${dir}'`);
+      }
       // The default place inside the replica (a replica in the home directory, say) is quietly not used.
       if (!inside) checked.cacheDir = dirReal;
     }

@@ -78,6 +78,30 @@ export class ConnectionLostError extends Error {
 }
 
 /**
+ * A source file changed while it was being copied: the copy is made again as the file now is,
+ * or, if it changes again, left for the next run. The message says so; the class name is not
+ * shown.
+ *
+ * @example Throwing a change
+ * ```ts
+ * throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+ * ```
+ */
+export class ChangedError extends Error {
+  override name = "ChangedError";
+}
+
+/** Our own error classes: their messages are whole sentences, shown without the class name. */
+const OWN_ERRORS = new Set([
+  "Error",
+  "UsageError",
+  "RefusedError",
+  "LockedError",
+  "ConnectionLostError",
+  "ChangedError",
+]);
+
+/**
  * Maps an error thrown out of a run to the process exit code.
  *
  * @example Mapping errors
@@ -105,9 +129,7 @@ export function exitCodeFor(error: unknown): ExitCode {
  */
 export function describeError(error: unknown): string {
   if (error instanceof Error) {
-    const generic = error.name === "Error" || error.name === "UsageError" ||
-      error.name === "RefusedError" || error.name === "LockedError" || error.name === "ConnectionLostError";
-    return generic ? error.message : `${error.name}: ${error.message}`;
+    return OWN_ERRORS.has(error.name) ? error.message : `${error.name}: ${error.message}`;
   }
   return String(error);
 }

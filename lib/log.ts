@@ -225,9 +225,7 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
         fileSink = getFileSink(file, fileOptions);
       }
     } catch (error) {
-      throw new UsageError(
-        `Cannot open log file: '${file}': ${error instanceof Error ? `${error.name}: ${error.message}` : error}`,
-      );
+      throw new UsageError(`Cannot open log file: '${file}': ${logOpenProblem(file, error)}`);
     }
     const minFile = verbosity === "verbose" ? "debug" : "info";
     const inner = fileSink;
@@ -250,6 +248,17 @@ export async function setupLogging(setup: LogSetup = {}): Promise<AsyncDisposabl
       fileSink?.[Symbol.dispose]();
     },
   };
+}
+
+/** Why a log file could not be opened, in words a user can act on. */
+function logOpenProblem(file: string, error: unknown): string {
+  if (error instanceof Deno.errors.NotCapable) {
+    // Deno opens devices and /proc only to --allow-all, whatever --allow-write says.
+    return /^\/(dev|proc)\//.test(file)
+      ? "Deno opens devices only with --allow-all; the console gets every line already (leave out --log)"
+      : "no permission to write it (grant --allow-write for it)";
+  }
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 /**

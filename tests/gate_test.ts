@@ -121,6 +121,15 @@ Deno.test("main.ts --max-delete: exit 5 with one error line, copies done, nothin
   await writeTree(dst, { keep: "k", old: { "a.txt": "a", "b.txt": "b" }, "stale.txt": "s" });
   const log = join(tmp.path, "sync.log");
 
+  await t.step("a dry run over the cap says what a run would do, in the conditional", async () => {
+    const run = await runMain([src, dst, "--max-delete", "3", "--dry-run"]);
+    assert.equal(run.code, 5, run.stdout + run.stderr);
+    assert.match(
+      run.stderr,
+      /Would refuse to remove 4 entries: more than --max-delete 3 allows; nothing would be removed/,
+    );
+    assert.doesNotMatch(run.stderr, /was synced/);
+  });
   await t.step("over the cap", async () => {
     const run = await runMain([src, dst, "--max-delete", "3", "-l", log]);
     assert.equal(run.code, 5, run.stdout + run.stderr);

@@ -154,4 +154,8 @@ Deno.test("main.ts --checksum keeps its cache outside the replica and stays exac
   const inside = await runMain([src, dst, "-c", "--cache-dir", join(dst, "cache")]);
   assert.equal(inside.code, 2);
   assert.match(inside.stderr, /Cache directory is inside the replica/);
+  const inSource = await runMain([src, dst, "-c", "--cache-dir", join(src, "cache")]);
+  assert.equal(inSource.code, 2);
+  assert.match(inSource.stderr, /Cache directory is inside the source: '.*\/src\/cache'/);
+  await assert.rejects(Deno.stat(join(src, "cache")));
 });

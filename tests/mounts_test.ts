@@ -201,3 +201,30 @@ Deno.test({
     assert.deepEqual(await snapshot(src), before);
   },
 });
+
+Deno.test({
+  name: "main.ts says it was the backup copy that failed when the backup folder's disk is full",
+  ignore: !CAN_MOUNT,
+  async fn() {
+    await using dir = await tempDir();
+    const src = join(dir.path, "src");
+    const dst = join(dir.path, "dst");
+    const bak = join(dir.path, "bak");
+    await writeTree(src, { "big.bin": new Uint8Array(256 * 1024).fill(7) });
+    assert.equal((await runMain([src, dst])).code, 0);
+    await Deno.mkdir(bak);
+    await run("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", bak);
+    try {
+      await Deno.writeFile(join(src, "big.bin"), new Uint8Array(256 * 1024).fill(9));
+      const out = await runMain([src, dst, "--backup-dir", bak]);
+      assert.equal(out.code, 1, out.stdout + out.stderr);
+      assert.match(
+        out.stderr,
+        /big\.bin: Backup copy failed, the replica entry is kept: '.*\/bak\/big\.bin': .*No space left/,
+      );
+      assert.equal((await Deno.readFile(join(dst, "big.bin")))[0], 7, "the old version stays in place");
+    } finally {
+      await run("umount", bak);
+    }
+  },
+});

@@ -117,6 +117,7 @@ Deno.test("verify rejects bad input with exit 2 and one line", async () => {
   await writeTree(src, { "a.txt": "a" });
   const cases: Array<[string[], RegExp]> = [
     [["verify", src, join(tmp.path, "missing")], /Replica does not exist/],
+    [["verify", src, join(tmp.path, "missing", "deeper")], /ERROR Replica does not exist: '.*deeper'\n$/],
     [["verify", join(tmp.path, "nope"), src], /Source does not exist/],
     [["verify", src, tmp.path, "--watch"], /Option not valid with verify: '--watch'/],
     [["verify", src, tmp.path, "--max-delete", "3"], /Option not valid with verify: '--max-delete'/],
@@ -128,4 +129,23 @@ Deno.test("verify rejects bad input with exit 2 and one line", async () => {
     assert.match(run.stderr, message);
     assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
   }
+});
+
+Deno.test("verify leaves out a --backup-dir inside the replica, as sync does", async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  const bak = join(dst, ".trash");
+  await writeTree(src, { "a.txt": "a", "b.txt": "b" });
+  assert.equal((await runMain([src, dst])).code, 0);
+  await Deno.remove(join(src, "b.txt"));
+  await Deno.writeTextFile(join(src, "a.txt"), "changed");
+  assert.equal((await runMain([src, dst, "--backup-dir", bak])).code, 0);
+  const run = await runMain(["verify", src, dst, "--backup-dir", bak], { permissions: READ_ONLY });
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /Verify: identical/);
+  assert.equal(await mirrorDiff(src, dst, { exclude: [".trash"] }), "");
+  const without = await runMain(["verify", src, dst], { permissions: READ_ONLY });
+  assert.equal(without.code, 1, "without it, the backup folder is extra");
+  assert.match(without.stdout, /extra \.trash/);
 });

@@ -270,7 +270,6 @@ export function parseCommand(argv: readonly string[]): Command {
       "allow-empty-source",
       "mkpath",
       "delete-excluded",
-      "backup-dir",
     ] as const;
     const used = syncOnly.find((name) => values[name] !== undefined);
     if (used !== undefined) throw new UsageError(`Option not valid with verify: '--${used}'`);

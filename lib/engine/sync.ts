@@ -113,7 +113,8 @@ async function run(options: SyncOptions, control: RunControl): Promise<RunResult
   const { signal, verify = false } = control;
   const dryRun = verify || (options.dryRun ?? false);
   const startedAt = new Date();
-  const backup = verify ? undefined : options.backupDir;
+  // Verify moves nothing, but leaves a backup folder inside the replica out, as a sync does.
+  const backup = options.backupDir;
   const target = control.openReplica
     ? await control.openReplica({ started: startedAt, readOnly: dryRun })
     : new LocalReplica(options.source, options.replica, {
@@ -257,7 +258,7 @@ async function runWith(
       const verdict = judgeRemovals(last.removes.length, replicaEntries, maxDelete);
       if (!verdict.allowed) {
         refused = verdict;
-        logRefusal(verdict, maxDelete);
+        logRefusal(verdict, maxDelete, dryRun);
         applier.refuse(last.removes);
         last.removes = [];
       }
@@ -313,6 +314,11 @@ function overlapGuard(options: SyncOptions, target: Replica): OverlapGuard {
   });
 }
 
+/** `1 entry`, `2 entries` (with `what` between: `1 source entry`). */
+function entries(count: number, what = ""): string {
+  return `${count} ${what}${count === 1 ? "entry" : "entries"}`;
+}
+
 /** Adds the copies and updates of `part` to the totals known so far. */
 function countPlanned(part: Plan, counters: ProgressCounters): void {
   for (const action of part.transfers) {
@@ -335,11 +341,13 @@ function countingEvents(counters: ProgressCounters): (event: ApplyEvent) => void
 }
 
 /** The one line that says the cap stopped every removal. */
-function logRefusal(verdict: GateVerdict, cap: MaxDelete): void {
-  const what = "count" in cap ? `${cap.count}` : `${cap.percent}% (${verdict.limit} entries)`;
-  const entries = verdict.planned === 1 ? "1 entry" : `${verdict.planned} entries`;
-  const text = `Refusing to remove ${entries}: more than --max-delete ${what} allows; ` +
-    `nothing was removed, everything else was synced (see them with --dry-run without --max-delete)`;
+function logRefusal(verdict: GateVerdict, cap: MaxDelete, dryRun: boolean): void {
+  const what = "count" in cap ? `${cap.count}` : `${cap.percent}% (${entries(verdict.limit)})`;
+  const text = dryRun
+    ? `Would refuse to remove ${entries(verdict.planned)}: more than --max-delete ${what} allows; ` +
+      `nothing would be removed, the rest would be synced (see them with --dry-run without --max-delete)`
+    : `Refusing to remove ${entries(verdict.planned)}: more than --max-delete ${what} allows; ` +
+      `nothing was removed, the rest was synced (see them with --dry-run without --max-delete)`;
   logger.error("{text}", { text, action: "refused", planned: verdict.planned, limit: verdict.limit });
 }
 
@@ -364,7 +372,7 @@ function logVerifySummary(
   const head = how.aborted ? "Verify stopped" : total === 0 && errors === 0 ? "Verify: identical" : "Verify: different";
   const text =
     `${head}: ${counts.missing} missing, ${counts.extra} extra, ${counts.differs} differ, ${errors} errors ` +
-    `in ${formatDuration(durationMs)} (${how.scanned} source entries)`;
+    `in ${formatDuration(durationMs)} (${entries(how.scanned, "source ")})`;
   const fields = { text, summary: true, action: "summary", ...counts, errors, durationMs: Math.round(durationMs) };
   if (total > 0 || errors > 0) logger.warn("{text}", fields);
   else logger.info("{text}", fields);
@@ -381,7 +389,7 @@ function logSummary(
     `${how.backup ? `${stats.backedUp} backed up, ` : ""}${stats.errors} errors` +
     `${stats.vanished > 0 ? `, ${stats.vanished} vanished` : ""}` +
     `${how.refused > 0 ? `, ${how.refused} removals refused by --max-delete` : ""}; ` +
-    `${formatBytes(stats.bytes)} in ${formatDuration(durationMs)} (${how.scanned} source entries)`;
+    `${formatBytes(stats.bytes)} in ${formatDuration(durationMs)} (${entries(how.scanned, "source ")})`;
   const fields = {
     text,
     summary: true,

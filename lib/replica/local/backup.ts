@@ -13,6 +13,7 @@
 
 import { join } from "node:path";
 import { copyFileSync } from "./copy_file.ts";
+import { describeError } from "../../errors.ts";
 import type { EntryKind } from "../../engine/listing.ts";
 
 /**
@@ -153,7 +154,10 @@ export class BackupDir {
       } catch {
         // nothing was created, or it is gone already
       }
-      throw error;
+      // Say that it was the backup that failed (a full backup disk, say), not the sync.
+      throw new Error(`Backup copy failed, the replica entry is kept: '${to}': ${describeError(error)}`, {
+        cause: error,
+      });
     }
   }
 

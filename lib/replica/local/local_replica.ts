@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
 import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "../../pool.ts";
+import { ChangedError } from "../../errors.ts";
 import { copyFile, SMALL_FILE } from "./copy_file.ts";
 import { BackupDir } from "./backup.ts";
 import { type Entry, ListingBatch, toEntry } from "../../engine/listing.ts";
@@ -97,10 +98,7 @@ function nodeFs(): Promise<typeof import("node:fs")> {
 
 export { TEMP_PATTERN } from "../replica.ts";
 
-/** Thrown when a source file changed while it was being copied. */
-export class ChangedError extends Error {
-  override name = "ChangedError";
-}
+export { ChangedError };
 
 const COPY_WORKER = new URL("./copy_worker.ts", import.meta.url);
 
