@@ -200,6 +200,7 @@ async function remoteOpenerFor(
     sshKey: o.sshKey,
     knownHosts: o.knownHosts,
     s3Endpoint: o.s3Endpoint,
+    hash: o.hash,
   });
 }
 

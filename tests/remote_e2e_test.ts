@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mirrorDiff, runMain, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
+import { S3Client } from "../lib/replica/s3/client.ts";
 import {
   rclone,
   remoteTest,
@@ -453,6 +454,216 @@ remoteTest(
   },
 );
 
+remoteTest(
+  "S3: a first run over a bucket rclone synced sends no write request: what rclone stores no metadata for is unknown, not different",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    await using src = await tempDir();
+    await using cache = await tempDir();
+    await using bucket = await s3Bucket(server);
+    await writeSource(src.path);
+    // rclone keeps no empty directory in a bucket: that one would be a real difference.
+    await Deno.remove(join(src.path, "empty"));
+    const remote = `fss3:${bucket.name}/site`;
+    // As rclone 1.60 writes by default: `mtime` metadata, no `mode`, no directory markers.
+    await rclone(server, ["sync", "--links", src.path, remote]);
+    const listed = JSON.parse(await rclone(server, ["lsjson", "-R", "--metadata", remote])) as Array<
+      { Path: string; IsDir: boolean; Metadata?: Record<string, string> }
+    >;
+    assert.ok(listed.some((e) => !e.IsDir && e.Metadata?.mtime !== undefined), "rclone wrote mtime metadata");
+    assert.ok(listed.every((e) => e.Metadata?.mode === undefined), "rclone wrote no mode metadata");
+    const endpoint = new URL(server.endpoint);
+    await using proxy = countingProxy(endpoint.hostname, Number(endpoint.port));
+    const args = [
+      src.path,
+      `${bucket.url}/site`,
+      "--s3-endpoint",
+      `http://127.0.0.1:${proxy.port}`,
+      "--cache-dir",
+      cache.path,
+    ];
+    const env = s3Env(server);
+
+    for (const run of ["first", "second"]) {
+      await t.step(`the ${run} run copies nothing, sets no attribute and writes nothing`, async () => {
+        proxy.requests.length = 0;
+        const out = await runMain(args, { permissions: PERMISSIONS, env });
+        assert.equal(out.code, 0, out.stderr + out.stdout);
+        const c = counts(out.stdout);
+        assert.deepEqual(
+          [c.copied, c.updated, c.attrs, c.linked, c.removed, c.created],
+          [0, 0, 0, 0, 0, 0],
+          out.stdout,
+        );
+        assert.ok(proxy.requests.length > 0, "the run went through the proxy");
+        assert.deepEqual(writes(proxy.requests), []);
+        await rclone(server, ["check", "--links", src.path, remote]);
+      });
+    }
+
+    await t.step("verify finds no difference", async () => {
+      const out = await runMain(["verify", ...args], { permissions: PERMISSIONS, env });
+      assert.equal(out.code, 0, out.stderr + out.stdout);
+    });
+
+    await t.step("a real change is still uploaded, with the mode rclone did not store", async () => {
+      await Deno.writeTextFile(join(src.path, "run.sh"), "#!/bin/sh\necho HI\n"); // same size, new content
+      proxy.requests.length = 0;
+      const out = await runMain(args, { permissions: PERMISSIONS, env });
+      assert.equal(out.code, 0, out.stderr + out.stdout);
+      assert.equal(counts(out.stdout).updated, 1, out.stdout);
+      assert.ok(writes(proxy.requests).includes(`PUT /${bucket.name}/site/run.sh`), writes(proxy.requests).join("\n"));
+      await rclone(server, ["check", "--links", src.path, remote]);
+      const run = JSON.parse(await rclone(server, ["lsjson", "--metadata", `${remote}/run.sh`]))[0];
+      assert.equal(run.Metadata.mode, "100755");
+    });
+  },
+);
+
+remoteTest(
+  "S3: objects written without mtime metadata are updated once, by a metadata copy where their content is equal",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    await using src = await tempDir();
+    await using cache = await tempDir();
+    await using bucket = await s3Bucket(server);
+    const big = new Uint8Array(3 << 20).map((_, i) => (i * 7) % 251);
+    await writeTree(src.path, { "same.txt": "same content", "docs": { "changed.txt": "abcdef" }, "big.bin": big });
+    // Another tool's upload: the content alone, no metadata at all.
+    const s3 = new S3Client({
+      endpoint: new URL(server.endpoint),
+      pathStyle: true,
+      region: server.region,
+      credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
+      bucket: bucket.name,
+    });
+    await s3.put("x/same.txt", "same content");
+    await s3.put("x/docs/changed.txt", "ABCDEF"); // same size, other content
+    await s3.put("x/big.bin", big);
+    const endpoint = new URL(server.endpoint);
+    await using proxy = countingProxy(endpoint.hostname, Number(endpoint.port));
+    const args = [
+      src.path,
+      `${bucket.url}/x`,
+      "--s3-endpoint",
+      `http://127.0.0.1:${proxy.port}`,
+      "--cache-dir",
+      cache.path,
+    ];
+    const env = s3Env(server);
+
+    await t.step("equal content gets its metadata by a server-side copy; changed content is uploaded", async () => {
+      const out = await runMain(args, { permissions: PERMISSIONS, env });
+      assert.equal(out.code, 0, out.stderr + out.stdout);
+      assert.equal(counts(out.stdout).updated, 3, out.stdout);
+      const files = writes(proxy.requests).filter((w) => !w.endsWith("/")).sort();
+      assert.deepEqual(files, [
+        `COPY /${bucket.name}/x/big.bin`,
+        `COPY /${bucket.name}/x/same.txt`,
+        `PUT /${bucket.name}/x/docs/changed.txt`,
+      ]);
+      assert.equal(await s3Diff(server, src.path, `fss3:${bucket.name}/x`), "");
+    });
+
+    await t.step("the next run writes nothing", async () => {
+      proxy.requests.length = 0;
+      const out = await runMain(args, { permissions: PERMISSIONS, env });
+      assert.equal(out.code, 0, out.stderr + out.stdout);
+      const c = counts(out.stdout);
+      assert.deepEqual([c.copied, c.updated, c.attrs, c.created], [0, 0, 0, 0], out.stdout);
+      assert.deepEqual(writes(proxy.requests), []);
+    });
+  },
+);
+
+remoteTest(
+  "S3: --checksum over a bucket rclone wrote copies nothing, a multipart object without md5chksum read once; --hash xxh3 is exit 2 before any request",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    await using src = await tempDir();
+    await using cache = await tempDir();
+    await using bucket = await s3Bucket(server);
+    await writeSource(src.path);
+    await Deno.remove(join(src.path, "empty"));
+    await writeBig(join(src.path, "big.bin"), 12 << 20);
+    const remote = `fss3:${bucket.name}/c`;
+    // Parts of 5 MiB, and no md5chksum: the big object's ETag is no MD5, and nothing says its MD5.
+    await rclone(server, [
+      "sync",
+      "--links",
+      "--s3-disable-checksum",
+      "--s3-upload-cutoff",
+      "5M",
+      "--s3-chunk-size",
+      "5M",
+      src.path,
+      remote,
+    ]);
+    const big = JSON.parse(await rclone(server, ["lsjson", "--hash", "--metadata", `${remote}/big.bin`]))[0];
+    assert.equal(big.Hashes?.md5, undefined, "rclone knows no MD5 for the multipart object");
+    const endpoint = new URL(server.endpoint);
+    await using proxy = countingProxy(endpoint.hostname, Number(endpoint.port));
+    const via = ["--s3-endpoint", `http://127.0.0.1:${proxy.port}`, "--cache-dir", cache.path];
+    const env = s3Env(server);
+    const run = (...more: string[]) => {
+      proxy.requests.length = 0;
+      return runMain([src.path, `${bucket.url}/c`, ...via, ...more], { permissions: PERMISSIONS, env });
+    };
+    const bigReads = () =>
+      proxy.requests.filter((r) => r.method === "GET" && r.range && r.target.includes("big.bin")).length;
+
+    await t.step("the first -c run reads the multipart object to hash it, and copies nothing", async () => {
+      const out = await run("-c");
+      assert.equal(out.code, 0, out.stderr + out.stdout);
+      const c = counts(out.stdout);
+      assert.deepEqual([c.copied, c.updated, c.attrs, c.linked, c.created], [0, 0, 0, 0, 0], out.stdout);
+      assert.deepEqual(writes(proxy.requests), []);
+      assert.ok(bigReads() >= 1, "big.bin was read");
+    });
+
+    await t.step("a second -c run copies nothing and reads nothing: the read MD5 is remembered", async () => {
+      const out = await run("-c");
+      assert.equal(out.code, 0, out.stderr + out.stdout);
+      const c = counts(out.stdout);
+      assert.deepEqual([c.copied, c.updated, c.attrs, c.linked, c.created], [0, 0, 0, 0, 0], out.stdout);
+      assert.deepEqual(writes(proxy.requests), []);
+      assert.equal(bigReads(), 0);
+    });
+
+    await t.step("--hash md5 is what the bucket knows: nothing copied", async () => {
+      const out = await run("-c", "--hash", "md5");
+      assert.equal(out.code, 0, out.stderr + out.stdout);
+      assert.equal(counts(out.stdout).updated, 0, out.stdout);
+    });
+
+    await t.step("--hash xxh3 is exit 2 with one line, before a single request", async () => {
+      for (const command of [[], ["verify"]]) {
+        proxy.requests.length = 0;
+        const out = await runMain([...command, src.path, `${bucket.url}/c`, ...via, "-c", "--hash", "xxh3"], {
+          permissions: PERMISSIONS,
+          env,
+        });
+        assert.equal(out.code, 2, out.stderr + out.stdout);
+        const lines = out.stderr.trim().split("\n");
+        assert.equal(lines.length, 1, out.stderr);
+        assert.match(lines[0]!, /'xxh3' is not available for an S3 replica: it knows md5 \(leave out --hash\)/);
+        assert.deepEqual(proxy.requests, []);
+      }
+    });
+
+    await t.step("a changed file of the same size is still found and uploaded", async () => {
+      await Deno.writeTextFile(join(src.path, "a.txt"), "ALPHA");
+      const out = await run("-c");
+      assert.equal(out.code, 0, out.stderr + out.stdout);
+      assert.equal(counts(out.stdout).updated, 1, out.stdout);
+      await rclone(server, ["check", "--links", src.path, remote]);
+    });
+  },
+);
+
 // ------------------------------------------------------------------------------------- helpers
 
 /** Writes `size` bytes of incompressible data. */
@@ -523,4 +734,100 @@ function cuttingProxy(
       await accepting;
     },
   };
+}
+
+/** One request seen by {@linkcode countingProxy}. */
+interface SeenRequest {
+  method: string;
+  /** The request target: path and query. */
+  target: string;
+  /** A server-side copy (a PUT with `x-amz-copy-source`). */
+  copy: boolean;
+  /** A ranged read (a GET with `Range`). */
+  range: boolean;
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 to `host:port` that passes every byte through unchanged and reads
+ * the HTTP/1.1 requests going upstream (head, then a `Content-Length` body): an independent
+ * count of what a run sent, by method and key, with nothing of foldersync's own bookkeeping.
+ */
+function countingProxy(host: string, port: number): { port: number; requests: SeenRequest[] } & AsyncDisposable {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const requests: SeenRequest[] = [];
+  const open = new Set<Deno.Conn>();
+  const pumps: Promise<void>[] = [];
+  /** Reads requests out of one connection's upstream bytes. */
+  const reader = () => {
+    const latin1 = new TextDecoder("latin1");
+    let head = "";
+    let bodyLeft = 0;
+    return (chunk: Uint8Array) => {
+      let i = 0;
+      while (i < chunk.length) {
+        if (bodyLeft > 0) {
+          const n = Math.min(bodyLeft, chunk.length - i);
+          bodyLeft -= n;
+          i += n;
+          continue;
+        }
+        const before = head.length;
+        head += latin1.decode(chunk.subarray(i));
+        const end = head.indexOf("\r\n\r\n");
+        if (end === -1) return;
+        i += end + 4 - before;
+        const [first = "", ...lines] = head.slice(0, end).split("\r\n");
+        head = "";
+        const headers = new Map(
+          lines.map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1)]),
+        );
+        if (headers.get("transfer-encoding")?.includes("chunked")) throw new Error("chunked request bodies not parsed");
+        const [method = "", target = ""] = first.split(" ");
+        requests.push({ method, target, copy: headers.has("x-amz-copy-source"), range: headers.has("range") });
+        bodyLeft = Number(headers.get("content-length") ?? 0);
+      }
+    };
+  };
+  const pump = async (from: Deno.Conn, to: Deno.Conn, read?: (chunk: Uint8Array) => void) => {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        read?.(buffer.subarray(0, n));
+        let off = 0;
+        while (off < n) off += await to.write(buffer.subarray(off, n));
+      }
+    } catch { /* closed */ }
+    await to.closeWrite().catch(() => {});
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect({ hostname: host, port });
+      open.add(client);
+      open.add(server);
+      pumps.push(pump(client, server, reader()), pump(server, client));
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    requests,
+    [Symbol.asyncDispose]: async () => {
+      listener.close();
+      for (const conn of open) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+      await accepting;
+      await Promise.all(pumps);
+    },
+  };
+}
+
+/** The requests that write (PUT, POST, DELETE), the replica's own lock entry left out. */
+function writes(requests: readonly SeenRequest[]): string[] {
+  return requests
+    .filter((r) => ["PUT", "POST", "DELETE"].includes(r.method) && !r.target.includes(".foldersync.lock"))
+    .map((r) => `${r.copy ? "COPY" : r.method} ${decodeURIComponent(r.target)}`);
 }

@@ -6,10 +6,13 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server } from "./remote_env.ts";
-import { openS3Replica, type S3Tuning } from "../lib/replica/s3/s3_replica.ts";
+import { openS3Replica, parseMode, parseMtime, type S3Tuning } from "../lib/replica/s3/s3_replica.ts";
+import { MetaCache } from "../lib/replica/s3/meta_cache.ts";
 import { S3Client } from "../lib/replica/s3/client.ts";
 import { LOCK_NAME, type Replica, type ReplicaOptions } from "../lib/replica/replica.ts";
-import type { Entry } from "../lib/engine/listing.ts";
+import { type Entry, ListingBatch, UNKNOWN_MODE } from "../lib/engine/listing.ts";
+import { attrsDiffer, decide } from "../lib/engine/decide.ts";
+import { getHasher } from "../lib/content/hash.ts";
 import { compileFilter } from "../lib/engine/filter_compile.ts";
 import { ConnectionLostError, LockedError, UsageError } from "../lib/errors.ts";
 
@@ -585,5 +588,196 @@ remoteTest(
     assert.equal((await s3.uploads("c/")).length, 1, "the abort could not reach the server either");
     await using _next = await open(bucket.name, "c", src);
     assert.deepEqual(await s3.uploads("c/"), []);
+  },
+);
+
+Deno.test("S3 parseMode() reads rclone's mode metadata; none is UNKNOWN_MODE, which decide() never counts", () => {
+  assert.equal(parseMode("100640"), 0o640);
+  assert.equal(parseMode("40755"), 0o755);
+  assert.equal(parseMode(undefined), UNKNOWN_MODE);
+  assert.equal(parseMode("rw-r--r--"), UNKNOWN_MODE);
+  const caps = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1 };
+  const source = { kind: "file", size: 3, mtimeMs: 1_700_000_000_123, mode: 0o644 } as const;
+  assert.equal(decide(source, { ...source, mode: UNKNOWN_MODE }, { caps }), "same");
+  assert.equal(decide(source, { ...source, mode: 0o600 }, { caps }), "mode");
+  assert.equal(decide(source, { ...source, mode: UNKNOWN_MODE, mtimeMs: 1 }, { caps }), "mtime");
+  const dir = { mtimeMs: 1_700_000_000_000, mode: 0o755 };
+  assert.equal(attrsDiffer(dir, { mtimeMs: NaN, mode: UNKNOWN_MODE }, { caps, kind: "dir" }), undefined);
+  assert.equal(attrsDiffer(dir, { mtimeMs: NaN, mode: 0o700 }, { caps, kind: "dir" }), "mode");
+  assert.equal(attrsDiffer(dir, { mtimeMs: 1, mode: UNKNOWN_MODE }, { caps, kind: "dir" }), "mtime");
+  // A ListingBatch keeps both markers.
+  const batch = new ListingBatch();
+  batch.begin("");
+  batch.push("d", { kind: "dir", size: 0, mtimeMs: NaN, mode: UNKNOWN_MODE });
+  assert.ok(Number.isNaN(batch.entry(0).mtimeMs));
+  assert.equal(batch.entry(0).mode, UNKNOWN_MODE);
+});
+
+Deno.test("S3 MetaCache keeps an unknown mtime, and drops a version 1 cache's mode-0 records", async () => {
+  await using dir = await tempTree();
+  const cache = MetaCache.open(dir.path, "http://s3", "b", "p");
+  cache.set("d/", { size: 0, etag: "e", lastModified: "t", mtimeMs: NaN, mode: UNKNOWN_MODE });
+  assert.equal(cache.save(), true);
+  const again = MetaCache.open(dir.path, "http://s3", "b", "p");
+  assert.ok(Number.isNaN(again.get("d/")!.mtimeMs));
+  assert.equal(again.get("d/")!.mode, UNKNOWN_MODE);
+  // Version 1 stored "no mode metadata" as 0: those records cannot be told from a real mode 0.
+  const [file] = [...Deno.readDirSync(dir.path)];
+  const v1 = JSON.stringify({ version: 1, endpoint: "http://s3", bucket: "b", prefix: "p" });
+  await Deno.writeTextFile(
+    join(dir.path, file!.name),
+    `${v1}\n${JSON.stringify(["a", 1, "e1", "t", 5, 0, null, null])}\n${
+      JSON.stringify(["b", 1, "e2", "t", 5, 0o644, null, null])
+    }\n`,
+  );
+  const old = MetaCache.open(dir.path, "http://s3", "b", "p");
+  assert.equal(old.get("a"), undefined);
+  assert.equal(old.get("b")?.mode, 0o644);
+});
+
+remoteTest(
+  "S3 replica lists what an object lacks as unknown: no mode, a marker-less directory; no mtime is LastModified",
+  "s3",
+  s3Server,
+  async (server) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    await using cacheDir = await tempTree();
+    const s3 = client(server, bucket.name);
+    await s3.put("u/f.txt", "f", { "x-amz-meta-mtime": "1700000000.123456789" }); // as rclone writes it
+    await s3.put("u/g.txt", "g"); // another tool: no metadata at all
+    await s3.put("u/d/h.txt", "h", { "x-amz-meta-mtime": "1700000000" }); // d has no marker
+    await s3.put("u/m/", new Uint8Array(0)); // a marker without metadata
+    const g = (await s3.head("u/g.txt"))!;
+    for (const pass of ["HEADs", "the metadata cache"]) {
+      await using replica = await open(bucket.name, "u", srcDir.path, { cacheDir: cacheDir.path });
+      const entries = await walk(replica);
+      const f = entries.get("f.txt")!;
+      assert.deepEqual([f.mtimeMs, f.mode], [1_700_000_000_123, UNKNOWN_MODE], pass);
+      assert.deepEqual([entries.get("g.txt")!.mtimeMs, entries.get("g.txt")!.mode], [
+        Date.parse(g.lastModified),
+        UNKNOWN_MODE,
+      ]);
+      for (const name of ["d", "m"]) {
+        const dir = entries.get(name)!;
+        assert.equal(dir.kind, "dir");
+        assert.ok(Number.isNaN(dir.mtimeMs), `${name}: ${pass}`);
+        assert.equal(dir.mode, UNKNOWN_MODE);
+      }
+      const root = (await replica.root())!;
+      assert.ok(Number.isNaN(root.mtimeMs));
+      assert.equal(root.mode, UNKNOWN_MODE);
+      const source = { kind: "file", size: 1, mtimeMs: 1_700_000_000_123, mode: 0o600 } as const;
+      assert.equal(decide(source, f, { caps: replica.caps }), "same");
+      assert.equal(
+        attrsDiffer({ mtimeMs: 1, mode: 0o700 }, entries.get("d")!, { caps: replica.caps, kind: "dir" }),
+        undefined,
+      );
+    }
+  },
+);
+
+remoteTest(
+  "S3 replica digest() reads a multipart object without md5chksum once, any other hash by reading; --hash xxh3 refused at open",
+  "s3",
+  s3Server,
+  async (server) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    await using cacheDir = await tempTree();
+    const s3 = client(server, bucket.name);
+    const data = new Uint8Array(11 * MIB).map((_, i) => (i * 31) % 253);
+    // Another tool's multipart upload: an ETag that is no MD5, and no md5chksum.
+    const id = await s3.createUpload("k/big.bin", {});
+    const etags = [
+      await s3.uploadPart("k/big.bin", id, 1, data.subarray(0, 5 * MIB)),
+      await s3.uploadPart("k/big.bin", id, 2, data.subarray(5 * MIB, 10 * MIB)),
+      await s3.uploadPart("k/big.bin", id, 3, data.subarray(10 * MIB)),
+    ];
+    await s3.completeUpload("k/big.bin", id, etags);
+    const md5 = createHash("md5").update(data).digest("hex");
+    const tuning = { partSize: 5 * MIB };
+    {
+      await using replica = await open(bucket.name, "k", srcDir.path, { cacheDir: cacheDir.path }, tuning);
+      await walk(replica);
+      const before = replica.requests;
+      assert.equal(await replica.digest!("big.bin", "md5"), md5);
+      assert.equal(replica.requests - before, 3, "three ranged GETs of 5 MiB at most");
+      const xxh3 = await getHasher("xxh3");
+      xxh3.init();
+      xxh3.update(data);
+      assert.equal(await replica.digest!("big.bin", "xxh3"), xxh3.digest());
+    }
+    {
+      await using replica = await open(bucket.name, "k", srcDir.path, { cacheDir: cacheDir.path }, tuning);
+      await walk(replica);
+      const before = replica.requests;
+      assert.equal(await replica.digest!("big.bin", "md5"), md5);
+      assert.equal(replica.requests, before, "the MD5 read before is remembered");
+      await s3.delete("k/big.bin");
+      assert.equal(await replica.digest!("big.bin", "sha256"), undefined, "gone since the listing");
+    }
+    // A refused endpoint would say so: the hash is refused first, before any request.
+    await assert.rejects(
+      open(bucket.name, "k", srcDir.path, { hash: "xxh3", s3Endpoint: "http://127.0.0.1:1" }),
+      (error: Error) =>
+        error instanceof UsageError &&
+        error.message === "Hash 'xxh3' is not available for an S3 replica: it knows md5 (leave out --hash)",
+    );
+    await using md5Replica = await open(bucket.name, "k", srcDir.path, { hash: "md5" });
+    assert.equal(md5Replica.caps.hash, "md5");
+  },
+);
+
+remoteTest(
+  "S3 replica copy() of an update whose content is already there replaces the metadata only, unless the object changed",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    useServer(server);
+    await using bucket = await s3Bucket(server);
+    await using srcDir = await tempTree();
+    const src = srcDir.path;
+    await Deno.writeTextFile(join(src, "f.txt"), "hello");
+    await Deno.chmod(join(src, "f.txt"), 0o640);
+    const mtimeMs = (await Deno.lstat(join(src, "f.txt"))).mtime!.getTime();
+    const action = { op: "update", path: "f.txt", size: 5, mtimeMs, mode: 0o640 } as const;
+    const s3 = client(server, bucket.name);
+
+    await t.step("same content: a copy onto itself, nothing sent", async () => {
+      const etag = await s3.put("v/f.txt", "hello");
+      await using replica = await open(bucket.name, "v", src);
+      await walk(replica);
+      assert.deepEqual(await replica.copy(action), { size: 0, backedUp: false });
+      const head = (await s3.head("v/f.txt"))!;
+      assert.equal(head.etag, etag);
+      assert.equal(parseMtime(head.meta.mtime), mtimeMs);
+      assert.equal(head.meta.mode, "100640");
+      await rclone(server, ["check", src, `fss3:${bucket.name}/v`]);
+    });
+
+    await t.step("an object changed since the listing (same size) is uploaded over", async () => {
+      await s3.put("w/f.txt", "hello");
+      await using replica = await open(bucket.name, "w", src);
+      await walk(replica);
+      await s3.put("w/f.txt", "HELLO");
+      assert.deepEqual(await replica.copy(action), { size: 5, backedUp: false });
+      assert.equal(new TextDecoder().decode((await s3.get("w/f.txt"))!.body), "hello");
+      assert.equal(parseMtime((await s3.head("w/f.txt"))!.meta.mtime), mtimeMs);
+    });
+
+    await t.step("setAttrs() onto an object changed since the listing fails for that entry", async () => {
+      await s3.put("z/f.txt", "hello", { "x-amz-meta-mtime": "1", "x-amz-meta-mode": "100600" });
+      await using replica = await open(bucket.name, "z", src);
+      await walk(replica);
+      await s3.put("z/f.txt", "HELLO", { "x-amz-meta-mtime": "1", "x-amz-meta-mode": "100600" });
+      await assert.rejects(
+        replica.setAttrs({ op: "attrs", path: "f.txt", kind: "file", mtimeMs, mode: 0o640, reason: "mtime" }),
+        /changed during the sync/,
+      );
+      assert.equal((await s3.head("z/f.txt"))!.meta.mtime, "1");
+    });
   },
 );

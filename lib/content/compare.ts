@@ -3,6 +3,12 @@
  * workers, skipping files whose digest the hash cache still vouches for, and returns the paths
  * whose content is equal in both trees.
  *
+ * Every pair gets a digest on both sides, whatever the replica: a local replica's files are
+ * hashed here like the source's; a remote replica gives its own (SFTP by reading the file
+ * through the connection; S3 from the MD5 the server knows, else by reading the object). A
+ * digest is never "unknown": a pair is different only when the digests differ, when the
+ * replica's file is gone, or when a side could not be read (an error, reported).
+ *
  * @module
  */
 
@@ -29,7 +35,10 @@ export interface CompareOptions {
    * @default false
    */
   readOnly?: boolean;
-  /** Called for each file that could not be hashed; that pair counts as different. */
+  /**
+   * Called for each pair a side of which could not be read: an error, not an unknown, so
+   * that pair counts as different (and is copied again).
+   */
   onError?: (path: string, message: string) => void;
   /** Called when the cache could not be saved. */
   onCacheError?: (message: string) => void;
@@ -39,10 +48,12 @@ export interface CompareOptions {
    */
   signal?: AbortSignal;
   /**
-   * The replica's digests come from here instead of from hashing a local file (a remote
-   * replica: from what the server knows, or by reading the file through the connection); they
-   * are not cached, since only the server can vouch for them. Undefined means "cannot tell",
-   * and the pair counts as different.
+   * The replica's digests come from here instead of from hashing a local file: a remote
+   * replica's `Replica.digest`, which gives the digest of every file, from what the server
+   * knows or by reading the file through the connection. They are not cached here, since only
+   * the server can vouch for them. Undefined means the file is no longer in the replica (the
+   * pair counts as different, and the copy puts it back); a throw is an error ({@linkcode
+   * CompareOptions.onError}).
    */
   replicaDigest?: (rel: string, hash: HashName) => Promise<string | undefined>;
 }
@@ -61,7 +72,8 @@ const MIN_POOL_FILES = 4096;
  * saved once at the end: a `--checksum` sync hands it the pairs of each part of its walk, so
  * that a million pairs never wait in memory at once.
  *
- * Needs read permission for both trees, and for `cacheDir` read and write permission.
+ * Needs read permission for the source (and the replica, when it is local), and for `cacheDir`
+ * read and write permission.
  *
  * @example Comparing in two parts
  * ```ts
@@ -160,7 +172,7 @@ export class ContentComparer {
     return same;
   }
 
-  /** Asks the replica for the digest of each pair's file, `jobs` at a time. */
+  /** Asks the replica for the digest of each pair's file, `jobs` at a time; a file gone has none. */
   async #remoteDigests(
     pairs: readonly ContentPair[],
     digest: NonNullable<CompareOptions["replicaDigest"]>,

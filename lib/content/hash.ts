@@ -26,7 +26,16 @@ export interface Hasher {
   digest(): string;
 }
 
-async function createHasher(name: HashName): Promise<Hasher> {
+/**
+ * A new hasher of its own for `name`, for digests computed a piece at a time while other
+ * digests go on (a remote object read in ranges); {@linkcode getHasher} shares one per thread.
+ *
+ * @example Hashing two streams at once
+ * ```ts
+ * const [a, b] = await Promise.all([createHasher("md5"), createHasher("md5")]);
+ * ```
+ */
+export async function createHasher(name: HashName): Promise<Hasher> {
   if (name === "md5" || name === "sha1" || name === "sha256") {
     // Loaded on first use, like hash-wasm: node:crypto adds ~30 ms to every start otherwise.
     const { createHash } = await import("node:crypto");

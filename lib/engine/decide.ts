@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { EntryKind } from "./listing.ts";
+import { type EntryKind, UNKNOWN_MODE } from "./listing.ts";
 import type { Capabilities } from "../replica/replica.ts";
 
 /** A replica that keeps everything to the millisecond: a local folder. */
@@ -132,7 +132,7 @@ export function decide(
   if (source.size !== replica.size) return "size";
   if (options.checksum) return "content";
   if (!sameMtime(source.mtimeMs, replica.mtimeMs, window)) return "mtime";
-  return caps.modes && source.mode !== replica.mode ? "mode" : "same";
+  return caps.modes && source.mode !== replica.mode && replica.mode !== UNKNOWN_MODE ? "mode" : "same";
 }
 
 /** Options for {@linkcode attrsDiffer}. */
@@ -148,7 +148,8 @@ export interface AttrsOptions extends DecideOptions {
 /**
  * Which kept attribute differs, mtime first, or undefined when none does: for directories (whose
  * mtime counts only where the replica keeps directory times), and for files whose content is
- * equal.
+ * equal. An attribute the replica does not know (a NaN mtime, {@linkcode UNKNOWN_MODE}) is no
+ * difference.
  *
  * @example Comparing attributes
  * ```ts
@@ -162,6 +163,9 @@ export function attrsDiffer(
 ): "mtime" | "mode" | undefined {
   const { caps = FULL_CAPS, kind = "file", modifyWindowMs } = options;
   const times = kind === "file" || caps.dirTimes;
-  if (times && !sameMtime(source.mtimeMs, replica.mtimeMs, mtimeWindow(caps, modifyWindowMs))) return "mtime";
-  return caps.modes && source.mode !== replica.mode ? "mode" : undefined;
+  const timeKnown = !Number.isNaN(replica.mtimeMs);
+  if (times && timeKnown && !sameMtime(source.mtimeMs, replica.mtimeMs, mtimeWindow(caps, modifyWindowMs))) {
+    return "mtime";
+  }
+  return caps.modes && source.mode !== replica.mode && replica.mode !== UNKNOWN_MODE ? "mode" : undefined;
 }

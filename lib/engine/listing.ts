@@ -17,9 +17,15 @@ export interface Entry {
   kind: EntryKind;
   /** Size in bytes (0 for directories). */
   size: number;
-  /** Modification time in milliseconds since the epoch (Deno reports milliseconds). */
+  /**
+   * Modification time in milliseconds since the epoch (Deno reports milliseconds); NaN for a
+   * replica directory whose replica does not know it (an S3 prefix without a marker object).
+   */
   mtimeMs: number;
-  /** Permission bits, `mode & 0o7777` (0 where the OS has none). */
+  /**
+   * Permission bits, `mode & 0o7777` (0 where the OS has none); {@linkcode UNKNOWN_MODE} for a
+   * replica entry whose replica does not know them.
+   */
   mode: number;
   /** Target text of a symbolic link. */
   target?: string;
@@ -28,6 +34,13 @@ export interface Entry {
   /** Change time in milliseconds (part of the hash cache key; Deno reports whole seconds). */
   ctimeMs?: number;
 }
+
+/**
+ * The mode of a replica entry whose replica does not know it (an S3 object written without
+ * `mode` metadata, as rclone writes by default): never a difference. No permission bits are
+ * this value (they fit 0o7777), and it survives the listing's 16-bit mode column.
+ */
+export const UNKNOWN_MODE = 0xffff;
 
 /** A path that could not be read, with why. */
 export interface ScanProblem {

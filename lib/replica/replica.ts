@@ -30,8 +30,9 @@ export interface Capabilities {
    */
   mtimeResolutionMs: number;
   /**
-   * The hash whose digests the replica knows without reading files (S3: `md5`, from ETags):
-   * `--checksum` uses it unless `--hash` names another.
+   * The hash whose digests the replica knows without reading files (S3: `md5`, from ETags and
+   * `md5chksum`): `--checksum` uses it. A replica that declares one refuses another `--hash`
+   * when it is opened ({@linkcode ReplicaOptions.hash}).
    * @default undefined (digests are computed by reading)
    */
   hash?: HashName;
@@ -145,8 +146,11 @@ export interface Replica {
 
   /**
    * The content digest of file `rel` in hex, for `--checksum`: from what the server already
-   * knows where it can (an S3 single-part ETag is the MD5), else by reading the file. Undefined
-   * when this replica cannot give `hash` (the comparer then reads the file itself).
+   * knows where it can (an S3 single-part ETag or `md5chksum` is the MD5), else by reading the
+   * file through the connection and hashing it (SFTP always; S3 for a multipart object without
+   * `md5chksum`, or another hash). Never "unknown": undefined only when the file is no longer
+   * there; throws when it cannot be read. Optional: without it the comparer hashes the replica's
+   * files itself, as local files.
    */
   digest?(rel: string, hash: HashName, signal?: AbortSignal): Promise<string | undefined>;
 
@@ -199,6 +203,12 @@ export interface ReplicaOptions {
   knownHosts?: string | undefined;
   /** `--s3-endpoint URL` (else AWS_ENDPOINT_URL, else AWS itself). */
   s3Endpoint?: string | undefined;
+  /**
+   * `--hash NAME` as the user gave it: a replica whose {@linkcode Capabilities.hash} is another
+   * refuses it when opened, before any request (S3: each object compared would be downloaded on
+   * every run). Undefined when not given.
+   */
+  hash?: HashName | undefined;
   /**
    * Whether a process of this host that holds a lock entry still runs: decides, with
    * {@linkcode lockIsStale}, whether a lock left in the replica may be taken over.

@@ -294,6 +294,26 @@ export class S3Client {
   }
 
   /**
+   * Bytes `start` up to `end` (exclusive) of the object at `key`, with the ETag of the version
+   * read, so that a caller reading an object in ranges can tell when it changed between them.
+   * Throws S3Error `NoSuchKey` when there is no object at `key`.
+   */
+  async getRange(
+    key: string,
+    start: number,
+    end: number,
+    signal?: AbortSignal,
+  ): Promise<{ etag: string; body: Uint8Array }> {
+    const { status, headers, body } = await this.request("GET", {
+      key,
+      headers: { range: `bytes=${start}-${end - 1}` },
+      signal,
+    });
+    // A server that ignores Range answers 200 with the whole object.
+    return { etag: unquote(headers.get("etag") ?? ""), body: status === 206 ? body : body.subarray(start, end) };
+  }
+
+  /**
    * Writes an object (with Content-MD5, so that the server checks what it got). Returns its
    * ETag, or undefined when a condition in `headers` (If-None-Match, If-Match) failed.
    */
@@ -315,15 +335,23 @@ export class S3Client {
 
   /**
    * Copies an object within the bucket on the server: with `meta`, its user metadata replaced
-   * by it, else kept. Returns the new ETag and LastModified. Throws S3Error `NoSuchKey`.
+   * by it, else kept; with `ifMatch`, only while the source's ETag is that one. Returns the new
+   * ETag and LastModified. Throws S3Error `NoSuchKey`, and `PreconditionFailed` (412) when the
+   * source is no longer the version `ifMatch` names.
    */
   async copy(
     from: string,
     to: string,
     meta?: Record<string, string>,
     signal?: AbortSignal,
+    ifMatch?: string,
   ): Promise<{ etag: string; lastModified: string }> {
     const headers: Record<string, string> = { "x-amz-copy-source": uriEncode(`/${this.bucket}/${from}`, true) };
+    if (ifMatch !== undefined) {
+      headers["x-amz-copy-source-if-match"] = `"${ifMatch}"`;
+      // radosgw (16.2, and later versions' code) reads the condition under this older name alone.
+      headers["x-amz-copy-if-match"] = `"${ifMatch}"`;
+    }
     if (meta) {
       headers["x-amz-metadata-directive"] = "REPLACE";
       for (const [name, value] of Object.entries(meta)) headers[`x-amz-meta-${name}`] = value;

@@ -10,8 +10,10 @@
  * recorded at once with the metadata it set and their ETag; their LastModified (which a PUT
  * does not return) is taken from the next listing whose size and ETag match.
  *
- * The file is a JSON header line, then one JSON array per object. A missing, unreadable or
- * corrupt file is an empty cache.
+ * The file is a JSON header line, then one JSON array per object (an unknown mtime as `null`).
+ * A missing, unreadable or corrupt file is an empty cache. A version 1 file is read without its
+ * records of mode 0: version 1 stored an object without `mode` metadata as mode 0, which now
+ * means an unknown mode (such objects get one HEAD again).
  *
  * @module
  */
@@ -19,7 +21,7 @@
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 
-const VERSION = 1;
+const VERSION = 2;
 
 /** One object's remembered metadata. */
 export interface MetaRecord {
@@ -28,9 +30,12 @@ export interface MetaRecord {
   etag: string;
   /** LastModified as the listing gives it; `""` until a listing has shown the object. */
   lastModified: string;
-  /** Modification time in ms (from the `mtime` metadata, else LastModified). */
+  /**
+   * Modification time in ms (from the `mtime` metadata, else a file's LastModified; NaN for a
+   * directory marker without it).
+   */
   mtimeMs: number;
-  /** Permission bits from the `mode` metadata; 0 when there is none. */
+  /** Permission bits from the `mode` metadata; `UNKNOWN_MODE` when there is none. */
   mode: number;
   /** A link object's content: the link's target. */
   target?: string | undefined;
@@ -62,22 +67,29 @@ export class MetaCache {
    * ```
    */
   static open(dir: string | undefined, endpoint: string, bucket: string, prefix: string): MetaCache {
-    const header = JSON.stringify({ version: VERSION, endpoint, bucket, prefix });
+    const headerOf = (version: number) => JSON.stringify({ version, endpoint, bucket, prefix });
+    const header = headerOf(VERSION);
     if (dir === undefined) return new MetaCache(undefined, header);
-    const id = createHash("sha256").update(header).digest("hex").slice(0, 32);
+    // The file's name stays that of version 1: a version 1 cache is found and read.
+    const id = createHash("sha256").update(headerOf(1)).digest("hex").slice(0, 32);
     const cache = new MetaCache(join(dir, `s3-meta-${id}.txt`), header);
     try {
       const lines = Deno.readTextFileSync(cache.#file!).split("\n");
-      if (lines[0] !== header) return cache;
+      const v1 = lines[0] === headerOf(1);
+      if (lines[0] !== header && !v1) return cache;
+      if (v1) cache.#changed = true;
       for (let i = 1; i < lines.length; i++) {
         if (lines[i] === "") continue;
         const [key, size, etag, lastModified, mtimeMs, mode, target, md5] = JSON.parse(lines[i]!);
-        if (typeof key !== "string" || typeof size !== "number" || typeof mtimeMs !== "number") throw new Error();
+        if (typeof key !== "string" || typeof size !== "number" || (typeof mtimeMs !== "number" && mtimeMs !== null)) {
+          throw new Error();
+        }
+        if (v1 && mode === 0) continue;
         cache.#records.set(key, {
           size,
           etag,
           lastModified,
-          mtimeMs,
+          mtimeMs: mtimeMs ?? NaN,
           mode,
           target: target ?? undefined,
           md5: md5 ?? undefined,

@@ -8,6 +8,14 @@
  *   carries its MD5 in `md5chksum` (base64), as rclone's do.
  * - A directory is there when any key lies under it; `mkdir` also writes a zero-byte marker
  *   `prefix/path/`, which keeps an empty directory and carries the directory's mtime and mode.
+ *
+ * What an object lacks is unknown, not different (rclone writes `mtime` but no `mode` unless
+ * told `--metadata`, and no directory markers): a file without `mode`, and a directory without
+ * a marker or its metadata, list with {@linkcode UNKNOWN_MODE} and a NaN mtime, which the
+ * engine never counts as a difference, so a bucket rclone wrote gets no write request. A file
+ * without `mtime` lists with its LastModified, as rclone reads it; when its content is equal
+ * after all (the update finds the source's MD5 equal to the object's), only its metadata is
+ * replaced, by a copy onto itself: nothing is uploaded again.
  * - A symbolic link is the object `prefix/path.rclonelink` whose content is the target
  *   (rclone's `--links`), with the link's mtime in its metadata.
  *
@@ -46,7 +54,16 @@ import {
   type ReplicaOptions,
 } from "../replica.ts";
 import type { S3Target } from "../target.ts";
-import { compareNames, type Entry, type EntryKind, INCOMPLETE, ListingBatch, VANISHED } from "../../engine/listing.ts";
+import {
+  compareNames,
+  type Entry,
+  type EntryKind,
+  INCOMPLETE,
+  ListingBatch,
+  UNKNOWN_MODE,
+  VANISHED,
+} from "../../engine/listing.ts";
+import { createHasher, type HashName } from "../../content/hash.ts";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
 import { backupSuffix } from "../local/backup.ts";
 import { type ListedObject, type ObjectHead, S3Client, S3Error } from "./client.ts";
@@ -88,6 +105,15 @@ export const LINK_SUFFIX = ".rclonelink";
 
 /** The MD5 of nothing: the ETag of a directory marker. */
 const EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e";
+
+/** The hash an S3 replica knows without reading objects: single-part ETags and `md5chksum` are MD5s. */
+const S3_HASH: HashName = "md5";
+
+/** An ETag that is the object's MD5 (a single-part upload; a multipart ETag ends in `-N`). */
+const MD5_ETAG = /^[0-9a-f]{32}$/;
+
+/** The largest object a single server-side copy can take (larger ones need a multipart copy). */
+const MAX_COPY = 5 * 1024 ** 3;
 
 /** An object in the flat listing, by key relative to the prefix. */
 interface Obj {
@@ -176,9 +202,18 @@ export function parseMtime(text: string | undefined): number | undefined {
   return Number.isNaN(date) ? undefined : date;
 }
 
-/** PURE: `mode` metadata (octal, possibly with the file type) as permission bits; 0 when none. */
+/**
+ * PURE: `mode` metadata (octal, possibly with the file type) as permission bits;
+ * {@linkcode UNKNOWN_MODE} when there is none (rclone writes none without `--metadata`).
+ *
+ * @example
+ * ```ts
+ * parseMode("100640"); // 0o640
+ * parseMode(undefined); // UNKNOWN_MODE
+ * ```
+ */
 export function parseMode(text: string | undefined): number {
-  if (text === undefined || !/^[0-7]+$/.test(text.trim())) return 0;
+  if (text === undefined || !/^[0-7]+$/.test(text.trim())) return UNKNOWN_MODE;
   return parseInt(text.trim(), 8) & 0o7777;
 }
 
@@ -231,9 +266,10 @@ function endpointFor(
  * Needs `--allow-net` for the endpoint, `--allow-env` for the AWS variables, `--allow-read`
  * for `~/.aws`, the source and `options.cacheDir`, `--allow-write` for `options.cacheDir`.
  *
- * @throws {UsageError} Before writing anything, for a malformed endpoint, an endpoint that
- *   cannot be reached, no or bad credentials, a bucket that does not exist or cannot be listed,
- *   a backup folder in another bucket.
+ * @throws {UsageError} Before writing anything, for a `--hash` other than MD5 (before any
+ *   request: every object compared would be downloaded on every run), a malformed endpoint, an
+ *   endpoint that cannot be reached, no or bad credentials, a bucket that does not exist or
+ *   cannot be listed, a backup folder in another bucket.
  * @example Opening a replica
  * ```ts
  * const replica = await openS3Replica(
@@ -247,6 +283,11 @@ export async function openS3Replica(
   options: ReplicaOptions,
   tuning: S3Tuning = {},
 ): Promise<Replica & { readonly requests: number }> {
+  if (options.hash !== undefined && options.hash !== S3_HASH) {
+    throw new UsageError(
+      `Hash '${options.hash}' is not available for an S3 replica: it knows ${S3_HASH} (leave out --hash)`,
+    );
+  }
   const env = (name: string) => Deno.env.get(name);
   const region = resolveRegion(env);
   const endpoint = endpointFor(options.s3Endpoint, env, region, target.bucket);
@@ -273,7 +314,7 @@ class S3Replica implements Replica {
     dirTimes: true,
     linkTimes: true,
     mtimeResolutionMs: 1,
-    hash: "md5",
+    hash: S3_HASH,
     // One request a small file: many at once hide its round trip.
     jobs: 32,
   };
@@ -500,7 +541,7 @@ class S3Replica implements Replica {
         head = await this.#client.head(this.#key(obj.key), this.#signal);
       }
       if (!head) return undefined;
-      const record = recordOf(head, target);
+      const record = recordOf(head, kind, target);
       // Changed between the listing and now: right for this run, but not to be cached under the listing's key.
       if (head.etag === obj.etag && head.size === obj.size) {
         record.lastModified = obj.lastModified;
@@ -522,7 +563,7 @@ class S3Replica implements Replica {
     return await this.#dirEntry(tree);
   }
 
-  /** A directory's entry: its marker's mtime and mode (0 without a marker). */
+  /** A directory's entry: its marker's mtime and mode (unknown without a marker). */
   async #dirEntry(node: DirNode): Promise<Entry> {
     // The bucket's root has no marker: its attributes live only in the cache.
     const record = node === this.#tree && this.#base === ""
@@ -530,7 +571,7 @@ class S3Replica implements Replica {
       : node.marker
       ? await this.#meta(node.marker, "dir")
       : undefined;
-    return { kind: "dir", size: 0, mtimeMs: record?.mtimeMs ?? 0, mode: record?.mode ?? 0 };
+    return { kind: "dir", size: 0, mtimeMs: record?.mtimeMs ?? NaN, mode: record?.mode ?? UNKNOWN_MODE };
   }
 
   async list(dir: string, options: ListOptions): Promise<ListingBatch> {
@@ -680,7 +721,13 @@ class S3Replica implements Replica {
     }
   }
 
-  /** Uploads source file `rel` with its mtime and mode; returns its size. */
+  /**
+   * Uploads source file `rel` with its mtime and mode; returns the bytes sent. When the object
+   * there already holds the same content (its known MD5 is the source's: an object written
+   * without `mtime` metadata, or a file touched but not changed), only its metadata is
+   * replaced, by a copy onto itself, and nothing is sent (as rclone sets the mtime when the
+   * modification times differ but the hashes match). The MD5 is computed for the upload anyway.
+   */
   async #upload(rel: string): Promise<number> {
     const from = join(this.#options.source, rel);
     // Synchronous: for small files the async calls' overhead costs more than the calls (as in LocalReplica).
@@ -690,18 +737,65 @@ class S3Replica implements Replica {
     const mode = (before.mode ?? 0o644) & 0o7777;
     const meta = { mtime: formatMtime(mtimeMs), mode: formatMode("file", mode) };
     const key = this.#key(rel);
+    const listed = this.#listed(rel, "file");
+    const there = listed && listed.size === before.size && before.size <= MAX_COPY
+      ? await this.#knownMd5(listed)
+      : undefined;
     let etag: string;
     let md5: string;
     if (before.size <= this.#threshold) {
       const data = Deno.readFileSync(from);
       this.#unchanged(from, before, data.length);
       md5 = createHash("md5").update(data).digest("hex");
+      if (md5 === there && await this.#replaceMeta(rel, listed!, meta, md5, mode, mtimeMs)) return 0;
       etag = await this.#client.put(key, data, metaHeaders(meta), this.#signal) ?? "";
     } else {
-      ({ etag, md5 } = await this.#multipart(key, from, before, meta));
+      md5 = await md5File(from, this.#signal);
+      if (md5 === there) {
+        this.#unchanged(from, before, before.size);
+        if (await this.#replaceMeta(rel, listed!, meta, md5, mode, mtimeMs)) return 0;
+      }
+      etag = await this.#multipart(key, from, before, meta, md5);
     }
     this.#cache.set(rel, { size: before.size, etag, lastModified: "", mtimeMs, mode, md5 });
     return before.size;
+  }
+
+  /** The MD5 of a listed object when it is known without reading it: its ETag, or its metadata's. */
+  async #knownMd5(obj: Obj): Promise<string | undefined> {
+    if (MD5_ETAG.test(obj.etag)) return obj.etag;
+    return (await this.#meta(obj, "file"))?.md5;
+  }
+
+  /**
+   * Replaces the metadata of file `rel`'s object, whose content is the source's, by a copy onto
+   * itself, only while it is still the listed version. False when it is not (changed or gone
+   * since the listing): then it is uploaded.
+   */
+  async #replaceMeta(
+    rel: string,
+    obj: Obj,
+    meta: Record<string, string>,
+    md5: string,
+    mode: number,
+    mtimeMs: number,
+  ): Promise<boolean> {
+    const key = this.#key(rel);
+    const headers = obj.etag.includes("-") ? { ...meta, md5chksum: Buffer.from(md5, "hex").toString("base64") } : meta;
+    let copied: { etag: string };
+    try {
+      copied = await this.#client.copy(key, key, headers, this.#signal, obj.etag);
+    } catch (error) {
+      if (error instanceof S3Error && (error.status === 412 || error.status === 404)) return false;
+      throw error;
+    }
+    // A server that ignored the condition shows the change by the copy's ETag, where it is an MD5.
+    if (MD5_ETAG.test(copied.etag) && copied.etag !== md5) return false;
+    this.#cache.set(rel, { size: obj.size, etag: copied.etag, lastModified: "", mtimeMs, mode, md5 });
+    logger.debug("{text}", {
+      text: `${rel}: content already in the bucket (same MD5): metadata replaced, nothing sent`,
+    });
+    return true;
   }
 
   /** Throws {@linkcode ChangedError} when source file `path` is no longer as `before` saw it. */
@@ -716,17 +810,17 @@ class S3Replica implements Replica {
   }
 
   /**
-   * Uploads a large file in parts, several at a time, with its MD5 in `md5chksum` (as rclone
-   * does: read once to hash it, once to send it). A failed or stopped upload is aborted.
+   * Uploads a large file in parts, several at a time, with its MD5 (`md5`, read before) in
+   * `md5chksum`, as rclone does; returns the object's ETag. A failed or stopped upload is aborted.
    */
   async #multipart(
     key: string,
     from: string,
     before: Deno.FileInfo,
     meta: Record<string, string>,
-  ): Promise<{ etag: string; md5: string }> {
+    md5: string,
+  ): Promise<string> {
     const size = before.size;
-    const md5 = await md5File(from, this.#signal);
     const headers = metaHeaders({ ...meta, md5chksum: Buffer.from(md5, "hex").toString("base64") });
     const partSize = Math.max(this.#partSize, Math.ceil(size / 10_000));
     const count = Math.max(1, Math.ceil(size / partSize));
@@ -773,8 +867,7 @@ class S3Replica implements Replica {
       await Promise.all(inFlight);
       if (failure !== undefined) throw failure;
       this.#unchanged(from, before, size);
-      const etag = await this.#client.completeUpload(key, uploadId, etags, this.#signal);
-      return { etag, md5 };
+      return await this.#client.completeUpload(key, uploadId, etags, this.#signal);
     } catch (error) {
       await this.#client.abortUpload(key, uploadId).catch((abortError) => {
         logger.warning("{text}", {
@@ -818,9 +911,13 @@ class S3Replica implements Replica {
     if (old.md5 && obj!.etag.includes("-")) meta.md5chksum = Buffer.from(old.md5, "hex").toString("base64");
     let copied: { etag: string; lastModified: string };
     try {
-      copied = await this.#client.copy(this.#key(relKey), this.#key(relKey), meta, this.#signal);
+      // Only onto the version listed: the source's mtime on other content would hide it for good.
+      copied = await this.#client.copy(this.#key(relKey), this.#key(relKey), meta, this.#signal, obj!.etag);
     } catch (error) {
       if (error instanceof S3Error && error.status === 404) throw gone(action.path);
+      if (error instanceof S3Error && error.status === 412) {
+        throw new ChangedError(`Replica entry changed during the sync: '${action.path}'`);
+      }
       throw error;
     }
     // A copy onto itself keeps the content: the ETag of a multipart object may still change form.
@@ -844,12 +941,52 @@ class S3Replica implements Replica {
     this.#cache.set(relKey, record);
   }
 
-  digest(rel: string, hash: string): Promise<string | undefined> {
-    if (hash !== "md5") return Promise.resolve(undefined);
+  /**
+   * The digest of file `rel`. An MD5 comes from what the server knows where it can (a
+   * single-part ETag, `md5chksum`); else, as any other hash, from reading the object (ranged
+   * GETs, a part's size each) and hashing it. An MD5 read so is remembered in the metadata
+   * cache, so an object is read once. Undefined when the object is gone.
+   */
+  async digest(rel: string, hash: HashName, signal?: AbortSignal): Promise<string | undefined> {
     const obj = this.#listed(rel, "file");
-    if (!obj) return Promise.resolve(undefined);
-    if (/^[0-9a-f]{32}$/.test(obj.etag)) return Promise.resolve(obj.etag);
-    return this.#meta(obj, "file").then((record) => record?.md5);
+    if (!obj) return undefined;
+    if (hash === S3_HASH && MD5_ETAG.test(obj.etag)) return obj.etag;
+    const record = await this.#meta(obj, "file");
+    if (!record) return undefined;
+    if (hash === S3_HASH && record.md5) return record.md5;
+    logger.debug("{text}", { text: `${rel}: reading the object to hash it (${hash} is not known for it)` });
+    const digest = await this.#hashObject(obj, hash, signal ?? this.#signal);
+    if (digest !== undefined && hash === S3_HASH && record.etag === obj.etag && record.size === obj.size) {
+      this.#cache.set(obj.key, { ...record, md5: digest });
+    }
+    return digest;
+  }
+
+  /**
+   * Reads listed object `obj` in ranges and hashes it; undefined when it is gone. Throws when it
+   * changed since the listing (its ETag is another).
+   */
+  async #hashObject(obj: Obj, hash: HashName, signal: AbortSignal | undefined): Promise<string | undefined> {
+    const hasher = await createHasher(hash);
+    hasher.init();
+    const key = this.#key(obj.key);
+    for (let at = 0; at < obj.size; at += this.#partSize) {
+      signal?.throwIfAborted();
+      const end = Math.min(obj.size, at + this.#partSize);
+      let got: { etag: string; body: Uint8Array };
+      try {
+        // A part slot bounds the memory that reads hold, as it does for uploads.
+        got = await this.#parts.run(() => this.#client.getRange(key, at, end, signal));
+      } catch (error) {
+        if (error instanceof S3Error && error.status === 404) return undefined;
+        throw error;
+      }
+      if (got.etag !== obj.etag || got.body.length !== end - at) {
+        throw new Error(`Replica object changed while it was read: '${key}'`);
+      }
+      hasher.update(got.body);
+    }
+    return hasher.digest();
   }
 
   sourceGone(rel: string): Promise<boolean> {
@@ -964,9 +1101,15 @@ function metaHeaders(meta: Record<string, string>): Record<string, string> {
   return headers;
 }
 
-/** The record of an object from its HEAD (or GET) and, for a link, its content. */
-function recordOf(head: ObjectHead, target: string | undefined): MetaRecord {
-  const md5 = /^[0-9a-f]{32}$/.test(head.etag)
+/**
+ * The record of an object of `kind` from its HEAD (or GET) and, for a link, its content.
+ * Without `mtime` metadata a file's or link's mtime is its LastModified, as rclone reads it: an
+ * upload time, which differs from the source's, so the file is updated once (by a metadata copy
+ * when its content is equal); a directory marker's is unknown, since a directory's mtime is an
+ * attribute alone.
+ */
+function recordOf(head: ObjectHead, kind: EntryKind, target: string | undefined): MetaRecord {
+  const md5 = MD5_ETAG.test(head.etag)
     ? head.etag
     : head.meta.md5chksum
     ? Buffer.from(head.meta.md5chksum, "base64").toString("hex")
@@ -975,7 +1118,7 @@ function recordOf(head: ObjectHead, target: string | undefined): MetaRecord {
     size: head.size,
     etag: head.etag,
     lastModified: head.lastModified,
-    mtimeMs: parseMtime(head.meta.mtime) ?? (Date.parse(head.lastModified) || 0),
+    mtimeMs: parseMtime(head.meta.mtime) ?? (kind === "dir" ? NaN : Date.parse(head.lastModified) || 0),
     mode: parseMode(head.meta.mode),
     target,
     md5,
