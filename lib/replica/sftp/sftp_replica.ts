@@ -199,6 +199,8 @@ class SftpReplica implements Replica {
   #posixRename: boolean;
   /** The run set the root's attributes: the lock's removal keeps them, not those from before the lock. */
   #rootTimesSet = false;
+  /** The root's attributes before this run's lock entry moved its mtime. */
+  #rootBeforeLock: SftpStats | undefined;
   #warnedRename = false;
   /** Releases the lock this replica holds; undefined when it holds none. */
   #release: (() => Promise<void>) | undefined;
@@ -262,7 +264,10 @@ class SftpReplica implements Replica {
 
   async root(): Promise<Entry | undefined> {
     try {
-      return toEntry(await this.#session.stat(this.#root));
+      const entry = toEntry(await this.#session.stat(this.#root));
+      // The lock entry moved the root's mtime, and its release puts it back: the root is what it was.
+      if (this.#rootBeforeLock) entry.mtimeMs = this.#rootBeforeLock.mtime * 1000;
+      return entry;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
       throw error;
@@ -659,6 +664,7 @@ class SftpReplica implements Replica {
     const content = (time: number) => JSON.stringify({ host, pid: Deno.pid, time, id });
     // The lock entry comes and goes in the root: its mtime is put back as it was, unless the run sets it.
     const before = await session.lstat(this.#root).catch(() => undefined);
+    this.#rootBeforeLock = before;
     this.#rootTimesSet = false;
     if (!await this.#createLock(path, content(Date.now()))) {
       const held = parseLock(
