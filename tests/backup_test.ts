@@ -394,10 +394,11 @@ Deno.test("plan() with protect leaves a protected path and the folders on its wa
   ]);
 });
 
-Deno.test("parseCommand() takes --backup-dir for sync only, and a service passes it on", () => {
+Deno.test("parseCommand() takes --backup-dir for sync (and verify, to leave it out), and a service passes it on", () => {
   const cmd = parseCommand(["src", "dst", "--backup-dir", "../deleted"]);
   assert.equal(cmd.kind === "sync" && cmd.options.backupDir, "../deleted");
-  assert.throws(() => parseCommand(["verify", "src", "dst", "--backup-dir", "x"]), /not valid with verify/);
+  const verify = parseCommand(["verify", "src", "dst", "--backup-dir", "x"]);
+  assert.equal(verify.kind === "verify" && verify.options.backupDir, "x");
   assert.throws(() => parseCommand(["src", "dst", "--backup-dir="]), /must not be an empty path/);
   if (cmd.kind !== "sync") throw new Error("sync expected");
   const paths = { source: "/data", replica: "/backup", backupDir: "/deleted" };
