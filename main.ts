@@ -18,9 +18,10 @@ import {
   type SyncOptions,
 } from "./lib/config.ts";
 import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
-import { lockReplica } from "./lib/replica/local/lock.ts";
+import { lockFolder, lockReplica } from "./lib/replica/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
+import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
 import type { ProgressSink } from "./lib/run/progress.ts";
 import type { RemoteOpener } from "./lib/replica/open.ts";
@@ -107,10 +108,12 @@ async function main(args: string[]): Promise<number> {
  * files (`log`, the cache) in the source among them. `verify` refuses the options that would
  * change anything before it gets here.
  */
-function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined): SyncOptions {
+function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined, lockDir?: string): SyncOptions {
+  // The lock folder lies in the cache folder: a source that holds it (a home folder) leaves it out.
+  const cacheDir = paths.cacheDir ?? lockDir;
   const own = ownFiles(paths.source, {
     ...(log ? { log } : {}),
-    ...(paths.cacheDir ? { cacheDir: paths.cacheDir } : {}),
+    ...(cacheDir ? { cacheDir } : {}),
   });
   const filter = filterSpec(o.exclude, o.excludeFrom, own);
   return {
@@ -155,26 +158,41 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
-  const options = runOptions(o, paths, log);
   const progress = await progressFor(o);
-  const stopping = () => logger.info("{text}", { text: "Stopping: aborting the files in flight" });
+  const activity = trackActivity(progress);
+  const stopping = () => {
+    const text = activity.filesInFlight() ? "Stopping: aborting the files in flight" : "Stopping";
+    logger.info("{text}", { text });
+  };
   return await untilStopped(async (signal) => {
     const schedule = {
       watch: o.watch,
       signal,
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
-      ...(progress ? { progress } : {}),
+      progress: activity,
     };
     if (remote) {
       // Each run connects and locks afresh; the first connection checks the input first.
       const opener = await remoteOpenerFor(o, paths, signal, progress);
       await opener.check(o.dryRun);
-      return await runSchedule(options, { ...schedule, openReplica: opener.open });
+      return await runSchedule(runOptions(o, paths, log), { ...schedule, openReplica: opener.open });
     }
-    if (!o.dryRun) await createReplica(paths.replica, o);
-    using _lock = await lockReplica(paths.replica);
-    return await runSchedule(options, schedule);
+    // A dry run reads and writes nothing: it takes no lock, and may look while a loop syncs.
+    if (o.dryRun) return await runSchedule(runOptions(o, paths, log), schedule);
+    await createReplica(paths.replica, o);
+    const lockDir = lockFolder(typeof o.cacheDir === "string" ? o.cacheDir : undefined);
+    using _lock = await lockReplica(paths.replica, lockDir !== undefined ? { lockDir } : {});
+    return await runSchedule(runOptions(o, paths, log, lockDir && realPath(lockDir)), schedule);
   }, stopping);
+}
+
+/** The real path of `path`, or `path` itself where it cannot be resolved. */
+function realPath(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 /** The opener of a remote replica, its module loaded only now. */

@@ -18,6 +18,7 @@ import {
   snapshot,
   tempDir,
   toolAvailable,
+  type TreeSpec,
   writeTree,
 } from "./helpers.ts";
 
@@ -158,7 +159,7 @@ Deno.test({
           assert.match(service_, scheduled ? /^Type=oneshot$/m : /^Type=simple$/m);
           if (!scheduled) assert.match(service_, /^Restart=on-failure$/m);
           else assert.match(Deno.readTextFileSync(files[1]!), /^OnUnitInactiveSec=\d+s$/m);
-          if (runtime.mainPath) assert.match(service_, /^# Runs from source: 'deno run' with read and write/m);
+          if (runtime.mainPath) assert.match(service_, /^# Runs from source: 'deno run' with unscoped read and write/m);
           for (const file of files) assert.ok(printed.out.includes(Deno.readTextFileSync(file).trimEnd()));
           const verify = async (extra: string[], envVars: Record<string, string> = {}) => {
             const out = await new Deno.Command("systemd-analyze", {
@@ -202,8 +203,10 @@ Deno.test("launchd plist parses as a property list with the right ProgramArgumen
       Deno.execPath(),
       "run",
       "--no-prompt",
-      `--allow-read=${source},${ROOT},${replica},${join(home, "Library", "Logs")}`,
-      `--allow-write=${replica},${join(home, "Library", "Logs")}`,
+      "--allow-read",
+      "--allow-write",
+      `--deny-write=${source}`,
+      "--allow-env=HOME,XDG_CACHE_HOME,LOCALAPPDATA",
       MAIN,
       source,
       replica,
@@ -272,11 +275,12 @@ Deno.test("launchd plist parses as a property list with the right ProgramArgumen
   });
 
   await t.step(
-    "the ProgramArguments of a scheduled definition from source sync a tree under its scoped grants",
+    "the ProgramArguments of a scheduled definition from source sync a tree with links under its grants",
     async () => {
       // Enough directories for the walk worker, and --checksum for the hash worker: both need read access to the code.
-      const spec: Record<string, Record<string, string>> = {};
+      const spec: TreeSpec = {};
       for (let i = 0; i < 30; i++) spec[`d${i}`] = { "f.txt": `file ${i}` };
+      if (POSIX) Object.assign(spec, { "to-file": { link: "d0/f.txt" }, "to-dir": { link: "d1" } });
       await writeTree(source, spec);
       const cache = join(dir.path, "cache");
       const argv = [
@@ -500,7 +504,7 @@ Deno.test("main.ts: service print works, and bad input exits 2 with one line and
     });
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stdout, /^Type=simple$/m);
-    assert.match(out.stdout, /^ExecStart=.*--allow-read=.*main\.ts .*--watch$/m);
+    assert.match(out.stdout, /^ExecStart=.* --allow-read --allow-write "--deny-write=.*main\.ts .*--watch$/m);
     assert.deepEqual([...Deno.readDirSync(home)], []);
   });
 
