@@ -39,9 +39,10 @@ export function trackActivity(inner?: ProgressSink): RunActivity {
   let own = idle(false);
   let running = false;
   const inFlight = inner?.inFlight ?? new BigInt64Array(new SharedArrayBuffer(8));
+  const counters = () => inner?.counters ?? own;
   return {
     get counters() {
-      return inner?.counters ?? own;
+      return counters();
     },
     inFlight,
     begin(applying) {
@@ -57,7 +58,7 @@ export function trackActivity(inner?: ProgressSink): RunActivity {
       inner?.end();
     },
     filesInFlight() {
-      const c = this.counters;
+      const c = counters();
       return running && c.applying && (c.filesDone < c.filesTotal || Atomics.load(inFlight, 0) > 0n);
     },
   };
