@@ -364,3 +364,30 @@ Deno.test("main.ts says it aborts the files in flight only when a stop finds cop
   assert.equal(status.code, 130, run.err.text());
   assert.ok(noTemps(join(dst, "many")));
 });
+
+Deno.test("--watch under grants of its two folders alone watches, and follows a replaced source", {
+  ignore: !POSIX,
+}, async () => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  const dst = join(tmp.path, "dst");
+  await writeTree(src, { "a.txt": "a" });
+  // Not even read access to foldersync's own folder: the watcher's worker needs none.
+  const run = start([src, dst, "--watch"], [`--allow-read=${src},${dst}`, `--allow-write=${dst}`]);
+  try {
+    await waitFor(mirrored(src, dst), 20_000, "initial sync");
+    await Deno.writeTextFile(join(src, "b.txt"), "b");
+    await waitFor(mirrored(src, dst), 10_000, "an event");
+    await Deno.remove(src, { recursive: true });
+    await Deno.mkdir(src);
+    await Deno.writeTextFile(join(src, "c.txt"), "c");
+    await waitFor(mirrored(src, dst), 20_000, "the new folder's first file");
+    await Deno.writeTextFile(join(src, "d.txt"), "d");
+    await waitFor(mirrored(src, dst), 10_000, "an event in the new folder");
+  } finally {
+    const { status } = await run.stop("SIGTERM");
+    assert.equal(status.code, 0, run.err.text());
+  }
+  assert.doesNotMatch(run.out.text() + run.err.text(), /Cannot watch|Requires/);
+  await assertMirror(src, dst);
+});

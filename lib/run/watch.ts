@@ -22,7 +22,6 @@ import { parentOf } from "../engine/plan.ts";
 import { formatDuration } from "../cli/units.ts";
 import { SourceFolder } from "./source.ts";
 import { longTimeout } from "./timer.ts";
-import type { WatchEvent, WatchReport, WatchStart } from "./watch_worker.ts";
 
 /** Options for {@linkcode watchLoop}. */
 export interface WatchOptions {
@@ -262,7 +261,74 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
   onAbort();
 }
 
-/** A watch of one folder, in a worker of its own (see watch_worker.ts). */
+/** One event, as much of it as the loop uses. */
+interface WatchEvent {
+  /** What happened (`Deno.FsEvent`'s kind): `remove` or `rename` of the watched folder itself means it is gone. */
+  kind: string;
+  /** The paths the event names. */
+  paths: string[];
+  /** The OS dropped events (inotify's queue overflowed): only a full walk is sure to see every change. */
+  rescan: boolean;
+}
+
+/** What the watch worker sends: the watch is armed, some events, or the watch failed. */
+type WatchReport = { armed: true } | { events: WatchEvent[] } | { error: string };
+
+/**
+ * The watch worker's whole program: watches the folder it is sent with `Deno.watchFs` and
+ * sends its events back. It runs from its own source text (see {@linkcode startWatcher}), so
+ * it may use nothing from outside its body.
+ *
+ * Each watch runs in a worker of its own because Deno keeps one OS watcher per thread, shared
+ * by every `Deno.watchFs` of that thread, and that one does not reliably see a folder that was
+ * deleted and made again under the same path (`rm -rf src; mkdir src`): watching it again from
+ * the same thread may add no OS watch at all. Ending the worker ends its OS watcher; a new
+ * worker starts from nothing.
+ */
+function watchWorker(): void {
+  const scope = self as unknown as {
+    onmessage: (message: MessageEvent<string>) => void;
+    postMessage(report: WatchReport): void;
+  };
+  const text = (error: unknown) => error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  scope.onmessage = async (message) => {
+    let watcher: Deno.FsWatcher;
+    try {
+      watcher = Deno.watchFs(message.data, { recursive: true });
+    } catch (error) {
+      scope.postMessage({ error: text(error) });
+      return;
+    }
+    scope.postMessage({ armed: true });
+    // A lone event crosses at once; the events of a burst that follow it wait for the next
+    // turn and cross together: thousands of events make a few messages, not thousands.
+    let pending: WatchEvent[] = [];
+    let cooling = false;
+    const flush = () => {
+      cooling = pending.length > 0;
+      if (!cooling) return;
+      scope.postMessage({ events: pending });
+      pending = [];
+      setTimeout(flush, 0);
+    };
+    try {
+      for await (const event of watcher) {
+        pending.push({ kind: event.kind, paths: event.paths, rescan: event.flag === "rescan" });
+        if (!cooling) flush();
+      }
+    } catch (error) {
+      scope.postMessage({ error: text(error) });
+    }
+  };
+}
+
+/**
+ * The watch worker's module: its program as a blob, which needs no read permission (a run
+ * granted only its folders may watch) and no file to ship in a compiled binary.
+ */
+let workerUrl: string | undefined;
+
+/** A watch of one folder, in a worker of its own (see {@linkcode watchWorker}). */
 interface SourceWatcher {
   /** Ends the watch and its worker. */
   close(): void;
@@ -281,7 +347,8 @@ function startWatcher(
   onFailure: (error: Error) => void,
 ): Promise<SourceWatcher> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL("./watch_worker.ts", import.meta.url), { type: "module" });
+    workerUrl ??= URL.createObjectURL(new Blob([`(${watchWorker})();`], { type: "text/javascript" }));
+    const worker = new Worker(workerUrl, { type: "module" });
     let armed = false;
     const fail = (text: string) => {
       worker.terminate();
@@ -300,7 +367,7 @@ function startWatcher(
       event.preventDefault();
       fail(event.message);
     };
-    worker.postMessage({ path } satisfies WatchStart);
+    worker.postMessage(path);
   });
 }
 
