@@ -158,6 +158,9 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
+  // A dry run reads and writes nothing: it takes no lock, and may look while a loop syncs.
+  const lockDir = remote || o.dryRun ? undefined : lockFolder(typeof o.cacheDir === "string" ? o.cacheDir : undefined);
+  const options = runOptions(o, paths, log, lockDir);
   const progress = await progressFor(o);
   const activity = trackActivity(progress);
   const stopping = () => {
@@ -175,24 +178,13 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
       // Each run connects and locks afresh; the first connection checks the input first.
       const opener = await remoteOpenerFor(o, paths, signal, progress);
       await opener.check(o.dryRun);
-      return await runSchedule(runOptions(o, paths, log), { ...schedule, openReplica: opener.open });
+      return await runSchedule(options, { ...schedule, openReplica: opener.open });
     }
-    // A dry run reads and writes nothing: it takes no lock, and may look while a loop syncs.
-    if (o.dryRun) return await runSchedule(runOptions(o, paths, log), schedule);
+    if (o.dryRun) return await runSchedule(options, schedule);
     await createReplica(paths.replica, o);
-    const lockDir = lockFolder(typeof o.cacheDir === "string" ? o.cacheDir : undefined);
     using _lock = await lockReplica(paths.replica, lockDir !== undefined ? { lockDir } : {});
-    return await runSchedule(runOptions(o, paths, log, lockDir && realPath(lockDir)), schedule);
+    return await runSchedule(options, schedule);
   }, stopping);
-}
-
-/** The real path of `path`, or `path` itself where it cannot be resolved. */
-function realPath(path: string): string {
-  try {
-    return Deno.realPathSync(path);
-  } catch {
-    return path;
-  }
 }
 
 /** The opener of a remote replica, its module loaded only now. */

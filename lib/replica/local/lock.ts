@@ -12,7 +12,7 @@
  * @module
  */
 
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { LockedError } from "../../errors.ts";
 
 /** Options for {@linkcode lockReplica}. */
@@ -35,7 +35,8 @@ function grantedEnv(name: string): string | undefined {
  * The folder of this host's lock files: `locks/` in `cacheDir` when one is given
  * (`--cache-dir`), else in the user's cache folder (`$XDG_CACHE_HOME/foldersync`,
  * `~/.cache/foldersync`, `%LOCALAPPDATA%\foldersync`), as `env` gives the variables (by
- * default: those that may be read without asking). Undefined when they are not there.
+ * default: those that may be read without asking), as a real path (symbolic links resolved as
+ * far as it exists). Undefined when the variables are not there.
  *
  * @example The default folder
  * ```ts
@@ -46,7 +47,7 @@ export function lockFolder(
   cacheDir: string | undefined,
   env: (name: string) => string | undefined = grantedEnv,
 ): string | undefined {
-  if (cacheDir !== undefined) return join(resolve(cacheDir), "locks");
+  if (cacheDir !== undefined) return realPath(join(resolve(cacheDir), "locks"));
   let base: string | undefined;
   if (Deno.build.os === "windows") {
     const local = env("LOCALAPPDATA");
@@ -56,7 +57,24 @@ export function lockFolder(
     const home = env("HOME");
     base = xdg ? join(xdg, "foldersync") : home ? join(home, ".cache", "foldersync") : undefined;
   }
-  return base === undefined ? undefined : join(base, "locks");
+  return base === undefined ? undefined : realPath(join(resolve(base), "locks"));
+}
+
+/** True when `path` may be read and written without asking: a run never prompts. */
+function granted(path: string): boolean {
+  return Deno.permissions.querySync({ name: "read", path }).state === "granted" &&
+    Deno.permissions.querySync({ name: "write", path }).state === "granted";
+}
+
+/** The real path of `path`, which may not exist yet: its nearest existing folder's, and the rest as it is. */
+function realPath(path: string): string {
+  if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return path;
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    const parent = dirname(path);
+    return parent === path ? path : join(realPath(parent), basename(path));
+  }
 }
 
 /**
@@ -81,9 +99,10 @@ function isWithin(outer: string, inner: string): boolean {
 
 /**
  * Takes the locks of the replica folder `replica` (see the module's text), or throws if
- * another process holds either. The lock file is left out where `lockDir` is missing, cannot
- * be written, or lies inside the replica (a sync would remove it); the folder's own lock is
- * left out where directories cannot be opened (Windows).
+ * another process holds either. The lock file is left out where `lockDir` is missing, may not
+ * be read and written without asking, cannot be written, or lies inside the replica (a sync
+ * would remove it); the folder's own lock is left out where directories cannot be opened
+ * (Windows).
  *
  * Needs read permission for `replica`, and read and write permission for `lockDir`.
  *
@@ -109,7 +128,7 @@ export async function lockReplica(replica: string, options: LockOptions = {}): P
     real = resolve(replica);
   }
   const { lockDir } = options;
-  if (lockDir !== undefined && !isWithin(real, resolve(lockDir))) {
+  if (lockDir !== undefined && !isWithin(real, resolve(lockDir)) && granted(lockDir)) {
     let file: Disposable | undefined | "unusable";
     try {
       file = await lockFile(join(lockDir, await lockName(real)));
