@@ -18,9 +18,10 @@ import {
   type SyncOptions,
 } from "./lib/config.ts";
 import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
-import { lockReplica } from "./lib/replica/local/lock.ts";
+import { lockFolder, lockReplica } from "./lib/replica/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
+import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
 import type { ProgressSink } from "./lib/run/progress.ts";
 import type { RemoteOpener } from "./lib/replica/open.ts";
@@ -107,10 +108,12 @@ async function main(args: string[]): Promise<number> {
  * files (`log`, the cache) in the source among them. `verify` refuses the options that would
  * change anything before it gets here.
  */
-function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined): SyncOptions {
+function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined, lockDir?: string): SyncOptions {
+  // The lock folder lies in the cache folder: a source that holds it (a home folder) leaves it out.
+  const cacheDir = paths.cacheDir ?? lockDir;
   const own = ownFiles(paths.source, {
     ...(log ? { log } : {}),
-    ...(paths.cacheDir ? { cacheDir: paths.cacheDir } : {}),
+    ...(cacheDir ? { cacheDir } : {}),
   });
   const filter = filterSpec(o.exclude, o.excludeFrom, own);
   return {
@@ -156,15 +159,21 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
-  const options = runOptions(o, paths, log);
+  // A dry run reads and writes nothing: it takes no lock, and may look while a loop syncs.
+  const lockDir = remote || o.dryRun ? undefined : lockFolder(typeof o.cacheDir === "string" ? o.cacheDir : undefined);
+  const options = runOptions(o, paths, log, lockDir);
   const progress = await progressFor(o);
-  const stopping = () => logger.info("{text}", { text: "Stopping: aborting the files in flight" });
+  const activity = trackActivity(progress);
+  const stopping = () => {
+    const text = activity.filesInFlight() ? "Stopping: aborting the files in flight" : "Stopping";
+    logger.info("{text}", { text });
+  };
   return await untilStopped(async (signal) => {
     const schedule = {
       watch: o.watch,
       signal,
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
-      ...(progress ? { progress } : {}),
+      progress: activity,
     };
     if (remote) {
       // Each run connects and locks afresh; the first connection checks the input first.
@@ -172,8 +181,9 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
       await opener.check(o.dryRun);
       return await runSchedule(options, { ...schedule, openReplica: opener.open });
     }
-    if (!o.dryRun) await createReplica(paths, o);
-    using _lock = await lockReplica(paths.replica);
+    if (o.dryRun) return await runSchedule(options, schedule);
+    await createReplica(paths, o);
+    using _lock = await lockReplica(paths.replica, lockDir !== undefined ? { lockDir } : {});
     return await runSchedule(options, schedule);
   }, stopping);
 }

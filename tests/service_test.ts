@@ -3,21 +3,24 @@ import { join } from "node:path";
 import * as plist from "plist";
 import { DOMParser } from "@xmldom/xmldom";
 import { parseServiceCommand } from "../lib/service/cli.ts";
-import { EXIT_MANAGER_FAILED, type RunResult } from "../lib/service/install.ts";
+import { EXIT_MANAGER_FAILED, EXIT_NOT_INSTALLED, type RunResult } from "../lib/service/install.ts";
 import { type Runtime, syncArguments } from "../lib/service/locate.ts";
 import { parseCommand } from "../lib/cli/cli.ts";
 import { runService, type RunServiceOptions } from "../lib/service/run.ts";
 import { UsageError } from "../lib/errors.ts";
+import { remoteTest, sftpFolder, sftpServer } from "./remote_env.ts";
 import {
   assertMirror,
   CI_LINUX,
   MAIN,
+  mirrorDiff,
   POSIX,
   ROOT,
   runMain,
   snapshot,
   tempDir,
   toolAvailable,
+  type TreeSpec,
   writeTree,
 } from "./helpers.ts";
 
@@ -158,7 +161,7 @@ Deno.test({
           assert.match(service_, scheduled ? /^Type=oneshot$/m : /^Type=simple$/m);
           if (!scheduled) assert.match(service_, /^Restart=on-failure$/m);
           else assert.match(Deno.readTextFileSync(files[1]!), /^OnUnitInactiveSec=\d+s$/m);
-          if (runtime.mainPath) assert.match(service_, /^# Runs from source: 'deno run' with read and write/m);
+          if (runtime.mainPath) assert.match(service_, /^# Runs from source: 'deno run' with unscoped read and write/m);
           for (const file of files) assert.ok(printed.out.includes(Deno.readTextFileSync(file).trimEnd()));
           const verify = async (extra: string[], envVars: Record<string, string> = {}) => {
             const out = await new Deno.Command("systemd-analyze", {
@@ -202,8 +205,10 @@ Deno.test("launchd plist parses as a property list with the right ProgramArgumen
       Deno.execPath(),
       "run",
       "--no-prompt",
-      `--allow-read=${source},${ROOT},${replica},${join(home, "Library", "Logs")}`,
-      `--allow-write=${replica},${join(home, "Library", "Logs")}`,
+      "--allow-read",
+      "--allow-write",
+      `--deny-write=${source}`,
+      "--allow-env=HOME,XDG_CACHE_HOME,LOCALAPPDATA",
       MAIN,
       source,
       replica,
@@ -272,11 +277,12 @@ Deno.test("launchd plist parses as a property list with the right ProgramArgumen
   });
 
   await t.step(
-    "the ProgramArguments of a scheduled definition from source sync a tree under its scoped grants",
+    "the ProgramArguments of a scheduled definition from source sync a tree with links under its grants",
     async () => {
       // Enough directories for the walk worker, and --checksum for the hash worker: both need read access to the code.
-      const spec: Record<string, Record<string, string>> = {};
+      const spec: TreeSpec = {};
       for (let i = 0; i < 30; i++) spec[`d${i}`] = { "f.txt": `file ${i}` };
+      if (POSIX) Object.assign(spec, { "to-file": { link: "d0/f.txt" }, "to-dir": { link: "d1" } });
       await writeTree(source, spec);
       const cache = join(dir.path, "cache");
       const argv = [
@@ -500,7 +506,7 @@ Deno.test("main.ts: service print works, and bad input exits 2 with one line and
     });
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stdout, /^Type=simple$/m);
-    assert.match(out.stdout, /^ExecStart=.*--allow-read=.*main\.ts .*--watch$/m);
+    assert.match(out.stdout, /^ExecStart=.* --allow-read --allow-write "--deny-write=.*main\.ts .*--watch$/m);
     assert.deepEqual([...Deno.readDirSync(home)], []);
   });
 
@@ -607,4 +613,182 @@ Deno.test("service print for a remote replica: the network, its variables and ~/
   assert.match(exec, /--ssh-port 2222/);
   const writes = / --allow-write=(\S*)/.exec(exec)?.[1] ?? "";
   assert.ok(!writes.includes("web1"), `no write grant for a URL: ${writes}`);
+});
+
+/** Splits an `ExecStart=` line as systemd does for the words foldersync writes: double quotes, `\` escapes, `%%`, `$$`. */
+function splitExecStart(line: string): string[] {
+  const words: string[] = [];
+  const text = line.replace(/^ExecStart=/, "");
+  let i = 0;
+  while (i < text.length) {
+    while (text[i] === " ") i++;
+    if (i >= text.length) break;
+    let word = "";
+    if (text[i] === '"') {
+      for (i++; text[i] !== '"'; i++) {
+        if (i >= text.length) throw new Error(`Unterminated quote in: ${line}`);
+        word += text[i] === "\\" ? text[++i] : text[i];
+      }
+      i++;
+    } else {
+      while (i < text.length && text[i] !== " ") word += text[i++];
+    }
+    words.push(word.replaceAll("%%", "%").replaceAll("$$", "$"));
+  }
+  return words;
+}
+
+const denoDir: string = JSON.parse(
+  new TextDecoder().decode(
+    (await new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped" }).output()).stdout,
+  ),
+).denoDir;
+
+Deno.test({
+  name:
+    "service print under --allow-read --allow-write alone needs no HOME, and its ExecStart copies a tree with links",
+  ignore: !POSIX,
+  fn: async () => {
+    await using dir = await tempDir();
+    const source = join(dir.path, "my photos");
+    const replica = join(dir.path, "backup $HOME %h");
+    const home = join(dir.path, "home");
+    await Deno.mkdir(home);
+    await writeTree(source, {
+      "a.jpg": "a",
+      album: { "b.jpg": "b", "cover.jpg": { link: "b.jpg" } },
+      "latest": { link: "album" },
+      "dangling": { link: "nowhere/at/all" },
+    });
+    // The design card's command, with a log beside the source (its folder holds the source).
+    const argv = ["service", "print", "photos", "my photos", replica, "--platform", "systemd", "--every", "1h"];
+    const printed = await runMain([...argv, "-l", "./rel.log"], { cwd: dir.path });
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(printed.stderr, "");
+    assert.match(printed.stdout, /^# File: foldersync-photos\.service$/m);
+    const line = printed.stdout.split("\n").find((l) => l.startsWith("ExecStart="))!;
+    const [program, ...args] = splitExecStart(line);
+    assert.equal(program, Deno.execPath());
+    assert.deepEqual(args.slice(0, 6), [
+      "run",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-write",
+      `--deny-write=${source}`,
+      "--allow-env=HOME,XDG_CACHE_HOME,LOCALAPPDATA",
+    ]);
+    assert.ok(!args.some((a) => a.startsWith("--allow-write=")), `no grant of a folder: ${line}`);
+    // Run exactly that, as systemd would: from /, with the user's HOME (its lock folder).
+    const run = await new Deno.Command(program!, {
+      args,
+      cwd: "/",
+      env: { HOME: home, DENO_DIR: denoDir },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(run.stderr);
+    assert.equal(run.code, 0, stderr + new TextDecoder().decode(run.stdout));
+    assert.equal(stderr, "");
+    await assertMirror(source, replica);
+    assert.equal(await Deno.readLink(join(replica, "latest")), "album");
+    const log = await Deno.readTextFile(join(dir.path, "rel.log"));
+    assert.match(log, /Sync done: .* 3 linked, .* 0 errors/);
+    assert.equal([...Deno.readDirSync(join(home, ".cache", "foldersync", "locks"))].length, 1, "its lock file");
+  },
+});
+
+Deno.test("serviceCommand() keeps the source read-only unless a file of the service lies in it", async () => {
+  await using dir = await tempDir();
+  const { source, replica, env } = await setup(dir.path);
+  const exec = async (extra: string[]) => {
+    const printed = await service(["print", "docs", source, replica, "-w", "--platform", "systemd", ...extra], env);
+    assert.equal(printed.code, 0, printed.err.join("\n"));
+    return splitExecStart(printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!);
+  };
+  assert.ok((await exec([])).includes(`--deny-write=${source}`));
+  const cacheInSource = await exec(["-c", "--cache-dir", join(source, ".cache")]);
+  assert.ok(!cacheInSource.some((a) => a.startsWith("--deny-write")), cacheInSource.join(" "));
+  const homeIsSource = await service(["print", "docs", source, replica, "-w", "--platform", "systemd"], {
+    HOME: source,
+  });
+  const line = homeIsSource.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
+  assert.doesNotMatch(line, /--deny-write/, "the lock folder lies in the source");
+});
+
+Deno.test("service print for a remote replica grants the log file and its rotated copies, never the folder holding the source", async () => {
+  await using dir = await tempDir();
+  const source = join(dir.path, "site");
+  const home = join(dir.path, "home");
+  await writeTree(source, { "index.html": "hi" });
+  await Deno.mkdir(home);
+  const log = join(dir.path, "site.log");
+  const exec = async (extra: string[]) => {
+    const argv = ["print", "site", source, "deploy@web1:/var/www/site", "-i", "10m", "--platform", "systemd", ...extra];
+    const printed = await service(argv, { HOME: home });
+    assert.equal(printed.code, 0, printed.err.join("\n"));
+    const line = printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
+    const grant = (flag: string) => (new RegExp(` ${flag}=(\\S*)`).exec(line)?.[1] ?? "").split(",");
+    return { writes: grant("--allow-write"), reads: grant("--allow-read") };
+  };
+  // Then the cache folder (the host's lock file of the replica), wherever this machine keeps it.
+  const rotating = await exec(["-l", log, "--log-max-size", "2K", "--log-keep", "2"]);
+  assert.deepEqual(rotating.writes.slice(0, -1), [log, `${log}.1`, `${log}.2`]);
+  assert.match(rotating.writes.at(-1)!, /foldersync$/);
+  for (const grants of [rotating.writes, rotating.reads]) assert.ok(!grants.includes(dir.path), grants.join(","));
+  const plain = await exec(["-l", log]);
+  assert.deepEqual(plain.writes.slice(0, -1), [log]);
+  const defaultKeep = await exec(["-l", log, "--log-max-size", "2K"]);
+  assert.deepEqual(defaultKeep.writes.slice(0, -1), [log, ...[1, 2, 3, 4, 5].map((n) => `${log}.${n}`)]);
+});
+
+remoteTest(
+  "a remote service's ExecStart syncs into SFTP under its scoped grants and rotates its log there",
+  "sftp",
+  sftpServer,
+  async (server) => {
+    await using dir = await tempDir();
+    await using dst = await sftpFolder(server);
+    const source = join(dir.path, "site");
+    const home = join(dir.path, "home");
+    await Deno.mkdir(home);
+    const files: TreeSpec = { "link": { link: "f0.txt" } };
+    for (let i = 0; i < 80; i++) files[`f${i}.txt`] = `file ${i}`;
+    await writeTree(source, files);
+    const log = join(dir.path, "site.log");
+    const argv = ["print", "site", source, dst.url, ...dst.args, "--every", "1h", "--platform", "systemd"];
+    const printed = await service([...argv, "-l", log, "--log-max-size", "1K", "--log-keep", "2"], { HOME: home });
+    assert.equal(printed.code, 0, printed.err.join("\n"));
+    const [program, ...args] = splitExecStart(printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!);
+    const run = await new Deno.Command(program!, {
+      args,
+      cwd: "/",
+      env: { HOME: home, DENO_DIR: denoDir },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(run.stderr);
+    assert.equal(run.code, 0, stderr);
+    assert.equal(stderr, "");
+    assert.equal(await mirrorDiff(source, dst.path), "");
+    assert.ok((await Deno.stat(`${log}.1`)).isFile, "the log rotated under file grants");
+    assert.match(await Deno.readTextFile(log), /Sync done: .* 0 errors/);
+  },
+);
+
+Deno.test("README gives the exit codes that the service commands return", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const section = readme.slice(readme.indexOf("## Run as a service"), readme.indexOf("### Linux (systemd)"));
+  const manager = /service manager does not run[^.]*?exits (\d+)/s.exec(section)?.[1];
+  assert.equal(Number(manager), EXIT_MANAGER_FAILED, "install where the service manager does not run");
+  const status = /`status` [^.]*?exits (\d+) when installed, (\d+)\s+when not/s.exec(section);
+  assert.deepEqual([Number(status?.[1]), Number(status?.[2])], [0, EXIT_NOT_INSTALLED]);
+  const uninstall = /`uninstall` [^.]*?exits (\d+), or (\d+) when it is not installed\. Both\s+exit (\d+)/s.exec(
+    section,
+  );
+  assert.deepEqual(uninstall?.slice(1).map(Number), [0, EXIT_NOT_INSTALLED, EXIT_MANAGER_FAILED]);
+  assert.match(section, /exits 2 and\s+writes nothing/);
+  const table = readme.slice(readme.indexOf("### Exit codes"), readme.indexOf("### Log lines"));
+  assert.match(table, new RegExp(`\\| ${EXIT_MANAGER_FAILED} +\\| \`foldersync service install\``));
 });

@@ -22,31 +22,54 @@ const DURATION_UNITS: Record<string, number> = {
   days: 86_400_000,
 };
 
+/** One term of a duration: a number and, but for a lone bare number, a unit. */
+const DURATION_TERM = /(\d+(?:\.\d+)?|\.\d+)\s*([a-z]+)?\s*/iy;
+
 /**
- * Parses a duration such as `60` (seconds), `1.5s`, `5m`, `1h` or `250ms` into milliseconds.
+ * Parses a duration such as `60` (seconds), `1.5s`, `5m`, `1h`, `250ms`, or a compound one
+ * such as `1h30m`, `2d12h` or `1m30s` (as rclone and Go take them), into milliseconds.
  *
  * Units, in any case: `ms`; `s`, `sec`, `secs`; `m`, `min`, `mins`; `h`, `hr`, `hrs`; `d`,
- * `day`, `days`. A bare number is seconds.
+ * `day`, `days`. A bare number is seconds; in a compound duration every term has a unit,
+ * each unit at most once, from the largest to the smallest.
  *
  * Returns `undefined` when the text is not a duration at all, so that callers can tell a
- * number from a path; throws when it looks like one but is zero, negative or absurd.
+ * number from a path; throws when it looks like one but is zero, negative, absurd, or has
+ * its units out of order.
  *
- * @throws {UsageError} When the value is zero, negative or too large.
+ * @throws {UsageError} When the value is zero, negative or too large, or its units repeat or are out of order.
  * @example Parsing durations
  * ```ts
  * parseDuration("5m"); // 300000
  * parseDuration("10min"); // 600000
+ * parseDuration("1h30m"); // 5400000
  * parseDuration("log.txt"); // undefined
  * ```
  */
 export function parseDuration(text: string): number | undefined {
-  const match = /^\s*(-?\d+(?:\.\d+)?|-?\.\d+)\s*([a-z]+)?\s*$/i.exec(text);
-  if (!match) return undefined;
-  const value = Number(match[1]);
-  const factor = DURATION_UNITS[(match[2] ?? "s").toLowerCase()];
-  if (factor === undefined) return undefined;
-  const ms = value * factor;
-  if (!(ms > 0)) {
+  const body = text.trim();
+  const negative = body.startsWith("-");
+  let at = negative ? 1 : 0;
+  let ms = 0;
+  const factors: number[] = [];
+  let bare = false;
+  while (at < body.length) {
+    DURATION_TERM.lastIndex = at;
+    const match = DURATION_TERM.exec(body);
+    if (!match) return undefined;
+    at = DURATION_TERM.lastIndex;
+    const unit = match[2];
+    const factor = DURATION_UNITS[(unit ?? "s").toLowerCase()];
+    if (factor === undefined) return undefined;
+    if (unit === undefined) bare = true;
+    factors.push(factor);
+    ms += Number(match[1]) * factor;
+  }
+  if (factors.length === 0 || (bare && factors.length > 1)) return undefined;
+  if (factors.some((factor, i) => i > 0 && factor >= factors[i - 1]!)) {
+    throw new UsageError(`Duration must give each unit once, from the largest to the smallest: '${text}'`);
+  }
+  if (negative || !(ms > 0)) {
     throw new UsageError(`Interval must be greater than zero: '${text}'`);
   }
   if (ms > 365 * DURATION_UNITS.d!) {
@@ -125,16 +148,29 @@ export function formatBytes(bytes: number): string {
 }
 
 /**
- * Formats a duration in milliseconds for people: `850 ms`, `2.4 s`, `5 m`.
+ * Formats a duration in milliseconds the way people write one, in the form
+ * {@linkcode parseDuration} reads back: `850 ms` under a second, `2.4s` under a minute, then
+ * whole units from days down to seconds: `1m`, `1m30s`, `2h5m`, `30d`.
  *
- * @example Formatting a duration
+ * @example Formatting durations
  * ```ts
- * formatDuration(2400); // "2.4 s"
+ * formatDuration(20); // "20 ms"
+ * formatDuration(2400); // "2.4s"
+ * formatDuration(90_000); // "1m30s"
+ * formatDuration(30 * 86_400_000); // "30d"
  * ```
  */
 export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-  if (ms < 3_600_000) return `${+(ms / 60_000).toFixed(1)} m`;
-  return `${+(ms / 3_600_000).toFixed(1)} h`;
+  if (!(ms >= 0.5)) return "0 ms";
+  if (ms < 999.5) return `${Math.round(ms)} ms`;
+  const tenths = Math.round(ms / 100);
+  if (tenths < 600) return `${tenths / 10}s`;
+  let seconds = Math.round(ms / 1000);
+  let text = "";
+  for (const [unit, size] of [["d", 86_400], ["h", 3600], ["m", 60], ["s", 1]] as const) {
+    const count = Math.floor(seconds / size);
+    seconds -= count * size;
+    if (count > 0) text += `${count}${unit}`;
+  }
+  return text;
 }

@@ -10,6 +10,7 @@
 
 import { setConsoleOverlay } from "../log.ts";
 import { formatBytes } from "../cli/units.ts";
+import { MAX_TIMER_MS } from "./timer.ts";
 
 /** What a run has done so far, as the progress line shows it. */
 export interface ProgressCounters {
@@ -208,7 +209,8 @@ export function createProgress(options: ProgressOptions = {}): ProgressSink {
         ticker = id;
       };
       if (delayMs <= 0) return repeat();
-      const id = setTimeout(repeat, delayMs);
+      // A delay past what one timer holds would fire at once: no run is that long anyway.
+      const id = setTimeout(repeat, Math.min(delayMs, MAX_TIMER_MS));
       Deno.unrefTimer(id);
       delay = id;
     },

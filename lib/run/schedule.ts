@@ -10,8 +10,10 @@ import { ExitCode } from "../errors.ts";
 import { logger } from "../log.ts";
 import { guardedRun, type RunControl, syncOnce } from "../engine/sync.ts";
 import { formatDuration } from "../cli/units.ts";
+import { SourceFolder } from "./source.ts";
 import { watchLoop } from "./watch.ts";
 import type { ProgressSink } from "./progress.ts";
+import { longTimeout, type Timers } from "./timer.ts";
 
 /** How to repeat runs. */
 export interface ScheduleOptions {
@@ -35,13 +37,21 @@ export interface ScheduleOptions {
 /** The full-rescan period in watch mode when no interval is given: 5 minutes. */
 export const DEFAULT_WATCH_RESCAN_MS = 5 * 60_000;
 
-/** Resolves after `ms`, or early when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Resolves after `ms`, or early when `signal` aborts. Waits of any length, 30 days say, are
+ * armed in steps that timers take (see {@linkcode longTimeout}).
+ *
+ * @example Waiting a minute unless stopped
+ * ```ts
+ * await sleep(60_000, controller.signal);
+ * ```
+ */
+export function sleep(ms: number, signal?: AbortSignal, timers?: Timers): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
+    const cancel = longTimeout(done, ms, timers);
     function done() {
-      clearTimeout(timer);
+      cancel();
       signal?.removeEventListener("abort", done);
       resolve();
     }
@@ -79,9 +89,11 @@ export async function runSchedule(options: SyncOptions, schedule: ScheduleOption
     return await syncOnce(options, control);
   } else {
     logger.info("{text}", { text: `Syncing every ${formatDuration(intervalMs)}; stop with Ctrl+C` });
+    // A source that is gone is said once, and its runs are skipped until it is back.
+    const source = new SourceFolder(options.source);
     while (!signal?.aborted) {
       const started = performance.now();
-      await guardedRun(options, control);
+      if (source.check() !== "missing") await guardedRun(options, control);
       if (signal?.aborted) break;
       const elapsed = performance.now() - started;
       if (elapsed >= intervalMs) {

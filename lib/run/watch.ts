@@ -20,6 +20,8 @@ import type { ProgressSink } from "./progress.ts";
 import { ExitCode } from "../errors.ts";
 import { parentOf } from "../engine/plan.ts";
 import { formatDuration } from "../cli/units.ts";
+import { SourceFolder } from "./source.ts";
+import { longTimeout } from "./timer.ts";
 
 /** Options for {@linkcode watchLoop}. */
 export interface WatchOptions {
@@ -43,6 +45,11 @@ export interface WatchOptions {
    * @default 1000
    */
   retryMs?: number;
+  /**
+   * While the source folder is missing, how often to look for it again.
+   * @default 1000
+   */
+  pollMs?: number;
   /**
    * Fail a run, changing nothing, when the replica folder is missing (see
    * {@linkcode RunControl.replicaMustExist}).
@@ -79,16 +86,25 @@ function watchLimitHint(error: unknown): string {
  * ```
  */
 export async function watchLoop(options: SyncOptions, watch: WatchOptions): Promise<void> {
-  const { rescanMs, signal, settleMs = 100, maxSettleMs = 1000, retryMs = 1000, replicaMustExist = false } = watch;
+  const {
+    rescanMs,
+    signal,
+    settleMs = 100,
+    maxSettleMs = 1000,
+    retryMs = 1000,
+    pollMs = 1000,
+    replicaMustExist = false,
+  } = watch;
   let dirty = true;
   let lastEventAt = 0;
   let wake: (() => void) | undefined;
   const kick = () => wake?.();
   const waitForKick = (ms: number) =>
     new Promise<void>((resolve) => {
-      const timer = setTimeout(done, Math.max(0, ms));
+      // A rescan period of weeks is armed in steps: one timer of that length would fire at once.
+      const cancel = longTimeout(done, ms);
       function done() {
-        clearTimeout(timer);
+        cancel();
         wake = undefined;
         resolve();
       }
@@ -122,52 +138,58 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
     return counted;
   };
 
-  let watcher: Deno.FsWatcher | undefined;
+  let watcher: SourceWatcher | undefined;
   let fallbackMs = rescanMs;
   const fallBack = (error: unknown) => {
+    fallbackMs = Math.min(rescanMs, 60_000);
     logger.warn("{text}", { text: `${watchLimitHint(error)} every ${formatDuration(fallbackMs)}` });
     dirty = true;
     changed = "all";
     kick();
   };
-  try {
-    watcher = Deno.watchFs(options.source, { recursive: true });
-  } catch (error) {
-    fallbackMs = Math.min(rescanMs, 60_000);
-    fallBack(error);
-  }
-  const onAbort = () => {
-    try {
-      watcher?.close();
-    } catch {
-      // already closed
+  /** The watched folder itself was deleted or moved away: its watcher hears nothing more. */
+  let gone = false;
+  const onEvents = (events: WatchEvent[]) => {
+    let counted = false;
+    for (const event of events) {
+      if ((event.kind === "remove" || event.kind === "rename") && event.paths.some((p) => p === options.source)) {
+        gone = true;
+      }
+      if (event.rescan) {
+        logger.debug("{text}", { text: "Watcher overflowed; rescanning" });
+        changed = "all";
+        counted = true;
+      } else if (note(event.paths)) counted = true;
     }
+    if (!counted) return;
+    dirty = true;
+    lastEventAt = performance.now();
+    kick();
+  };
+  const disarm = () => {
+    watcher?.close();
+    watcher = undefined;
+  };
+  /** Watches the folder now at the source's path (a new one after it was replaced). */
+  const arm = async () => {
+    disarm();
+    try {
+      const started = await startWatcher(options.source, onEvents, (error) => {
+        if (!signal?.aborted && watcher === started) fallBack(error);
+      });
+      watcher = started;
+      fallbackMs = rescanMs;
+    } catch (error) {
+      fallBack(error);
+    }
+  };
+  const folder = new SourceFolder(options.source);
+  await arm();
+  const onAbort = () => {
+    disarm();
     kick();
   };
   signal?.addEventListener("abort", onAbort, { once: true });
-
-  const pump = watcher
-    ? (async () => {
-      try {
-        for await (const event of watcher) {
-          if (event.flag === "rescan") {
-            logger.debug("{text}", { text: "Watcher overflowed; rescanning" });
-            changed = "all";
-          } else if (!note(event.paths)) {
-            continue;
-          }
-          dirty = true;
-          lastEventAt = performance.now();
-          kick();
-        }
-      } catch (error) {
-        if (!signal?.aborted) {
-          fallbackMs = Math.min(rescanMs, 60_000);
-          fallBack(error);
-        }
-      }
-    })()
-    : Promise.resolve();
 
   logger.info("{text}", {
     text: `Watching '${options.source}' (full rescan every ${formatDuration(fallbackMs)}); stop with Ctrl+C`,
@@ -175,6 +197,8 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
   let nextRescan = performance.now() + fallbackMs;
   let retryDelay = retryMs;
   let retryAt = Infinity;
+  /** While the source is missing: when to look for it again. */
+  let pollAt = Infinity;
   while (!signal?.aborted) {
     if (dirty) {
       const burstStart = performance.now();
@@ -186,6 +210,22 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
       }
       if (signal?.aborted) break;
       dirty = false;
+      const state = folder.check(true, gone);
+      gone = false;
+      if (state === "missing") {
+        // A watcher of a deleted folder hears nothing more: look for the folder now and then.
+        disarm();
+        changed = "all";
+        nextRescan = retryAt = Infinity;
+        pollAt = performance.now() + pollMs;
+        continue;
+      }
+      pollAt = Infinity;
+      if (state !== "present") {
+        // Back, or replaced by a new folder of the same name: watch that one, and walk it all.
+        await arm();
+        changed = "all";
+      }
       const scope = changed === "all" ? undefined : withAncestors(changed);
       changed = new Set();
       if (scope) logger.debug("{text}", { text: `Syncing ${scope.size} changed directories` });
@@ -209,9 +249,9 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
       if (!scope) nextRescan = performance.now() + fallbackMs;
       continue;
     }
-    await waitForKick(Math.min(nextRescan, retryAt) - performance.now());
+    await waitForKick(Math.min(nextRescan, retryAt, pollAt) - performance.now());
     const now = performance.now();
-    if (now >= nextRescan || now >= retryAt) {
+    if (now >= nextRescan || now >= retryAt || now >= pollAt) {
       dirty = true;
       changed = "all";
       retryAt = Infinity;
@@ -219,7 +259,116 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
   }
   signal?.removeEventListener("abort", onAbort);
   onAbort();
-  await pump;
+}
+
+/** One event, as much of it as the loop uses. */
+interface WatchEvent {
+  /** What happened (`Deno.FsEvent`'s kind): `remove` or `rename` of the watched folder itself means it is gone. */
+  kind: string;
+  /** The paths the event names. */
+  paths: string[];
+  /** The OS dropped events (inotify's queue overflowed): only a full walk is sure to see every change. */
+  rescan: boolean;
+}
+
+/** What the watch worker sends: the watch is armed, some events, or the watch failed. */
+type WatchReport = { armed: true } | { events: WatchEvent[] } | { error: string };
+
+/**
+ * The watch worker's whole program: watches the folder it is sent with `Deno.watchFs` and
+ * sends its events back. It runs from its own source text (see {@linkcode startWatcher}), so
+ * it may use nothing from outside its body.
+ *
+ * Each watch runs in a worker of its own because Deno keeps one OS watcher per thread, shared
+ * by every `Deno.watchFs` of that thread, and that one does not reliably see a folder that was
+ * deleted and made again under the same path (`rm -rf src; mkdir src`): watching it again from
+ * the same thread may add no OS watch at all. Ending the worker ends its OS watcher; a new
+ * worker starts from nothing.
+ */
+function watchWorker(): void {
+  const scope = self as unknown as {
+    onmessage: (message: MessageEvent<string>) => void;
+    postMessage(report: WatchReport): void;
+  };
+  const text = (error: unknown) => error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  scope.onmessage = async (message) => {
+    let watcher: Deno.FsWatcher;
+    try {
+      watcher = Deno.watchFs(message.data, { recursive: true });
+    } catch (error) {
+      scope.postMessage({ error: text(error) });
+      return;
+    }
+    scope.postMessage({ armed: true });
+    // A lone event crosses at once; the events of a burst that follow it wait for the next
+    // turn and cross together: thousands of events make a few messages, not thousands.
+    let pending: WatchEvent[] = [];
+    let cooling = false;
+    const flush = () => {
+      cooling = pending.length > 0;
+      if (!cooling) return;
+      scope.postMessage({ events: pending });
+      pending = [];
+      setTimeout(flush, 0);
+    };
+    try {
+      for await (const event of watcher) {
+        pending.push({ kind: event.kind, paths: event.paths, rescan: event.flag === "rescan" });
+        if (!cooling) flush();
+      }
+    } catch (error) {
+      scope.postMessage({ error: text(error) });
+    }
+  };
+}
+
+/**
+ * The watch worker's module: its program as a blob, which needs no read permission (a run
+ * granted only its folders may watch) and no file to ship in a compiled binary.
+ */
+let workerUrl: string | undefined;
+
+/** A watch of one folder, in a worker of its own (see {@linkcode watchWorker}). */
+interface SourceWatcher {
+  /** Ends the watch and its worker. */
+  close(): void;
+}
+
+/**
+ * Starts watching `path` recursively; resolves once the watch is armed, so that a walk that
+ * starts then misses no change. Events go to `onEvents`; a watch that fails later goes to
+ * `onFailure` (the watcher is then dead).
+ *
+ * @throws {Error} When the watch cannot be armed (the OS watch limit, a missing folder).
+ */
+function startWatcher(
+  path: string,
+  onEvents: (events: WatchEvent[]) => void,
+  onFailure: (error: Error) => void,
+): Promise<SourceWatcher> {
+  return new Promise((resolve, reject) => {
+    workerUrl ??= URL.createObjectURL(new Blob([`(${watchWorker})();`], { type: "text/javascript" }));
+    const worker = new Worker(workerUrl, { type: "module" });
+    let armed = false;
+    const fail = (text: string) => {
+      worker.terminate();
+      if (armed) onFailure(new Error(text));
+      else reject(new Error(text));
+    };
+    worker.onmessage = ({ data }: MessageEvent<WatchReport>) => {
+      if ("events" in data) onEvents(data.events);
+      else if ("error" in data) fail(data.error);
+      else {
+        armed = true;
+        resolve({ close: () => worker.terminate() });
+      }
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      fail(event.message);
+    };
+    worker.postMessage(path);
+  });
 }
 
 /** `dirs` with every ancestor of each, `""` (the root) included. */

@@ -16,6 +16,8 @@ export type ServicePaths = CheckedPaths & {
   log?: string;
   /** The `--exclude-from` files, absolute. */
   excludeFrom?: string[];
+  /** The folder of this host's lock files, as the service will find it (lib/replica/local/lock.ts). */
+  lockDir?: string;
   /**
    * For a remote replica (`paths.replica` is then its URL): what the service reads besides
    * the trees (the SSH key and known_hosts, ~/.ssh, ~/.aws), absolute. Undefined for a local one.
@@ -191,46 +193,113 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   return args;
 }
 
+/** `--log-keep`'s default in lib/log.ts: the rotated files a rotating log keeps. */
+export const DEFAULT_LOG_KEEP = 5;
+
+/** The variables a local sync reads to find the cache folder that holds its lock file (lib/replica/local/lock.ts). */
+const LOCK_ENV = ["HOME", "XDG_CACHE_HOME", "LOCALAPPDATA"];
+
+/** True when `inner` is `outer` or lies inside it, whichever OS's paths they are. */
+function isWithin(outer: string, inner: string): boolean {
+  const path = pathsFor(outer);
+  const rel = path.relative(outer, inner);
+  return rel === "" || (rel !== ".." && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
+}
+
 /**
- * The full command a service runs. From source: `deno run --no-prompt` with
- * `--allow-read` and `--allow-write` scoped to the source, the replica, the log's folder
- * and the hash cache (and read access to the app's folder, for its workers), then main.ts; compiled: the binary itself.
+ * The files a log writes: the file itself and, when it rotates, its rotated siblings
+ * `FILE.1` to `FILE.N` (LogTape renames each up by one, and the file to `FILE.1`).
+ *
+ * @example A rotating log that keeps 2
+ * ```ts
+ * logFiles("/var/log/fs.log", 2); // ["/var/log/fs.log", "/var/log/fs.log.1", "/var/log/fs.log.2"]
+ * ```
+ */
+export function logFiles(log: string, keep: number | undefined): string[] {
+  return [log, ...Array.from({ length: keep ?? 0 }, (_, i) => `${log}.${i + 1}`)];
+}
+
+/** How the service's sync is set up, for {@linkcode serviceCommand}. */
+export interface CommandSetup {
+  /** The checked paths. */
+  paths: ServicePaths;
+  /** How foldersync runs. */
+  runtime: Runtime;
+  /**
+   * The rotated log files kept (`--log-keep`, or its default where the log rotates);
+   * undefined when the log does not rotate.
+   */
+  logKeep?: number;
+}
+
+/**
+ * The full command a service runs. Compiled: the binary itself. From source: `deno run
+ * --no-prompt`, then main.ts, with
+ *
+ * - for a local replica: unscoped `--allow-read` and `--allow-write`, since Deno creates
+ *   symbolic links only under those, and `--deny-write` for the source where no file of the
+ *   service lies in it (its log, hash cache or lock folder); `--allow-env` for the variables
+ *   that locate the lock folder;
+ * - for a remote replica: `--allow-read` and `--allow-write` scoped to the service's own
+ *   files (the log file and its rotated siblings, never its folder; the hash cache), read
+ *   access to the source and the app's folder (its workers), and the network.
  *
  * @throws {UsageError} When a path holds a comma, which Deno's permission lists cannot name.
  * @example The command from source
  * ```ts
  * serviceCommand(["/data", "/backup", "--watch"], { paths, runtime: { execPath: "/usr/bin/deno", mainPath: "/src/main.ts" } });
- * // ["/usr/bin/deno", "run", "--no-prompt", "--allow-read=/data,/src,/backup", "--allow-write=/backup", "/src/main.ts", ...]
+ * // ["/usr/bin/deno", "run", "--no-prompt", "--allow-read", "--allow-write", "--deny-write=/data", "--allow-env=...", "/src/main.ts", ...]
  * ```
  */
-export function serviceCommand(args: string[], how: { paths: ServicePaths; runtime: Runtime }): string[] {
-  const { paths, runtime } = how;
+export function serviceCommand(args: string[], how: CommandSetup): string[] {
+  const { paths, runtime, logKeep } = how;
   if (runtime.mainPath === undefined) return [runtime.execPath, ...args];
-  const logDir = paths.log !== undefined ? folderOf(paths.log) : undefined;
-  const remote = paths.remoteReads !== undefined;
+  const logs = paths.log !== undefined ? logFiles(paths.log, logKeep) : [];
+  const noComma = (list: string[]) => {
+    for (const path of list) {
+      if (path.includes(",")) {
+        throw new UsageError(`Path holds a comma, which Deno's permission flags cannot name: '${path}'`);
+      }
+    }
+  };
+  if (paths.remoteReads === undefined) {
+    // Deno refuses Deno.symlink under path-scoped grants, and a backup must copy links.
+    const own = [paths.log, paths.cacheDir, paths.lockDir].filter((p) => p !== undefined);
+    const readOnlySource = own.every((p) => !isWithin(paths.source, p));
+    if (readOnlySource) noComma([paths.source]);
+    return [
+      runtime.execPath,
+      "run",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-write",
+      ...(readOnlySource ? [`--deny-write=${paths.source}`] : []),
+      `--allow-env=${LOCK_ENV.join(",")}`,
+      runtime.mainPath,
+      ...args,
+    ];
+  }
   // A remote replica and its backup folder are not local paths: the network reaches them.
-  const local = remote ? [logDir, paths.cacheDir] : [paths.replica, logDir, paths.cacheDir, paths.backupDir];
-  const writes = local.filter((p) => p !== undefined);
+  const writes = [...logs, ...(paths.cacheDir !== undefined ? [paths.cacheDir] : [])];
   // The app's own folder too: Deno checks read access when it loads the walk, copy and hash workers.
   const reads = [
     paths.source,
     folderOf(runtime.mainPath),
     ...(paths.excludeFrom ?? []),
     ...writes,
-    ...(paths.remoteReads ?? []),
+    ...paths.remoteReads,
   ];
-  for (const path of reads) {
-    if (path.includes(",")) {
-      throw new UsageError(`Path holds a comma, which Deno's permission flags cannot name: '${path}'`);
-    }
-  }
+  noComma(reads);
   return [
     runtime.execPath,
     "run",
     "--no-prompt",
     `--allow-read=${reads.join(",")}`,
-    `--allow-write=${writes.join(",")}`,
-    ...(remote ? [`--allow-net`, `--allow-sys=hostname`, `--allow-env=${REMOTE_ENV.join(",")}`] : []),
+    // Deno refuses an empty list ("Empty path is not allowed"): no files, no flag.
+    ...(writes.length > 0 ? [`--allow-write=${writes.join(",")}`] : []),
+    `--allow-net`,
+    `--allow-sys=hostname`,
+    `--allow-env=${REMOTE_ENV.join(",")}`,
     runtime.mainPath,
     ...args,
   ];

@@ -10,22 +10,25 @@ import { join, resolve } from "node:path";
 import { type CliOptions, VERSION } from "../cli/cli.ts";
 import { checkLogPath, checkPaths, filterSpec } from "../config.ts";
 import { describeError, exitCodeFor, UsageError } from "../errors.ts";
-import { hostPlatform, parseServiceCommand, SERVICE_HELP } from "./cli.ts";
+import { hostPlatform, parseServiceCommand, type Platform, type Scope, SERVICE_HELP } from "./cli.ts";
 import { installService, type Runner, serviceStatus, uninstallService } from "./install.ts";
 import { launchdPlist } from "./launchd.ts";
 import {
   currentRuntime,
+  DEFAULT_LOG_KEEP,
   DEFAULT_LOG_MAX_SIZE,
   type EnvReader,
   grantedEnv,
   locateService,
   type Runtime,
   serviceCommand,
+  type ServiceLocation,
   type ServicePaths,
   syncArguments,
 } from "./locate.ts";
 import type { ServiceFile, ServiceSpec } from "./spec.ts";
 import { systemdUnits } from "./systemd.ts";
+import { lockFolder } from "../replica/local/lock.ts";
 import { windowsTask } from "./windows.ts";
 
 /** Options for {@linkcode runService}; every field is there for tests. */
@@ -83,7 +86,7 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       return 0;
     }
     const { platform, scope, name } = command;
-    const location = locateService({ platform, scope, name }, env);
+    const location = locate(command.action, { platform, scope, name }, env);
     const unitDir = options.unitDir ?? location.unitDir;
     const relocate = (path: string) => options.unitDir === undefined ? path : path.replace(location.unitDir, unitDir);
     const files = location.files.map(relocate);
@@ -113,6 +116,10 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
     });
     if (log !== undefined) paths.log = log;
     if (remote) paths.remoteReads = remoteReads(sync, env);
+    else {
+      const lockDir = lockFolder(typeof sync.cacheDir === "string" ? sync.cacheDir : undefined, env);
+      if (lockDir !== undefined) paths.lockDir = lockDir;
+    }
     // Read now, so that a missing file is exit 2 here rather than a failing service later.
     filterSpec(sync.exclude, sync.excludeFrom, { ownFiles: [], ownDirs: [] });
     if (sync.excludeFrom.length > 0) paths.excludeFrom = sync.excludeFrom.map((file) => resolve(file));
@@ -121,11 +128,16 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       if (path !== undefined && /[\r\n]/.test(path)) throw new UsageError(`Path holds a line break: '${path}'`);
     }
     const runtime = options.runtime ?? currentRuntime();
+    const rotates = sync.logMaxSize !== undefined || sync.logKeep !== undefined;
     const spec: ServiceSpec = {
       name,
       scope,
-      command: serviceCommand(syncArguments(sync, paths), { paths, runtime }),
-      fromSource: runtime.mainPath !== undefined,
+      command: serviceCommand(syncArguments(sync, paths), {
+        paths,
+        runtime,
+        ...(rotates ? { logKeep: sync.logKeep ?? DEFAULT_LOG_KEEP } : {}),
+      }),
+      ...(runtime.mainPath !== undefined ? { fromSource: remote ? "scoped" : "unscoped" } : {}),
       source: paths.source,
       replica: paths.replica,
       version: VERSION,
@@ -154,6 +166,24 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
   } catch (error) {
     err(`foldersync: ${describeError(error)}`);
     return exitCodeFor(error);
+  }
+}
+
+/**
+ * Where the service's files go. Only `install`, `uninstall` and `status` need the unit folder:
+ * a systemd unit (journald keeps its logs) is printed without it where it cannot be located
+ * (HOME not granted), its files then named without a folder.
+ */
+function locate(
+  action: "print" | "install" | "uninstall" | "status",
+  service: { platform: Platform; scope: Scope; name: string },
+  env: EnvReader,
+): ServiceLocation {
+  try {
+    return locateService(service, env);
+  } catch (error) {
+    if (action !== "print" || service.platform !== "systemd" || !(error instanceof UsageError)) throw error;
+    return { unitDir: "", files: [] };
   }
 }
 

@@ -16,8 +16,12 @@ export interface ServiceSpec {
   scope: Scope;
   /** The program to start and its arguments; `command[0]` is an absolute path. */
   command: string[];
-  /** True when `command` runs main.ts with `deno run` rather than a compiled binary. */
-  fromSource: boolean;
+  /**
+   * How `command` runs main.ts with `deno run`: with unscoped read and write permissions (a
+   * local replica: Deno creates symbolic links only under those), or with grants scoped to
+   * the service's own files (a remote replica). Undefined for a compiled binary.
+   */
+  fromSource?: "unscoped" | "scoped";
   /** Run once every this many milliseconds; undefined for a long-running service. */
   everyMs?: number;
   /** Absolute source path (for descriptions). */
@@ -49,11 +53,15 @@ export function headerLines(spec: ServiceSpec): string[] {
     `foldersync ${spec.version} service '${spec.name}': mirrors ${spec.source} into ${spec.replica}.`,
     `Written by 'foldersync service install'; 'foldersync service uninstall ${spec.name}' removes it.`,
   ];
-  if (spec.fromSource) {
+  if (spec.fromSource === "unscoped") {
     lines.push(
-      "Runs from source: 'deno run' with read and write permissions scoped to this service's own paths",
-      "(source, replica, log folder, hash cache; read access to foldersync's own folder for its workers).",
-      "Deno refuses to create symbolic links under scoped grants: for trees with links, use the compiled binary.",
+      "Runs from source: 'deno run' with unscoped read and write permissions, which Deno needs to create",
+      "symbolic links; --deny-write keeps the source read-only (unless a file of the service lies in it).",
+    );
+  } else if (spec.fromSource === "scoped") {
+    lines.push(
+      "Runs from source: 'deno run' with read and write permissions scoped to this service's own files",
+      "(log file and its rotated copies, hash cache; read access to the source and to foldersync's own folder).",
     );
   } else lines.push("Runs the compiled foldersync binary as it is.");
   return lines;
