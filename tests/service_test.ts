@@ -707,8 +707,8 @@ Deno.test("serviceCommand() keeps the source read-only unless a file of the serv
     return splitExecStart(printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!);
   };
   assert.ok((await exec([])).includes(`--deny-write=${source}`));
-  const cacheInSource = await exec(["-c", "--cache-dir", join(source, ".cache")]);
-  assert.ok(!cacheInSource.some((a) => a.startsWith("--deny-write")), cacheInSource.join(" "));
+  const logInSource = await exec(["-l", join(source, "sync.log")]);
+  assert.ok(!logInSource.some((a) => a.startsWith("--deny-write")), logInSource.join(" "));
   const homeIsSource = await service(["print", "docs", source, replica, "-w", "--platform", "systemd"], {
     HOME: source,
   });
