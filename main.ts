@@ -17,14 +17,14 @@ import {
   ownFiles,
   type SyncOptions,
 } from "./lib/config.ts";
-import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
-import { lockFolder, lockReplica } from "./lib/replica/local/lock.ts";
+import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/model/errors.ts";
+import { lockFolder, lockReplica } from "./lib/backend/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
 import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
 import type { ProgressSink } from "./lib/run/progress.ts";
-import type { RemoteOpener } from "./lib/replica/open.ts";
+import type { RemoteOpener } from "./lib/backend/open.ts";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
@@ -197,7 +197,7 @@ async function remoteOpenerFor(
 ): Promise<RemoteOpener> {
   const target = o.target;
   if (target.kind === "local") throw new Error("Not a remote replica");
-  const { remoteOpener } = await import("./lib/replica/open.ts");
+  const { remoteOpener } = await import("./lib/backend/open.ts");
   return remoteOpener(target, {
     source: paths.source,
     signal,

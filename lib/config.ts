@@ -6,12 +6,12 @@
  */
 
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { UsageError } from "./errors.ts";
-import { sameIdentity } from "./engine/overlap.ts";
-import { localIdentity } from "./replica/local/identity.ts";
-import type { HashName } from "./content/hash.ts";
+import { UsageError } from "./model/errors.ts";
+import { sameIdentity } from "./model/identity.ts";
+import { localIdentity } from "./backend/local/identity.ts";
+import type { HashName } from "./model/hash_name.ts";
 import type { MaxDelete } from "./engine/gate.ts";
-import type { FilterSpec } from "./engine/filter.ts";
+import type { FilterSpec } from "./model/filter.ts";
 
 /** Options for one sync, with every path already checked and made absolute. */
 export interface SyncOptions {

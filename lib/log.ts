@@ -7,7 +7,7 @@
 
 import { configure, getLogger, type LogLevel, type LogRecord, reset, type Sink } from "@logtape/logtape";
 import type { Verbosity } from "./cli/cli.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "./model/errors.ts";
 
 /** The logger foldersync writes to. */
 export const logger = getLogger(["foldersync"]);

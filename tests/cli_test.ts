@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type CliOptions, parseCommand } from "../lib/cli/cli.ts";
-import { UsageError } from "../lib/errors.ts";
+import { UsageError } from "../lib/model/errors.ts";
 import { formatBytes, parseDuration, parseSize } from "../lib/cli/units.ts";
 
 function syncOptions(argv: string[]): CliOptions {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { HeldPlan, judgeRemovals } from "../lib/engine/gate.ts";
-import { emptyPlan, type Plan } from "../lib/engine/plan.ts";
+import { emptyPlan, type Plan } from "../lib/model/actions.ts";
 import { runOnce, syncOnce } from "../lib/engine/sync.ts";
-import { ExitCode } from "../lib/errors.ts";
+import { ExitCode } from "../lib/model/errors.ts";
 import {
   assertMirror,
   mirrorDiff,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type CompareOptions, ContentComparer } from "../lib/content/compare.ts";
 import { HashCache } from "../lib/content/hash_cache.ts";
-import type { Entry } from "../lib/engine/listing.ts";
+import type { Entry } from "../lib/model/listing.ts";
 import { marchTrees } from "../lib/engine/march.ts";
 import { assertMirror, runMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 

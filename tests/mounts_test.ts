@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { assertMirror, CI_LINUX, IS_ROOT, runMain, snapshot, tempDir, writeTree } from "./helpers.ts";
-import { inferResolution, probeResolution, resolutionOf } from "../lib/replica/local/mtime_probe.ts";
+import { inferResolution, probeResolution, resolutionOf } from "../lib/backend/local/mtime_probe.ts";
 import { runOnce } from "../lib/engine/sync.ts";
 
 const CAN_MOUNT = Deno.build.os === "linux" && (IS_ROOT || CI_LINUX);

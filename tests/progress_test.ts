@@ -4,7 +4,7 @@ import { createProgress, emptyCounters, formatEta, type ProgressCounters, progre
 import { logger, setupLogging } from "../lib/log.ts";
 import { createApplier, denoFs, type FsOps, LocalReplica } from "../lib/engine/apply.ts";
 import { runInWorkers } from "../lib/pool.ts";
-import type { CopyJob, CopyResult } from "../lib/replica/local/copy_worker.ts";
+import type { CopyJob, CopyResult } from "../lib/backend/local/copy_worker.ts";
 import { runOnce } from "../lib/engine/sync.ts";
 import { tempDir, writeTree } from "./helpers.ts";
 
@@ -143,7 +143,7 @@ Deno.test("copy workers add each chunk of a large file to the shared progress sl
     mtimeMs: (await Deno.stat(src)).mtime!.getTime(),
   };
   await runInWorkers<CopyJob, CopyResult>(
-    new URL("../lib/replica/local/copy_worker.ts", import.meta.url),
+    new URL("../lib/backend/local/copy_worker.ts", import.meta.url),
     1,
     () => job,
     { workers: 1, init: { progress: slot }, onResult: (_i, r) => results.push(r) },

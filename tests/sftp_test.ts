@@ -10,14 +10,15 @@ import { createHmac } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
 import { mirrorDiff, tempDir, waitFor, writeTree } from "./helpers.ts";
-import { openSftpReplica, type SftpInternals } from "../lib/replica/sftp/sftp_replica.ts";
-import { readSshConfig } from "../lib/replica/sftp/ssh_config.ts";
-import { checkHostKey } from "../lib/replica/sftp/known_hosts.ts";
-import { parseTarget, type SftpTarget } from "../lib/replica/target.ts";
-import { LOCK_NAME, type Replica, type ReplicaOptions } from "../lib/replica/replica.ts";
-import { compareNames, type Entry, type ListingBatch } from "../lib/engine/listing.ts";
-import { ConnectionLostError, LockedError, UsageError } from "../lib/errors.ts";
-import { TEMP_PATTERN } from "../lib/replica/local/local_replica.ts";
+import { openSftpReplica, type SftpInternals } from "../lib/backend/sftp/sftp_replica.ts";
+import { readSshConfig } from "../lib/backend/sftp/ssh_config.ts";
+import { checkHostKey } from "../lib/backend/sftp/known_hosts.ts";
+import { parseTarget, type SftpTarget } from "../lib/backend/target.ts";
+import { LOCK_NAME } from "../lib/model/lock.ts";
+import { type Replica, type ReplicaOptions } from "../lib/backend/backend.ts";
+import { compareNames, type Entry, type ListingBatch } from "../lib/model/listing.ts";
+import { ConnectionLostError, LockedError, UsageError } from "../lib/model/errors.ts";
+import { TEMP_PATTERN } from "../lib/backend/local/local_replica.ts";
 import { compileFilter } from "../lib/engine/filter_compile.ts";
 import { getHasher } from "../lib/content/hash.ts";
 
@@ -467,7 +468,7 @@ remoteTest(
       await dead.status;
       await Deno.writeTextFile(lockPath, JSON.stringify({ host: Deno.hostname(), pid, time: Date.now() }));
       await chownTo(server, lockPath);
-      // As lib/replica/open.ts says once it holds this host's lock file: no other process here holds the replica.
+      // As lib/backend/open.ts says once it holds this host's lock file: no other process here holds the replica.
       await using replica = await open(server, folder.url, src.path, { alive: (pid) => pid === Deno.pid });
       {
         await using _held = await replica.lock();

@@ -9,14 +9,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { patternProblem } from "../engine/filter.ts";
-import { UsageError } from "../errors.ts";
+import { patternProblem } from "../model/filter.ts";
+import { UsageError } from "../model/errors.ts";
 import { parseCount, parseDuration, parseSize } from "./units.ts";
-import type { HashName } from "../content/hash.ts";
+import type { HashName } from "../model/hash_name.ts";
 import type { MaxDelete } from "../engine/gate.ts";
-import { HASH_NAMES } from "../content/hash.ts";
+import { HASH_NAMES } from "../model/hash_name.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { parseTarget, type ReplicaTarget } from "../replica/target.ts";
+import { parseTarget, type ReplicaTarget } from "../backend/target.ts";
 
 /** The version printed by `--version`, from deno.json. */
 export const VERSION: string = denoJson.version;

@@ -13,7 +13,8 @@
  */
 
 import { join } from "node:path";
-import { getHasher, hashFileSync, type HashName } from "./hash.ts";
+import { getHasher, hashFileSync } from "./hash.ts";
+import { type HashName } from "../model/hash_name.ts";
 import { HashCache } from "./hash_cache.ts";
 import type { HashJob, HashResult } from "./hash_worker.ts";
 import { runInWorkers } from "../pool.ts";

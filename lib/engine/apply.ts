@@ -18,12 +18,12 @@ import {
   parentOf,
   type Plan,
   type RemoveAction,
-} from "./plan.ts";
-import { ConnectionLostError, describeError } from "../errors.ts";
-import { denoFs, type FsOps, LocalReplica } from "../replica/local/local_replica.ts";
-import type { Replica } from "../replica/replica.ts";
+} from "../model/actions.ts";
+import { ConnectionLostError, describeError } from "../model/errors.ts";
+import { denoFs, type FsOps, LocalReplica } from "../backend/local/local_replica.ts";
+import type { Replica } from "../backend/backend.ts";
 
-export { denoFs, type FsOps, LocalReplica, TEMP_PATTERN } from "../replica/local/local_replica.ts";
+export { denoFs, type FsOps, LocalReplica, TEMP_PATTERN } from "../backend/local/local_replica.ts";
 
 /** What apply reports as it goes; the sync layer turns these into log lines. */
 export type ApplyEvent =

@@ -7,15 +7,16 @@
  * @module
  */
 
-import { RefusedError } from "../errors.ts";
-import { type EntryKind, FAILED, INCOMPLETE, type ListingBatch, type ScanProblem, toEntry } from "./listing.ts";
-import { parentOf, type Plan, Planner, type PlanOptions } from "./plan.ts";
-import type { PathFilter } from "./filter.ts";
-import { SourceWalk } from "../replica/local/scan.ts";
-import { LocalReplica } from "../replica/local/local_replica.ts";
-import type { Replica } from "../replica/replica.ts";
+import { RefusedError } from "../model/errors.ts";
+import { type EntryKind, FAILED, INCOMPLETE, type ListingBatch, type ScanProblem, toEntry } from "../model/listing.ts";
+import { parentOf, type Plan } from "../model/actions.ts";
+import { Planner, type PlanOptions } from "./plan.ts";
+import type { PathFilter } from "../model/filter.ts";
+import { SourceWalk } from "../backend/local/scan.ts";
+import { LocalReplica } from "../backend/local/local_replica.ts";
+import type { Replica } from "../backend/backend.ts";
 import { OverlapGuard } from "./overlap.ts";
-import { localIdentity } from "../replica/local/identity.ts";
+import { localIdentity } from "../backend/local/identity.ts";
 
 /** Options for {@linkcode marchTrees}. */
 export interface MarchOptions extends PlanOptions {

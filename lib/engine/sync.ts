@@ -6,13 +6,15 @@
 
 import { type Applier, type ApplyEvent, createApplier, type FsOps, LocalReplica, type Stats } from "./apply.ts";
 import type { SyncOptions } from "../config.ts";
-import type { Replica } from "../replica/replica.ts";
-import { describeError, ExitCode, RefusedError } from "../errors.ts";
+import type { Replica } from "../backend/backend.ts";
+import { describeError, ExitCode, RefusedError } from "../model/errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
-import { DEFAULT_HASH, type HashName } from "../content/hash.ts";
+import { DEFAULT_HASH } from "../content/hash.ts";
+import { type HashName } from "../model/hash_name.ts";
 import type { ContentComparer } from "../content/compare.ts";
 import { logger, showPath } from "../log.ts";
-import type { Plan, Planner } from "./plan.ts";
+import type { Plan } from "../model/actions.ts";
+import type { Planner } from "./plan.ts";
 import {
   createDryRunReporter,
   createVerifyReporter,
@@ -25,7 +27,7 @@ import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gat
 import { formatBytes, formatDuration } from "../cli/units.ts";
 import type { ProgressCounters, ProgressSink } from "../run/progress.ts";
 import { OverlapGuard } from "./overlap.ts";
-import { findDir, localIdentity } from "../replica/local/identity.ts";
+import { findDir, localIdentity } from "../backend/local/identity.ts";
 
 /**
  * Actions applied at a time while the walk goes on: a part holds about 150 bytes an action,

@@ -6,7 +6,7 @@
  */
 
 import type { SyncOptions } from "../config.ts";
-import { ExitCode } from "../errors.ts";
+import { ExitCode } from "../model/errors.ts";
 import { logger } from "../log.ts";
 import { guardedRun, type RunControl, syncOnce } from "../engine/sync.ts";
 import { formatDuration } from "../cli/units.ts";

@@ -7,7 +7,7 @@
  */
 
 import { type CliOptions, parseCommand } from "../cli/cli.ts";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../model/errors.ts";
 import { parseDuration } from "../cli/units.ts";
 
 /** A service manager foldersync writes definitions for. */

@@ -8,8 +8,9 @@
  */
 
 import { join } from "node:path";
-import { describeError, LockedError, UsageError } from "../errors.ts";
-import { processAlive, type Replica, type ReplicaOptions } from "./replica.ts";
+import { describeError, LockedError, UsageError } from "../model/errors.ts";
+import { processAlive } from "../model/lock.ts";
+import { type Replica, type ReplicaOptions } from "./backend.ts";
 import { lockFile } from "./local/lock.ts";
 import type { S3Target, SftpTarget } from "./target.ts";
 

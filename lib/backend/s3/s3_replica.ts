@@ -38,21 +38,11 @@
 import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { ConnectionLostError, LockedError, UsageError } from "../../errors.ts";
+import { ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
-import {
-  type Capabilities,
-  type CopyResult,
-  type ListOptions,
-  LOCK_NAME,
-  LOCK_REFRESH_MS,
-  type LockInfo,
-  lockIsStale,
-  parseLock,
-  processAlive,
-  type Replica,
-  type ReplicaOptions,
-} from "../replica.ts";
+import { type Capabilities } from "../../model/capabilities.ts";
+import { type CopyResult, type ListOptions, type Replica, type ReplicaOptions } from "../backend.ts";
+import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
 import type { S3Target } from "../target.ts";
 import {
   compareNames,
@@ -62,9 +52,10 @@ import {
   ListingBatch,
   UNKNOWN_MODE,
   VANISHED,
-} from "../../engine/listing.ts";
-import { createHasher, type HashName } from "../../content/hash.ts";
-import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
+} from "../../model/listing.ts";
+import { createHasher } from "../../content/hash.ts";
+import { type HashName } from "../../model/hash_name.ts";
+import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
 import { backupSuffix } from "../local/backup.ts";
 import { type ListedObject, type ObjectHead, S3Client, S3Error } from "./client.ts";
 import { resolveCredentials, resolveRegion } from "./credentials.ts";

@@ -1,7 +1,7 @@
 /**
  * A replica folder on another host, over SFTP (OpenSSH's sftp-server or internal-sftp, or any
  * SFTP v3 server), through the pure-JavaScript ssh2 client. Loaded only when a replica names
- * a host: `lib/replica/open.ts` imports this module dynamically.
+ * a host: `lib/backend/open.ts` imports this module dynamically.
  *
  * Round trips are what a remote replica costs, so requests are pipelined: a small file is
  * put in place in three round trips (open the temp file; write, set attributes and close;
@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { posix } from "node:path";
 import { Buffer } from "node:buffer";
 import type { Client } from "ssh2";
-import { ConnectionLostError, LockedError, UsageError } from "../../errors.ts";
+import { ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import {
   compareNames,
@@ -29,27 +29,17 @@ import {
   INCOMPLETE,
   ListingBatch,
   VANISHED,
-} from "../../engine/listing.ts";
-import type { PathFilter } from "../../engine/filter.ts";
-import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
-import { getHasher, type HashName } from "../../content/hash.ts";
+} from "../../model/listing.ts";
+import type { PathFilter } from "../../model/filter.ts";
+import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
+import { getHasher } from "../../content/hash.ts";
+import { type HashName } from "../../model/hash_name.ts";
 import { ChangedError } from "../local/local_replica.ts";
 import { SMALL_FILE } from "../local/copy_file.ts";
-import {
-  type Capabilities,
-  type CopyResult,
-  type ListOptions,
-  LOCK_NAME,
-  LOCK_REFRESH_MS,
-  type LockInfo,
-  lockIsStale,
-  parseLock,
-  processAlive,
-  randomId,
-  type Replica,
-  type ReplicaOptions,
-  tempName,
-} from "../replica.ts";
+import { type Capabilities } from "../../model/capabilities.ts";
+import { type CopyResult, type ListOptions, type Replica, type ReplicaOptions } from "../backend.ts";
+import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
+import { randomId, tempName } from "../../model/names.ts";
 import { parseTarget, type SftpTarget } from "../target.ts";
 import { connectSftp, type EndpointOptions, resolveEndpoint, type SshEndpoint } from "./connect.ts";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, SftpSession, type SftpStats } from "./session.ts";

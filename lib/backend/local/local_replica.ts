@@ -11,26 +11,22 @@
  */
 
 import { dirname, join } from "node:path";
-import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
+import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
 import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "../../pool.ts";
-import { ChangedError } from "../../errors.ts";
+import { ChangedError } from "../../model/errors.ts";
 import { copyFile, SMALL_FILE } from "./copy_file.ts";
 import { BackupDir } from "./backup.ts";
-import { type Entry, ListingBatch, toEntry } from "../../engine/listing.ts";
-import {
-  type Capabilities,
-  type CopyResult as ReplicaCopyResult,
-  type ListOptions,
-  type Replica,
-  tempName,
-} from "../replica.ts";
+import { type Entry, ListingBatch, toEntry } from "../../model/listing.ts";
+import { type Capabilities } from "../../model/capabilities.ts";
+import { type CopyResult as ReplicaCopyResult, type ListOptions, type Replica } from "../backend.ts";
+import { tempName } from "../../model/names.ts";
 import { listDirectory } from "./scan.ts";
 import { lockReplica } from "./lock.ts";
 import { ReadAhead } from "./read_ahead.ts";
 import { inferResolution, probeResolution, sampleMtimes } from "./mtime_probe.ts";
 import { localIdentity } from "./identity.ts";
-import type { Identity } from "../../engine/overlap.ts";
+import type { Identity } from "../../model/identity.ts";
 import { relativeInside } from "../../config.ts";
 
 /** The file-system calls the replica makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
@@ -96,7 +92,7 @@ function nodeFs(): Promise<typeof import("node:fs")> {
   return nodeFsModule ??= import("node:fs");
 }
 
-export { TEMP_PATTERN } from "../replica.ts";
+export { TEMP_PATTERN } from "../../model/names.ts";
 
 export { ChangedError };
 

@@ -9,40 +9,12 @@
  * @module
  */
 
-import type { Entry, ListingBatch } from "../engine/listing.ts";
-import type { PathFilter } from "../engine/filter.ts";
-import type { HashName } from "../content/hash.ts";
-import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../engine/plan.ts";
-import type { Identity } from "../engine/overlap.ts";
-
-/** What a replica keeps, and so what the planner compares. */
-export interface Capabilities {
-  /** Permission bits are kept and listed (else modes are neither compared nor set). */
-  modes: boolean;
-  /** Directory modification times are kept and listed (else no directory attributes are set). */
-  dirTimes: boolean;
-  /** Symbolic links' own modification times are kept and listed. */
-  linkTimes: boolean;
-  /**
-   * Modification times are kept to this many milliseconds: 1 locally (Deno reports
-   * milliseconds), 1000 over SFTP (whole seconds). Source and replica mtimes are compared
-   * after truncating both to it, so that a no-op never copies again.
-   */
-  mtimeResolutionMs: number;
-  /**
-   * The hash whose digests the replica knows without reading files (S3: `md5`, from ETags and
-   * `md5chksum`): `--checksum` uses it. A replica that declares one refuses another `--hash`
-   * when it is opened ({@linkcode ReplicaOptions.hash}).
-   * @default undefined (digests are computed by reading)
-   */
-  hash?: HashName;
-  /**
-   * Transfers in flight by default (`--jobs` overrides): a remote replica hides its round
-   * trips behind many requests at once.
-   * @default 8
-   */
-  jobs?: number;
-}
+import type { Entry, ListingBatch } from "../model/listing.ts";
+import type { PathFilter } from "../model/filter.ts";
+import type { HashName } from "../model/hash_name.ts";
+import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../model/actions.ts";
+import type { Identity } from "../model/identity.ts";
+import type { Capabilities } from "../model/capabilities.ts";
 
 /** How {@linkcode Replica.list} lists one directory. */
 export interface ListOptions {
@@ -217,22 +189,6 @@ export interface ReplicaOptions {
   alive?: ((pid: number) => boolean) | undefined;
 }
 
-/** Temp files are named `.foldersync-<random>.tmp`; short, so that 255-byte names still fit. */
-export const TEMP_PATTERN: RegExp = /^\.foldersync-[0-9a-z]{10}\.tmp$/;
-
-/** Ten random characters of `[0-9a-z]`: temp names, lock ids. */
-export function randomId(): string {
-  const random = crypto.getRandomValues(new Uint32Array(2));
-  return `${(random[0]! % 36 ** 5).toString(36).padStart(5, "0")}${
-    (random[1]! % 36 ** 5).toString(36).padStart(5, "0")
-  }`;
-}
-
-/** A new temp name, of the shape {@linkcode TEMP_PATTERN} matches: every replica writes through one. */
-export function tempName(): string {
-  return `.foldersync-${randomId()}.tmp`;
-}
-
 /** The variables an SSH login reads: the home that holds ~/.ssh, the local user, the agent's socket. */
 export const SSH_ENV = ["HOME", "USER", "LOGNAME", "USERNAME", "USERPROFILE", "SSH_AUTH_SOCK"] as const;
 
@@ -257,65 +213,3 @@ export const AWS_ENV = [
 
 /** Every variable a remote replica's clients may read (a service of one is granted these). */
 export const REMOTE_ENV: readonly string[] = [...new Set<string>([...SSH_ENV, ...AWS_ENV])];
-
-/** The name of the lock entry a remote replica keeps in its root while a run holds it. */
-export const LOCK_NAME = ".foldersync.lock";
-
-/** What a remote lock entry says about the run that holds it (stored as JSON). */
-export interface LockInfo {
-  host: string;
-  pid: number;
-  /** When the lock was taken or last refreshed, ms since the epoch. */
-  time: number;
-}
-
-/** A remote lock is refreshed this often while its run goes on. */
-export const LOCK_REFRESH_MS = 60_000;
-
-/** A remote lock not refreshed for this long belongs to a run that died on another host. */
-export const LOCK_STALE_MS = 10 * 60_000;
-
-/**
- * PURE: the rule for a lock entry found in a remote replica. It is stale, and may be taken
- * over, when it cannot be read as a lock, when it names this host and a process that is not
- * running, or when it has not been refreshed for {@linkcode LOCK_STALE_MS}.
- *
- * @example A lock left by a dead process on this host
- * ```ts
- * lockIsStale({ host: "a", pid: 42, time: Date.now() }, { host: "a", now: Date.now(), alive: () => false }); // true
- * ```
- */
-export function lockIsStale(
-  info: LockInfo | undefined,
-  here: { host: string; now: number; alive: (pid: number) => boolean },
-): boolean {
-  if (!info || typeof info.host !== "string" || typeof info.pid !== "number" || typeof info.time !== "number") {
-    return true;
-  }
-  if (info.host === here.host && !here.alive(info.pid)) return true;
-  return here.now - info.time > LOCK_STALE_MS;
-}
-
-/** Parses a lock entry's content; undefined when it is not one. */
-export function parseLock(text: string): LockInfo | undefined {
-  try {
-    const value = JSON.parse(text);
-    return value && typeof value === "object" ? value as LockInfo : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * True when process `pid` is running on this host, read from /proc on Linux (no permission to
- * signal processes is needed); true wherever it cannot tell, so that only time makes it stale.
- */
-export function processAlive(pid: number): boolean {
-  if (Deno.build.os !== "linux") return true;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch (error) {
-    return !(error instanceof Deno.errors.NotFound);
-  }
-}
