@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { copyFile, copyFileSync, SMALL_FILE } from "../lib/backend/local/copy_file.ts";
-import { denoFs } from "../lib/engine/apply.ts";
+import { denoFs } from "../lib/backend/local/local_backend.ts";
 import { POSIX, tempDir } from "./helpers.ts";
 
 const MiB = 1 << 20;

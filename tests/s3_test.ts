@@ -10,7 +10,8 @@ import { openS3Replica, parseMode, parseMtime, type S3Tuning } from "../lib/back
 import { MetaCache } from "../lib/backend/s3/meta_cache.ts";
 import { S3Client } from "../lib/backend/s3/client.ts";
 import { LOCK_NAME } from "../lib/model/lock.ts";
-import { type Replica, type ReplicaOptions } from "../lib/backend/backend.ts";
+import { type Backend, type BackendOptions } from "../lib/backend/backend.ts";
+import { readingFrom, type TestBackend } from "./helpers.ts";
 import { type Entry, ListingBatch, UNKNOWN_MODE } from "../lib/model/listing.ts";
 import { attrsDiffer, decide } from "../lib/engine/decide.ts";
 import { getHasher } from "../lib/content/hash.ts";
@@ -45,27 +46,26 @@ function useServer(server: S3Server): void {
   Deno.env.delete("AWS_PROFILE");
 }
 
-type Opened = Replica & AsyncDisposable & { requests: number };
+type Opened = TestBackend & AsyncDisposable & { requests: number };
 
 async function open(
   bucket: string,
   prefix: string,
   source: string,
-  options: Partial<ReplicaOptions> = {},
+  options: Partial<BackendOptions> = {},
   tuning: S3Tuning = {},
 ): Promise<Opened> {
   const display = `s3://${bucket}${prefix ? `/${prefix}` : ""}`;
   const replica = await openS3Replica({ kind: "s3", bucket, prefix, display }, {
-    source,
     jobs: 4,
     readOnly: false,
     ...options,
   }, tuning);
-  return Object.assign(replica, { [Symbol.asyncDispose]: () => replica.close() }) as Opened;
+  return Object.assign(readingFrom(replica, source), { [Symbol.asyncDispose]: () => replica.close() }) as Opened;
 }
 
 /** Every entry of the replica, walked from the root: path to entry. */
-async function walk(replica: Replica, filter?: string[]): Promise<Map<string, Entry>> {
+async function walk(replica: Backend, filter?: string[]): Promise<Map<string, Entry>> {
   const out = new Map<string, Entry>();
   const options = { fixPermissions: false, filter: filter ? compileFilter({ patterns: filter }) : undefined };
   const dirs = [""];

@@ -84,6 +84,6 @@ Deno.test("main.ts takes -i 1h30m and says it so; a compound with units out of o
     await run.stop();
   }
   assert.match(run.out.text(), /Syncing every 1h30m;/);
-  assert.match(run.out.text(), /Sync done: .* in \d+ ms \(1 source entries\)/);
+  assert.match(run.out.text(), /Sync done: .* in \d+ ms \(1 source entry\)/);
   await assertMirror(src, dst);
 });
