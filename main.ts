@@ -8,22 +8,15 @@
  */
 
 import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli/cli.ts";
-import {
-  type CheckedPaths,
-  checkLogPath,
-  checkPaths,
-  filterSpec,
-  missingParent,
-  ownFiles,
-  type SyncOptions,
-} from "./lib/config.ts";
+import { type CheckedPaths, checkLogPath, checkPaths, filterSpec, missingParent, ownFiles } from "./lib/config.ts";
+import { type SyncOptions } from "./lib/engine/options.ts";
 import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/model/errors.ts";
 import { lockFolder, lockReplica } from "./lib/backend/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
 import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
-import type { ProgressSink } from "./lib/run/progress.ts";
+import type { ProgressSink } from "./lib/model/progress.ts";
 import { localSides, type RemoteOpener, remoteOpener } from "./lib/backend/open.ts";
 
 function fail(error: unknown, verbose = false): number {

@@ -13,7 +13,7 @@ import type { Backend, CopyResult, Sides, SourceFile } from "../lib/backend/back
 import { type ApplyOptions, createApplier, type Stats } from "../lib/engine/apply.ts";
 import { type March, type MarchOptions, marchTrees, planTrees } from "../lib/engine/march.ts";
 import { type RunControl, runOnce, type RunResult, syncOnce } from "../lib/engine/sync.ts";
-import type { SyncOptions } from "../lib/config.ts";
+import type { SyncOptions } from "../lib/engine/options.ts";
 import type { CopyAction, Plan } from "../lib/model/actions.ts";
 import type { ExitCode } from "../lib/model/errors.ts";
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createProgress, emptyCounters, formatEta, type ProgressCounters, progressLine } from "../lib/run/progress.ts";
+import { createProgress, emptyCounters, formatEta, progressLine } from "../lib/run/progress.ts";
+import { type ProgressCounters } from "../lib/model/progress.ts";
 import { logger, setupLogging } from "../lib/log.ts";
 import { createApplier } from "../lib/engine/apply.ts";
 import { denoFs, type FsOps, LocalBackend } from "../lib/backend/local/local_backend.ts";

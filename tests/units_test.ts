@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { formatDuration, parseDuration } from "../lib/cli/units.ts";
+import { formatDuration, parseDuration } from "../lib/model/units.ts";
 import { UsageError } from "../lib/model/errors.ts";
 import { assertMirror, POSIX, runMain, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 

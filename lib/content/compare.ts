@@ -18,7 +18,7 @@ import { type HashName } from "../model/hash_name.ts";
 import { HashCache } from "./hash_cache.ts";
 import type { HashJob, HashResult } from "./hash_worker.ts";
 import { runInWorkers } from "../pool.ts";
-import type { ContentPair } from "../engine/plan.ts";
+import type { ContentPair } from "../model/actions.ts";
 
 /** Options for {@linkcode ContentComparer}. */
 export interface CompareOptions {

@@ -26,13 +26,7 @@ import {
   VANISHED,
 } from "../model/listing.ts";
 import { type CopyAction, type DirAttrs, emptyPlan, parentOf, type Plan, type RemoveAction } from "../model/actions.ts";
-
-/** A pair of equal-sized files whose contents `--checksum` must compare. */
-export interface ContentPair {
-  path: string;
-  source: Entry;
-  replica: Entry;
-}
+import type { ContentPair } from "../model/actions.ts";
 
 /** Options for {@linkcode Planner} and {@linkcode plan}. */
 export interface PlanOptions {

@@ -11,7 +11,7 @@ import { type Applier, type ApplyEvent, emptyStats, type Stats } from "./apply.t
 import { logger, logLine, operationsLogged, showPath } from "../log.ts";
 import { countPlan } from "./plan.ts";
 import { type Plan, type RemoveAction } from "../model/actions.ts";
-import { formatBytes } from "../cli/units.ts";
+import { formatBytes } from "../model/units.ts";
 
 /** How an operation reads in a log line, where it is not its own name. */
 const VERBS: Partial<Record<string, string>> = { attrs: "set attrs", backup: "back up", clean: "clean up" };

@@ -5,7 +5,7 @@
  */
 
 import { type Applier, type ApplyEvent, createApplier, type Stats } from "./apply.ts";
-import type { SyncOptions } from "../config.ts";
+import type { SyncOptions } from "./options.ts";
 import type { Backend, Sides } from "../backend/backend.ts";
 import { describeError, ExitCode, RefusedError } from "../model/errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
@@ -23,8 +23,8 @@ import {
   type VerifyCounts,
 } from "./report.ts";
 import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
-import { formatBytes, formatDuration } from "../cli/units.ts";
-import type { ProgressCounters, ProgressSink } from "../run/progress.ts";
+import { formatBytes, formatDuration } from "../model/units.ts";
+import type { ProgressCounters, ProgressSink } from "../model/progress.ts";
 import { OverlapGuard } from "./overlap.ts";
 
 /**

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { EntryKind } from "./listing.ts";
+import type { Entry, EntryKind } from "./listing.ts";
 
 /** Create a directory (first removing a non-directory that stands in its place). */
 export interface MkdirAction {
@@ -131,4 +131,11 @@ export function parentOf(path: string): string {
  */
 export function emptyPlan(): Plan {
   return { mkdirs: [], transfers: [], removes: [], leftovers: [], dirAttrs: [], skipped: [], bytes: 0 };
+}
+
+/** A pair of equal-sized files whose contents `--checksum` must compare. */
+export interface ContentPair {
+  path: string;
+  source: Entry;
+  replica: Entry;
 }

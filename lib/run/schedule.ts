@@ -5,14 +5,14 @@
  * @module
  */
 
-import type { SyncOptions } from "../config.ts";
+import type { SyncOptions } from "../engine/options.ts";
 import { ExitCode } from "../model/errors.ts";
 import { logger } from "../log.ts";
 import { guardedRun, type RunControl, syncOnce } from "../engine/sync.ts";
-import { formatDuration } from "../cli/units.ts";
+import { formatDuration } from "../model/units.ts";
 import { SourceFolder } from "./source.ts";
 import { watchLoop } from "./watch.ts";
-import type { ProgressSink } from "./progress.ts";
+import type { ProgressSink } from "../model/progress.ts";
 import { longTimeout, type Timers } from "./timer.ts";
 
 /** How to repeat runs. */

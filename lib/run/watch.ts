@@ -12,14 +12,14 @@
  */
 
 import { isAbsolute, relative, sep } from "node:path";
-import type { SyncOptions } from "../config.ts";
+import type { SyncOptions } from "../engine/options.ts";
 import { describeError } from "../model/errors.ts";
 import { logger } from "../log.ts";
 import { guardedRun, type RunControl } from "../engine/sync.ts";
-import type { ProgressSink } from "./progress.ts";
+import type { ProgressSink } from "../model/progress.ts";
 import { ExitCode } from "../model/errors.ts";
 import { parentOf } from "../model/actions.ts";
-import { formatDuration } from "../cli/units.ts";
+import { formatDuration } from "../model/units.ts";
 import { SourceFolder } from "./source.ts";
 import { longTimeout } from "./timer.ts";
 

@@ -36,7 +36,7 @@ import { ReadAhead } from "./read_ahead.ts";
 import { inferResolution, probeResolution, sampleMtimes } from "./mtime_probe.ts";
 import { findDir, localIdentity } from "./identity.ts";
 import type { Identity } from "../../model/identity.ts";
-import { relativeInside } from "../../config.ts";
+import { relativeInside } from "../../model/paths.ts";
 
 /** The file-system calls the replica makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
 export interface FsOps {
