@@ -8,23 +8,16 @@
  */
 
 import { type CliOptions, HELP, parseCommand, VERSION } from "./lib/cli/cli.ts";
-import {
-  type CheckedPaths,
-  checkLogPath,
-  checkPaths,
-  filterSpec,
-  missingParent,
-  ownFiles,
-  type SyncOptions,
-} from "./lib/config.ts";
-import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.ts";
-import { lockFolder, lockReplica } from "./lib/replica/local/lock.ts";
+import { type CheckedPaths, checkLogPath, checkPaths, filterSpec, missingParent, ownFiles } from "./lib/config.ts";
+import { type SyncOptions } from "./lib/engine/options.ts";
+import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/model/errors.ts";
+import { lockFolder, lockReplica } from "./lib/backend/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
 import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
-import type { ProgressSink } from "./lib/run/progress.ts";
-import type { RemoteOpener } from "./lib/replica/open.ts";
+import type { ProgressSink } from "./lib/model/progress.ts";
+import { localSides, type RemoteOpener, remoteOpener } from "./lib/backend/open.ts";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
@@ -175,31 +168,30 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
       progress: activity,
     };
+    const local = localSides({ ...paths, signal, progress: progress?.inFlight });
     if (remote) {
       // Each run connects and locks afresh; the first connection checks the input first.
-      const opener = await remoteOpenerFor(o, paths, signal, progress);
+      const opener = remoteOpenerFor(o, paths, signal, progress);
       await opener.check(o.dryRun);
-      return await runSchedule(options, { ...schedule, openReplica: opener.open });
+      return await runSchedule(options, { ...schedule, sides: { source: local.source, replica: opener.open } });
     }
-    if (o.dryRun) return await runSchedule(options, schedule);
+    if (o.dryRun) return await runSchedule(options, { ...schedule, sides: local });
     await createReplica(paths, o);
     using _lock = await lockReplica(paths.replica, lockDir !== undefined ? { lockDir } : {});
-    return await runSchedule(options, schedule);
+    return await runSchedule(options, { ...schedule, sides: local });
   }, stopping);
 }
 
-/** The opener of a remote replica, its module loaded only now. */
-async function remoteOpenerFor(
+/** The opener of a remote replica (its backend's module is loaded only when it connects). */
+function remoteOpenerFor(
   o: CliOptions,
   paths: CheckedPaths,
   signal: AbortSignal,
   progress: ProgressSink | undefined,
-): Promise<RemoteOpener> {
+): RemoteOpener {
   const target = o.target;
   if (target.kind === "local") throw new Error("Not a remote replica");
-  const { remoteOpener } = await import("./lib/replica/open.ts");
   return remoteOpener(target, {
-    source: paths.source,
     signal,
     jobs: o.jobs ?? 8,
     mkpath: o.mkpath,
@@ -232,13 +224,15 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   const progress = await progressFor(o);
   if (remote) {
     return await untilStopped(async (signal) => {
-      const opener = await remoteOpenerFor(o, paths, signal, progress);
+      const opener = remoteOpenerFor(o, paths, signal, progress);
       const replica = await opener.check(true);
       if ((await replica.root())?.kind !== "dir") {
         await replica.close();
         throw new UsageError(`Replica does not exist: '${o.replica}'`);
       }
-      return await verifyOnce(options, { signal, openReplica: opener.open, ...(progress ? { progress } : {}) });
+      const { source } = localSides({ ...paths, signal });
+      const sides = { source, replica: opener.open };
+      return await verifyOnce(options, { sides, signal, ...(progress ? { progress } : {}) });
     });
   }
   try {
@@ -246,7 +240,10 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   } catch {
     throw new UsageError(`Replica does not exist: '${o.replica}'`);
   }
-  return await untilStopped((signal) => verifyOnce(options, { signal, ...(progress ? { progress } : {}) }));
+  return await untilStopped((signal) => {
+    const sides = localSides({ ...paths, signal, progress: progress?.inFlight });
+    return verifyOnce(options, { sides, signal, ...(progress ? { progress } : {}) });
+  });
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Micro-benchmark of lib/replica/local/copy_file.ts: chunk sizes, sync and async, holes on and off, against
+ * Micro-benchmark of lib/backend/local/copy_file.ts: chunk sizes, sync and async, holes on and off, against
  * Deno.copyFileSync (a kernel-side copy), on one file. Prints the median of each and its ratio
  * to Deno.copyFileSync.
  *
@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { copyFile, copyFileSync } from "../lib/replica/local/copy_file.ts";
+import { copyFile, copyFileSync } from "../lib/backend/local/copy_file.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

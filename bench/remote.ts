@@ -18,7 +18,7 @@
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { LOCK_NAME } from "../lib/replica/replica.ts";
+import { LOCK_NAME } from "../lib/model/lock.ts";
 import { rcloneEnv, s3Env, type S3Server, SERVERS_DIR, type SftpServer } from "../tests/remote_env.ts";
 
 /** One run of a tool: wall time and (with GNU time) peak RSS. */

@@ -5,81 +5,12 @@
  * @module
  */
 
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { UsageError } from "./errors.ts";
-import { sameIdentity } from "./engine/overlap.ts";
-import { localIdentity } from "./replica/local/identity.ts";
-import type { HashName } from "./content/hash.ts";
-import type { MaxDelete } from "./engine/gate.ts";
-import type { FilterSpec } from "./engine/filter.ts";
-
-/** Options for one sync, with every path already checked and made absolute. */
-export interface SyncOptions {
-  /** Absolute real path of the source directory. */
-  source: string;
-  /** Absolute path of the replica directory (real, as far as it exists). */
-  replica: string;
-  /**
-   * Compare file content by hash instead of size and mtime.
-   * @default false
-   */
-  checksum?: boolean;
-  /**
-   * Hash algorithm for `checksum`.
-   * @default "xxh3"
-   */
-  hash?: HashName;
-  /**
-   * Report what would change and change nothing.
-   * @default false
-   */
-  dryRun?: boolean;
-  /**
-   * Let an empty source empty a non-empty replica.
-   * @default false
-   */
-  allowEmptySource?: boolean;
-  /**
-   * Parallel copies and hashes.
-   * @default 8
-   */
-  jobs?: number;
-  /**
-   * Directory of the `checksum` hash cache, outside both trees; undefined for no cache.
-   * @default undefined
-   */
-  cacheDir?: string;
-  /**
-   * Remove nothing at all when a run would remove more than this many replica entries (a
-   * directory counts 1 plus everything in it; a type change counts); copies still run.
-   * @default undefined (no cap)
-   */
-  maxDelete?: MaxDelete;
-  /**
-   * Excludes (gitignore syntax) and foldersync's own files inside the source: left out of the
-   * source and kept in the replica.
-   * @default undefined (nothing excluded)
-   */
-  filter?: FilterSpec;
-  /**
-   * Remove excluded entries from the replica too.
-   * @default false
-   */
-  deleteExcluded?: boolean;
-  /**
-   * Mtimes that differ by at most this many milliseconds count as equal (rsync's
-   * `--modify-window`), for file systems that keep times more coarsely than they say.
-   * @default 0 (the replica's own resolution alone)
-   */
-  modifyWindowMs?: number;
-  /**
-   * Absolute real path of the backup folder (`--backup-dir`): replica entries that the run
-   * would remove or overwrite are moved there instead. Inside the replica, it is left alone
-   * by the sync.
-   * @default undefined (entries are removed)
-   */
-  backupDir?: string;
-}
+import { dirname, join, resolve } from "node:path";
+import { UsageError } from "./model/errors.ts";
+import { sameIdentity } from "./model/identity.ts";
+import { localIdentity } from "./backend/local/identity.ts";
+import type { FilterSpec } from "./model/filter.ts";
+import { isWithin, relativeInside } from "./model/paths.ts";
 
 /** The outcome of {@linkcode checkPaths}. */
 export interface CheckedPaths {
@@ -154,15 +85,6 @@ function realPathOfPossiblyMissing(path: string): string {
       return absolute; // NotCapable or PermissionDenied: compare what we can
     }
   }
-}
-
-/** True if `inner` is `outer` or lies below it. */
-function isWithin(outer: string, inner: string): boolean {
-  const fold = Deno.build.os === "windows" || Deno.build.os === "darwin"
-    ? (p: string) => p.toLowerCase()
-    : (p: string) => p;
-  const rel = relative(fold(outer), fold(inner));
-  return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
 }
 
 /**
@@ -383,22 +305,6 @@ export function filterSpec(
   const all = [...fromFiles, ...patterns];
   if (all.length === 0 && own.ownFiles.length === 0 && own.ownDirs.length === 0) return undefined;
   return { patterns: all, ...own };
-}
-
-/**
- * The `/`-separated path of `inner` relative to `outer` when it lies strictly inside it (both
- * absolute and real); undefined otherwise.
- *
- * @example Relative paths
- * ```ts
- * relativeInside("/mnt/backup", "/mnt/backup/trash/2026"); // "trash/2026"
- * relativeInside("/mnt/backup", "/mnt/other"); // undefined
- * ```
- */
-export function relativeInside(outer: string, inner: string): string | undefined {
-  if (!isWithin(outer, inner)) return undefined;
-  const rel = relative(outer, inner);
-  return rel === "" ? undefined : rel.split(sep).join("/");
 }
 
 /**

@@ -6,8 +6,10 @@
  */
 
 import { configure, getLogger, type LogLevel, type LogRecord, reset, type Sink } from "@logtape/logtape";
-import type { Verbosity } from "./cli/cli.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "./model/errors.ts";
+
+/** How much the console shows. */
+export type Verbosity = "quiet" | "normal" | "verbose";
 
 /** The logger foldersync writes to. */
 export const logger = getLogger(["foldersync"]);

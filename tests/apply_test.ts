@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type ApplyEvent, applyPlan, denoFs, type FsOps, TEMP_PATTERN } from "../lib/engine/apply.ts";
-import { planTrees } from "../lib/engine/march.ts";
-import { runOnce } from "../lib/engine/sync.ts";
-import { assertMirror, POSIX, tempDir, writeTree } from "./helpers.ts";
+import type { ApplyEvent } from "../lib/engine/apply.ts";
+import { denoFs, type FsOps } from "../lib/backend/local/local_backend.ts";
+import { TEMP_PATTERN } from "../lib/model/names.ts";
+import { applyLocal, assertMirror, planLocal, POSIX, runLocal, tempDir, writeTree } from "./helpers.ts";
 
-Deno.test("applyPlan() on a full disk keeps the old file and leaves no temp file", async () => {
+Deno.test("createApplier() on a full disk keeps the old file and leaves no temp file", async () => {
   await using tmp = await tempDir();
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
@@ -19,9 +19,9 @@ Deno.test("applyPlan() on a full disk keeps the old file and leaves no temp file
       throw new Error("No space left on device (os error 28)");
     },
   };
-  const p = await planTrees(src, dst);
+  const p = await planLocal(src, dst);
   const events: ApplyEvent[] = [];
-  const stats = await applyPlan(p, src, dst, {
+  const stats = await applyLocal(p, src, dst, {
     fs: fullDisk,
     onEvent: (e) => events.push(e),
   });
@@ -34,13 +34,13 @@ Deno.test("applyPlan() on a full disk keeps the old file and leaves no temp file
   assert.ok(!names.some((n) => TEMP_PATTERN.test(n)));
 });
 
-Deno.test("applyPlan() never records a file that changed during its copy as synced", async () => {
+Deno.test("createApplier() never records a file that changed during its copy as synced", async () => {
   await using tmp = await tempDir();
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
   await writeTree(src, { "busy.log": "line 1\n" });
   await Deno.mkdir(dst);
-  const p = await planTrees(src, dst);
+  const p = await planLocal(src, dst);
   const growing: FsOps = {
     ...denoFs,
     async copyFile(from, to, size) {
@@ -49,7 +49,7 @@ Deno.test("applyPlan() never records a file that changed during its copy as sync
     },
   };
   const events: ApplyEvent[] = [];
-  const stats = await applyPlan(p, src, dst, {
+  const stats = await applyLocal(p, src, dst, {
     fs: growing,
     onEvent: (e) => events.push(e),
   });
@@ -58,18 +58,18 @@ Deno.test("applyPlan() never records a file that changed during its copy as sync
   assert.ok(events.some((e) => e.type === "error" && /changed while it was being copied/.test(e.message)));
   assert.deepEqual([...Deno.readDirSync(dst)], [], "neither the file nor a temp file is left");
 
-  const again = await runOnce({ source: src, replica: dst });
+  const again = await runLocal({ source: src, replica: dst });
   assert.equal(again.stats.errors, 0);
   await assertMirror(src, dst);
 });
 
-Deno.test("applyPlan() blocks the subtree of a directory it could not create", async () => {
+Deno.test("createApplier() blocks the subtree of a directory it could not create", async () => {
   await using tmp = await tempDir();
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
   await writeTree(src, { d: { e: { "f.txt": "f" } }, "g.txt": "g" });
   await Deno.mkdir(dst);
-  const p = await planTrees(src, dst);
+  const p = await planLocal(src, dst);
   const noMkdir: FsOps = {
     ...denoFs,
     mkdir: (path, options) =>
@@ -77,7 +77,7 @@ Deno.test("applyPlan() blocks the subtree of a directory it could not create", a
         ? Promise.reject(new Deno.errors.PermissionDenied("Permission denied"))
         : denoFs.mkdir(path, options),
   };
-  const stats = await applyPlan(p, src, dst, { fs: noMkdir });
+  const stats = await applyLocal(p, src, dst, { fs: noMkdir });
   assert.equal(stats.errors, 1, "one error for the directory, none for each entry under it");
   assert.equal(stats.copied, 1);
   assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name), ["g.txt"]);
@@ -94,7 +94,7 @@ Deno.test("runOnce() replaces a replica symlink where the source has a directory
   await writeTree(elsewhere, { "keep.txt": "must survive" });
   await Deno.mkdir(dst);
   await Deno.symlink(elsewhere, join(dst, "sub"));
-  const result = await runOnce({ source: src, replica: dst });
+  const result = await runLocal({ source: src, replica: dst });
   assert.equal(result.stats.errors, 0);
   assert.deepEqual([...Deno.readDirSync(elsewhere)].map((e) => e.name), ["keep.txt"]);
   assert.ok((await Deno.lstat(join(dst, "sub"))).isDirectory);
@@ -118,14 +118,14 @@ Deno.test("runOnce() applied in parts of two creations gives the same exact mirr
     swap: "a file where the source has a directory",
     gone: { x: { y: "y" } },
   });
-  const result = await runOnce({ source: src, replica: dst }, { partActions: 2 });
+  const result = await runLocal({ source: src, replica: dst }, { partActions: 2 });
   assert.equal(result.stats.errors, 0);
   assert.deepEqual(
     [result.stats.created, result.stats.copied, result.stats.updated, result.stats.linked, result.stats.removed],
     [3, 13, 1, 1, 6],
   );
   await assertMirror(src, dst);
-  const again = await runOnce({ source: src, replica: dst }, { partActions: 2 });
+  const again = await runLocal({ source: src, replica: dst }, { partActions: 2 });
   assert.deepEqual([again.stats.copied, again.stats.updated, again.stats.removed], [0, 0, 0]);
 
   // --checksum compares its pairs in parts too: two same-size, same-mtime edits in different parts.
@@ -134,7 +134,7 @@ Deno.test("runOnce() applied in parts of two creations gives the same exact mirr
     await Deno.writeTextFile(join(dst, rel), (await Deno.readTextFile(join(dst, rel))).toUpperCase());
     await Deno.utime(join(dst, rel), mtime!, mtime!);
   }
-  const checked = await runOnce({ source: src, replica: dst, checksum: true }, { partActions: 2 });
+  const checked = await runLocal({ source: src, replica: dst, checksum: true }, { partActions: 2 });
   assert.deepEqual([checked.stats.updated, checked.stats.errors], [2, 0]);
   await assertMirror(src, dst);
 });

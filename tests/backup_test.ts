@@ -7,11 +7,11 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { BackupDir, backupSuffix } from "../lib/replica/local/backup.ts";
+import { BackupDir, backupSuffix } from "../lib/backend/local/backup.ts";
 import { parseCommand } from "../lib/cli/cli.ts";
 import { serviceCommand, syncArguments } from "../lib/service/locate.ts";
 import { plan } from "../lib/engine/plan.ts";
-import type { Entry } from "../lib/engine/listing.ts";
+import type { Entry } from "../lib/model/listing.ts";
 import { assertMirror, IS_ROOT, runMain, snapshot, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 /** Everything under `root` as `path: file CONTENT | link TARGET | dir`, sorted; [] when missing. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type CliOptions, parseCommand } from "../lib/cli/cli.ts";
-import { UsageError } from "../lib/errors.ts";
-import { formatBytes, parseDuration, parseSize } from "../lib/cli/units.ts";
+import { UsageError } from "../lib/model/errors.ts";
+import { formatBytes, parseDuration, parseSize } from "../lib/model/units.ts";
 
 function syncOptions(argv: string[]): CliOptions {
   const cmd = parseCommand(argv);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { TEMP_PATTERN } from "../lib/engine/apply.ts";
+import { TEMP_PATTERN } from "../lib/model/names.ts";
 import { collect, POSIX, spawnMain, tempDir, waitFor } from "./helpers.ts";
 
 const MiB = 1 << 20;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { copyFile, copyFileSync, SMALL_FILE } from "../lib/replica/local/copy_file.ts";
-import { denoFs } from "../lib/engine/apply.ts";
+import { copyFile, copyFileSync, SMALL_FILE } from "../lib/backend/local/copy_file.ts";
+import { denoFs } from "../lib/backend/local/local_backend.ts";
 import { POSIX, tempDir } from "./helpers.ts";
 
 const MiB = 1 << 20;
@@ -32,7 +32,7 @@ function sameContent(a: string, b: string): boolean {
 }
 
 const copies = {
-  // What apply's main thread calls; before lib/replica/local/copy_file.ts it was Deno.copyFile for large files.
+  // What apply's main thread calls; before lib/backend/local/copy_file.ts it was Deno.copyFile for large files.
   "denoFs.copyFile": async (from: string, to: string, options: { size?: number } = {}) => {
     await denoFs.copyFile(from, to, options.size ?? Infinity);
     return Deno.statSync(to).size;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { attrsDiffer, decide, mtimeWindow, sameMtime } from "../lib/engine/decide.ts";
-import type { Entry } from "../lib/engine/listing.ts";
+import type { Entry } from "../lib/model/listing.ts";
 
 const file = (size = 3, mtimeMs = 1000, mode = 0o644): Entry => ({ kind: "file", size, mtimeMs, mode });
 const dir = (mtimeMs = 1000, mode = 0o755): Entry => ({ kind: "dir", size: 0, mtimeMs, mode });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import ignore from "ignore";
 import { compileFilter } from "../lib/engine/filter_compile.ts";
-import type { PathFilter } from "../lib/engine/filter.ts";
+import type { PathFilter } from "../lib/model/filter.ts";
 
 /** What a walk decides: an entry is left out when it, or a directory above it, is excluded. */
 function walkExcludes(filter: PathFilter, path: string, isDir: boolean): boolean {

@@ -1,16 +1,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { HeldPlan, judgeRemovals } from "../lib/engine/gate.ts";
-import { emptyPlan, type Plan } from "../lib/engine/plan.ts";
-import { runOnce, syncOnce } from "../lib/engine/sync.ts";
-import { ExitCode } from "../lib/errors.ts";
+import { emptyPlan, type Plan } from "../lib/model/actions.ts";
+import { ExitCode } from "../lib/model/errors.ts";
 import {
   assertMirror,
   mirrorDiff,
   POSIX,
+  runLocal,
   runMain,
   snapshot,
   startMain,
+  syncLocal,
   tempDir,
   waitFor,
   writeTree,
@@ -77,7 +78,7 @@ Deno.test("runOnce() with maxDelete removes nothing past the cap, still copies, 
   // stale.txt 1 + gone/ 3 + swap/ 2 (a type change counts) = 6 removals.
   await t.step("over the cap: no removal at all, every copy done, exit 5", async () => {
     await setUp();
-    const run = await runOnce({ source: src, replica: dst, maxDelete: { count: 5 } });
+    const run = await runLocal({ source: src, replica: dst, maxDelete: { count: 5 } });
     assert.deepEqual(run.refused, { allowed: false, limit: 5, planned: 6 });
     assert.deepEqual([run.stats.removed, run.stats.copied, run.stats.updated, run.stats.errors], [0, 1, 2, 0]);
     assert.equal(await Deno.readTextFile(join(dst, "new.txt")), "new");
@@ -86,28 +87,28 @@ Deno.test("runOnce() with maxDelete removes nothing past the cap, still copies, 
     assert.equal(await Deno.readTextFile(join(dst, "gone", "b.txt")), "b");
     const left = (await mirrorDiff(src, dst)).split("\n").filter((l) => l !== "");
     assert.ok(left.every((line) => line.startsWith("*deleting") || / swap\/?$/.test(line)), left.join("\n"));
-    assert.equal(await syncOnce({ source: src, replica: dst, maxDelete: { count: 5 } }), ExitCode.MaxDelete);
+    assert.equal(await syncLocal({ source: src, replica: dst, maxDelete: { count: 5 } }), ExitCode.MaxDelete);
   });
   await t.step("a dry run over the cap plans no removal either, and changes nothing", async () => {
     await setUp();
     const before = await snapshot(dst);
-    const run = await runOnce({ source: src, replica: dst, dryRun: true, maxDelete: { count: 0 } });
+    const run = await runLocal({ source: src, replica: dst, dryRun: true, maxDelete: { count: 0 } });
     assert.equal(run.refused?.planned, 6);
     assert.equal(run.stats.removed, 0);
     assert.deepEqual(await snapshot(dst), before);
   });
   await t.step("at the cap: everything runs", async () => {
     await setUp();
-    const run = await runOnce({ source: src, replica: dst, maxDelete: { count: 6 } });
+    const run = await runLocal({ source: src, replica: dst, maxDelete: { count: 6 } });
     assert.equal(run.refused, undefined);
     assert.deepEqual([run.stats.removed, run.stats.errors], [6, 0]);
     await assertMirror(src, dst);
   });
   await t.step("a percentage of the replica's entries", async () => {
     await setUp(); // 9 replica entries: 6 removals are 67%
-    const refused = await runOnce({ source: src, replica: dst, maxDelete: { percent: 50 } });
+    const refused = await runLocal({ source: src, replica: dst, maxDelete: { percent: 50 } });
     assert.deepEqual(refused.refused, { allowed: false, limit: 4, planned: 6 });
-    const allowed = await runOnce({ source: src, replica: dst, maxDelete: { percent: 67 } });
+    const allowed = await runLocal({ source: src, replica: dst, maxDelete: { percent: 67 } });
     assert.equal(allowed.refused, undefined);
     await assertMirror(src, dst);
   });

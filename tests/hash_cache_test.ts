@@ -2,9 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type CompareOptions, ContentComparer } from "../lib/content/compare.ts";
 import { HashCache } from "../lib/content/hash_cache.ts";
-import type { Entry } from "../lib/engine/listing.ts";
-import { marchTrees } from "../lib/engine/march.ts";
-import { assertMirror, runMain, tempDir, waitFor, writeTree } from "./helpers.ts";
+import type { Entry } from "../lib/model/listing.ts";
+import { assertMirror, marchLocal, runMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 /** A name with every character the cache file format must escape. */
 const ODD = 'tab\there\nnewline "quotes" back\\slash \u00e9';
@@ -72,8 +71,8 @@ Deno.test("HashCache treats a corrupt or foreign cache file as empty", async () 
 
 /** Hashes every content pair of `src` and `dst` as a `--checksum` sync would. */
 async function compare(src: string, dst: string, options: CompareOptions) {
-  const { planner } = await marchTrees(src, dst, { checksum: true, useWorker: false });
-  const comparer = new ContentComparer(src, dst, options);
+  const { planner } = await marchLocal(src, dst, { checksum: true, useWorker: false });
+  const comparer = new ContentComparer({ root: src }, { root: dst }, options);
   const same = await comparer.compare(planner.contentPairs);
   comparer.save();
   return { same, hashed: comparer.hashed, cached: comparer.cached };

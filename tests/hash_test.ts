@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { getHasher, HASH_NAMES, hashFileSync } from "../lib/content/hash.ts";
+import { getHasher, hashFileSync } from "../lib/content/hash.ts";
+import { HASH_NAMES } from "../lib/model/hash_name.ts";
 import { tempDir } from "./helpers.ts";
 
 Deno.test("hashFileSync() matches known digests, one-shot and streamed alike", async () => {

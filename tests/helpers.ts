@@ -7,6 +7,15 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
+import { localSides } from "../lib/backend/open.ts";
+import { type FsOps, LocalBackend } from "../lib/backend/local/local_backend.ts";
+import type { Backend, CopyResult, Sides, SourceFile } from "../lib/backend/backend.ts";
+import { type ApplyOptions, createApplier, type Stats } from "../lib/engine/apply.ts";
+import { type March, type MarchOptions, marchTrees, planTrees } from "../lib/engine/march.ts";
+import { type RunControl, runOnce, type RunResult, syncOnce } from "../lib/engine/sync.ts";
+import type { SyncOptions } from "../lib/engine/options.ts";
+import type { CopyAction, Plan } from "../lib/model/actions.ts";
+import type { ExitCode } from "../lib/model/errors.ts";
 
 /** The repository root. */
 export const ROOT: string = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -379,4 +388,90 @@ export async function runMainUnprivileged(args: string[], paths: string[]): Prom
     stdin: "null",
   }).output();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** Options of the local runs below: a run's control, and the replica's file-system layer for fault injection. */
+export type LocalControl = Partial<RunControl> & { fs?: FsOps };
+
+/** The sides of a run between two local folders (see lib/backend/open.ts). */
+export function sidesOf(options: SyncOptions, control: LocalControl = {}): Sides {
+  return localSides({
+    source: options.source,
+    replica: options.replica,
+    backupDir: options.backupDir,
+    signal: control.signal,
+    progress: control.progress?.inFlight,
+    fs: control.fs,
+  });
+}
+
+/** {@linkcode runOnce} between two local folders. */
+export function runLocal(options: SyncOptions, control: LocalControl = {}): Promise<RunResult> {
+  const { fs: _fs, ...rest } = control;
+  return runOnce(options, { sides: sidesOf(options, control), ...rest });
+}
+
+/** {@linkcode syncOnce} between two local folders. */
+export function syncLocal(options: SyncOptions, control: LocalControl = {}): Promise<ExitCode> {
+  const { fs: _fs, ...rest } = control;
+  return syncOnce(options, { sides: sidesOf(options, control), ...rest });
+}
+
+/** The two local backends of a plan: the source read, the replica as a real run (or a dry run) sees it. */
+export function localPair(source: string, replica: string, fixPermissions = true): [LocalBackend, LocalBackend] {
+  return [
+    new LocalBackend(source, { readOnly: true }),
+    new LocalBackend(replica, { readOnly: !fixPermissions, probeTimes: true }),
+  ];
+}
+
+/** {@linkcode planTrees} between two local folders. */
+export function planLocal(
+  source: string,
+  replica: string,
+  options: MarchOptions & { sameContent?: ReadonlySet<string> } = {},
+): Promise<Plan> {
+  return planTrees(...localPair(source, replica, options.fixPermissions ?? true), options);
+}
+
+/** {@linkcode marchTrees} between two local folders. */
+export function marchLocal(source: string, replica: string, options: MarchOptions = {}): Promise<March> {
+  return marchTrees(...localPair(source, replica, options.fixPermissions ?? true), options);
+}
+
+/** Applies `plan` from one local folder into another, and returns what it did. */
+export async function applyLocal(
+  plan: Plan,
+  source: string,
+  replica: string,
+  options: ApplyOptions & { fs?: FsOps; backupDir?: string; started?: Date; progress?: BigInt64Array } = {},
+): Promise<Stats> {
+  const { fs, backupDir, started, progress, ...apply } = options;
+  const target = new LocalBackend(replica, {
+    ...(fs ? { fs } : {}),
+    signal: apply.signal,
+    ...(backupDir !== undefined ? { backupDir } : {}),
+    ...(started ? { started } : {}),
+    progress,
+  });
+  const applier = createApplier(new LocalBackend(source, { readOnly: true }), target, apply);
+  await applier.apply(plan);
+  if (!apply.signal?.aborted) await applier.finish(plan);
+  return applier.stats;
+}
+
+/**
+ * A backend whose `copy` reads from a local folder when no source file is given: for the
+ * backends' own tests, which copy files one action at a time.
+ */
+export type TestBackend = Omit<Backend, "copy"> & {
+  copy(action: CopyAction, from?: SourceFile): Promise<CopyResult>;
+};
+
+/** See {@linkcode TestBackend}. */
+export function readingFrom<T extends Backend>(replica: T, source: string): Omit<T, "copy"> & TestBackend {
+  const local = new LocalBackend(source, { readOnly: true });
+  const copy = replica.copy.bind(replica);
+  replica.copy = (action, from) => copy(action, from ?? local.file(action));
+  return replica;
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { assertMirror, runMain, tempDir, writeTree } from "./helpers.ts";
 import { plan } from "../lib/engine/plan.ts";
-import type { Entry } from "../lib/engine/listing.ts";
+import type { Entry } from "../lib/model/listing.ts";
 
 const file: Entry = { kind: "file", size: 3, mtimeMs: 1000, mode: 0o644 };
 const dir: Entry = { kind: "dir", size: 0, mtimeMs: 1000, mode: 0o755 };

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join, relative } from "node:path";
-import { LockedError } from "../lib/errors.ts";
-import { lockFolder, lockReplica } from "../lib/replica/local/lock.ts";
+import { LockedError } from "../lib/model/errors.ts";
+import { lockFolder, lockReplica } from "../lib/backend/local/lock.ts";
 import {
   assertMirror,
   collect,

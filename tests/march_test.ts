@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { planTrees } from "../lib/engine/march.ts";
-import { runOnce } from "../lib/engine/sync.ts";
-import { assertMirror, mirrorDiff, POSIX, tempDir, writeTree } from "./helpers.ts";
+import { assertMirror, mirrorDiff, planLocal, POSIX, runLocal, tempDir, writeTree } from "./helpers.ts";
 
 Deno.test("marchTrees() with a scope plans only the named directories, plus whole new ones", {
   ignore: !POSIX,
@@ -11,7 +9,7 @@ Deno.test("marchTrees() with a scope plans only the named directories, plus whol
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
   await writeTree(src, { a: { "x.txt": "x", deep: { "y.txt": "y" } }, b: { "z.txt": "z" }, c: {} });
-  assert.equal((await runOnce({ source: src, replica: dst })).stats.errors, 0);
+  assert.equal((await runLocal({ source: src, replica: dst })).stats.errors, 0);
   // Changes everywhere; the scope names only "a".
   await Deno.writeTextFile(join(src, "a", "x.txt"), "x, edited");
   await Deno.writeTextFile(join(dst, "a", "junk.txt"), "junk");
@@ -21,7 +19,7 @@ Deno.test("marchTrees() with a scope plans only the named directories, plus whol
   await Deno.chmod(join(src, "c"), 0o700);
 
   await t.step("the plan", async () => {
-    const p = await planTrees(src, dst, { scope: new Set(["", "a"]), useWorker: false });
+    const p = await planLocal(src, dst, { scope: new Set(["", "a"]), useWorker: false });
     assert.deepEqual(p.mkdirs.map((m) => m.path), ["a/new", "a/new/n1"]);
     assert.deepEqual(p.transfers.map((a) => `${a.op} ${a.path}`).sort(), ["copy a/new/n1/f.txt", "update a/x.txt"]);
     assert.deepEqual(p.removes.map((r) => r.path), ["a/junk.txt"]);
@@ -29,14 +27,14 @@ Deno.test("marchTrees() with a scope plans only the named directories, plus whol
   });
 
   await t.step("a scoped run leaves the rest for a full one", async () => {
-    const scoped = await runOnce({ source: src, replica: dst }, { scope: new Set(["", "a"]) });
+    const scoped = await runLocal({ source: src, replica: dst }, { scope: new Set(["", "a"]) });
     assert.equal(scoped.stats.errors, 0);
     assert.equal(await Deno.readTextFile(join(dst, "a", "x.txt")), "x, edited");
     assert.equal(await Deno.readTextFile(join(dst, "a", "new", "n1", "f.txt")), "f");
     assert.equal(((await Deno.stat(join(dst, "c"))).mode ?? 0) & 0o777, 0o700);
     const left = (await mirrorDiff(src, dst)).split("\n").map((line) => line.split(" ").pop()).sort();
     assert.deepEqual(left, ["a/deep/y.txt", "b/z.txt"], "only what lies outside the scope differs");
-    assert.equal((await runOnce({ source: src, replica: dst })).stats.updated, 2);
+    assert.equal((await runLocal({ source: src, replica: dst })).stats.updated, 2);
     await assertMirror(src, dst);
   });
 });
@@ -46,9 +44,9 @@ Deno.test("marchTrees() with a scope recreates a named directory the replica los
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
   await writeTree(src, { a: { b: { "f.txt": "f", c: { "g.txt": "g" } } } });
-  assert.equal((await runOnce({ source: src, replica: dst })).stats.errors, 0);
+  assert.equal((await runLocal({ source: src, replica: dst })).stats.errors, 0);
   await Deno.remove(join(dst, "a"), { recursive: true });
-  const run = await runOnce({ source: src, replica: dst }, { scope: new Set(["", "a", "a/b"]) });
+  const run = await runLocal({ source: src, replica: dst }, { scope: new Set(["", "a", "a/b"]) });
   assert.equal(run.stats.errors, 0);
   await assertMirror(src, dst);
 });
@@ -63,7 +61,7 @@ Deno.test("marchTrees() plans the same with the replica read ahead in a worker a
   const tree: Record<string, Record<string, string | Record<string, string>>> = {};
   for (let i = 0; i < 60; i++) tree[`d${String(i).padStart(2, "0")}`] = { "f.txt": `f${i}`, sub: { "g.txt": "g" } };
   await writeTree(src, tree);
-  assert.equal((await runOnce({ source: src, replica: dst })).stats.errors, 0);
+  assert.equal((await runLocal({ source: src, replica: dst })).stats.errors, 0);
   // Changes in many places: removed folders (one holding an excluded file), a folder that
   // became a file, a file that became a folder, new and changed files, folders only the
   // replica has (deep, and sorted before and after the others).
@@ -83,15 +81,15 @@ Deno.test("marchTrees() plans the same with the replica read ahead in a worker a
     ownFiles: [],
     ownDirs: [],
   });
-  const shape = (p: Awaited<ReturnType<typeof planTrees>>) =>
+  const shape = (p: Awaited<ReturnType<typeof planLocal>>) =>
     JSON.stringify({
       mkdirs: p.mkdirs.map((a) => a.path),
       transfers: p.transfers.map((a) => `${a.op} ${a.path}`).sort(),
       removes: p.removes.map((a) => `${a.path} ${a.kind}`),
       dirAttrs: p.dirAttrs.map((a) => a.path),
     });
-  const onDemand = await planTrees(src, dst, { useWorker: false, fixPermissions: false, filter });
-  const ahead = await planTrees(src, dst, { useWorker: true, fixPermissions: false, filter });
+  const onDemand = await planLocal(src, dst, { useWorker: false, fixPermissions: false, filter });
+  const ahead = await planLocal(src, dst, { useWorker: true, fixPermissions: false, filter });
   assert.equal(shape(ahead), shape(onDemand));
   assert.ok(onDemand.removes.some((r) => r.path === "a-only/x/y/z.txt"), "the plan removes replica-only folders");
   assert.ok(!onDemand.removes.some((r) => r.path === "d06/sub/keep.log"), "an excluded file is kept");

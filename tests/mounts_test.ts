@@ -5,9 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertMirror, CI_LINUX, IS_ROOT, runMain, snapshot, tempDir, writeTree } from "./helpers.ts";
-import { inferResolution, probeResolution, resolutionOf } from "../lib/replica/local/mtime_probe.ts";
-import { runOnce } from "../lib/engine/sync.ts";
+import { assertMirror, CI_LINUX, IS_ROOT, runLocal, runMain, snapshot, tempDir, writeTree } from "./helpers.ts";
+import { inferResolution, probeResolution, resolutionOf } from "../lib/backend/local/mtime_probe.ts";
 
 const CAN_MOUNT = Deno.build.os === "linux" && (IS_ROOT || CI_LINUX);
 if (!CAN_MOUNT) console.log("mounts_test: not root on Linux: the tests on loop and bind mounts are skipped");
@@ -195,7 +194,7 @@ Deno.test({
     await using _ = await bind(join(src, "zz", "deep"), mnt);
     const before = await snapshot(src);
     await assert.rejects(
-      runOnce({ source: src, replica: mnt }, { partActions: 4 }),
+      runLocal({ source: src, replica: mnt }, { partActions: 4 }),
       /Replica is inside the source: .* is the same folder as '.*\/src\/zz\/deep'/,
     );
     assert.deepEqual(await snapshot(src), before);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { countPlan, isEmptyPlan, plan, type PlanTree } from "../lib/engine/plan.ts";
-import type { Entry } from "../lib/engine/listing.ts";
+import type { Entry } from "../lib/model/listing.ts";
 
 const dir = (mtimeMs = 1000, mode = 0o755): Entry => ({ kind: "dir", size: 0, mtimeMs, mode });
 const file = (size = 3, mtimeMs = 1000, mode = 0o644): Entry => ({ kind: "file", size, mtimeMs, mode });

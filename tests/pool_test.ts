@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { CopyJob, CopyResult } from "../lib/replica/local/copy_worker.ts";
+import type { CopyJob, CopyResult } from "../lib/backend/local/copy_worker.ts";
 import { runInWorkers } from "../lib/pool.ts";
 import { getHasher, hashFileSync } from "../lib/content/hash.ts";
 import type { HashJob, HashResult } from "../lib/content/hash_worker.ts";
 
-const COPY_WORKER = new URL("../lib/replica/local/copy_worker.ts", import.meta.url);
+const COPY_WORKER = new URL("../lib/backend/local/copy_worker.ts", import.meta.url);
 import { existsSync } from "node:fs";
 import { POSIX, tempDir, waitFor } from "./helpers.ts";
 

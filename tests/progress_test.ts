@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createProgress, emptyCounters, formatEta, type ProgressCounters, progressLine } from "../lib/run/progress.ts";
+import { createProgress, emptyCounters, formatEta, progressLine } from "../lib/run/progress.ts";
+import { type ProgressCounters } from "../lib/model/progress.ts";
 import { logger, setupLogging } from "../lib/log.ts";
-import { createApplier, denoFs, type FsOps, LocalReplica } from "../lib/engine/apply.ts";
+import { createApplier } from "../lib/engine/apply.ts";
+import { denoFs, type FsOps, LocalBackend } from "../lib/backend/local/local_backend.ts";
 import { runInWorkers } from "../lib/pool.ts";
-import type { CopyJob, CopyResult } from "../lib/replica/local/copy_worker.ts";
-import { runOnce } from "../lib/engine/sync.ts";
-import { tempDir, writeTree } from "./helpers.ts";
+import type { CopyJob, CopyResult } from "../lib/backend/local/copy_worker.ts";
+import { runLocal, tempDir, writeTree } from "./helpers.ts";
 
 const MiB = 1 << 20;
 
@@ -143,7 +144,7 @@ Deno.test("copy workers add each chunk of a large file to the shared progress sl
     mtimeMs: (await Deno.stat(src)).mtime!.getTime(),
   };
   await runInWorkers<CopyJob, CopyResult>(
-    new URL("../lib/replica/local/copy_worker.ts", import.meta.url),
+    new URL("../lib/backend/local/copy_worker.ts", import.meta.url),
     1,
     () => job,
     { workers: 1, init: { progress: slot }, onResult: (_i, r) => results.push(r) },
@@ -170,7 +171,10 @@ Deno.test("the applier reports a large file's bytes while it is copied, then tak
       }),
   };
   const info = await Deno.stat(join(source, "big.bin"));
-  const applier = createApplier(new LocalReplica(source, replica, { fs, progress: slot }));
+  const applier = createApplier(
+    new LocalBackend(source, { readOnly: true }),
+    new LocalBackend(replica, { fs, progress: slot }),
+  );
   await applier.apply({
     mkdirs: [],
     transfers: [{ op: "copy", path: "big.bin", size: info.size, mode: 0o644, mtimeMs: info.mtime!.getTime() }],
@@ -192,7 +196,7 @@ Deno.test("runOnce() feeds its progress sink: scanned, planned and done", async 
   await writeTree(source, { a: "aaa", sub: { b: "bb", c: "c" } });
   await using _logging = await setupLogging({ console: { out: () => {}, err: () => {} } });
   const progress = createProgress({ delayMs: 60_000, write: () => {} });
-  const { stats } = await runOnce({ source, replica }, { progress });
+  const { stats } = await runLocal({ source, replica }, { progress });
   assert.equal(stats.copied, 3);
   assert.deepEqual(progress.counters, {
     scanned: 4,

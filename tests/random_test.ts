@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runOnce } from "../lib/engine/sync.ts";
-import { assertMirror, POSIX, tempDir } from "./helpers.ts";
+import { assertMirror, POSIX, runLocal, tempDir } from "./helpers.ts";
 
 /** A small seeded PRNG (mulberry32), so that a failing round can be replayed. */
 function random(seed: number): () => number {
@@ -91,7 +90,7 @@ Deno.test("runOnce() leaves an exact mirror of random trees changed on both side
     await settle();
     mutate(dst, next, 40); // junk in the replica to replace or remove
     for (let round = 0; round < 3; round++) {
-      const result = await runOnce({ source: src, replica: dst, allowEmptySource: true }, {
+      const result = await runLocal({ source: src, replica: dst, allowEmptySource: true }, {
         partActions: 1 + Math.floor(next() * 5),
       });
       assert.equal(result.stats.errors, 0, `seed ${seed}, round ${round}`);

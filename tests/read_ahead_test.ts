@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ListingBatch } from "../lib/engine/listing.ts";
-import { listDirectory } from "../lib/replica/local/scan.ts";
-import { ReadAhead } from "../lib/replica/local/read_ahead.ts";
+import { ListingBatch } from "../lib/model/listing.ts";
+import { listDirectory } from "../lib/backend/local/scan.ts";
+import { ReadAhead } from "../lib/backend/local/read_ahead.ts";
 import { tempDir, writeTree } from "./helpers.ts";
 
 /** A listing as text: its directory, flags and entries. */

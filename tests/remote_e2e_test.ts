@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mirrorDiff, runMain, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
-import { S3Client } from "../lib/replica/s3/client.ts";
+import { S3Client } from "../lib/backend/s3/client.ts";
 import {
   rclone,
   remoteTest,

@@ -189,7 +189,7 @@ export async function s3Bucket(
  * behind.
  */
 async function removeBucket(server: S3Server, name: string): Promise<void> {
-  const { S3Client } = await import("../lib/replica/s3/client.ts");
+  const { S3Client } = await import("../lib/backend/s3/client.ts");
   const client = new S3Client({
     endpoint: new URL(server.endpoint),
     pathStyle: true,

@@ -8,12 +8,12 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { denoFs, type FsOps } from "../lib/engine/apply.ts";
-import { runOnce } from "../lib/engine/sync.ts";
+import { denoFs, type FsOps } from "../lib/backend/local/local_backend.ts";
 import {
   assertMirror,
   IS_ROOT,
   POSIX,
+  runLocal,
   runMain,
   runMainUnprivileged,
   snapshot,
@@ -128,7 +128,7 @@ Deno.test("runOnce() counts a source file that vanished mid-run as a warning, no
       await denoFs.copyFile(from, to, size);
     },
   };
-  const run = await runOnce({ source: src, replica: dst }, { fs: vanishing });
+  const run = await runLocal({ source: src, replica: dst }, { fs: vanishing });
   assert.deepEqual([run.stats.errors, run.stats.vanished, run.stats.copied], [0, 1, 1]);
   assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name), ["stay.txt"], "no temp file is left");
   await assertMirror(src, dst);

@@ -6,15 +6,17 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server } from "./remote_env.ts";
-import { openS3Replica, parseMode, parseMtime, type S3Tuning } from "../lib/replica/s3/s3_replica.ts";
-import { MetaCache } from "../lib/replica/s3/meta_cache.ts";
-import { S3Client } from "../lib/replica/s3/client.ts";
-import { LOCK_NAME, type Replica, type ReplicaOptions } from "../lib/replica/replica.ts";
-import { type Entry, ListingBatch, UNKNOWN_MODE } from "../lib/engine/listing.ts";
+import { openS3Replica, parseMode, parseMtime, type S3Tuning } from "../lib/backend/s3/s3_replica.ts";
+import { MetaCache } from "../lib/backend/s3/meta_cache.ts";
+import { S3Client } from "../lib/backend/s3/client.ts";
+import { LOCK_NAME } from "../lib/model/lock.ts";
+import { type Backend, type BackendOptions } from "../lib/backend/backend.ts";
+import { readingFrom, type TestBackend } from "./helpers.ts";
+import { type Entry, ListingBatch, UNKNOWN_MODE } from "../lib/model/listing.ts";
 import { attrsDiffer, decide } from "../lib/engine/decide.ts";
 import { getHasher } from "../lib/content/hash.ts";
 import { compileFilter } from "../lib/engine/filter_compile.ts";
-import { ConnectionLostError, LockedError, UsageError } from "../lib/errors.ts";
+import { ConnectionLostError, LockedError, UsageError } from "../lib/model/errors.ts";
 
 /** Points this process's AWS variables at `server` (AWS_CA_BUNDLE cleared). */
 /**
@@ -44,27 +46,26 @@ function useServer(server: S3Server): void {
   Deno.env.delete("AWS_PROFILE");
 }
 
-type Opened = Replica & AsyncDisposable & { requests: number };
+type Opened = TestBackend & AsyncDisposable & { requests: number };
 
 async function open(
   bucket: string,
   prefix: string,
   source: string,
-  options: Partial<ReplicaOptions> = {},
+  options: Partial<BackendOptions> = {},
   tuning: S3Tuning = {},
 ): Promise<Opened> {
   const display = `s3://${bucket}${prefix ? `/${prefix}` : ""}`;
   const replica = await openS3Replica({ kind: "s3", bucket, prefix, display }, {
-    source,
     jobs: 4,
     readOnly: false,
     ...options,
   }, tuning);
-  return Object.assign(replica, { [Symbol.asyncDispose]: () => replica.close() }) as Opened;
+  return Object.assign(readingFrom(replica, source), { [Symbol.asyncDispose]: () => replica.close() }) as Opened;
 }
 
 /** Every entry of the replica, walked from the root: path to entry. */
-async function walk(replica: Replica, filter?: string[]): Promise<Map<string, Entry>> {
+async function walk(replica: Backend, filter?: string[]): Promise<Map<string, Entry>> {
   const out = new Map<string, Entry>();
   const options = { fixPermissions: false, filter: filter ? compileFilter({ patterns: filter }) : undefined };
   const dirs = [""];
@@ -362,7 +363,7 @@ remoteTest(
     await t.step("a lock of a dead process on this host is taken over", async () => {
       const dead = { host: Deno.hostname(), pid: 2 ** 22 + 17, time: Date.now() };
       await s3.put(`l/${LOCK_NAME}`, JSON.stringify(dead));
-      // As lib/replica/open.ts says once it holds this host's lock file: no other process here holds the replica.
+      // As lib/backend/open.ts says once it holds this host's lock file: no other process here holds the replica.
       await using c = await open(bucket.name, "l", src, { alive: (pid) => pid === Deno.pid });
       const held = await c.lock();
       const now = JSON.parse(new TextDecoder().decode((await s3.get(`l/${LOCK_NAME}`))!.body));

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FAILED, ListingBatch, VANISHED } from "../lib/engine/listing.ts";
-import { listDirectory, SourceWalk } from "../lib/replica/local/scan.ts";
+import { FAILED, ListingBatch, VANISHED } from "../lib/model/listing.ts";
+import { listDirectory, SourceWalk } from "../lib/backend/local/scan.ts";
 import { IS_ROOT, POSIX, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 Deno.test("listDirectory() lists one directory with lstat, sorted, with link targets", { ignore: !POSIX }, async () => {

@@ -7,7 +7,7 @@ import { EXIT_MANAGER_FAILED, EXIT_NOT_INSTALLED, type RunResult } from "../lib/
 import { type Runtime, syncArguments } from "../lib/service/locate.ts";
 import { parseCommand } from "../lib/cli/cli.ts";
 import { runService, type RunServiceOptions } from "../lib/service/run.ts";
-import { UsageError } from "../lib/errors.ts";
+import { UsageError } from "../lib/model/errors.ts";
 import { remoteTest, sftpFolder, sftpServer } from "./remote_env.ts";
 import {
   assertMirror,
@@ -564,7 +564,7 @@ Deno.test("main.ts loads lib/service only for the service subcommand", async () 
   const main = await Deno.readTextFile(MAIN);
   assert.doesNotMatch(main, /^import .*lib\/service/m);
   assert.match(main, /await import\("\.\/lib\/service\/run\.ts"\)/);
-  for (const file of ["cli/cli.ts", "config.ts", "errors.ts", "log.ts", "run/schedule.ts"]) {
+  for (const file of ["cli/cli.ts", "config.ts", "model/errors.ts", "log.ts", "run/schedule.ts"]) {
     assert.doesNotMatch(await Deno.readTextFile(join(ROOT, "lib", file)), /from "(\.\.?\/)+service\//, file);
   }
 });

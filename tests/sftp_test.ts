@@ -9,15 +9,16 @@ import { join } from "node:path";
 import { createHmac } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
-import { mirrorDiff, tempDir, waitFor, writeTree } from "./helpers.ts";
-import { openSftpReplica, type SftpInternals } from "../lib/replica/sftp/sftp_replica.ts";
-import { readSshConfig } from "../lib/replica/sftp/ssh_config.ts";
-import { checkHostKey } from "../lib/replica/sftp/known_hosts.ts";
-import { parseTarget, type SftpTarget } from "../lib/replica/target.ts";
-import { LOCK_NAME, type Replica, type ReplicaOptions } from "../lib/replica/replica.ts";
-import { compareNames, type Entry, type ListingBatch } from "../lib/engine/listing.ts";
-import { ConnectionLostError, LockedError, UsageError } from "../lib/errors.ts";
-import { TEMP_PATTERN } from "../lib/replica/local/local_replica.ts";
+import { mirrorDiff, readingFrom, tempDir, type TestBackend, waitFor, writeTree } from "./helpers.ts";
+import { openSftpReplica, type SftpInternals } from "../lib/backend/sftp/sftp_replica.ts";
+import { readSshConfig } from "../lib/backend/sftp/ssh_config.ts";
+import { checkHostKey } from "../lib/backend/sftp/known_hosts.ts";
+import { parseTarget, type SftpTarget } from "../lib/backend/target.ts";
+import { LOCK_NAME } from "../lib/model/lock.ts";
+import { type Backend, type BackendOptions } from "../lib/backend/backend.ts";
+import { compareNames, type Entry, type ListingBatch } from "../lib/model/listing.ts";
+import { ChangedError, ConnectionLostError, LockedError, UsageError } from "../lib/model/errors.ts";
+import { TEMP_PATTERN } from "../lib/model/names.ts";
 import { compileFilter } from "../lib/engine/filter_compile.ts";
 import { getHasher } from "../lib/content/hash.ts";
 
@@ -116,23 +117,23 @@ async function isolated(): Promise<{ home: string; internals: SftpInternals } & 
   };
 }
 
-function options(server: SftpServer, source: string, extra: Partial<ReplicaOptions> = {}): ReplicaOptions {
-  return { source, jobs: 4, readOnly: false, sshKey: server.key, knownHosts: server.knownHosts, ...extra };
+function options(server: SftpServer, extra: Partial<BackendOptions> = {}): BackendOptions {
+  return { jobs: 4, readOnly: false, sshKey: server.key, knownHosts: server.knownHosts, ...extra };
 }
 
 async function open(
   server: SftpServer,
   url: string,
   source: string,
-  extra: Partial<ReplicaOptions> = {},
+  extra: Partial<BackendOptions> = {},
   internals: SftpInternals = {},
-): Promise<Replica & AsyncDisposable> {
+): Promise<TestBackend & AsyncDisposable> {
   await using home = await isolated();
-  const replica = await openSftpReplica(parseTarget(url) as SftpTarget, options(server, source, extra), {
+  const replica = await openSftpReplica(parseTarget(url) as SftpTarget, options(server, extra), {
     ...home.internals,
     ...internals,
   });
-  return Object.assign(replica, { [Symbol.asyncDispose]: () => replica.close() });
+  return Object.assign(readingFrom(replica, source), { [Symbol.asyncDispose]: () => replica.close() });
 }
 
 /** Gives the tree to the server's user, as if that user had made it. */
@@ -248,11 +249,12 @@ remoteTest(
       assert.deepEqual(await tempLeft(folder.path), []);
     });
 
-    await t.step("a source that changed since it was listed is copied as it now is", async () => {
+    await t.step("a source that changed since it was listed is ChangedError, and nothing is put in place", async () => {
+      // The engine copies it once more as it now is (tests/apply_test.ts).
       const action = await sourceFile(src.path, "moving.txt", "second version");
-      const result = await replica.copy({ ...action, size: 3, mtimeMs: action.mtimeMs - 5000 });
-      assert.equal(result.size, 14);
-      assert.equal(await Deno.readTextFile(join(folder.path, "moving.txt")), "second version");
+      await assert.rejects(replica.copy({ ...action, size: 3, mtimeMs: action.mtimeMs - 5000 }), ChangedError);
+      await assert.rejects(Deno.lstat(join(folder.path, "moving.txt")), Deno.errors.NotFound);
+      assert.deepEqual(await tempLeft(folder.path), []);
     });
 
     await t.step("a vanished source throws NotFound and leaves nothing", async () => {
@@ -467,7 +469,7 @@ remoteTest(
       await dead.status;
       await Deno.writeTextFile(lockPath, JSON.stringify({ host: Deno.hostname(), pid, time: Date.now() }));
       await chownTo(server, lockPath);
-      // As lib/replica/open.ts says once it holds this host's lock file: no other process here holds the replica.
+      // As lib/backend/open.ts says once it holds this host's lock file: no other process here holds the replica.
       await using replica = await open(server, folder.url, src.path, { alive: (pid) => pid === Deno.pid });
       {
         await using _held = await replica.lock();
@@ -646,7 +648,6 @@ remoteTest(
 
 remoteTest("openSftpReplica() follows an ~/.ssh/config alias", "sftp", sftpServer, async (server) => {
   await using home = await tempDir();
-  await using src = await tempDir();
   await using folder = await sftpFolder(server);
   await Deno.mkdir(join(home.path, ".ssh"));
   await Deno.copyFile(server.key, join(home.path, ".ssh/test_key"));
@@ -661,7 +662,7 @@ remoteTest("openSftpReplica() follows an ~/.ssh/config alias", "sftp", sftpServe
   const env: Record<string, string> = { HOME: home.path, USER: "someone-else" };
   const replica = await openSftpReplica(
     parseTarget(`backup-box:${folder.path}`) as SftpTarget,
-    { source: src.path, jobs: 1, readOnly: true },
+    { jobs: 1, readOnly: true },
     { env: (name) => env[name] },
   );
   try {
@@ -731,7 +732,7 @@ remoteTest("SftpReplica read-ahead lists the same as listing one by one", "sftp"
     for (let j = 0; j < 5; j++) tree[`d${i}`]![`e${j}`] = { "f.txt": `${i}/${j}` };
   }
   await writeTree(folder.path, tree);
-  const walk = async (replica: Replica) => {
+  const walk = async (replica: Backend) => {
     const seen: string[] = [];
     const stack = [""];
     while (stack.length > 0) {

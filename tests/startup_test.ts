@@ -45,7 +45,7 @@ Deno.test("deno task sync resolves relative paths from the caller's folder and u
 });
 
 Deno.test("SyncOptions documents the hash that is the default", async () => {
-  const source = await Deno.readTextFile(join(ROOT, "lib", "config.ts"));
+  const source = await Deno.readTextFile(join(ROOT, "lib", "engine", "options.ts"));
   const documented = /Hash algorithm for `checksum`\.\s*\*\s*@default "(\w+)"/.exec(source)?.[1];
   assert.equal(documented, DEFAULT_HASH);
 });

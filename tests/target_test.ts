@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { isRemote, parseTarget } from "../lib/replica/target.ts";
-import { UsageError } from "../lib/errors.ts";
+import { isRemote, parseTarget } from "../lib/backend/target.ts";
+import { UsageError } from "../lib/model/errors.ts";
 
 Deno.test("parseTarget() tells local folders from SFTP and S3 replicas", async (t) => {
   await t.step("local paths, Windows drives and ./a:b stay local", () => {

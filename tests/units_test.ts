@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { formatDuration, parseDuration } from "../lib/cli/units.ts";
-import { UsageError } from "../lib/errors.ts";
+import { formatDuration, parseDuration } from "../lib/model/units.ts";
+import { UsageError } from "../lib/model/errors.ts";
 import { assertMirror, POSIX, runMain, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
 
 Deno.test("formatDuration() writes durations as people do, in a form parseDuration() reads back", async (t) => {

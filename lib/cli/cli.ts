@@ -9,20 +9,18 @@
  */
 
 import { parseArgs } from "node:util";
-import { patternProblem } from "../engine/filter.ts";
-import { UsageError } from "../errors.ts";
-import { parseCount, parseDuration, parseSize } from "./units.ts";
-import type { HashName } from "../content/hash.ts";
+import { patternProblem } from "../model/filter.ts";
+import { UsageError } from "../model/errors.ts";
+import type { Verbosity } from "../log.ts";
+import { parseCount, parseDuration, parseSize } from "../model/units.ts";
+import type { HashName } from "../model/hash_name.ts";
 import type { MaxDelete } from "../engine/gate.ts";
-import { HASH_NAMES } from "../content/hash.ts";
+import { HASH_NAMES } from "../model/hash_name.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { parseTarget, type ReplicaTarget } from "../replica/target.ts";
+import { parseTarget, type ReplicaTarget } from "../backend/target.ts";
 
 /** The version printed by `--version`, from deno.json. */
 export const VERSION: string = denoJson.version;
-
-/** How much the console shows. */
-export type Verbosity = "quiet" | "normal" | "verbose";
 
 /** Everything the command line says about a sync, before any path is checked. */
 export interface CliOptions {

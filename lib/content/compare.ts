@@ -3,21 +3,22 @@
  * workers, skipping files whose digest the hash cache still vouches for, and returns the paths
  * whose content is equal in both trees.
  *
- * Every pair gets a digest on both sides, whatever the replica: a local replica's files are
- * hashed here like the source's; a remote replica gives its own (SFTP by reading the file
+ * Every pair gets a digest on both sides, whatever the backends: a local side's files are
+ * hashed here, through its hash cache; a remote side gives its own (SFTP by reading the file
  * through the connection; S3 from the MD5 the server knows, else by reading the object). A
- * digest is never "unknown": a pair is different only when the digests differ, when the
- * replica's file is gone, or when a side could not be read (an error, reported).
+ * digest is never "unknown": a pair is different only when the digests differ, when a side's
+ * file is gone, or when a side could not be read (an error, reported).
  *
  * @module
  */
 
 import { join } from "node:path";
-import { getHasher, hashFileSync, type HashName } from "./hash.ts";
+import { getHasher, hashFileSync } from "./hash.ts";
+import { type HashName } from "../model/hash_name.ts";
 import { HashCache } from "./hash_cache.ts";
 import type { HashJob, HashResult } from "./hash_worker.ts";
 import { runInWorkers } from "../pool.ts";
-import type { ContentPair } from "../engine/plan.ts";
+import type { ContentPair } from "../model/actions.ts";
 
 /** Options for {@linkcode ContentComparer}. */
 export interface CompareOptions {
@@ -47,16 +48,18 @@ export interface CompareOptions {
    * (an aborted run applies nothing more, so nothing is copied for them).
    */
   signal?: AbortSignal;
-  /**
-   * The replica's digests come from here instead of from hashing a local file: a remote
-   * replica's `Replica.digest`, which gives the digest of every file, from what the server
-   * knows or by reading the file through the connection. They are not cached here, since only
-   * the server can vouch for them. Undefined means the file is no longer in the replica (the
-   * pair counts as different, and the copy puts it back); a throw is an error ({@linkcode
-   * CompareOptions.onError}).
-   */
-  replicaDigest?: (rel: string, hash: HashName) => Promise<string | undefined>;
 }
+
+/**
+ * One side of the comparison: a folder on this machine, hashed here through its hash cache,
+ * or a remote backend's digests (`Backend.digest`: from what the server knows, or by reading
+ * the file through the connection; not cached here, since only the server can vouch for
+ * them). A remote digest of undefined means the file is gone (the pair counts as different);
+ * a throw is an error ({@linkcode CompareOptions.onError}).
+ */
+export type CompareSide =
+  | { root: string }
+  | { digest: (rel: string, hash: HashName) => Promise<string | undefined> };
 
 const HASH_WORKER = new URL("./hash_worker.ts", import.meta.url);
 
@@ -77,7 +80,7 @@ const MIN_POOL_FILES = 4096;
  *
  * @example Comparing in two parts
  * ```ts
- * const comparer = new ContentComparer("/data/src", "/backup/src", { hash: "xxh3", cacheDir });
+ * const comparer = new ContentComparer({ root: "/data/src" }, { root: "/backup/src" }, { hash: "xxh3", cacheDir });
  * const same = [...await comparer.compare(firstPairs), ...await comparer.compare(morePairs)];
  * comparer.save();
  * ```
@@ -87,35 +90,36 @@ export class ContentComparer {
   hashed = 0;
   /** Files whose digest came from the cache so far. */
   cached = 0;
-  #roots: readonly [string, string];
+  #sides: readonly [CompareSide, CompareSide];
   #caches: readonly [HashCache, HashCache];
   #options: CompareOptions;
 
-  /** Opens the hash caches of `source` and `replica` (a missing or corrupt cache is empty). */
-  constructor(source: string, replica: string, options: CompareOptions) {
+  /** Opens the hash caches of the local sides (a missing or corrupt cache is empty). */
+  constructor(source: CompareSide, replica: CompareSide, options: CompareOptions) {
     const { hash, cacheDir } = options;
-    this.#roots = [source, replica];
-    const open = (root: string) => (cacheDir ? HashCache.open(cacheDir, root, hash) : HashCache.none());
-    this.#caches = [open(source), options.replicaDigest ? HashCache.none() : open(replica)];
+    this.#sides = [source, replica];
+    const open = (side: CompareSide) =>
+      "root" in side && cacheDir ? HashCache.open(cacheDir, side.root, hash) : HashCache.none();
+    this.#caches = [open(source), open(replica)];
     this.#options = options;
   }
 
   /** Hashes what the caches cannot vouch for, and returns the paths of `pairs` whose contents are equal. */
   async compare(pairs: readonly ContentPair[]): Promise<Set<string>> {
     const { hash, jobs = 8, onError = () => {} } = this.#options;
-    const roots = this.#roots;
+    const sides = this.#sides;
     const caches = this.#caches;
     const digests = [new Map<string, string>(), new Map<string, string>()];
+    const local = ([0, 1] as const).filter((side) => "root" in sides[side]);
 
     // Paths are the pairs' own strings; a job's full path is built only when its batch is sent.
     const work: Array<{ side: 0 | 1; pair: ContentPair }> = [];
     const jobOf = (i: number): HashJob => {
       const { side, pair } = work[i]!;
-      return { path: join(roots[side], pair.path), size: pair.source.size, hash };
+      return { path: join((sides[side] as { root: string }).root, pair.path), size: pair.source.size, hash };
     };
-    const remote = this.#options.replicaDigest;
     for (const pair of pairs) {
-      for (const side of remote ? [0] as const : [0, 1] as const) {
+      for (const side of local) {
         const cached = caches[side].get(pair.path, side === 0 ? pair.source : pair.replica);
         if (cached !== undefined) digests[side]!.set(pair.path, cached);
         else work.push({ side, pair });
@@ -160,9 +164,12 @@ export class ContentComparer {
         }
       }
     }
-    if (remote) await this.#remoteDigests(pairs, remote, digests[1]!, failed);
+    for (const side of [0, 1] as const) {
+      const remote = sides[side];
+      if ("digest" in remote) await this.#remoteDigests(pairs, remote.digest, digests[side]!, failed, side);
+    }
     this.hashed += work.length;
-    this.cached += (remote ? 1 : 2) * pairs.length - work.length;
+    this.cached += local.length * pairs.length - work.length;
 
     const same = new Set<string>();
     for (const { path } of pairs) {
@@ -172,12 +179,13 @@ export class ContentComparer {
     return same;
   }
 
-  /** Asks the replica for the digest of each pair's file, `jobs` at a time; a file gone has none. */
+  /** Asks a remote side for the digest of each pair's file, `jobs` at a time; a file gone has none. */
   async #remoteDigests(
     pairs: readonly ContentPair[],
-    digest: NonNullable<CompareOptions["replicaDigest"]>,
+    digest: (rel: string, hash: HashName) => Promise<string | undefined>,
     into: Map<string, string>,
     failed: Set<string>,
+    side: 0 | 1,
   ): Promise<void> {
     const { hash, jobs = 8, onError = () => {}, signal } = this.#options;
     let next = 0;
@@ -190,7 +198,8 @@ export class ContentComparer {
         } catch (error) {
           if (!failed.has(path)) {
             failed.add(path);
-            onError(path, `Cannot hash the replica's copy: ${error instanceof Error ? error.message : String(error)}`);
+            const which = side === 0 ? "the source's file" : "the replica's copy";
+            onError(path, `Cannot hash ${which}: ${error instanceof Error ? error.message : String(error)}`);
           }
         }
       }

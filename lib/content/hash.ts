@@ -4,11 +4,7 @@
  * @module
  */
 
-/** The algorithms `--hash` accepts. */
-export const HASH_NAMES = ["xxh128", "xxh3", "xxh64", "md5", "sha1", "sha256", "blake3"] as const;
-
-/** One of {@linkcode HASH_NAMES}. */
-export type HashName = typeof HASH_NAMES[number];
+import { type HashName } from "../model/hash_name.ts";
 
 /**
  * The default for `--checksum`: xxh3, by measurement. In hash-wasm on this project's machine

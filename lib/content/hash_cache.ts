@@ -20,8 +20,8 @@
 
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
-import type { HashName } from "./hash.ts";
-import type { Entry } from "../engine/listing.ts";
+import type { HashName } from "../model/hash_name.ts";
+import type { Entry } from "../model/listing.ts";
 
 const VERSION = 2;
 

@@ -6,7 +6,8 @@
 
 /// <reference lib="deno.worker" />
 
-import { getHasher, hashFileSync, type HashName } from "./hash.ts";
+import { getHasher, hashFileSync } from "./hash.ts";
+import { type HashName } from "../model/hash_name.ts";
 
 /** One file to hash. */
 export interface HashJob {

@@ -3,8 +3,9 @@
  * first (children before parents), then its directories (parents first), then its files,
  * links and attributes with bounded concurrency; directory attributes last of all. The
  * phases decide order, counting and what a failure blocks (a directory that could not be made
- * blocks its subtree; an entry that could not be removed blocks what was to replace it); the
- * replica's operations ({@linkcode LocalReplica}) do the file-system work.
+ * blocks its subtree; an entry that could not be removed blocks what was to replace it), and
+ * the policy every backend shares: a file that changed while it was copied is copied once more
+ * as it now is, and one that vanished is a warning. The backends do the work.
  *
  * @module
  */
@@ -18,12 +19,9 @@ import {
   parentOf,
   type Plan,
   type RemoveAction,
-} from "./plan.ts";
-import { ConnectionLostError, describeError } from "../errors.ts";
-import { denoFs, type FsOps, LocalReplica } from "../replica/local/local_replica.ts";
-import type { Replica } from "../replica/replica.ts";
-
-export { denoFs, type FsOps, LocalReplica, TEMP_PATTERN } from "../replica/local/local_replica.ts";
+} from "../model/actions.ts";
+import { ChangedError, ConnectionLostError, describeError } from "../model/errors.ts";
+import type { Backend, CopyResult } from "../backend/backend.ts";
 
 /** What apply reports as it goes; the sync layer turns these into log lines. */
 export type ApplyEvent =
@@ -92,28 +90,6 @@ export interface ApplyOptions {
   onEvent?: (event: ApplyEvent) => void;
 }
 
-/** Options for {@linkcode applyPlan}: the applier's, and the local replica's it makes. */
-export interface LocalApplyOptions extends ApplyOptions {
-  /**
-   * The file-system layer.
-   * @default denoFs
-   */
-  fs?: FsOps;
-  /**
-   * Absolute path of the backup folder (`--backup-dir`): every replica entry that a removal
-   * or an overwrite would destroy is moved there instead.
-   * @default undefined (entries are removed)
-   */
-  backupDir?: string;
-  /**
-   * When the run started: the timestamp of backup names that are taken.
-   * @default new Date()
-   */
-  started?: Date;
-  /** Slot 0 counts the bytes of large files being copied (see lib/run/progress.ts). */
-  progress?: BigInt64Array;
-}
-
 /** Applies a plan in parts, each as it is planned, then the directory attributes. */
 export interface Applier {
   /** What has been done so far. */
@@ -130,49 +106,23 @@ export interface Applier {
 }
 
 /**
- * Executes `plan` from `source` into `replica` and returns what it did.
- *
- * Needs read permission for `source` and write permission for `replica`. Never throws for
- * a single entry: each failure is reported through `onEvent` and counted in `errors`, and
- * everything else goes on. A directory that could not be created blocks only its subtree.
- *
- * @example Applying a plan
- * ```ts
- * const stats = await applyPlan(p, "/data/src", "/backup/src");
- * ```
- */
-export async function applyPlan(
-  plan: Plan,
-  source: string,
-  replica: string,
-  options: LocalApplyOptions = {},
-): Promise<Stats> {
-  const { fs = denoFs, backupDir, started, progress, signal } = options;
-  const local = new LocalReplica(source, replica, { fs, signal, backupDir, started, progress });
-  const applier = createApplier(local, options);
-  await applier.apply(plan);
-  if (!options.signal?.aborted) await applier.finish(plan);
-  return applier.stats;
-}
-
-/**
- * An {@linkcode Applier} into `replica`: the sync hands it each part of the plan
+ * An {@linkcode Applier} from `source` into `replica`: the sync hands it each part of the plan
  * as the march produces it, so that a million new files never wait in memory at once. State
  * carries over between parts: a directory that could not be created blocks its subtree in
  * every later part.
  *
- * Never throws for a single entry. A lost connection to a remote replica stops it: the phases
+ * Never throws for a single entry. A lost connection to a remote backend stops it: the phases
  * start nothing more, and the error is thrown from `apply`/`finish` once.
  *
  * @example Applying a plan in two parts
  * ```ts
- * const applier = createApplier(new LocalReplica("/data/src", "/backup/src"));
+ * const applier = createApplier(source, replica);
  * await applier.apply(firstPart);
  * await applier.apply(rest);
  * await applier.finish(rest);
  * ```
  */
-export function createApplier(replica: Replica, options: ApplyOptions = {}): Applier {
+export function createApplier(source: Backend, replica: Backend, options: ApplyOptions = {}): Applier {
   const {
     jobs = 8,
     workers = Math.min(jobs, navigator.hardwareConcurrency ?? 2),
@@ -180,6 +130,7 @@ export function createApplier(replica: Replica, options: ApplyOptions = {}): App
     onEvent = () => {},
   } = options;
   const ctx: Context = {
+    source,
     replica,
     stats: emptyStats(),
     lost: undefined,
@@ -214,7 +165,8 @@ export function createApplier(replica: Replica, options: ApplyOptions = {}): App
 
 /** What the phases share, from one part to the next. */
 interface Context {
-  replica: Replica;
+  source: Backend;
+  replica: Backend;
   stats: Stats;
   /** Set once the remote replica's connection is lost: nothing more is started. */
   lost: ConnectionLostError | undefined;
@@ -335,7 +287,9 @@ async function transferPhase(ctx: Context, all: Plan["transfers"]): Promise<void
   const skip = (a: Plan["transfers"][number]) =>
     blocked(ctx, a.path) || (a.op !== "attrs" && a.replace !== undefined && ctx.unremoved.has(a.path));
   const done = (action: CopyAction) => copied(ctx, action, action.size);
-  const transfers = replica.copyMany ? await replica.copyMany(all, { workers: ctx.workers, skip, done }) : all;
+  const transfers = replica.copyMany
+    ? await replica.copyMany(all, { source: ctx.source, workers: ctx.workers, skip, done })
+    : all;
   if (stopped(ctx)) return;
   let next = 0;
   const lane = async () => {
@@ -349,7 +303,7 @@ async function transferPhase(ctx: Context, all: Plan["transfers"]): Promise<void
       } catch (error) {
         if (
           !(error instanceof ConnectionLostError) && (action.op === "copy" || action.op === "update") &&
-          await replica.sourceGone(action.path)
+          await sourceGone(ctx, action.path)
         ) {
           stats.vanished++;
           ctx.onEvent({ type: "vanished", path: action.path });
@@ -367,7 +321,7 @@ async function transferOne(ctx: Context, action: CopyAction | LinkAction | Attrs
   switch (action.op) {
     case "copy":
     case "update": {
-      const done = await ctx.replica.copy(action);
+      const done = await copyOne(ctx, action);
       if (done.backedUp) backedUp(ctx, action.path);
       copied(ctx, action, done.size);
       return;
@@ -381,6 +335,32 @@ async function transferOne(ctx: Context, action: CopyAction | LinkAction | Attrs
       await ctx.replica.setAttrs(action);
       ctx.stats.attrs++;
       ctx.onEvent({ type: "op", action: "attrs", path: action.path });
+  }
+}
+
+/**
+ * One file copied from the source: once more, as it now is, when it changed while it was read
+ * (as rsync redoes a file whose checksum did not match); what changes again waits for the next
+ * run.
+ */
+async function copyOne(ctx: Context, action: CopyAction): Promise<CopyResult> {
+  try {
+    return await ctx.replica.copy(action, ctx.source.file(action));
+  } catch (error) {
+    if (!(error instanceof ChangedError)) throw error;
+    const now = await ctx.source.stat(action.path);
+    if (now?.kind !== "file") throw error;
+    const again: CopyAction = { ...action, size: now.size, mtimeMs: now.mtimeMs, mode: now.mode };
+    return await ctx.replica.copy(again, ctx.source.file(again));
+  }
+}
+
+/** True when source entry `rel` no longer exists (deleted while the run went on). */
+async function sourceGone(ctx: Context, rel: string): Promise<boolean> {
+  try {
+    return (await ctx.source.stat(rel)) === undefined;
+  } catch {
+    return false;
   }
 }
 

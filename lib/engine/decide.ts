@@ -6,24 +6,10 @@
  * @module
  */
 
-import { type EntryKind, UNKNOWN_MODE } from "./listing.ts";
-import type { Capabilities } from "../replica/replica.ts";
-
-/** A replica that keeps everything to the millisecond: a local folder. */
-export const FULL_CAPS: Capabilities = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1 };
-
-/** The metadata {@linkcode decide} looks at; a {@linkcode ListingBatch} cursor or an Entry. */
-export interface EntryView {
-  readonly kind: EntryKind;
-  /** Size in bytes (0 for directories). */
-  readonly size: number;
-  /** Modification time in milliseconds. */
-  readonly mtimeMs: number;
-  /** Permission bits. */
-  readonly mode: number;
-  /** Target text of a symbolic link. */
-  readonly target?: string | undefined;
-}
+import { UNKNOWN_MODE } from "../model/listing.ts";
+import type { Capabilities } from "../model/capabilities.ts";
+import type { EntryView } from "../model/listing.ts";
+import { FULL_CAPS } from "../model/capabilities.ts";
 
 /**
  * What one name needs, named by what differs:

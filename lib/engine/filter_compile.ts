@@ -8,7 +8,7 @@
 
 // @ts-types="npm:@types/picomatch@4.0.3"
 import picomatch from "picomatch";
-import { type CompiledFilter, type CompiledRule, type FilterSpec, PathFilter } from "./filter.ts";
+import { type CompiledFilter, type CompiledRule, type FilterSpec, PathFilter } from "../model/filter.ts";
 
 // literalBrackets false: `x[1]` is a bracket expression (matching `x1`), as in git, not also the name `x[1]`.
 const GLOB = { dot: true, nonegate: true, noext: true, nobrace: true, literalBrackets: false } as const;

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { emptyPlan, parentOf, type Plan, type RemoveAction } from "./plan.ts";
+import { emptyPlan, parentOf, type Plan, type RemoveAction } from "../model/actions.ts";
 
 /** A cap on removals: a number of entries, or a percentage of the replica's entries. */
 export type MaxDelete = { count: number } | { percent: number };

@@ -1,21 +1,22 @@
 /**
- * Walks both trees in lockstep and plans as it goes: each source directory's listing (from
- * {@linkcode SourceWalk}, in a worker once one has booted) is paired with the same directory
- * of the replica, listed here, and both go to the {@linkcode Planner}. Directories that are new,
- * removed or replaced are never listed on the replica's side.
+ * Walks both trees in lockstep and plans as it goes: each source directory's listing (from the
+ * source backend's walk: a local folder's in a worker once one has booted) is paired with the
+ * same directory of the replica, and both go to the {@linkcode Planner}. Directories that are
+ * new, removed or replaced are never listed on the replica's side. Both sides are backends:
+ * nothing here knows which.
  *
  * @module
  */
 
-import { RefusedError } from "../errors.ts";
-import { type EntryKind, FAILED, INCOMPLETE, type ListingBatch, type ScanProblem, toEntry } from "./listing.ts";
-import { parentOf, type Plan, Planner, type PlanOptions } from "./plan.ts";
-import type { PathFilter } from "./filter.ts";
-import { SourceWalk } from "../replica/local/scan.ts";
-import { LocalReplica } from "../replica/local/local_replica.ts";
-import type { Replica } from "../replica/replica.ts";
+import { RefusedError } from "../model/errors.ts";
+import { type EntryKind, FAILED, INCOMPLETE, type ListingBatch, type ScanProblem } from "../model/listing.ts";
+import { parentOf, type Plan } from "../model/actions.ts";
+import { Planner, type PlanOptions } from "./plan.ts";
+import type { PathFilter } from "../model/filter.ts";
+import type { Backend, ListOptions, WalkOptions } from "../backend/backend.ts";
 import { OverlapGuard } from "./overlap.ts";
-import { localIdentity } from "../replica/local/identity.ts";
+import { listWalk } from "./walk.ts";
+import { UsageError } from "../model/errors.ts";
 
 /** Options for {@linkcode marchTrees}. */
 export interface MarchOptions extends PlanOptions {
@@ -83,8 +84,8 @@ export interface March {
 }
 
 /**
- * Lists `source` and `replica` side by side into a {@linkcode Planner}; `replica` is a local
- * folder's path or any {@linkcode Replica}, whose capabilities decide what is compared.
+ * Lists the source backend `from` and the replica backend `target` side by side into a
+ * {@linkcode Planner}; the replica's capabilities decide what is compared.
  *
  * Needs read permission for both trees (and write permission for the replica with
  * `fixPermissions`). Throws if a root cannot be listed, and {@linkcode RefusedError} when the
@@ -92,29 +93,27 @@ export interface March {
  *
  * @example Planning a sync
  * ```ts
- * const { planner } = await marchTrees("/data/src", "/backup/src");
+ * const { planner } = await marchTrees(source, replica);
  * const plan = planner.finish();
  * ```
  */
 export async function marchTrees(
-  source: string,
-  replica: string | Replica,
+  from: Backend,
+  target: Backend,
   options: MarchOptions = {},
 ): Promise<March> {
   const { fixPermissions = true, allowEmptySource = false, useWorker = true, onProblem = () => {}, signal } = options;
   const filter = options.filter;
-  const target = typeof replica === "string"
-    ? new LocalReplica(source, replica, { readOnly: !fixPermissions })
-    : replica;
   // The replica's side: excluded entries stay out of sight (kept), unless they are to go.
   const replicaFilter = options.deleteExcluded ? undefined : filter;
   const listing = { fixPermissions, ...(replicaFilter ? { filter: replicaFilter } : {}) };
-  const sourceRoot = toEntry(Deno.statSync(source));
+  const sourceRoot = await from.root();
+  if (sourceRoot?.kind !== "dir") throw new UsageError(`Source does not exist: '${from.display}'`);
   const replicaRoot = await target.root();
   const overlap = options.overlap ?? new OverlapGuard({
-    source,
+    source: from.display,
     replica: target.display,
-    sourceIdentity: (rel) => localIdentity(rel === "" ? source : `${source}/${rel}`),
+    sourceIdentity: (rel) => from.identity?.(rel),
     replicaIdentity: (rel) => target.identity?.(rel),
   });
   // A whole walk: the replica may list ahead of the march (a scoped walk lists a few folders).
@@ -143,10 +142,10 @@ export async function marchTrees(
     }
   };
   const scope = options.scope;
-  const walk = new SourceWalk(
-    source,
-    scope ? { descend: (dir) => scope.has(dir) || planner.wants(dir) === "source", filter } : { useWorker, filter },
-  );
+  const walkOptions: WalkOptions = scope
+    ? { descend: (dir) => scope.has(dir) || planner.wants(dir) === "source", filter }
+    : { inThread: !useWorker, filter };
+  const walk = from.walk?.(walkOptions) ?? listWalk(from, walkOptions);
   try {
     for (let batch; (batch = await walk.next());) {
       overlap.checkSource(batch);
@@ -163,7 +162,7 @@ export async function marchTrees(
         replicaEntries += replicaBatch.end(0) - replicaBatch.start(0);
         report("replica", replicaBatch.problems);
         if (dir === "" && !allowEmptySource) {
-          await refuseEmptySource(batch, replicaBatch, { source, replica: target, filter, listing });
+          await refuseEmptySource(batch, replicaBatch, { source: from, replica: target, filter, listing });
         }
         planner.add(batch, k, replicaBatch, 0);
         await emptyDirs();
@@ -173,7 +172,6 @@ export async function marchTrees(
     }
   } finally {
     walk.close();
-    if (typeof replica === "string") await target.close();
   }
   return { planner, problems, replicaEntries };
 }
@@ -189,57 +187,35 @@ async function refuseEmptySource(
   source: ListingBatch,
   replica: ListingBatch,
   roots: {
-    source: string;
-    replica: Replica;
+    source: Backend;
+    replica: Backend;
     filter?: PathFilter | undefined;
-    listing: { fixPermissions: boolean; filter?: PathFilter };
+    listing: ListOptions;
   },
 ): Promise<void> {
-  const sourcePath = roots.source;
   const count = replica.end(0) - replica.start(0);
   // A partial listing removes nothing anyway.
   if (source.flags[0]! & INCOMPLETE || count === 0) return;
   for (let i = source.start(0); i < source.end(0); i++) if (source.kind(i) !== "dir") return;
-  if (source.end(0) > source.start(0) && hasContent(sourcePath, roots.filter)) return;
-  if (!await replicaHasContent(roots.replica, roots.listing)) return;
+  const sourceListing = { fixPermissions: false, ...(roots.filter ? { filter: roots.filter } : {}) };
+  if (source.end(0) > source.start(0) && await hasContent(roots.source, sourceListing)) return;
+  if (!await hasContent(roots.replica, roots.listing)) return;
   const what = source.end(0) > source.start(0) ? "Source has no files, only empty folders," : "Source is empty";
   throw new RefusedError(
-    `${what} but the replica has files; refusing to empty it (is the source disk mounted?): '${sourcePath}'. ` +
+    `${what} but the replica has files; refusing to empty it (is the source disk mounted?): '${roots.source.display}'. ` +
       `Pass --allow-empty-source to mirror it anyway`,
   );
 }
 
 /**
- * True if the tree at `root` holds anything but directories at any depth, excluded entries
- * aside; a directory that cannot be read counts as holding something, since nothing proves it
- * empty.
+ * True if the tree of `backend` holds anything but directories at any depth, excluded entries
+ * aside (through its listings); a directory that cannot be read counts as holding something,
+ * since nothing proves it empty.
  */
-function hasContent(root: string, filter?: PathFilter): boolean {
+async function hasContent(backend: Backend, listing: ListOptions): Promise<boolean> {
   const stack = [""];
   while (stack.length > 0) {
-    const rel = stack.pop()!;
-    const prefix = rel === "" ? "" : `${rel}/`;
-    try {
-      for (const entry of Deno.readDirSync(rel === "" ? root : `${root}/${rel}`)) {
-        if (filter?.excludes(prefix + entry.name, entry.isDirectory)) continue;
-        if (!entry.isDirectory) return true;
-        stack.push(prefix + entry.name);
-      }
-    } catch {
-      return true;
-    }
-  }
-  return false;
-}
-
-/** {@linkcode hasContent} for a replica, through its listings (excluded entries left out). */
-async function replicaHasContent(
-  replica: Replica,
-  listing: { fixPermissions: boolean; filter?: PathFilter },
-): Promise<boolean> {
-  const stack = [""];
-  while (stack.length > 0) {
-    const batch = await replica.list(stack.pop()!, listing);
+    const batch = await backend.list(stack.pop()!, listing);
     if (batch.flags[0]! & (FAILED | INCOMPLETE)) return true;
     for (let i = batch.start(0); i < batch.end(0); i++) {
       if (batch.kind(i) !== "dir") return true;
@@ -256,7 +232,7 @@ async function replicaHasContent(
  * that `dir` itself must stay.
  */
 async function listSubtree(
-  replica: Replica,
+  replica: Backend,
   dir: string,
   how: {
     fixPermissions: boolean;
@@ -303,13 +279,13 @@ async function listSubtree(
  *
  * @example Printing what a sync would do
  * ```ts
- * const plan = await planTrees("/data/src", "/backup/src", { fixPermissions: false });
+ * const plan = await planTrees(source, replica, { fixPermissions: false });
  * for (const t of plan.transfers) console.log(t.op, t.path);
  * ```
  */
 export async function planTrees(
-  source: string,
-  replica: string | Replica,
+  source: Backend,
+  replica: Backend,
   options: MarchOptions & { sameContent?: ReadonlySet<string> } = {},
 ): Promise<Plan> {
   const { planner } = await marchTrees(source, replica, options);

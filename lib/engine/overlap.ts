@@ -15,14 +15,9 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
-import type { ListingBatch } from "./listing.ts";
-
-/** Where an entry lives: device and inode numbers (lstat). */
-export interface Identity {
-  dev: number;
-  ino: number;
-}
+import { UsageError } from "../model/errors.ts";
+import type { ListingBatch } from "../model/listing.ts";
+import { type Identity, sameIdentity } from "../model/identity.ts";
 
 /** What {@linkcode OverlapGuard} needs of the two trees. */
 export interface OverlapSides {
@@ -44,11 +39,6 @@ export interface OverlapSides {
    * of the first whose identity `match` accepts; for {@linkcode OverlapGuard.beforeFirstWrite}.
    */
   findSourceDir?(match: (identity: Identity) => boolean): string | undefined;
-}
-
-/** True when two identities name the same entry. */
-export function sameIdentity(a: Identity | undefined, b: Identity | undefined): boolean {
-  return a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino;
 }
 
 /**

@@ -9,8 +9,9 @@
 
 import { type Applier, type ApplyEvent, emptyStats, type Stats } from "./apply.ts";
 import { logger, logLine, operationsLogged, showPath } from "../log.ts";
-import { countPlan, type Plan, type RemoveAction } from "./plan.ts";
-import { formatBytes } from "../cli/units.ts";
+import { countPlan } from "./plan.ts";
+import { type Plan, type RemoveAction } from "../model/actions.ts";
+import { formatBytes } from "../model/units.ts";
 
 /** How an operation reads in a log line, where it is not its own name. */
 const VERBS: Partial<Record<string, string>> = { attrs: "set attrs", backup: "back up", clean: "clean up" };

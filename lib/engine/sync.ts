@@ -4,15 +4,16 @@
  * @module
  */
 
-import { type Applier, type ApplyEvent, createApplier, type FsOps, LocalReplica, type Stats } from "./apply.ts";
-import type { SyncOptions } from "../config.ts";
-import type { Replica } from "../replica/replica.ts";
-import { describeError, ExitCode, RefusedError } from "../errors.ts";
+import { type Applier, type ApplyEvent, createApplier, type Stats } from "./apply.ts";
+import type { SyncOptions } from "./options.ts";
+import type { Backend, Sides } from "../backend/backend.ts";
+import { describeError, ExitCode, RefusedError } from "../model/errors.ts";
 import { type MarchOptions, marchTrees } from "./march.ts";
-import { DEFAULT_HASH, type HashName } from "../content/hash.ts";
-import type { ContentComparer } from "../content/compare.ts";
+import { DEFAULT_HASH } from "../content/hash.ts";
+import type { CompareSide, ContentComparer } from "../content/compare.ts";
 import { logger, showPath } from "../log.ts";
-import type { Plan, Planner } from "./plan.ts";
+import type { Plan } from "../model/actions.ts";
+import type { Planner } from "./plan.ts";
 import {
   createDryRunReporter,
   createVerifyReporter,
@@ -22,10 +23,9 @@ import {
   type VerifyCounts,
 } from "./report.ts";
 import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
-import { formatBytes, formatDuration } from "../cli/units.ts";
-import type { ProgressCounters, ProgressSink } from "../run/progress.ts";
+import { formatBytes, formatDuration } from "../model/units.ts";
+import type { ProgressCounters, ProgressSink } from "../model/progress.ts";
 import { OverlapGuard } from "./overlap.ts";
-import { findDir, localIdentity } from "../replica/local/identity.ts";
 
 /**
  * Actions applied at a time while the walk goes on: a part holds about 150 bytes an action,
@@ -47,19 +47,12 @@ export interface RunResult {
   differences?: VerifyCounts;
 }
 
-/** Extra knobs for {@linkcode runOnce} that are not user options. */
+/** What {@linkcode runOnce} is given besides the user's options. */
 export interface RunControl {
+  /** The two backends of the run (see lib/backend/open.ts). */
+  sides: Sides;
   /** Stops the run between operations. */
   signal?: AbortSignal;
-  /** File-system layer for fault injection in tests (local replicas). */
-  fs?: FsOps;
-  /**
-   * Opens the replica for one run, connected and (unless `readOnly`) locked; the run closes
-   * it at its end, which releases the lock. Remote replicas come this way, opened afresh for
-   * every run, so that a connection dropped between runs costs nothing.
-   * @default a LocalReplica of `options.replica`
-   */
-  openReplica?: (run: { started: Date; readOnly: boolean }) => Promise<Replica>;
   /** Actions applied at a time while the walk goes on (default {@linkcode PART_ACTIONS}). */
   partActions?: number;
   /** Sync only these source directories (and whole new ones); see {@linkcode MarchOptions.scope}. */
@@ -94,10 +87,11 @@ export interface RunControl {
  * `allowEmptySource` is not set.
  * @example Syncing once
  * ```ts
- * const { stats } = await runOnce({ source: "/data/src", replica: "/backup/src" });
+ * const options = { source: "/data/src", replica: "/backup/src" };
+ * const { stats } = await runOnce(options, { sides: localSides(options) });
  * ```
  */
-export async function runOnce(options: SyncOptions, control: RunControl = {}): Promise<RunResult> {
+export async function runOnce(options: SyncOptions, control: RunControl): Promise<RunResult> {
   const { progress } = control;
   if (!progress) return await run(options, control);
   progress.begin(!(control.verify || options.dryRun));
@@ -108,41 +102,41 @@ export async function runOnce(options: SyncOptions, control: RunControl = {}): P
   }
 }
 
-/** The body of {@linkcode runOnce}: opens the replica, runs, and closes it whatever happens. */
+/** The body of {@linkcode runOnce}: opens both sides, runs, and closes them whatever happens. */
 async function run(options: SyncOptions, control: RunControl): Promise<RunResult> {
-  const { signal, verify = false } = control;
-  const dryRun = verify || (options.dryRun ?? false);
-  const startedAt = new Date();
-  // Verify moves nothing, but leaves a backup folder inside the replica out, as a sync does.
-  const backup = options.backupDir;
-  const target = control.openReplica
-    ? await control.openReplica({ started: startedAt, readOnly: dryRun })
-    : new LocalReplica(options.source, options.replica, {
-      ...(control.fs ? { fs: control.fs } : {}),
-      signal,
-      ...(backup !== undefined ? { backupDir: backup, started: startedAt } : {}),
-      progress: control.progress?.inFlight,
-      readOnly: dryRun,
-    });
+  const dryRun = control.verify || (options.dryRun ?? false);
+  const started = new Date();
+  const source = await control.sides.source({ started });
   try {
-    return await runWith(target, options, control);
+    const target = await control.sides.replica({ started, readOnly: dryRun });
+    try {
+      return await runWith(source, target, options, control);
+    } finally {
+      await target.close();
+    }
   } finally {
-    await target.close();
+    await source.close();
   }
 }
 
-/** One run into `target`. */
+/** The side of a content comparison a backend is: hashed here when local, else its own digests. */
+function compareSide(backend: Backend, signal: AbortSignal | undefined): CompareSide {
+  const { localRoot, digest } = backend;
+  if (localRoot !== undefined || !digest) return { root: localRoot ?? backend.display };
+  return { digest: (rel, hash) => digest.call(backend, rel, hash, signal) };
+}
+
+/** One run from `from` into `target`. */
 async function runWith(
-  target: Replica,
+  from: Backend,
+  target: Backend,
   options: SyncOptions,
   control: RunControl,
 ): Promise<RunResult> {
   const {
-    source,
-    replica,
     checksum = false,
-    hash = target.caps.hash ?? DEFAULT_HASH,
-    jobs = target.caps.jobs ?? 8,
+    hash = target.caps.hash ?? from.caps.hash ?? DEFAULT_HASH,
+    jobs = target.caps.jobs ?? from.caps.jobs ?? 8,
     cacheDir,
   } = options;
   const { signal, partActions = PART_ACTIONS, replicaMustExist = false, verify = false } = control;
@@ -156,7 +150,7 @@ async function runWith(
   if (replicaMustExist && !dryRun) await checkReplicaExists(target);
   const verifier = verify ? createVerifyReporter() : undefined;
   const applier: Applier = verifier ??
-    (dryRun ? createDryRunReporter({ backup: target.backsUp }) : createApplier(target, {
+    (dryRun ? createDryRunReporter({ backup: target.backsUp }) : createApplier(from, target, {
       jobs,
       ...(signal ? { signal } : {}),
       onEvent: counters ? countingEvents(counters) : (e) => logEvent(e, false),
@@ -177,19 +171,22 @@ async function runWith(
   let vanished = 0;
   // Loaded only for --checksum: the hash cache's node:crypto adds ~30 ms to every start.
   const comparer: ContentComparer | undefined = checksum
-    ? new (await import("../content/compare.ts")).ContentComparer(source, replica, {
-      hash,
-      jobs,
-      cacheDir,
-      readOnly: dryRun,
-      ...(signal ? { signal } : {}),
-      ...(target.digest ? { replicaDigest: (rel: string, h: HashName) => target.digest!(rel, h, signal) } : {}),
-      onCacheError: (message) => logger.warn("{text}", { text: message }),
-      onError: (path, message) => {
-        hashErrors++;
-        logEntryError(path, message);
+    ? new (await import("../content/compare.ts")).ContentComparer(
+      compareSide(from, signal),
+      compareSide(target, signal),
+      {
+        hash,
+        jobs,
+        cacheDir,
+        readOnly: dryRun,
+        ...(signal ? { signal } : {}),
+        onCacheError: (message) => logger.warn("{text}", { text: message }),
+        onError: (path, message) => {
+          hashErrors++;
+          logEntryError(path, message);
+        },
       },
-    })
+    )
     : undefined;
   let compareMs = 0;
   /** Hashes the content pairs planned so far and lets the planner decide them. */
@@ -203,8 +200,8 @@ async function runWith(
   const filter = options.filter ? (await import("./filter_compile.ts")).compileFilter(options.filter) : undefined;
   // A backup folder inside the replica is left alone.
   const protect = target.protect !== undefined ? new Set([target.protect]) : undefined;
-  const overlap = overlapGuard(options, target);
-  const { planner, problems, replicaEntries } = await marchTrees(source, target, {
+  const overlap = overlapGuard(from, target);
+  const { planner, problems, replicaEntries } = await marchTrees(from, target, {
     overlap,
     ...(filter ? { filter, deleteExcluded: options.deleteExcluded ?? false } : {}),
     checksum,
@@ -297,20 +294,18 @@ async function runWith(
 }
 
 /**
- * The guard against a replica (or a local backup folder) that is a folder of the source under
+ * The guard against a replica (or its backup folder) that is a folder of the source under
  * another path, or the reverse (see overlap.ts).
  */
-function overlapGuard(options: SyncOptions, target: Replica): OverlapGuard {
-  const { source, backupDir } = options;
-  // A remote replica's backup folder is on its server, out of the source's reach.
-  const backup = backupDir !== undefined && target.identity ? localIdentity(backupDir) : undefined;
+function overlapGuard(from: Backend, target: Backend): OverlapGuard {
+  const backup = target.backupFolder?.();
   return new OverlapGuard({
-    source,
+    source: from.display,
     replica: target.display,
-    sourceIdentity: (rel) => localIdentity(rel === "" ? source : `${source}/${rel}`),
+    sourceIdentity: (rel) => from.identity?.(rel),
     replicaIdentity: (rel) => target.identity?.(rel),
-    ...(backup ? { writtenFolders: [{ path: backupDir!, identity: backup }] } : {}),
-    findSourceDir: (match) => findDir(source, match),
+    ...(backup ? { writtenFolders: [backup] } : {}),
+    ...(from.findDir ? { findSourceDir: (match) => from.findDir!(match) } : {}),
   });
 }
 
@@ -352,7 +347,7 @@ function logRefusal(verdict: GateVerdict, cap: MaxDelete, dryRun: boolean): void
 }
 
 /** Throws when the replica folder is missing; see {@linkcode RunControl.replicaMustExist}. */
-async function checkReplicaExists(replica: Replica): Promise<void> {
+async function checkReplicaExists(replica: Backend): Promise<void> {
   try {
     if ((await replica.root())?.kind === "dir") return;
   } catch {
@@ -411,12 +406,13 @@ function logSummary(
  *
  * @example Verifying a backup
  * ```ts
- * const code = await verifyOnce({ source: "/data", replica: "/backup/data", checksum: true }, { signal });
+ * const options = { source: "/data", replica: "/backup/data", checksum: true };
+ * const code = await verifyOnce(options, { sides: localSides(options), signal });
  * ```
  */
 export async function verifyOnce(
   options: SyncOptions,
-  control: Pick<RunControl, "signal" | "progress" | "openReplica"> = {},
+  control: Pick<RunControl, "sides" | "signal" | "progress">,
 ): Promise<ExitCode> {
   const result = await runOnce(options, { ...control, verify: true });
   if (result.aborted) return ExitCode.Interrupted;
@@ -430,10 +426,10 @@ export async function verifyOnce(
  * @throws {RefusedError} When the run is refused for safety.
  * @example Running once
  * ```ts
- * const code = await syncOnce({ source: "/src", replica: "/dst" });
+ * const code = await syncOnce(options, { sides });
  * ```
  */
-export async function syncOnce(options: SyncOptions, control: RunControl = {}): Promise<ExitCode> {
+export async function syncOnce(options: SyncOptions, control: RunControl): Promise<ExitCode> {
   const result = await runOnce(options, control);
   if (result.aborted) return ExitCode.Interrupted;
   if (result.refused) return ExitCode.MaxDelete;
@@ -444,7 +440,7 @@ export async function syncOnce(options: SyncOptions, control: RunControl = {}): 
  * A run inside a loop: every failure is logged and the loop goes on, since the next run may
  * succeed (a disk gets mounted, a permission gets fixed).
  */
-export async function guardedRun(options: SyncOptions, control: RunControl = {}): Promise<ExitCode> {
+export async function guardedRun(options: SyncOptions, control: RunControl): Promise<ExitCode> {
   try {
     return await syncOnce(options, control);
   } catch (error) {

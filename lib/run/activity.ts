@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ProgressCounters, ProgressSink } from "./progress.ts";
+import type { ProgressCounters, ProgressSink } from "../model/progress.ts";
 
 /** A progress sink that also tells whether files are being copied right now. */
 export interface RunActivity extends ProgressSink {

@@ -5,14 +5,14 @@
  * @module
  */
 
-import type { SyncOptions } from "../config.ts";
-import { ExitCode } from "../errors.ts";
+import type { SyncOptions } from "../engine/options.ts";
+import { ExitCode } from "../model/errors.ts";
 import { logger } from "../log.ts";
 import { guardedRun, type RunControl, syncOnce } from "../engine/sync.ts";
-import { formatDuration } from "../cli/units.ts";
+import { formatDuration } from "../model/units.ts";
 import { SourceFolder } from "./source.ts";
 import { watchLoop } from "./watch.ts";
-import type { ProgressSink } from "./progress.ts";
+import type { ProgressSink } from "../model/progress.ts";
 import { longTimeout, type Timers } from "./timer.ts";
 
 /** How to repeat runs. */
@@ -30,8 +30,8 @@ export interface ScheduleOptions {
    * The live progress line, fed by every run (once, interval or watch).
    */
   progress?: ProgressSink;
-  /** Opens a remote replica for each run (see {@linkcode RunControl.openReplica}). */
-  openReplica?: RunControl["openReplica"];
+  /** Opens the source and the replica for each run (see {@linkcode RunControl.sides}). */
+  sides: RunControl["sides"];
 }
 
 /** The full-rescan period in watch mode when no interval is given: 5 minutes. */
@@ -70,18 +70,18 @@ export function sleep(ms: number, signal?: AbortSignal, timers?: Timers): Promis
  * ```ts
  * const controller = new AbortController();
  * Deno.addSignalListener("SIGINT", () => controller.abort());
- * await runSchedule(options, { intervalMs: 60_000, signal: controller.signal });
+ * await runSchedule(options, { sides: localSides(options), intervalMs: 60_000, signal: controller.signal });
  * ```
  */
-export async function runSchedule(options: SyncOptions, schedule: ScheduleOptions = {}): Promise<ExitCode> {
-  const { intervalMs, watch = false, signal, progress, openReplica } = schedule;
+export async function runSchedule(options: SyncOptions, schedule: ScheduleOptions): Promise<ExitCode> {
+  const { intervalMs, watch = false, signal, progress, sides } = schedule;
   // The caller made the replica (or found it) before the first run; a later run that finds it
   // gone reports it, and the loop goes on until it is back.
   const control = {
     replicaMustExist: !options.dryRun,
     ...(signal ? { signal } : {}),
     ...(progress ? { progress } : {}),
-    ...(openReplica ? { openReplica } : {}),
+    sides,
   };
   if (watch) {
     await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...control });

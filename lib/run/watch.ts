@@ -12,14 +12,14 @@
  */
 
 import { isAbsolute, relative, sep } from "node:path";
-import type { SyncOptions } from "../config.ts";
-import { describeError } from "../errors.ts";
+import type { SyncOptions } from "../engine/options.ts";
+import { describeError } from "../model/errors.ts";
 import { logger } from "../log.ts";
 import { guardedRun, type RunControl } from "../engine/sync.ts";
-import type { ProgressSink } from "./progress.ts";
-import { ExitCode } from "../errors.ts";
-import { parentOf } from "../engine/plan.ts";
-import { formatDuration } from "../cli/units.ts";
+import type { ProgressSink } from "../model/progress.ts";
+import { ExitCode } from "../model/errors.ts";
+import { parentOf } from "../model/actions.ts";
+import { formatDuration } from "../model/units.ts";
 import { SourceFolder } from "./source.ts";
 import { longTimeout } from "./timer.ts";
 
@@ -58,8 +58,8 @@ export interface WatchOptions {
   replicaMustExist?: boolean;
   /** The live progress line, shown by each sync that lasts more than a moment. */
   progress?: ProgressSink;
-  /** Opens a remote replica for each run (see {@linkcode RunControl.openReplica}). */
-  openReplica?: RunControl["openReplica"];
+  /** Opens the source and the replica for each run (see {@linkcode RunControl.sides}). */
+  sides: RunControl["sides"];
 }
 
 /** Text for the OS refusing another watch, with the fix. */
@@ -82,7 +82,7 @@ function watchLimitHint(error: unknown): string {
  * ```ts
  * const controller = new AbortController();
  * Deno.addSignalListener("SIGINT", () => controller.abort());
- * await watchLoop(options, { rescanMs: 300_000, signal: controller.signal });
+ * await watchLoop(options, { sides: localSides(options), rescanMs: 300_000, signal: controller.signal });
  * ```
  */
 export async function watchLoop(options: SyncOptions, watch: WatchOptions): Promise<void> {
@@ -234,7 +234,7 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
         ...(signal ? { signal } : {}),
         ...(scope ? { scope } : {}),
         ...(watch.progress ? { progress: watch.progress } : {}),
-        ...(watch.openReplica ? { openReplica: watch.openReplica } : {}),
+        sides: watch.sides,
       };
       const code = await guardedRun(options, control);
       if (code === ExitCode.Ok) {

@@ -7,8 +7,8 @@
  */
 
 import { type CliOptions, parseCommand } from "../cli/cli.ts";
-import { UsageError } from "../errors.ts";
-import { parseDuration } from "../cli/units.ts";
+import { UsageError } from "../model/errors.ts";
+import { parseDuration } from "../model/units.ts";
 
 /** A service manager foldersync writes definitions for. */
 export type Platform = "systemd" | "launchd" | "windows";

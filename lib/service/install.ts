@@ -7,7 +7,7 @@
  * @module
  */
 
-import { ExitCode } from "../errors.ts";
+import { ExitCode } from "../model/errors.ts";
 import { dirname } from "node:path";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";

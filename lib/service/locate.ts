@@ -16,7 +16,7 @@ export type ServicePaths = CheckedPaths & {
   log?: string;
   /** The `--exclude-from` files, absolute. */
   excludeFrom?: string[];
-  /** The folder of this host's lock files, as the service will find it (lib/replica/local/lock.ts). */
+  /** The folder of this host's lock files, as the service will find it (lib/backend/local/lock.ts). */
   lockDir?: string;
   /**
    * For a remote replica (`paths.replica` is then its URL): what the service reads besides
@@ -24,8 +24,8 @@ export type ServicePaths = CheckedPaths & {
    */
   remoteReads?: string[];
 };
-import { UsageError } from "../errors.ts";
-import { REMOTE_ENV } from "../replica/replica.ts";
+import { UsageError } from "../model/errors.ts";
+import { REMOTE_ENV } from "../backend/backend.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
 import { pathsFor } from "./spec.ts";
@@ -196,7 +196,7 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
 /** `--log-keep`'s default in lib/log.ts: the rotated files a rotating log keeps. */
 export const DEFAULT_LOG_KEEP = 5;
 
-/** The variables a local sync reads to find the cache folder that holds its lock file (lib/replica/local/lock.ts). */
+/** The variables a local sync reads to find the cache folder that holds its lock file (lib/backend/local/lock.ts). */
 const LOCK_ENV = ["HOME", "XDG_CACHE_HOME", "LOCALAPPDATA"];
 
 /** True when `inner` is `outer` or lies inside it, whichever OS's paths they are. */

@@ -9,7 +9,7 @@
 import { join, resolve } from "node:path";
 import { type CliOptions, VERSION } from "../cli/cli.ts";
 import { checkLogPath, checkPaths, filterSpec } from "../config.ts";
-import { describeError, exitCodeFor, UsageError } from "../errors.ts";
+import { describeError, exitCodeFor, UsageError } from "../model/errors.ts";
 import { hostPlatform, parseServiceCommand, type Platform, type Scope, SERVICE_HELP } from "./cli.ts";
 import { installService, type Runner, serviceStatus, uninstallService } from "./install.ts";
 import { launchdPlist } from "./launchd.ts";
@@ -28,7 +28,7 @@ import {
 } from "./locate.ts";
 import type { ServiceFile, ServiceSpec } from "./spec.ts";
 import { systemdUnits } from "./systemd.ts";
-import { lockFolder } from "../replica/local/lock.ts";
+import { lockFolder } from "../backend/local/lock.ts";
 import { windowsTask } from "./windows.ts";
 
 /** Options for {@linkcode runService}; every field is there for tests. */

@@ -13,8 +13,8 @@
 
 import { join } from "node:path";
 import { copyFileSync } from "./copy_file.ts";
-import { describeError } from "../../errors.ts";
-import type { EntryKind } from "../../engine/listing.ts";
+import { describeError } from "../../model/errors.ts";
+import type { EntryKind } from "../../model/listing.ts";
 
 /**
  * The timestamp suffix for a run started at `date`: `~YYYY-MM-DDTHH-MM-SS`, in UTC.

@@ -9,7 +9,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { ConnectionLostError } from "../../errors.ts";
+import { ConnectionLostError } from "../../model/errors.ts";
 import type { CredentialSource } from "./credentials.ts";
 import { EMPTY_SHA256, signRequest, uriEncode } from "./sigv4.ts";
 

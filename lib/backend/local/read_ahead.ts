@@ -6,8 +6,8 @@
  * @module
  */
 
-import { FAILED, INCOMPLETE, type ListingBatch } from "../../engine/listing.ts";
-import type { PathFilter } from "../../engine/filter.ts";
+import { FAILED, INCOMPLETE, type ListingBatch } from "../../model/listing.ts";
+import type { PathFilter } from "../../model/filter.ts";
 import { SourceWalk } from "./scan.ts";
 
 /**

@@ -8,7 +8,7 @@
  */
 
 import type { Buffer } from "node:buffer";
-import { ConnectionLostError } from "../../errors.ts";
+import { ConnectionLostError } from "../../model/errors.ts";
 
 /** Attributes as ssh2 sends them: times in whole seconds. */
 export interface SftpAttrs {

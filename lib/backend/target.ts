@@ -6,7 +6,7 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../model/errors.ts";
 
 /** A folder on another host, reached over SFTP. */
 export interface SftpTarget {

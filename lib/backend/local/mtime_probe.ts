@@ -13,7 +13,7 @@
  */
 
 import { join } from "node:path";
-import { tempName } from "../replica.ts";
+import { tempName } from "../../model/names.ts";
 
 /** The resolutions told apart, coarsest first, in milliseconds. */
 const STEPS = [2000, 1000, 100, 10] as const;

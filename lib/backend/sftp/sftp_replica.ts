@@ -1,7 +1,7 @@
 /**
  * A replica folder on another host, over SFTP (OpenSSH's sftp-server or internal-sftp, or any
  * SFTP v3 server), through the pure-JavaScript ssh2 client. Loaded only when a replica names
- * a host: `lib/replica/open.ts` imports this module dynamically.
+ * a host: `lib/backend/open.ts` imports this module dynamically.
  *
  * Round trips are what a remote replica costs, so requests are pipelined: a small file is
  * put in place in three round trips (open the temp file; write, set attributes and close;
@@ -15,11 +15,10 @@
  * @module
  */
 
-import { join } from "node:path";
 import { posix } from "node:path";
 import { Buffer } from "node:buffer";
 import type { Client } from "ssh2";
-import { ConnectionLostError, LockedError, UsageError } from "../../errors.ts";
+import { ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import {
   compareNames,
@@ -29,27 +28,17 @@ import {
   INCOMPLETE,
   ListingBatch,
   VANISHED,
-} from "../../engine/listing.ts";
-import type { PathFilter } from "../../engine/filter.ts";
-import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
-import { getHasher, type HashName } from "../../content/hash.ts";
-import { ChangedError } from "../local/local_replica.ts";
+} from "../../model/listing.ts";
+import type { PathFilter } from "../../model/filter.ts";
+import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
+import { getHasher } from "../../content/hash.ts";
+import { type HashName } from "../../model/hash_name.ts";
+import { ChangedError } from "../../model/errors.ts";
 import { SMALL_FILE } from "../local/copy_file.ts";
-import {
-  type Capabilities,
-  type CopyResult,
-  type ListOptions,
-  LOCK_NAME,
-  LOCK_REFRESH_MS,
-  type LockInfo,
-  lockIsStale,
-  parseLock,
-  processAlive,
-  randomId,
-  type Replica,
-  type ReplicaOptions,
-  tempName,
-} from "../replica.ts";
+import { type Capabilities } from "../../model/capabilities.ts";
+import { type Backend, type BackendOptions, type CopyResult, type ListOptions, type SourceFile } from "../backend.ts";
+import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
+import { randomId, tempName } from "../../model/names.ts";
 import { parseTarget, type SftpTarget } from "../target.ts";
 import { connectSftp, type EndpointOptions, resolveEndpoint, type SshEndpoint } from "./connect.ts";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, SftpSession, type SftpStats } from "./session.ts";
@@ -65,7 +54,7 @@ const READ_CHUNK = 64 * 1024;
 /** readlink requests in flight while listing one directory. */
 const READLINK_WINDOW = 32;
 
-/** What tests and tools may set besides {@linkcode ReplicaOptions}. */
+/** What tests and tools may set besides {@linkcode BackendOptions}. */
 export interface SftpInternals {
   /**
    * The ssh config file.
@@ -107,9 +96,9 @@ export interface SftpInternals {
  */
 export async function openSftpReplica(
   target: SftpTarget,
-  options: ReplicaOptions,
+  options: BackendOptions,
   internals: SftpInternals = {},
-): Promise<Replica> {
+): Promise<Backend> {
   const endpointOptions: EndpointOptions = {
     sshPort: options.sshPort,
     sshKey: options.sshKey,
@@ -184,12 +173,12 @@ function errorText(error: unknown): string {
 }
 
 /** A replica folder on an SFTP host; see {@linkcode openSftpReplica}. */
-class SftpReplica implements Replica {
+class SftpReplica implements Backend {
   readonly display: string;
   readonly caps: Capabilities;
   readonly protect: string | undefined;
   readonly backsUp: boolean;
-  #options: ReplicaOptions;
+  #options: BackendOptions;
   #client: Client;
   #session: SftpSession;
   #root: string;
@@ -208,7 +197,7 @@ class SftpReplica implements Replica {
 
   constructor(
     target: SftpTarget,
-    options: ReplicaOptions,
+    options: BackendOptions,
     internals: SftpInternals,
     client: Client,
     session: SftpSession,
@@ -355,6 +344,16 @@ class SftpReplica implements Replica {
     return batch;
   }
 
+  /** Reading an SFTP folder as a source comes with the reading half of this backend. */
+  stat(_rel: string): Promise<Entry | undefined> {
+    return Promise.reject(new Error("Reading an SFTP folder as a source is not supported yet"));
+  }
+
+  /** Reading an SFTP folder as a source comes with the reading half of this backend. */
+  file(_entry: { path: string; size: number; mtimeMs: number; mode: number }): SourceFile {
+    throw new Error("Reading an SFTP folder as a source is not supported yet");
+  }
+
   async remove(action: RemoveAction): Promise<boolean> {
     this.#writable();
     const full = this.#at(action.path);
@@ -374,31 +373,17 @@ class SftpReplica implements Replica {
     await this.#session.mkdir(this.#at(rel), rel === "" ? {} : { mode: 0o700 });
   }
 
-  async copy(action: CopyAction): Promise<CopyResult> {
+  async copy(action: CopyAction, from: SourceFile): Promise<CopyResult> {
     this.#writable();
-    try {
-      return { size: action.size, backedUp: await this.#copyOnce(action) };
-    } catch (error) {
-      if (!(error instanceof ChangedError)) throw error;
-      // As rsync redoes a file whose checksum did not match: once, as the file now is.
-      const now = await Deno.lstat(this.#from(action.path));
-      if (!now.isFile) throw error;
-      const again: CopyAction = { ...action, size: now.size, mtimeMs: now.mtime?.getTime() ?? 0 };
-      again.mode = (now.mode ?? action.mode) & 0o7777;
-      return { size: again.size, backedUp: await this.#copyOnce(again) };
-    }
-  }
-
-  #from(rel: string): string {
-    return join(this.#options.source, rel);
+    if (from.localPath === undefined) throw new Error("Copying over SFTP from a remote source is not supported yet");
+    return { size: action.size, backedUp: await this.#copyOnce(action, from.localPath) };
   }
 
   /** One upload attempt; throws {@linkcode ChangedError} when the source changed meanwhile. */
-  async #copyOnce(entry: CopyAction): Promise<boolean> {
+  async #copyOnce(entry: CopyAction, from: string): Promise<boolean> {
     const session = this.#session;
     const signal = this.#options.signal;
     signal?.throwIfAborted();
-    const from = this.#from(entry.path);
     const small = entry.size <= SMALL_FILE;
     // Read before anything is created on the host: a vanished source leaves nothing behind.
     const data = small ? await Deno.readFile(from) : undefined;
@@ -630,15 +615,6 @@ class SftpReplica implements Replica {
     const total = counts.reduce((a, b) => a + b, 0);
     if (total !== length) throw new ChangedError("Replica file changed while it was read");
     return buffer;
-  }
-
-  async sourceGone(rel: string): Promise<boolean> {
-    try {
-      await Deno.lstat(this.#from(rel));
-      return false;
-    } catch (error) {
-      return error instanceof Deno.errors.NotFound;
-    }
   }
 
   async createRoot(parents: boolean): Promise<void> {

@@ -7,9 +7,9 @@
 
 /// <reference lib="deno.worker" />
 
-import { ListingBatch } from "../../engine/listing.ts";
+import { ListingBatch } from "../../model/listing.ts";
 import { MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
-import type { CompiledFilter, PathFilter } from "../../engine/filter.ts";
+import type { CompiledFilter, PathFilter } from "../../model/filter.ts";
 
 let root = "";
 /** Entries a batch collects before it is sent. */
@@ -25,7 +25,7 @@ self.onmessage = async (event: MessageEvent<Start | { stack: string[] }>) => {
     ({ root, shared, batchEntries } = event.data);
     // Compiled rules: the glob engine itself is never loaded here.
     const spec = event.data.filter;
-    if (spec) filter = (await import("../../engine/filter.ts")).PathFilter.of(spec);
+    if (spec) filter = (await import("../../model/filter.ts")).PathFilter.of(spec);
     // Shared memory, not a message: the caller is busy in synchronous code and checks it there.
     Atomics.store(shared, 0, 1);
     return;

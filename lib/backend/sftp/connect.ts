@@ -17,7 +17,7 @@ import { Buffer } from "node:buffer";
 // @ts-types="npm:@types/ssh2@1.15.6"
 import ssh2 from "ssh2";
 import type { Client, ConnectConfig } from "ssh2";
-import { UsageError } from "../../errors.ts";
+import { UsageError } from "../../model/errors.ts";
 import type { SftpTarget } from "../target.ts";
 import { expandTokens, readSshConfig } from "./ssh_config.ts";
 import {

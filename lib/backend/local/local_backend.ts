@@ -1,7 +1,8 @@
 /**
- * The operations on a local replica folder that the applier's phases call: remove (or move
- * aside), make a directory, put a file or link in place through a temp name and a rename, set
- * attributes, and copy plain files in parallel workers.
+ * A local folder as a backend. Read: its listings (sorted, lstat only), a walk of the whole
+ * tree that moves to a worker once one has booted, its files. Written: remove (or move aside),
+ * make a directory, put a file or link in place through a temp name and a rename, set
+ * attributes, and copy plain files from a local source in parallel workers.
  *
  * Never writes through a symbolic link: every replica path it writes was either created by
  * this run or seen by lstat as a real directory, temp files are created with O_EXCL, and a
@@ -11,27 +12,31 @@
  */
 
 import { dirname, join } from "node:path";
-import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
+import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
 import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "../../pool.ts";
-import { ChangedError } from "../../errors.ts";
+import { ChangedError } from "../../model/errors.ts";
 import { copyFile, SMALL_FILE } from "./copy_file.ts";
 import { BackupDir } from "./backup.ts";
-import { type Entry, ListingBatch, toEntry } from "../../engine/listing.ts";
-import {
-  type Capabilities,
-  type CopyResult as ReplicaCopyResult,
-  type ListOptions,
-  type Replica,
-  tempName,
-} from "../replica.ts";
-import { listDirectory } from "./scan.ts";
+import { type Entry, ListingBatch, toEntry } from "../../model/listing.ts";
+import { type Capabilities } from "../../model/capabilities.ts";
+import type {
+  Backend,
+  CopyResult as BackendCopyResult,
+  FileReader,
+  ListOptions,
+  SourceFile,
+  TreeWalk,
+  WalkOptions,
+} from "../backend.ts";
+import { tempName } from "../../model/names.ts";
+import { listDirectory, SourceWalk } from "./scan.ts";
 import { lockReplica } from "./lock.ts";
 import { ReadAhead } from "./read_ahead.ts";
 import { inferResolution, probeResolution, sampleMtimes } from "./mtime_probe.ts";
-import { localIdentity } from "./identity.ts";
-import type { Identity } from "../../engine/overlap.ts";
-import { relativeInside } from "../../config.ts";
+import { findDir, localIdentity } from "./identity.ts";
+import type { Identity } from "../../model/identity.ts";
+import { relativeInside } from "../../model/paths.ts";
 
 /** The file-system calls the replica makes; replaceable in tests to inject faults (ENOSPC, EACCES). */
 export interface FsOps {
@@ -96,10 +101,6 @@ function nodeFs(): Promise<typeof import("node:fs")> {
   return nodeFsModule ??= import("node:fs");
 }
 
-export { TEMP_PATTERN } from "../replica.ts";
-
-export { ChangedError };
-
 const COPY_WORKER = new URL("./copy_worker.ts", import.meta.url);
 
 /**
@@ -108,8 +109,8 @@ const COPY_WORKER = new URL("./copy_worker.ts", import.meta.url);
  */
 const MIN_POOL_FILES = 512;
 
-/** Options for {@linkcode LocalReplica}. */
-export interface LocalReplicaOptions {
+/** Options for {@linkcode LocalBackend}. */
+export interface LocalBackendOptions {
   /**
    * The file-system layer.
    * @default denoFs
@@ -127,35 +128,44 @@ export interface LocalReplicaOptions {
   /** Slot 0 counts the bytes of large files being copied (see lib/run/progress.ts). */
   progress?: BigInt64Array | undefined;
   /**
-   * Nothing will be written (a dry run, verify): the mtime resolution is inferred from the
-   * replica's mtimes rather than probed with a temp file.
+   * Nothing will be written (a source, a dry run, verify): the mtime resolution is inferred
+   * from the mtimes in the root rather than probed with a temp file.
    * @default false
    */
   readOnly?: boolean | undefined;
+  /**
+   * Find the file system's mtime resolution when the root is first read (a replica: its
+   * mtimes are compared at it).
+   * @default false
+   */
+  probeTimes?: boolean | undefined;
 }
 
 /**
- * A local replica folder, filled from a local source folder: paths are relative, `/`-separated,
- * `""` is the root.
+ * A local folder, read as a source or written as a replica: paths are relative,
+ * `/`-separated, `""` is the root.
  *
- * Needs read permission for `source` and write permission for `replica`.
+ * Needs read permission for the folder, and write permission to be written.
  *
  * @example Putting one file in place
  * ```ts
- * const replica = new LocalReplica("/data/src", "/backup/src");
- * await replica.copy({ op: "copy", path: "a.txt", size: 3, mtimeMs: 1000, mode: 0o644 });
+ * const source = new LocalBackend("/data/src", { readOnly: true });
+ * const replica = new LocalBackend("/backup/src", { probeTimes: true });
+ * const entry = { path: "a.txt", size: 3, mtimeMs: 1000, mode: 0o644 };
+ * await replica.copy({ op: "copy", ...entry }, source.file(entry));
  * ```
  */
-export class LocalReplica implements Replica {
+export class LocalBackend implements Backend {
   /**
    * Modes, directory and link times are kept; mtimes to the file system's resolution, found
-   * by {@linkcode LocalReplica.root}.
+   * by {@linkcode LocalBackend.root}.
    */
   readonly caps: Capabilities = { modes: true, dirTimes: true, linkTimes: true, mtimeResolutionMs: 1 };
   readonly display: string;
   readonly protect: string | undefined;
   readonly fs: FsOps;
-  #source: string;
+  /** The folder's absolute path. */
+  readonly localRoot: string;
   #replica: string;
   #signal: AbortSignal | undefined;
   #backup: BackupDir | undefined;
@@ -163,11 +173,12 @@ export class LocalReplica implements Replica {
   #ahead: ReadAhead | undefined;
   #aheadFilter: ListOptions["filter"];
   #readOnly: boolean;
-  #probed = false;
+  #probed: boolean;
 
-  constructor(source: string, replica: string, options: LocalReplicaOptions = {}) {
-    this.#source = source;
-    this.#replica = replica;
+  constructor(root: string, options: LocalBackendOptions = {}) {
+    const replica = root;
+    this.localRoot = root;
+    this.#replica = root;
     this.fs = options.fs ?? denoFs;
     this.#signal = options.signal;
     const { backupDir, started } = options;
@@ -176,6 +187,7 @@ export class LocalReplica implements Replica {
     this.protect = backupDir !== undefined ? relativeInside(replica, backupDir) : undefined;
     this.#progress = options.progress;
     this.#readOnly = options.readOnly ?? false;
+    this.#probed = !(options.probeTimes ?? false);
     this.display = replica;
   }
 
@@ -205,6 +217,56 @@ export class LocalReplica implements Replica {
   /** Device and inode numbers of entry `rel` (see {@linkcode localIdentity}). */
   identity(rel: string): Identity | undefined {
     return localIdentity(this.at(rel));
+  }
+
+  /** The backup folder and its identity, when there is one. */
+  backupFolder(): { path: string; identity: Identity } | undefined {
+    const path = this.#backup?.root;
+    const identity = path !== undefined ? localIdentity(path) : undefined;
+    return path !== undefined && identity ? { path, identity } : undefined;
+  }
+
+  /** Walks every folder of the tree for one `match` accepts (see {@linkcode findDir}). */
+  findDir(match: (identity: Identity) => boolean): string | undefined {
+    return findDir(this.#replica, match);
+  }
+
+  /**
+   * The whole tree, depth first: in this thread for the first folders, then in a worker once
+   * one has booted (see {@linkcode SourceWalk}); a walk that enters only the folders
+   * `descend` approves stays in this thread.
+   */
+  walk(options: WalkOptions): TreeWalk {
+    const { filter, descend, inThread = false } = options;
+    return new SourceWalk(this.#replica, descend ? { descend, filter } : { filter, useWorker: !inThread });
+  }
+
+  /** The entry at `rel` now, or undefined when there is none. */
+  stat(rel: string): Promise<Entry | undefined> {
+    return this.fs.lstat(this.at(rel)).then(
+      (info) => toEntry(info),
+      (error) => error instanceof Deno.errors.NotFound ? undefined : Promise.reject(error),
+    );
+  }
+
+  /** File `entry.path` of this folder, read where it lies. */
+  file(entry: { path: string; size: number; mtimeMs: number; mode: number }): SourceFile {
+    const full = this.at(entry.path);
+    const fs = this.fs;
+    return {
+      path: entry.path,
+      size: entry.size,
+      mtimeMs: entry.mtimeMs,
+      mode: entry.mode,
+      localPath: full,
+      open: () => openLocalReader(full),
+      check: async () => {
+        const now = await fs.lstat(full);
+        if (!now.isFile || now.size !== entry.size || (now.mtime?.getTime() ?? 0) !== entry.mtimeMs) {
+          throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+        }
+      },
+    };
   }
 
   /**
@@ -266,16 +328,6 @@ export class LocalReplica implements Replica {
     return rel === "" ? this.#replica : join(this.#replica, rel);
   }
 
-  /** The absolute source path of `rel`. */
-  from(rel: string): string {
-    return rel === "" ? this.#source : join(this.#source, rel);
-  }
-
-  /** True when source entry `rel` no longer exists: deleted while the run went on. */
-  sourceGone(rel: string): Promise<boolean> {
-    return this.fs.lstat(this.from(rel)).then(() => false, (error) => error instanceof Deno.errors.NotFound);
-  }
-
   /**
    * The one removal primitive: removes replica entry `action.path` (a directory only once it
    * is empty: its contents are planned before it, and nothing unseen is ever removed), or,
@@ -300,22 +352,12 @@ export class LocalReplica implements Replica {
   }
 
   /**
-   * Copies source file `action.path` into place with its mode and mtime; a file written to
-   * while it was read is copied once more as it now is. Returns the bytes copied and whether
-   * the old version was backed up.
+   * Copies source file `from` to `action.path` with its mode and mtime, through a temp file
+   * checked with `from.check()` before the rename. Returns the bytes copied and whether the
+   * old version was backed up; throws ChangedError when the source changed meanwhile.
    */
-  async copy(action: CopyAction): Promise<ReplicaCopyResult> {
-    try {
-      return { size: action.size, backedUp: await this.#copyOnce(action) };
-    } catch (error) {
-      if (!(error instanceof ChangedError)) throw error;
-      // As rsync redoes a file whose checksum did not match.
-      const now = await this.fs.lstat(this.from(action.path));
-      if (!now.isFile) throw error;
-      const again: CopyAction = { ...action, size: now.size, mtimeMs: now.mtime?.getTime() ?? 0 };
-      again.mode = (now.mode ?? action.mode) & 0o7777;
-      return { size: again.size, backedUp: await this.#copyOnce(again) };
-    }
+  async copy(action: CopyAction, from: SourceFile): Promise<BackendCopyResult> {
+    return { size: action.size, backedUp: await this.#copyOnce(action, from) };
   }
 
   /** Creates or replaces a symbolic link; returns whether the old link was backed up. */
@@ -379,9 +421,10 @@ export class LocalReplica implements Replica {
    */
   async copyMany<T extends { op: string; path: string }>(
     actions: readonly T[],
-    how: { workers: number; skip: (action: T) => boolean; done: (action: CopyAction) => void },
+    how: { source: Backend; workers: number; skip: (action: T) => boolean; done: (action: CopyAction) => void },
   ): Promise<T[]> {
-    if (how.workers <= 0 || this.fs !== denoFs) return [...actions];
+    const sourceRoot = how.source.localRoot;
+    if (how.workers <= 0 || this.fs !== denoFs || sourceRoot === undefined) return [...actions];
     const plain: CopyAction[] = [];
     const rest: T[] = [];
     for (const action of actions) {
@@ -396,7 +439,7 @@ export class LocalReplica implements Replica {
       const action = plain[i]!;
       const dst = this.at(action.path);
       return {
-        src: this.from(action.path),
+        src: join(sourceRoot, action.path),
         dst,
         tmp: join(dirname(dst), tempName()),
         size: action.size,
@@ -424,31 +467,33 @@ export class LocalReplica implements Replica {
   }
 
   /** One copy attempt; throws {@linkcode ChangedError} when the source changed meanwhile. */
-  #copyOnce(entry: CopyAction): Promise<boolean> {
+  #copyOnce(entry: CopyAction, from: SourceFile): Promise<boolean> {
     const fs = this.fs;
-    const from = this.from(entry.path);
     return this.#install(entry.path, (tmp) => this.#copyInto(from, tmp, entry.size), async (tmp) => {
-      const after = await fs.lstat(from);
+      await from.check();
       const tmpInfo = await fs.lstat(tmp);
-      if (
-        !after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs ||
-        tmpInfo.size !== entry.size
-      ) {
+      if (tmpInfo.size !== entry.size) {
         throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
       }
       if (((tmpInfo.mode ?? 0) & 0o7777) !== entry.mode && Deno.build.os !== "windows") {
         await fs.chmod(tmp, entry.mode);
       }
-      await fs.utime(tmp, after.atime ?? new Date(), new Date(entry.mtimeMs));
+      await fs.utime(tmp, tmpInfo.atime ?? new Date(), new Date(entry.mtimeMs));
     }, entry.op === "update");
   }
 
-  /** Copies into `tmp`; stops between chunks once the run is aborted; counts large files' chunks. */
-  #copyInto(from: string, tmp: string, size: number): Promise<void> {
+  /**
+   * Copies into `tmp`: a local file by copy_file.ts (holes kept), anything else through its
+   * reader; stops between chunks once the run is aborted; counts large files' chunks.
+   */
+  #copyInto(from: SourceFile, tmp: string, size: number): Promise<void> {
     const progress = this.#progress;
-    return progress && size > SMALL_FILE
-      ? copyCounted(progress, (onProgress) => this.fs.copyFile(from, tmp, size, this.#signal, onProgress))
-      : this.fs.copyFile(from, tmp, size, this.#signal);
+    const local = from.localPath;
+    const copy = (onProgress?: (bytes: number) => void) =>
+      local !== undefined
+        ? this.fs.copyFile(local, tmp, size, this.#signal, onProgress)
+        : copyFromReader(from, tmp, { size, ...(this.#signal ? { signal: this.#signal } : {}), onProgress });
+    return progress && size > SMALL_FILE ? copyCounted(progress, copy) : copy();
   }
 
   /**
@@ -508,5 +553,75 @@ async function copyCounted(
     });
   } finally {
     Atomics.sub(slot, 0, BigInt(streamed));
+  }
+}
+
+/** Reads a local file at any offset; reads are taken one at a time (one handle, one position). */
+async function openLocalReader(path: string): Promise<FileReader> {
+  const file = await Deno.open(path, { read: true });
+  let queue: Promise<unknown> = Promise.resolve();
+  const readAt = async (offset: number, into: Uint8Array): Promise<number> => {
+    await file.seek(offset, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < into.length) {
+      const n = await file.read(into.subarray(done));
+      if (n === null) break;
+      done += n;
+    }
+    return done;
+  };
+  return {
+    read(offset, into) {
+      const next = queue.then(() => readAt(offset, into));
+      queue = next.catch(() => {});
+      return next;
+    },
+    close() {
+      file.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Chunks read from a remote source at once, and their size: enough to hide the round trips. */
+const READS_IN_FLIGHT = 8;
+const READ_CHUNK = 1024 * 1024;
+
+/**
+ * Copies source file `from` (any backend) into the new file `tmp`, created exclusively: reads
+ * of {@linkcode READ_CHUNK} bytes, {@linkcode READS_IN_FLIGHT} at once, written in order. A
+ * file that grew or shrank meanwhile is copied as far as it reads; `check()` tells the rest.
+ */
+async function copyFromReader(
+  from: SourceFile,
+  tmp: string,
+  how: { size: number; signal?: AbortSignal; onProgress?: ((bytes: number) => void) | undefined },
+): Promise<void> {
+  const reader = await from.open(how.signal);
+  let out: Deno.FsFile | undefined;
+  try {
+    out = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+    const chunks = Math.max(1, Math.ceil(how.size / READ_CHUNK));
+    const pending = new Map<number, Promise<Uint8Array>>();
+    const start = (k: number) => {
+      if (k >= chunks || pending.has(k)) return;
+      const buffer = new Uint8Array(Math.min(READ_CHUNK, how.size - k * READ_CHUNK) || READ_CHUNK);
+      pending.set(k, reader.read(k * READ_CHUNK, buffer).then((n) => buffer.subarray(0, n)));
+    };
+    let written = 0;
+    for (let k = 0; k < chunks; k++) {
+      how.signal?.throwIfAborted();
+      for (let ahead = k; ahead < k + READS_IN_FLIGHT; ahead++) start(ahead);
+      const chunk = await pending.get(k)!;
+      pending.delete(k);
+      for (let off = 0; off < chunk.length;) off += await out.write(chunk.subarray(off));
+      written += chunk.length;
+      how.onProgress?.(written);
+      if (chunk.length < READ_CHUNK) break; // the end of the file
+    }
+    await Promise.allSettled(pending.values());
+  } finally {
+    out?.close();
+    await reader.close();
   }
 }

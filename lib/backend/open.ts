@@ -8,13 +8,15 @@
  */
 
 import { join } from "node:path";
-import { describeError, LockedError, UsageError } from "../errors.ts";
-import { processAlive, type Replica, type ReplicaOptions } from "./replica.ts";
+import { describeError, LockedError, UsageError } from "../model/errors.ts";
+import { processAlive } from "../model/lock.ts";
+import type { Backend, BackendOptions, Sides } from "./backend.ts";
 import { lockFile } from "./local/lock.ts";
+import { type FsOps, LocalBackend } from "./local/local_backend.ts";
 import type { S3Target, SftpTarget } from "./target.ts";
 
 /** Options for {@linkcode remoteOpener}: what every connection is told, and `--mkpath`. */
-export type OpenerOptions = Omit<ReplicaOptions, "started" | "readOnly"> & {
+export type OpenerOptions = Omit<BackendOptions, "started" | "readOnly"> & {
   /**
    * Create the replica folder's missing parents too.
    * @default false
@@ -29,9 +31,9 @@ export interface RemoteOpener {
    * authentication, a changed host key, a missing bucket) is exit 2 with one line. The
    * connection is kept for the first run. Returns the replica, unlocked.
    */
-  check(readOnly: boolean): Promise<Replica>;
+  check(readOnly: boolean): Promise<Backend>;
   /** Opens the replica for one run (see RunControl.openReplica): created if missing, and locked unless `readOnly`. */
-  open(run: { started: Date; readOnly: boolean }): Promise<Replica>;
+  open(run: { started: Date; readOnly: boolean }): Promise<Backend>;
 }
 
 /**
@@ -49,13 +51,13 @@ export interface RemoteOpener {
  */
 export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptions): RemoteOpener {
   const { mkpath = false, ...base } = options;
-  let kept: Replica | undefined;
+  let kept: Backend | undefined;
   // While this process holds the replica's lock file on this host, a lock entry in the replica
   // that names this host belongs to a process that is gone (the OS dropped its lock file).
   let holdsLocalLock = false;
   let localHeld: Disposable | undefined;
   base.alive = (pid) => pid !== Deno.pid && !holdsLocalLock && processAlive(pid);
-  const connect = async (readOnly: boolean, started: Date): Promise<Replica> => {
+  const connect = async (readOnly: boolean, started: Date): Promise<Backend> => {
     try {
       if (target.kind === "sftp") {
         const { openSftpReplica } = await import("./sftp/sftp_replica.ts");
@@ -129,7 +131,7 @@ async function localLock(cacheDir: string | undefined, display: string): Promise
 }
 
 /** Creates the replica folder, as rsync does: only itself, unless `--mkpath`. */
-async function createRoot(replica: Replica, mkpath: boolean): Promise<void> {
+async function createRoot(replica: Backend, mkpath: boolean): Promise<void> {
   try {
     await replica.createRoot(mkpath);
   } catch (error) {
@@ -156,4 +158,48 @@ function permissionError(error: unknown): UsageError | undefined {
   if (read) return new UsageError(`Permission needed to read '${read}': add --allow-read=${read}`, { cause: error });
   if (/Requires/.test(message)) return new UsageError(`Permission needed: ${message}`, { cause: error });
   return undefined;
+}
+
+/** Options for {@linkcode localSides}. */
+export interface LocalSidesOptions {
+  /** Absolute path of the source folder. */
+  source: string;
+  /** Absolute path of the replica folder. */
+  replica: string;
+  /** Absolute path of the backup folder (`--backup-dir`); undefined for none. */
+  backupDir?: string | undefined;
+  /** Stops copies in flight. */
+  signal?: AbortSignal | undefined;
+  /** Slot 0 counts the bytes of large files in flight (see lib/run/progress.ts). */
+  progress?: BigInt64Array | undefined;
+  /** The replica's file-system layer, for fault injection in tests. */
+  fs?: FsOps | undefined;
+}
+
+/**
+ * The two sides of a run between local folders: the source read, the replica written (its
+ * mtime resolution probed, or inferred when read-only).
+ *
+ * @example Syncing two folders once
+ * ```ts
+ * const options = { source: "/data/src", replica: "/backup/src" };
+ * await runOnce(options, { sides: localSides(options) });
+ * ```
+ */
+export function localSides(options: LocalSidesOptions): Sides {
+  const { source, replica, backupDir, signal, progress, fs } = options;
+  return {
+    source: () => Promise.resolve(new LocalBackend(source, { readOnly: true, signal })),
+    replica: ({ started, readOnly }) =>
+      Promise.resolve(
+        new LocalBackend(replica, {
+          ...(fs ? { fs } : {}),
+          signal,
+          ...(backupDir !== undefined ? { backupDir, started } : {}),
+          progress,
+          readOnly,
+          probeTimes: true,
+        }),
+      ),
+  };
 }

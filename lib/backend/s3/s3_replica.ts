@@ -35,24 +35,13 @@
  * @module
  */
 
-import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { ConnectionLostError, LockedError, UsageError } from "../../errors.ts";
+import { ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
-import {
-  type Capabilities,
-  type CopyResult,
-  type ListOptions,
-  LOCK_NAME,
-  LOCK_REFRESH_MS,
-  type LockInfo,
-  lockIsStale,
-  parseLock,
-  processAlive,
-  type Replica,
-  type ReplicaOptions,
-} from "../replica.ts";
+import { type Capabilities } from "../../model/capabilities.ts";
+import { type Backend, type BackendOptions, type CopyResult, type ListOptions, type SourceFile } from "../backend.ts";
+import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
 import type { S3Target } from "../target.ts";
 import {
   compareNames,
@@ -62,9 +51,10 @@ import {
   ListingBatch,
   UNKNOWN_MODE,
   VANISHED,
-} from "../../engine/listing.ts";
-import { createHasher, type HashName } from "../../content/hash.ts";
-import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../engine/plan.ts";
+} from "../../model/listing.ts";
+import { createHasher } from "../../content/hash.ts";
+import { type HashName } from "../../model/hash_name.ts";
+import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
 import { backupSuffix } from "../local/backup.ts";
 import { type ListedObject, type ObjectHead, S3Client, S3Error } from "./client.ts";
 import { resolveCredentials, resolveRegion } from "./credentials.ts";
@@ -280,9 +270,9 @@ function endpointFor(
  */
 export async function openS3Replica(
   target: S3Target,
-  options: ReplicaOptions,
+  options: BackendOptions,
   tuning: S3Tuning = {},
-): Promise<Replica & { readonly requests: number }> {
+): Promise<Backend & { readonly requests: number }> {
   if (options.hash !== undefined && options.hash !== S3_HASH) {
     throw new UsageError(
       `Hash '${options.hash}' is not available for an S3 replica: it knows ${S3_HASH} (leave out --hash)`,
@@ -306,7 +296,7 @@ export async function openS3Replica(
 }
 
 /** The S3 replica; made by {@linkcode openS3Replica}. */
-class S3Replica implements Replica {
+class S3Replica implements Backend {
   readonly display: string;
   /** MD5 digests come with the listing (single-part ETags) or the metadata (md5chksum): --checksum uses MD5. */
   readonly caps: Capabilities = {
@@ -321,7 +311,7 @@ class S3Replica implements Replica {
   readonly protect: string | undefined;
   readonly backsUp: boolean;
   #target: S3Target;
-  #options: ReplicaOptions;
+  #options: BackendOptions;
   #client: S3Client;
   #cache: MetaCache;
   #signal: AbortSignal | undefined;
@@ -340,7 +330,7 @@ class S3Replica implements Replica {
   /** The tree was listed and not yet walked from its root. */
   #fresh = false;
 
-  constructor(target: S3Target, options: ReplicaOptions, tuning: S3Tuning, client: S3Client, endpoint: string) {
+  constructor(target: S3Target, options: BackendOptions, tuning: S3Tuning, client: S3Client, endpoint: string) {
     this.display = target.display;
     this.#target = target;
     this.#options = options;
@@ -642,6 +632,16 @@ class S3Replica implements Replica {
     return kind === "dir" ? `${rel}/` : kind === "symlink" ? `${rel}${LINK_SUFFIX}` : rel;
   }
 
+  /** Reading an S3 bucket as a source comes with the reading half of this backend. */
+  stat(_rel: string): Promise<Entry | undefined> {
+    return Promise.reject(new Error("Reading an S3 bucket as a source is not supported yet"));
+  }
+
+  /** Reading an S3 bucket as a source comes with the reading half of this backend. */
+  file(_entry: { path: string; size: number; mtimeMs: number; mode: number }): SourceFile {
+    throw new Error("Reading an S3 bucket as a source is not supported yet");
+  }
+
   async remove(action: RemoveAction): Promise<boolean> {
     this.#writable();
     const relKey = this.#relKey(action.path, action.kind);
@@ -708,17 +708,12 @@ class S3Replica implements Replica {
     await this.#client.put(this.#base, new Uint8Array(0), {}, this.#signal);
   }
 
-  async copy(action: CopyAction): Promise<CopyResult> {
+  async copy(action: CopyAction, from: SourceFile): Promise<CopyResult> {
     this.#writable();
+    if (from.localPath === undefined) throw new Error("Copying into S3 from a remote source is not supported yet");
     const backedUp = action.op === "update" && this.#backupBase !== undefined &&
       await this.#backup(action.path, "file", false);
-    try {
-      return { size: await this.#upload(action.path), backedUp };
-    } catch (error) {
-      if (!(error instanceof ChangedError)) throw error;
-      // As rsync redoes a file whose checksum did not match.
-      return { size: await this.#upload(action.path), backedUp };
-    }
+    return { size: await this.#upload(action.path, from.localPath), backedUp };
   }
 
   /**
@@ -728,8 +723,7 @@ class S3Replica implements Replica {
    * replaced, by a copy onto itself, and nothing is sent (as rclone sets the mtime when the
    * modification times differ but the hashes match). The MD5 is computed for the upload anyway.
    */
-  async #upload(rel: string): Promise<number> {
-    const from = join(this.#options.source, rel);
+  async #upload(rel: string, from: string): Promise<number> {
     // Synchronous: for small files the async calls' overhead costs more than the calls (as in LocalReplica).
     const before = Deno.lstatSync(from);
     if (!before.isFile) throw new ChangedError(`Source entry is no longer a file: '${rel}'`);
@@ -987,13 +981,6 @@ class S3Replica implements Replica {
       hasher.update(got.body);
     }
     return hasher.digest();
-  }
-
-  sourceGone(rel: string): Promise<boolean> {
-    return Deno.lstat(join(this.#options.source, rel)).then(
-      () => false,
-      (error) => error instanceof Deno.errors.NotFound,
-    );
   }
 
   /** Refuses writes in a read-only replica: a dry run or a verify must never change it. */

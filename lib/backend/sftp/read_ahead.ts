@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ListingBatch } from "../../engine/listing.ts";
+import type { ListingBatch } from "../../model/listing.ts";
 
 /** Options for {@linkcode ReadAhead}. */
 export interface ReadAheadOptions {

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
+import { UsageError } from "./errors.ts";
 
 const DURATION_UNITS: Record<string, number> = {
   ms: 1,

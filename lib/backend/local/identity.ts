@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import type { Identity } from "../../engine/overlap.ts";
+import type { Identity } from "../../model/identity.ts";
 
 /**
  * The device and inode numbers of `path` (lstat: a link is not followed); undefined where it

@@ -1,6 +1,6 @@
 /**
  * `--backup-dir` on an SFTP replica's host, with the local backup folder's rules (see
- * lib/replica/local/backup.ts): an entry keeps its relative path under the backup folder;
+ * lib/backend/local/backup.ts): an entry keeps its relative path under the backup folder;
  * a name already taken there gets the run's timestamp, `name~2026-11-22T20-51-03`, then
  * `-2`, `-3` ...; a directory on the way taken by a file or link gets the same kind of
  * suffix; folders are made as needed and never followed through a link. Nothing already in
@@ -11,10 +11,10 @@
  */
 
 import { backupSuffix } from "../local/backup.ts";
-import type { EntryKind } from "../../engine/listing.ts";
+import type { EntryKind } from "../../model/listing.ts";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type SftpSession, type SftpStats } from "./session.ts";
 import { Buffer } from "node:buffer";
-import { ConnectionLostError } from "../../errors.ts";
+import { ConnectionLostError } from "../../model/errors.ts";
 
 /** Bytes per read or write request when the server copies a file for us. */
 const COPY_CHUNK = 64 * 1024;

@@ -6,10 +6,21 @@
  * @module
  */
 
-import type { EntryView } from "./decide.ts";
-
 /** What an entry is; `other` covers FIFOs, sockets and devices. */
 export type EntryKind = "file" | "dir" | "symlink" | "other";
+
+/** The metadata the per-entry decision looks at: a {@linkcode BatchCursor} or an {@linkcode Entry}. */
+export interface EntryView {
+  readonly kind: EntryKind;
+  /** Size in bytes (0 for directories). */
+  readonly size: number;
+  /** Modification time in milliseconds. */
+  readonly mtimeMs: number;
+  /** Permission bits. */
+  readonly mode: number;
+  /** Target text of a symbolic link. */
+  readonly target?: string | undefined;
+}
 
 /** The metadata foldersync compares and preserves for one entry. */
 export interface Entry {

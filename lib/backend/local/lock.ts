@@ -13,7 +13,7 @@
  */
 
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { LockedError } from "../../errors.ts";
+import { LockedError } from "../../model/errors.ts";
 
 /** Options for {@linkcode lockReplica}. */
 export interface LockOptions {

@@ -13,7 +13,7 @@
  */
 
 import { sep as SEP } from "node:path";
-import type { PathFilter } from "../../engine/filter.ts";
+import type { PathFilter } from "../../model/filter.ts";
 import {
   compareNames,
   FAILED,
@@ -22,7 +22,7 @@ import {
   LOOSENED,
   type PackedBatch,
   VANISHED,
-} from "../../engine/listing.ts";
+} from "../../model/listing.ts";
 
 /**
  * Lists directory `rel` of the tree at `root` into `batch`, sorted by name, one lstat per
