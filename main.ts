@@ -18,6 +18,8 @@ import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
 import type { ProgressSink } from "./lib/model/progress.ts";
 import { localSides, type RemoteOpener, remoteOpener } from "./lib/backend/open.ts";
+import type { Sides } from "./lib/backend/backend.ts";
+import type { ReplicaTarget } from "./lib/backend/target.ts";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
@@ -104,7 +106,8 @@ async function main(args: string[]): Promise<number> {
 function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined, lockDir?: string): SyncOptions {
   // The lock folder lies in the cache folder: a source that holds it (a home folder) leaves it out.
   const cacheDir = paths.cacheDir ?? lockDir;
-  const own = ownFiles(paths.source, {
+  // foldersync's own files can lie only in a source on this machine.
+  const own = o.sourceTarget.kind !== "local" ? { ownFiles: [], ownDirs: [] } : ownFiles(paths.source, {
     ...(log ? { log } : {}),
     ...(cacheDir ? { cacheDir } : {}),
   });
@@ -149,6 +152,7 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     checksum: o.checksum,
     mkpath: o.mkpath,
     remote,
+    remoteSource: o.sourceTarget.kind !== "local",
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
@@ -169,34 +173,57 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
       progress: activity,
     };
     const local = localSides({ ...paths, signal, progress: progress?.inFlight });
+    const source = await openSource(o, paths, signal, local.source);
     if (remote) {
       // Each run connects and locks afresh; the first connection checks the input first.
-      const opener = remoteOpenerFor(o, paths, signal, progress);
+      const opener = remoteOpenerFor(o.target, o, paths, signal, progress);
       await opener.check(o.dryRun);
-      return await runSchedule(options, { ...schedule, sides: { source: local.source, replica: opener.open } });
+      return await runSchedule(options, { ...schedule, sides: { source, replica: opener.open } });
     }
-    if (o.dryRun) return await runSchedule(options, { ...schedule, sides: local });
+    if (o.dryRun) return await runSchedule(options, { ...schedule, sides: { source, replica: local.replica } });
     await createReplica(paths, o);
     using _lock = await lockReplica(paths.replica, lockDir !== undefined ? { lockDir } : {});
-    return await runSchedule(options, { ...schedule, sides: local });
+    return await runSchedule(options, { ...schedule, sides: { source, replica: local.replica } });
   }, stopping);
 }
 
-/** The opener of a remote replica (its backend's module is loaded only when it connects). */
+/**
+ * How each run opens the source: a local folder as it is; a remote one connected once now, so
+ * that bad input (an unknown host, refused credentials, a missing bucket, prefix or folder) is
+ * exit 2 with one line before anything is touched, and afresh for each later run.
+ */
+async function openSource(
+  o: CliOptions,
+  paths: CheckedPaths,
+  signal: AbortSignal,
+  local: Sides["source"],
+): Promise<Sides["source"]> {
+  if (o.sourceTarget.kind === "local") return local;
+  const opener = remoteOpenerFor(o.sourceTarget, o, paths, signal, undefined, "source");
+  const source = await opener.check(true);
+  if ((await source.root())?.kind !== "dir") {
+    await source.close();
+    throw new UsageError(`Source does not exist: '${o.source}'`);
+  }
+  return ({ started }) => opener.open({ started, readOnly: true });
+}
+
+/** The opener of a remote source or replica (its backend's module is loaded only when it connects). */
 function remoteOpenerFor(
+  target: ReplicaTarget,
   o: CliOptions,
   paths: CheckedPaths,
   signal: AbortSignal,
   progress: ProgressSink | undefined,
+  side: "source" | "replica" = "replica",
 ): RemoteOpener {
-  const target = o.target;
-  if (target.kind === "local") throw new Error("Not a remote replica");
+  if (target.kind === "local") throw new Error("Not a remote backend");
   return remoteOpener(target, {
     signal,
     jobs: o.jobs ?? 8,
     mkpath: o.mkpath,
     progress: progress?.inFlight,
-    backupDir: paths.backupDir,
+    backupDir: side === "replica" ? paths.backupDir : undefined,
     cacheDir: paths.cacheDir,
     sshPort: o.sshPort,
     sshKey: o.sshKey,
@@ -215,6 +242,7 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
     remote,
+    remoteSource: o.sourceTarget.kind !== "local",
     mustExist: true,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     // Only to leave the backup folder out, where it lies inside the replica: verify moves nothing.
@@ -222,27 +250,25 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   });
   const options = runOptions(o, paths, log);
   const progress = await progressFor(o);
-  if (remote) {
-    return await untilStopped(async (signal) => {
-      const opener = remoteOpenerFor(o, paths, signal, progress);
-      const replica = await opener.check(true);
-      if ((await replica.root())?.kind !== "dir") {
-        await replica.close();
-        throw new UsageError(`Replica does not exist: '${o.replica}'`);
-      }
-      const { source } = localSides({ ...paths, signal });
-      const sides = { source, replica: opener.open };
-      return await verifyOnce(options, { sides, signal, ...(progress ? { progress } : {}) });
-    });
+  if (!remote) {
+    try {
+      if (!Deno.statSync(paths.replica).isDirectory) throw new Deno.errors.NotFound();
+    } catch {
+      throw new UsageError(`Replica does not exist: '${o.replica}'`);
+    }
   }
-  try {
-    if (!Deno.statSync(paths.replica).isDirectory) throw new Deno.errors.NotFound();
-  } catch {
-    throw new UsageError(`Replica does not exist: '${o.replica}'`);
-  }
-  return await untilStopped((signal) => {
-    const sides = localSides({ ...paths, signal, progress: progress?.inFlight });
-    return verifyOnce(options, { sides, signal, ...(progress ? { progress } : {}) });
+  return await untilStopped(async (signal) => {
+    const local = localSides({ ...paths, signal, progress: progress?.inFlight });
+    const source = await openSource(o, paths, signal, local.source);
+    const how = { signal, ...(progress ? { progress } : {}) };
+    if (!remote) return await verifyOnce(options, { sides: { source, replica: local.replica }, ...how });
+    const opener = remoteOpenerFor(o.target, o, paths, signal, progress);
+    const replica = await opener.check(true);
+    if ((await replica.root())?.kind !== "dir") {
+      await replica.close();
+      throw new UsageError(`Replica does not exist: '${o.replica}'`);
+    }
+    return await verifyOnce(options, { sides: { source, replica: opener.open }, ...how });
   });
 }
 

@@ -30,6 +30,8 @@ export interface CliOptions {
   replica: string;
   /** What the replica names: a local folder, an SFTP folder or an S3 bucket prefix. */
   target: ReplicaTarget;
+  /** What the source names, as the replica: a local folder, an SFTP folder or an S3 bucket prefix. */
+  sourceTarget: ReplicaTarget;
   /** `--ssh-port`: the port for an SFTP replica written `host:path`. */
   sshPort?: number;
   /** `--ssh-key`: the private key file for an SFTP replica. */
@@ -294,9 +296,10 @@ export function parseCommand(argv: readonly string[]): Command {
   }
   if (source === "" || replica === "") throw new UsageError("Source and replica must not be empty paths");
   const target = parseTarget(replica);
-  if (parseTarget(source).kind !== "local") {
+  const sourceTarget = parseTarget(source);
+  if (values.watch && sourceTarget.kind !== "local") {
     throw new UsageError(
-      `Source must be a local folder: '${source}' (foldersync mirrors from this machine; a local path with ':' is written ./${source})`,
+      `--watch needs a local source (it follows file-system events): '${source}' (use --interval to poll it)`,
     );
   }
 
@@ -341,6 +344,7 @@ export function parseCommand(argv: readonly string[]): Command {
     source,
     replica,
     target,
+    sourceTarget,
     checksum: values.checksum ?? false,
     dryRun: values["dry-run"] ?? false,
     mkpath: values.mkpath ?? false,
@@ -385,16 +389,19 @@ function remoteOptions(
   values: { "ssh-port"?: string; "ssh-key"?: string; "known-hosts"?: string; "s3-endpoint"?: string },
   options: CliOptions,
 ): void {
-  const kind = options.target.kind;
+  // An option of a backend applies to each side of that kind, and needs one.
+  const kinds = new Set([options.target.kind, options.sourceTarget.kind]);
   for (const name of ["ssh-port", "ssh-key", "known-hosts"] as const) {
     if (values[name] === undefined) continue;
-    if (kind !== "sftp") {
-      throw new UsageError(`Option needs an SFTP replica (sftp://host/path or host:path): '--${name}'`);
+    if (!kinds.has("sftp")) {
+      throw new UsageError(`Option needs an SFTP source or replica (sftp://host/path or host:path): '--${name}'`);
     }
     if (values[name] === "") throw new UsageError(`Option needs a value: '--${name}'`);
   }
   if (values["s3-endpoint"] !== undefined) {
-    if (kind !== "s3") throw new UsageError("Option needs an S3 replica (s3://bucket/prefix): '--s3-endpoint'");
+    if (!kinds.has("s3")) {
+      throw new UsageError("Option needs an S3 source or replica (s3://bucket/prefix): '--s3-endpoint'");
+    }
     const endpoint = values["s3-endpoint"];
     if (!/^https?:\/\/[^/\s]+/.test(endpoint)) {
       throw new UsageError(`S3 endpoint must be an http:// or https:// URL: '${endpoint}'`);

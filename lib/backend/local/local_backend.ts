@@ -399,6 +399,8 @@ export class LocalBackend implements Backend {
   async setDirAttrs(entry: DirAttrs): Promise<void> {
     const full = this.at(entry.path);
     if (Deno.build.os !== "windows") await this.fs.chmod(full, entry.mode);
+    // A source that keeps no time for this folder (an S3 prefix without a marker): the mode alone.
+    if (Number.isNaN(entry.mtimeMs)) return;
     const mtime = new Date(entry.mtimeMs);
     await this.fs.utime(full, mtime, mtime);
   }

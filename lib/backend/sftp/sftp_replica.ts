@@ -540,6 +540,11 @@ class SftpReplica implements Backend {
 
   async setDirAttrs(entry: DirAttrs): Promise<void> {
     this.#writable();
+    if (Number.isNaN(entry.mtimeMs)) {
+      // A source that keeps no time for this folder: the mode alone.
+      await this.#session.setstat(this.#at(entry.path), { mode: entry.mode });
+      return;
+    }
     const mtime = seconds(entry.mtimeMs);
     await this.#session.setstat(this.#at(entry.path), { mode: entry.mode, atime: mtime, mtime });
     if (entry.path === "") this.#rootTimesSet = true;
