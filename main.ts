@@ -198,6 +198,8 @@ async function remoteOpenerFor(
     sshPort: o.sshPort,
     sshKey: o.sshKey,
     knownHosts: o.knownHosts,
+    sshConfig: o.sshConfig,
+    sshOptions: o.sshOptions,
     s3Endpoint: o.s3Endpoint,
   });
 }

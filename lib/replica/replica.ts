@@ -182,12 +182,16 @@ export interface ReplicaOptions {
   cacheDir?: string | undefined;
   /** Nothing will be written: connect and list only (dry runs, verify). */
   readOnly: boolean;
-  /** `--ssh-port`: the port for rsync's `host:path` form. */
+  /** `--ssh-port`: the port for rsync's `host:path` form (ssh's `-p`). */
   sshPort?: number | undefined;
-  /** `--ssh-key FILE`: the private key to offer. */
+  /** `--ssh-key FILE`: the private key to log in with (ssh's `-i`, with `IdentitiesOnly=yes`). */
   sshKey?: string | undefined;
-  /** `--known-hosts FILE`: where host keys are checked (default ~/.ssh/known_hosts). */
+  /** `--known-hosts FILE`: where host keys are checked (ssh's `UserKnownHostsFile`). */
   knownHosts?: string | undefined;
+  /** `--ssh-config FILE`: the ssh config file instead of ~/.ssh/config (ssh's `-F`). */
+  sshConfig?: string | undefined;
+  /** `--ssh-option Key=Value`, in order: more options for ssh (each an `-o`). */
+  sshOptions?: readonly string[] | undefined;
   /** `--s3-endpoint URL` (else AWS_ENDPOINT_URL, else AWS itself). */
   s3Endpoint?: string | undefined;
   /**

@@ -1,12 +1,14 @@
 /**
  * A replica folder on another host, over SFTP (OpenSSH's sftp-server or internal-sftp, or any
- * SFTP v3 server), through the pure-JavaScript ssh2 client. Loaded only when a replica names
- * a host: `lib/replica/open.ts` imports this module dynamically.
+ * SFTP v3 server), through the system's OpenSSH client (see connect.ts). Loaded only when a
+ * replica names a host: `lib/replica/open.ts` imports this module dynamically.
  *
  * Round trips are what a remote replica costs, so requests are pipelined: a small file is
  * put in place in three round trips (open the temp file; write, set attributes and close;
- * rename), large files keep several writes in flight, concurrent copies share one channel,
- * and listings are read ahead of the walk (see read_ahead.ts).
+ * rename), large files keep 16 MiB of writes in flight, concurrent copies share a session,
+ * and listings are read ahead of the walk (see read_ahead.ts). Once a run has many files to
+ * copy, more sessions are opened beside the first: each is an sftp-server process of its own
+ * on the host, which is what limits small files.
  *
  * Never writes through a symbolic link: files and links are made under fresh temp names
  * opened exclusively and renamed over their final name, and directories written into were
@@ -18,7 +20,6 @@
 import { join } from "node:path";
 import { posix } from "node:path";
 import { Buffer } from "node:buffer";
-import type { Client } from "ssh2";
 import { ConnectionLostError, LockedError, UsageError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import {
@@ -51,51 +52,56 @@ import {
   tempName,
 } from "../replica.ts";
 import { parseTarget, type SftpTarget } from "../target.ts";
-import { connectSftp, type EndpointOptions, resolveEndpoint, type SshEndpoint } from "./connect.ts";
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, SftpSession, type SftpStats } from "./session.ts";
+import { openSession, planSsh, type SshPlan } from "./connect.ts";
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type SftpSession, type SftpStats } from "./session.ts";
 import { ReadAhead } from "./read_ahead.ts";
 import { mkdirs, RemoteBackup } from "./remote_backup.ts";
 
-/** Bytes in one SFTP write request. */
-const WRITE_CHUNK = 64 * 1024;
-/** Write requests in flight for one large file. */
-const WRITE_WINDOW = 16;
-/** Bytes in one SFTP read request (digests). */
-const READ_CHUNK = 64 * 1024;
+/**
+ * Bytes of writes in flight for one large file: 64 requests of 255 KiB where the server takes
+ * them (OpenSSH's limits@openssh.com), 512 of ssh2's 31,952 bytes elsewhere.
+ */
+const WRITE_WINDOW_BYTES = 16 << 20;
+/** Bytes read ahead while hashing a large remote file. */
+const READ_SPAN = 4 << 20;
 /** readlink requests in flight while listing one directory. */
 const READLINK_WINDOW = 32;
+/** Sessions for copies, the first included: more sftp-server processes for many small files. */
+const SESSIONS = 2;
+/** Copies a run starts before it opens the sessions beyond the first (a few changed files never pay for one). */
+const MORE_SESSIONS_AFTER = 100;
 
 /** What tests and tools may set besides {@linkcode ReplicaOptions}. */
 export interface SftpInternals {
-  /**
-   * The ssh config file.
-   * @default `$HOME/.ssh/config`
-   */
-  sshConfig?: string;
-  /**
-   * Reads environment variables (HOME, USER, LOGNAME, SSH_AUTH_SOCK).
-   * @default Deno.env.get
-   */
-  env?: (name: string) => string | undefined;
   /**
    * Listings read ahead at once; 0 turns the read-ahead off.
    * @default 32
    */
   readAhead?: number;
+  /**
+   * Sessions for copies, the first included.
+   * @default 2
+   */
+  sessions?: number;
+  /**
+   * Copies started before the sessions beyond the first are opened.
+   * @default 100
+   */
+  moreSessionsAfter?: number;
 }
 
 /**
- * Connects to the host of `target`, logs in, checks the host key, and returns the replica
- * folder there. Nothing is written on the host before every check has passed, and nothing at
- * all with `options.readOnly`.
+ * Runs ssh to the host of `target` (which logs in and checks the host key as the user's
+ * OpenSSH configuration says) and returns the replica folder there. Nothing is written on the
+ * host before every check has passed, and nothing at all with `options.readOnly`.
  *
- * Needs network access to the host, read permission for ~/.ssh (config, keys, known_hosts),
- * for the ssh-agent socket when SSH_AUTH_SOCK is set, and for `options.source`; environment
- * access to HOME, USER, LOGNAME and SSH_AUTH_SOCK.
+ * Needs `--allow-run=ssh` (ssh itself reads ~/.ssh, talks to the agent and the network), and
+ * read permission for `options.source`.
  *
- * @throws {UsageError} For an unknown host name, a refused or timed-out connection, failed
- * authentication, an unknown, changed or revoked host key, or a `--backup-dir` on another
- * host; the message is one line.
+ * @throws {UsageError} When ssh is not installed, for an unknown host name, a refused or
+ * timed-out connection, failed authentication, an unknown, changed or revoked host key, a
+ * server without the sftp subsystem, or a `--backup-dir` on another host; the message is one
+ * line.
  * @example Opening a replica
  * ```ts
  * const replica = await openSftpReplica(parseTarget("sftp://backup@nas/srv/photos") as SftpTarget, {
@@ -110,25 +116,17 @@ export async function openSftpReplica(
   options: ReplicaOptions,
   internals: SftpInternals = {},
 ): Promise<Replica> {
-  const endpointOptions: EndpointOptions = {
-    sshPort: options.sshPort,
-    sshKey: options.sshKey,
-    knownHosts: options.knownHosts,
-    sshConfig: internals.sshConfig,
-    env: internals.env,
-  };
-  const endpoint = resolveEndpoint(target, endpointOptions);
-  const connection = await connectSftp(endpoint);
-  const session = new SftpSession(connection.sftp, connection.where);
+  const plan = await planSsh(target, options);
+  const session = await openSession(plan);
   try {
     const home = target.path.startsWith("/") ? "/" : await session.realpath(".");
     const root = posix.resolve(home, target.path);
     const backup = options.backupDir !== undefined
-      ? backupPlace(options.backupDir, root, target, endpoint, home)
+      ? backupPlace(options.backupDir, root, target, plan, home)
       : undefined;
-    return new SftpReplica(target, options, internals, connection.client, session, root, backup);
+    return new SftpReplica(target, options, internals, plan, session, root, backup);
   } catch (error) {
-    connection.client.end();
+    await session.end();
     throw error;
   }
 }
@@ -138,7 +136,7 @@ function backupPlace(
   backupDir: string,
   root: string,
   target: SftpTarget,
-  endpoint: SshEndpoint,
+  plan: SshPlan,
   home: string,
 ): { path: string; protect?: string } {
   let path = backupDir;
@@ -148,8 +146,8 @@ function backupPlace(
     throw new UsageError(`Backup directory must be on the replica's host '${target.host}': '${backupDir}'`);
   }
   if (parsed.kind === "sftp") {
-    const samePort = (parsed.port ?? endpoint.port) === endpoint.port;
-    const sameHost = parsed.host === target.host || parsed.host === endpoint.hostName;
+    const samePort = (parsed.port ?? plan.resolved.port) === plan.resolved.port;
+    const sameHost = parsed.host === target.host || parsed.host === plan.resolved.hostName;
     if (!sameHost || !samePort) {
       throw new UsageError(`Backup directory must be on the replica's host '${target.host}': '${backupDir}'`);
     }
@@ -190,8 +188,16 @@ class SftpReplica implements Replica {
   readonly protect: string | undefined;
   readonly backsUp: boolean;
   #options: ReplicaOptions;
-  #client: Client;
+  #plan: SshPlan;
+  /** The first session: listings, attributes, removals, the lock; copies too. */
   #session: SftpSession;
+  /** Every open session, the first included: copies go to the least busy. */
+  #sessions: SftpSession[];
+  #moreSessions: number;
+  #moreSessionsAfter: number;
+  /** The sessions beyond the first, being opened; undefined until a run has enough copies. */
+  #opening: Promise<void> | undefined;
+  #copies = 0;
   #root: string;
   #backup: RemoteBackup | undefined;
   #ahead: ReadAhead | undefined;
@@ -202,21 +208,23 @@ class SftpReplica implements Replica {
   #warnedRename = false;
   /** Releases the lock this replica holds; undefined when it holds none. */
   #release: (() => Promise<void>) | undefined;
-  #closed: Promise<void>;
 
   constructor(
     target: SftpTarget,
     options: ReplicaOptions,
     internals: SftpInternals,
-    client: Client,
+    plan: SshPlan,
     session: SftpSession,
     root: string,
     backup: { path: string; protect?: string } | undefined,
   ) {
     this.display = target.display;
     this.#options = options;
-    this.#client = client;
+    this.#plan = plan;
     this.#session = session;
+    this.#sessions = [session];
+    this.#moreSessions = Math.max(0, (internals.sessions ?? SESSIONS) - 1);
+    this.#moreSessionsAfter = internals.moreSessionsAfter ?? MORE_SESSIONS_AFTER;
     this.#root = root;
     this.caps = {
       modes: true,
@@ -240,14 +248,31 @@ class SftpReplica implements Replica {
         ...(protect !== undefined ? { skip: (dir: string) => dir === protect || dir.startsWith(`${protect}/`) } : {}),
       });
     }
-    this.#closed = new Promise<void>((resolve) => {
-      client.once("close", () => {
-        session.markLost("the connection closed");
-        resolve();
-      });
-    });
-    client.on("error", (error: Error) => session.markLost(error.message));
-    client.once("end", () => session.markLost("the server ended the connection"));
+  }
+
+  /** The session for the next copy: the least busy one; opens the others once a run has many copies. */
+  #pickSession(): SftpSession {
+    if (++this.#copies === this.#moreSessionsAfter && this.#moreSessions > 0 && this.#opening === undefined) {
+      this.#opening = this.#openMore();
+    }
+    let best = this.#session;
+    for (const session of this.#sessions) {
+      if (!session.lost && session.pending < best.pending) best = session;
+    }
+    return best;
+  }
+
+  /** Opens the sessions beyond the first, in the background; one that fails is logged and done without. */
+  async #openMore(): Promise<void> {
+    await Promise.all(Array.from({ length: this.#moreSessions }, async () => {
+      try {
+        const session = await openSession(this.#plan);
+        if (this.#opening === undefined) await session.end(); // closed meanwhile
+        else this.#sessions.push(session);
+      } catch (error) {
+        logger.debug("{text}", { text: `Another SFTP session to '${this.display}' failed: ${errorText(error)}` });
+      }
+    }));
   }
 
   /** The absolute remote path of `rel`. */
@@ -390,7 +415,7 @@ class SftpReplica implements Replica {
 
   /** One upload attempt; throws {@linkcode ChangedError} when the source changed meanwhile. */
   async #copyOnce(entry: CopyAction): Promise<boolean> {
-    const session = this.#session;
+    const session = this.#pickSession();
     const signal = this.#options.signal;
     signal?.throwIfAborted();
     const from = this.#from(entry.path);
@@ -406,8 +431,8 @@ class SftpReplica implements Replica {
       handle = await session.open(tmp, "wx", { mode: 0o600 });
       created = true;
       const written = data !== undefined
-        ? await this.#writeAll(handle, tmp, data)
-        : await this.#writeStream(handle, tmp, file!);
+        ? await writeAll(session, handle, tmp, data)
+        : await this.#writeStream(session, handle, tmp, file!);
       const after = await Deno.lstat(from);
       const attrs = {
         mode: entry.mode,
@@ -425,7 +450,7 @@ class SftpReplica implements Replica {
       }
       signal?.throwIfAborted();
       const backedUp = entry.op === "update" && await this.#keepOld(entry.path);
-      await this.#rename(tmp, dst);
+      await this.#rename(tmp, dst, session);
       created = false;
       return backedUp;
     } finally {
@@ -435,21 +460,11 @@ class SftpReplica implements Replica {
     }
   }
 
-  /** Writes a file held in memory: every request sent at once, then waited for. */
-  async #writeAll(handle: Buffer, tmp: string, data: Uint8Array): Promise<number> {
-    const buffer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const writes: Promise<void>[] = [];
-    for (let at = 0; at < buffer.length; at += WRITE_CHUNK) {
-      writes.push(this.#session.write(handle, buffer, at, Math.min(WRITE_CHUNK, buffer.length - at), at, tmp));
-    }
-    await Promise.all(writes);
-    return buffer.length;
-  }
-
-  /** Streams a large file: up to WRITE_WINDOW writes in flight; counts progress; stops on abort. */
-  async #writeStream(handle: Buffer, tmp: string, file: Deno.FsFile): Promise<number> {
-    const session = this.#session;
+  /** Streams a large file: WRITE_WINDOW_BYTES of writes in flight; counts progress; stops on abort. */
+  async #writeStream(session: SftpSession, handle: Buffer, tmp: string, file: Deno.FsFile): Promise<number> {
     const signal = this.#options.signal;
+    const chunkSize = session.maxWrite;
+    const window = Math.max(4, Math.floor(WRITE_WINDOW_BYTES / chunkSize));
     const progress = this.#options.progress;
     let position = 0;
     let done = 0;
@@ -458,7 +473,7 @@ class SftpReplica implements Replica {
     try {
       while (failure === undefined) {
         signal?.throwIfAborted();
-        const chunk = new Uint8Array(WRITE_CHUNK);
+        const chunk = new Uint8Array(chunkSize);
         let filled = 0;
         while (filled < chunk.length) {
           const n = await file.read(chunk.subarray(filled));
@@ -477,7 +492,7 @@ class SftpReplica implements Replica {
         );
         inFlight.add(write);
         write.finally(() => inFlight.delete(write));
-        if (inFlight.size >= WRITE_WINDOW) await Promise.race(inFlight);
+        if (inFlight.size >= window) await Promise.race(inFlight);
       }
       await Promise.all(inFlight);
       if (failure !== undefined) throw failure;
@@ -489,8 +504,8 @@ class SftpReplica implements Replica {
   }
 
   /** Puts `tmp` in place of `dst`: rename(2) over it, where the server offers it. */
-  async #rename(tmp: string, dst: string): Promise<void> {
-    if (this.#posixRename) return await this.#session.posixRename(tmp, dst);
+  async #rename(tmp: string, dst: string, session = this.#session): Promise<void> {
+    if (this.#posixRename) return await session.posixRename(tmp, dst);
     if (!this.#warnedRename) {
       this.#warnedRename = true;
       logger.warn(
@@ -499,11 +514,11 @@ class SftpReplica implements Replica {
       );
     }
     try {
-      await this.#session.unlink(dst);
+      await session.unlink(dst);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    await this.#session.rename(tmp, dst);
+    await session.rename(tmp, dst);
   }
 
   /** With a backup folder, the present version of `rel` goes there first. */
@@ -593,7 +608,7 @@ class SftpReplica implements Replica {
   async #hashLarge(handle: Buffer, full: string, size: number, hash: HashName, signal?: AbortSignal): Promise<string> {
     const hasher = await getHasher(hash);
     hasher.init();
-    const span = READ_CHUNK * WRITE_WINDOW;
+    const span = READ_SPAN;
     let next = this.#readRange(handle, full, 0, Math.min(span, size));
     for (let at = 0; at < size; at += span) {
       signal?.throwIfAborted();
@@ -605,26 +620,11 @@ class SftpReplica implements Replica {
     return hasher.digest();
   }
 
-  /** Reads `length` bytes at `offset`, many requests in flight; fewer at the end of the file. */
+  /** Reads exactly `length` bytes at `offset`, many requests in flight; throws ChangedError at a short read. */
   async #readRange(handle: Buffer, full: string, offset: number, length: number): Promise<Uint8Array> {
-    const buffer = Buffer.allocUnsafe(length);
-    const reads: Promise<number>[] = [];
-    for (let at = 0; at < length; at += READ_CHUNK) {
-      const size = Math.min(READ_CHUNK, length - at);
-      reads.push((async () => {
-        let got = 0;
-        while (got < size) {
-          const n = await this.#session.read(handle, buffer, at + got, size - got, offset + at + got, full);
-          if (n === 0) break;
-          got += n;
-        }
-        return got;
-      })());
-    }
-    const counts = await Promise.all(reads);
-    const total = counts.reduce((a, b) => a + b, 0);
-    if (total !== length) throw new ChangedError("Replica file changed while it was read");
-    return buffer;
+    const data = await this.#session.readRange(handle, full, offset, length);
+    if (data.length !== length) throw new ChangedError("Replica file changed while it was read");
+    return data;
   }
 
   async sourceGone(rel: string): Promise<boolean> {
@@ -763,13 +763,23 @@ class SftpReplica implements Replica {
   async close(): Promise<void> {
     this.#ahead?.stop();
     await this.#release?.(); // a lock still held goes with the connection
-    this.#client.end();
-    const timeout = new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 2000);
-      Deno.unrefTimer(timer);
-    });
-    await Promise.race([this.#closed, timeout]);
+    const opening = this.#opening;
+    this.#opening = undefined;
+    await opening;
+    await Promise.all(this.#sessions.map((session) => session.end()));
   }
+}
+
+/** Writes a file held in memory: every request sent at once, then waited for. */
+async function writeAll(session: SftpSession, handle: Buffer, tmp: string, data: Uint8Array): Promise<number> {
+  const buffer = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const chunk = session.maxWrite;
+  const writes: Promise<void>[] = [];
+  for (let at = 0; at < buffer.length; at += chunk) {
+    writes.push(session.write(handle, buffer, at, Math.min(chunk, buffer.length - at), at, tmp));
+  }
+  await Promise.all(writes);
+  return buffer.length;
 }
 
 function describeHolder(info: LockInfo): string {
