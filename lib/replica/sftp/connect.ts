@@ -207,11 +207,8 @@ class SshPipe {
     this.#errReader = child.stderr.getReader();
     this.#errDone = this.#readStderr();
     this.#writer = child.stdin.getWriter();
-    const send = (data: Uint8Array) => {
-      this.#writer.write(data).catch(() => {}); // ssh gone: its stdout ends, which #readStdout sees
-    };
     this.#raw = new SFTP(
-      { _protocol: { _remoteIdentRaw: undefined, channelData: (_id: number, data: Uint8Array) => send(data) } },
+      { _protocol: { _remoteIdentRaw: undefined, channelData: (_id: number, data: Uint8Array) => this.send(data) } },
       {
         type: "sftp",
         incoming: {},
@@ -281,9 +278,42 @@ class SshPipe {
     return this.#session;
   }
 
+  /**
+   * Sends SFTP packets to ssh. Those sent in one turn of the event loop go in one write: one
+   * pipe write, one read and one SSH packet for ssh instead of one per request. Measured on
+   * 5,000 small files (five requests each), ...
+   */
+  send(data: Uint8Array): void {
+    if (data.length >= COALESCE_BELOW) {
+      this.#flush();
+      this.#write(data);
+      return;
+    }
+    this.#queued.push(data);
+    this.#queuedBytes += data.length;
+    if (this.#queuedBytes >= COALESCE_BELOW) this.#flush();
+    else if (this.#queued.length === 1) queueMicrotask(() => this.#flush());
+  }
+
+  #queued: Uint8Array[] = [];
+  #queuedBytes = 0;
+
+  #flush(): void {
+    if (this.#queued.length === 0) return;
+    const data = this.#queued.length === 1 ? this.#queued[0]! : Buffer.concat(this.#queued, this.#queuedBytes);
+    this.#queued = [];
+    this.#queuedBytes = 0;
+    this.#write(data);
+  }
+
+  #write(data: Uint8Array): void {
+    this.#writer.write(data).catch(() => {}); // ssh gone: its stdout ends, which #readStdout sees
+  }
+
   /** Ends the session: EOF on ssh's stdin ends the server's sftp process, then ssh. */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
+      this.#flush();
       await this.#writer.close().catch(() => {});
       await this.#finish(2000);
     })();
@@ -304,12 +334,16 @@ class SshPipe {
 
   /** Feeds what ssh prints to SFTP; at its end, the session is lost (unless it was closed), with ssh's last words. */
   async #readStdout(): Promise<void> {
-    const reader = this.#child.stdout.getReader();
     try {
+      // Read into one buffer, again and again: a plain reader allocates (and zeroes) 64 KiB a read.
+      const reader = this.#child.stdout.getReader({ mode: "byob" });
+      let buffer = new ArrayBuffer(READ_BUFFER);
       for (;;) {
-        const { value, done } = await reader.read();
+        const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done) break;
-        this.#raw.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+        // A copy of what arrived: ssh2 keeps views of it (handles, names), and the buffer is read into again.
+        this.#raw.push(Buffer.from(value));
+        buffer = value.buffer;
       }
     } catch {
       // the pipe broke: as an end
@@ -341,6 +375,12 @@ class SshPipe {
     this.#errReader.cancel().catch(() => {});
   }
 }
+
+/** Bytes read from ssh's stdout at once. */
+const READ_BUFFER = 256 * 1024;
+
+/** Packets smaller than this wait for the others of the same turn of the event loop, up to this many bytes. */
+const COALESCE_BELOW = 64 * 1024;
 
 /** The data in one READ or WRITE that OpenSSH's sftp-server takes: its 256 KiB packet, less ssh2's margin. */
 const OPENSSH_MAX_DATA = 256 * 1024 - 2 * 1024;

@@ -64,6 +64,9 @@ export interface RawSftp {
   ext_openssh_fsync(handle: Buffer, cb: Callback): void;
 }
 
+/** ssh2's request ids wrap here (its `MAX_REQID`). */
+const MAX_REQID = 2 ** 32 - 1;
+
 /** SFTP status codes (draft-ietf-secsh-filexfer-02). */
 const EOF = 1;
 const NO_SUCH_FILE = 2;
@@ -78,9 +81,33 @@ export const S_IFLNK = 0o120000;
 
 /** What carries a session: the ssh process, ended by {@linkcode SftpTransport.close}. */
 export interface SftpTransport {
+  /** Sends SFTP packets (whole ones, in order) to the server. */
+  send(data: Uint8Array): void;
   /** Ends the session and its ssh process; resolves once it has exited (or was killed). */
   close(): Promise<void>;
 }
+
+/** Options for {@linkcode SftpSession.writeFile}. */
+export interface WriteFileOptions {
+  /**
+   * Bytes of WRITE requests in flight.
+   * @default 16 MiB
+   */
+  window?: number;
+  /** Called as the server acknowledges each write, with its size. */
+  onWritten?: (bytes: number) => void;
+  /** Stops sending; the call then rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
+}
+
+/** What {@linkcode SftpSession.writeFile} uses of ssh2's SFTP object to send WRITE packets of its own. */
+interface RawRequests {
+  _writeReqid: number;
+  _requests: Record<number, { cb: (error?: Error) => void }>;
+}
+
+/** SSH_FXP_WRITE. */
+const WRITE = 6;
 
 /**
  * One SFTP session as promises. Each method rejects with `Deno.errors.NotFound`,
@@ -189,6 +216,87 @@ export class SftpSession {
     }
     return buffer.subarray(0, total);
   }
+  /**
+   * Writes the rest of local `file` into the open remote file from offset 0, `window` bytes of
+   * WRITE requests in flight, each {@linkcode SftpSession.maxWrite} bytes. The packets are built
+   * here and the file read straight into them, from a few buffers reused as the server
+   * acknowledges them: ssh2's own write would allocate and copy every chunk again (for 1 GiB:
+   * ... less CPU). Returns the bytes written.
+   */
+  async writeFile(handle: Buffer, path: string, file: Deno.FsFile, options: WriteFileOptions = {}): Promise<number> {
+    const { window = 16 << 20, onWritten, signal } = options;
+    const chunk = this.maxWrite;
+    const header = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
+    const slots = Math.max(2, Math.floor(window / chunk));
+    const free: Buffer[] = [];
+    let made = 0;
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    let position = 0;
+    try {
+      while (failure === undefined) {
+        signal?.throwIfAborted();
+        let packet = free.pop();
+        if (packet === undefined) {
+          if (made < slots) {
+            packet = Buffer.allocUnsafe(header + chunk);
+            made++;
+          } else {
+            await Promise.race(inFlight);
+            continue;
+          }
+        }
+        let filled = 0;
+        while (filled < chunk) {
+          const n = await file.read(packet.subarray(header + filled, header + chunk));
+          if (n === null) break;
+          filled += n;
+        }
+        if (filled === 0) break;
+        const at = position;
+        position += filled;
+        const buffer = packet;
+        const write = this.#sendWrite(buffer, handle, at, filled, path).then(
+          () => {
+            free.push(buffer);
+            onWritten?.(filled);
+          },
+          (error) => void (failure ??= error),
+        );
+        inFlight.add(write);
+        write.finally(() => inFlight.delete(write));
+        if (filled < chunk) break;
+      }
+      await Promise.all(inFlight);
+      if (failure !== undefined) throw failure;
+      return position;
+    } finally {
+      await Promise.allSettled(inFlight);
+    }
+  }
+
+  /** Sends one WRITE whose data is already in `packet` (after its header), as ssh2 would build it. */
+  #sendWrite(packet: Buffer, handle: Buffer, position: number, length: number, path: string): Promise<void> {
+    return this.#call<void>(path, (cb) => {
+      const raw = this.#raw as unknown as RawRequests;
+      raw._writeReqid = (raw._writeReqid + 1) & MAX_REQID;
+      const id = raw._writeReqid >>> 0;
+      const header = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
+      packet.writeUInt32BE(header - 4 + length, 0);
+      packet[4] = WRITE;
+      packet.writeUInt32BE(id, 5);
+      packet.writeUInt32BE(handle.length, 9);
+      handle.copy(packet, 13);
+      let p = 13 + handle.length;
+      packet.writeUInt32BE(Math.floor(position / 2 ** 32), p);
+      packet.writeUInt32BE(position >>> 0, p + 4);
+      p += 8;
+      packet.writeUInt32BE(length, p);
+      raw._requests[id] = { cb: (error) => cb(error, undefined) };
+      this.#transport.send(packet.subarray(0, header + length));
+    });
+  }
+
   /** fsync(2) of an open file (fsync@openssh.com). */
   fsync(handle: Buffer, path: string): Promise<void> {
     return this.#call(path, (cb) => this.#raw.ext_openssh_fsync(handle, cb));
