@@ -218,9 +218,6 @@ export function tempName(): string {
   return `.foldersync-${randomId()}.tmp`;
 }
 
-/** The variables an SSH login reads: the home that holds ~/.ssh, the local user, the agent's socket. */
-export const SSH_ENV = ["HOME", "USER", "LOGNAME", "USERNAME", "USERPROFILE", "SSH_AUTH_SOCK"] as const;
-
 /** The variables of the AWS credential chain, region and endpoint, and the home that holds ~/.aws. */
 export const AWS_ENV = [
   "AWS_ACCESS_KEY_ID",
@@ -240,8 +237,11 @@ export const AWS_ENV = [
   "USERPROFILE",
 ] as const;
 
-/** Every variable a remote replica's clients may read (a service of one is granted these). */
-export const REMOTE_ENV: readonly string[] = [...new Set<string>([...SSH_ENV, ...AWS_ENV])];
+/**
+ * Every variable a remote replica's clients may read (a service of one is granted these): the
+ * S3 client's. ssh, a process of its own, gets the whole environment without a grant.
+ */
+export const REMOTE_ENV: readonly string[] = AWS_ENV;
 
 /** The name of the lock entry a remote replica keeps in its root while a run holds it. */
 export const LOCK_NAME = ".foldersync.lock";

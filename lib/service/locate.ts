@@ -18,12 +18,14 @@ export type ServicePaths = CheckedPaths & {
   excludeFrom?: string[];
   /**
    * For a remote replica (`paths.replica` is then its URL): what the service reads besides
-   * the trees (the SSH key and known_hosts, ~/.ssh, ~/.aws), absolute. Undefined for a local one.
+   * the trees (~/.aws for S3; nothing for SFTP, whose ssh reads ~/.ssh itself), absolute.
+   * Undefined for a local one.
    */
   remoteReads?: string[];
 };
 import { UsageError } from "../errors.ts";
 import { REMOTE_ENV } from "../replica/replica.ts";
+import { parseTarget } from "../replica/target.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
 import { pathsFor } from "./spec.ts";
@@ -185,6 +187,8 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.sshPort !== undefined) args.push("--ssh-port", String(o.sshPort));
   if (o.sshKey !== undefined) args.push("--ssh-key", resolve(o.sshKey));
   if (o.knownHosts !== undefined) args.push("--known-hosts", resolve(o.knownHosts));
+  if (o.sshConfig !== undefined) args.push("--ssh-config", resolve(o.sshConfig));
+  for (const option of o.sshOptions ?? []) args.push("--ssh-option", option);
   if (o.s3Endpoint !== undefined) args.push("--s3-endpoint", o.s3Endpoint);
   if (o.verbosity !== "normal") args.push(`--${o.verbosity}`);
   return args;
@@ -229,7 +233,14 @@ export function serviceCommand(args: string[], how: { paths: ServicePaths; runti
     "--no-prompt",
     `--allow-read=${reads.join(",")}`,
     `--allow-write=${writes.join(",")}`,
-    ...(remote ? [`--allow-net`, `--allow-sys=hostname`, `--allow-env=${REMOTE_ENV.join(",")}`] : []),
+    // SFTP runs ssh, which reaches the network itself; S3 is fetch.
+    ...(remote
+      ? [
+        parseTarget(paths.replica).kind === "sftp" ? "--allow-run=ssh" : "--allow-net",
+        `--allow-sys=hostname`,
+        `--allow-env=${REMOTE_ENV.join(",")}`,
+      ]
+      : []),
     runtime.mainPath,
     ...args,
   ];
