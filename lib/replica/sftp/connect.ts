@@ -7,9 +7,11 @@
  *
  * The SFTP protocol layer is ssh2's (lib/protocol/SFTP.js), detached from ssh2's own SSH
  * client: it needs only a function that sends bytes and is fed the bytes that arrive.
- * Measured against ssh2-streams 0.4.10's SFTPStream over the same pipe: 2,000 files of 4 KiB
- * (open, write, fsetstat, close, rename; 32 at once) 1.3 to 1.8 s against 2.6 s, since
- * ssh2-streams knows no limits@openssh.com and splits writes at 32 KiB.
+ * Measured against ssh2-streams 0.4.10's SFTPStream over the same pipe (3 alternated runs):
+ * 2,000 files of 4 KiB (open, write, fsetstat, close, rename; 32 at once) 1.3 to 1.8 s against
+ * 2.6 to 2.7 s, since ssh2-streams knows no limits@openssh.com and splits writes at 32 KiB;
+ * and ssh2 is a dependency already, while ssh2-streams is the same author's older SFTP code,
+ * which ssh2 1.x took in.
  *
  * The pipe is Deno.Command's: node:child_process needs the permission to read every
  * environment variable (to pass them on), and measured no faster (256 MiB upload: wall
@@ -280,8 +282,9 @@ class SshPipe {
 
   /**
    * Sends SFTP packets to ssh. Those sent in one turn of the event loop go in one write: one
-   * pipe write, one read and one SSH packet for ssh instead of one per request. Measured on
-   * 5,000 small files (five requests each), ...
+   * pipe write, one read and one SSH packet for ssh instead of one per request. For 5,000 small
+   * files (five requests each; 3 alternated runs): ssh's CPU 0.48 to 0.52 s instead of 0.55 to
+   * 0.70, the server's sshd 0.74 to 0.87 s instead of 0.83 to 1.28.
    */
   send(data: Uint8Array): void {
     if (data.length >= COALESCE_BELOW) {
