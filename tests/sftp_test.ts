@@ -682,3 +682,70 @@ remoteTest("SftpReplica read-ahead lists the same as listing one by one", "sftp"
   const stats = (ahead as unknown as { readAheadStats: { hits: number; misses: number } }).readAheadStats;
   assert.ok(stats.hits > 60, `read-ahead hits: ${JSON.stringify(stats)}`);
 });
+
+remoteTest(
+  "SftpSession reads with many requests in flight, writes a file from disk, and lists, for both directions",
+  "sftp",
+  sftpServer,
+  async (server, t) => {
+    const { planSsh, openSession } = await import("../lib/replica/sftp/connect.ts");
+    await using folder = await sftpFolder(server);
+    await using src = await tempDir();
+    const session = await openSession(
+      await planSsh(parseTarget(folder.url) as SftpTarget, options(server, src.path)),
+    );
+    try {
+      assert.ok(session.maxRead >= 32 * 1024 && session.maxWrite >= 32 * 1024);
+      assert.equal(session.maxWrite, 255 * 1024, "OpenSSH's limits@openssh.com: 255 KiB");
+
+      await t.step(
+        "writeFile() sends a file of many requests, a few in flight, and counts what is acknowledged",
+        async () => {
+          const data = new Uint8Array(3 * 1024 * 1024 + 7).map((_, i) => (i * 13) & 255);
+          await Deno.writeFile(join(src.path, "up.bin"), data);
+          using file = await Deno.open(join(src.path, "up.bin"));
+          const remote = `${folder.path}/up.bin`;
+          const handle = await session.open(remote, "wx", { mode: 0o600 });
+          let acknowledged = 0;
+          const written = await session.writeFile(handle, remote, file, {
+            window: 2 * session.maxWrite,
+            onWritten: (n) => acknowledged += n,
+          });
+          await session.close(handle, remote);
+          assert.equal(written, data.length);
+          assert.equal(acknowledged, data.length);
+          assert.deepEqual(await Deno.readFile(join(folder.path, "up.bin")), data);
+        },
+      );
+
+      await t.step("readRange() reads across request boundaries, and fewer bytes at the end of the file", async () => {
+        const remote = `${folder.path}/up.bin`;
+        const data = await Deno.readFile(join(folder.path, "up.bin"));
+        const handle = await session.open(remote, "r");
+        try {
+          const middle = await session.readRange(handle, remote, 1000, 2 * session.maxRead + 5);
+          assert.deepEqual(new Uint8Array(middle), data.subarray(1000, 1000 + 2 * session.maxRead + 5));
+          const tail = await session.readRange(handle, remote, data.length - 10, 1024 * 1024);
+          assert.deepEqual(new Uint8Array(tail), data.subarray(data.length - 10));
+          assert.equal((await session.readRange(handle, remote, data.length + 5, 100)).length, 0);
+        } finally {
+          await session.close(handle, remote);
+        }
+      });
+
+      await t.step("stat, lstat, readdir and readlink", async () => {
+        await Deno.symlink("up.bin", join(folder.path, "link"));
+        await chownTo(server, folder.path);
+        const names = (await session.readdir(folder.path)).map((e) => e.filename).sort();
+        assert.deepEqual(names, ["link", "up.bin"]);
+        assert.equal(await session.readlink(`${folder.path}/link`), "up.bin");
+        assert.equal((await session.stat(`${folder.path}/link`)).size, 3 * 1024 * 1024 + 7);
+        assert.equal((await session.lstat(`${folder.path}/link`)).mode & 0o170000, 0o120000);
+        await assert.rejects(session.lstat(`${folder.path}/none`), Deno.errors.NotFound);
+      });
+    } finally {
+      await session.end();
+    }
+    await assert.rejects(session.lstat(folder.path), ConnectionLostError, "an ended session refuses requests");
+  },
+);

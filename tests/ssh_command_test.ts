@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import {
+  changedKeyWarning,
   checkSshOption,
   dumpArgs,
   type FailureContext,
@@ -129,6 +130,14 @@ Deno.test("parseSshDump() reads host, port, user, timeouts, alias and proxies", 
   assert.equal(other.hostKeyAlias, "k");
   assert.equal(other.proxied, false);
   assert.throws(() => parseSshDump("nothing useful\n"));
+});
+
+Deno.test("changedKeyWarning() speaks up when the config let ssh connect past a changed key", () => {
+  assert.match(
+    changedKeyWarning(["@@@", "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @"], RESOLVED)!,
+    /^ssh: the host key of '\[127\.0\.0\.1\]:2222' HAS CHANGED/,
+  );
+  assert.equal(changedKeyWarning(["Warning: Permanently added '[127.0.0.1]:2222' (ED25519)"], RESOLVED), undefined);
 });
 
 Deno.test("knownHostsName() brackets a port other than 22", () => {
@@ -274,10 +283,16 @@ Deno.test("sshFailure() says in one line why ssh could not open the session", as
     ],
     [
       "no key at all",
-      "debug1: No more authentication methods to try.\nfstest@127.0.0.1: Permission denied (publickey,password).\n",
+      "debug1: No more authentication methods to try.\nfstest@127.0.0.1: Permission denied (publickey).\n",
       {},
       "Authentication failed for 'fstest@127.0.0.1:2222': ssh had no key the server accepts " +
-      "(it accepts: publickey,password); name the key with --ssh-key",
+      "(it accepts: publickey); name the key with --ssh-key",
+    ],
+    [
+      "a server that asks for a password",
+      "debug1: No more authentication methods to try.\nfstest@127.0.0.1: Permission denied (publickey,password).\n",
+      {},
+      /^Authentication failed for .*\(it accepts: publickey,password\); a password is never typed .*ssh-copy-id/,
     ],
     [
       "a key that needs a passphrase",

@@ -200,6 +200,15 @@ remoteTest("SFTP: ssh's failures are one line and exit 2, and nothing is touched
     assert.match(await Deno.readTextFile(fresh), /ssh-ed25519/);
     assert.equal(await mirrorDiff(src.path, dst.path), "");
   });
+  await t.step("a changed host key under StrictHostKeyChecking=no as the user configured: never silent", async () => {
+    const changed = join(dir.path, "changed_known_hosts");
+    const out = await runMain(
+      [...base, "--ssh-key", server.key, "--known-hosts", changed, "--ssh-option", "StrictHostKeyChecking=no"],
+      { permissions: PERMISSIONS },
+    );
+    assert.equal(out.code, 0, out.stderr + out.stdout);
+    assert.match(out.stdout + out.stderr, /WARN .*ssh: the host key of '\[127\.0\.0\.1\]:\d+' HAS CHANGED/);
+  });
 });
 
 remoteTest("SFTP: a server without the sftp subsystem is exit 2 with one line", "sftp", sftpServer, async (server) => {

@@ -27,6 +27,7 @@ import { UsageError } from "../../errors.ts";
 import { logger } from "../../log.ts";
 import type { SftpTarget } from "../target.ts";
 import {
+  changedKeyWarning,
   dumpArgs,
   isOpenSshServer,
   parseSshDump,
@@ -275,6 +276,8 @@ class SshPipe {
     for (const line of stderr.setup) {
       if (line.startsWith("Warning: ")) logger.warn("{text}", { text: `ssh: ${line.slice("Warning: ".length)}` });
     }
+    const changed = changedKeyWarning(stderr.setup, plan.resolved);
+    if (changed !== undefined) logger.warn("{text}", { text: changed });
     stderr.setup = stderr.setup.filter((line) => !line.startsWith("debug")).slice(-20);
     this.#session = new SftpSession(raw, plan.where, this);
     return this.#session;

@@ -228,6 +228,22 @@ export function isOpenSshServer(stderr: readonly string[], extensions: Record<st
   return ["posix-rename@openssh.com", "hardlink@openssh.com", "fsync@openssh.com"].every((name) => name in extensions);
 }
 
+/**
+ * The warning to log when ssh connected although the host key changed (the user's
+ * `StrictHostKeyChecking no` lets it): never silent. Undefined when ssh said nothing of the kind.
+ *
+ * @example
+ * ```ts
+ * changedKeyWarning(["WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!"], resolved);
+ * ```
+ */
+export function changedKeyWarning(stderr: readonly string[], resolved: SshResolved): string | undefined {
+  if (!stderr.some((line) => /REMOTE HOST IDENTIFICATION HAS CHANGED|REVOKED HOST KEY/i.test(line))) return undefined;
+  const name = resolved.hostKeyAlias ?? knownHostsName(resolved.hostName, resolved.port);
+  return `ssh: the host key of '${name}' HAS CHANGED (or is revoked), and the ssh config let ssh connect anyway ` +
+    "(StrictHostKeyChecking): check the key, someone may be intercepting the connection";
+}
+
 /** `host:port` as messages name a server. */
 export function whereOf(resolved: Pick<SshResolved, "hostName" | "port">): string {
   return `${resolved.hostName}:${resolved.port}`;
@@ -341,9 +357,12 @@ export function sshFailure(stderr: string, context: FailureContext): string {
     const refused = offered.length > 0
       ? `the server refused ${offered.join(", ")}`
       : "ssh had no key the server accepts";
+    const password = /password|keyboard-interactive/.test(methods ?? "")
+      ? "; a password is never typed (ssh runs with BatchMode): log in with a key (ssh-copy-id puts one on the server)"
+      : "";
     return `Authentication failed for ${login}: ${refused}` +
-      (methods !== undefined ? ` (it accepts: ${methods})` : "") +
-      (settings.sshKey === undefined ? "; name the key with --ssh-key" : "");
+      (methods !== undefined ? ` (it accepts: ${methods})` : "") + password +
+      (settings.sshKey === undefined && password === "" ? "; name the key with --ssh-key" : "");
   }
   if (/subsystem request failed/i.test(text)) {
     return `The server '${where}' has no SFTP subsystem: ssh's request for 'sftp' was refused ` +
