@@ -60,7 +60,7 @@ import { mkdirs, RemoteBackup } from "./remote_backup.ts";
 
 /**
  * Bytes of writes in flight for one large file: 64 requests of 255 KiB where the server takes
- * them (OpenSSH's limits@openssh.com), 512 of ssh2's 31,952 bytes elsewhere.
+ * them (OpenSSH's limits@openssh.com), about 500 of ssh2's 31,952 bytes elsewhere.
  */
 const WRITE_WINDOW_BYTES = 16 << 20;
 /** Bytes read ahead while hashing a large remote file. */
