@@ -138,7 +138,9 @@ class StderrLines {
   /** Why the session ended, from what ssh said last. */
   reason(code: number | undefined): string {
     const said = [...this.setup.filter((l) => !l.startsWith("debug") && l.trim() !== ""), ...this.recent];
-    const last = said.filter((line) => !/^Warning: Permanently added|^Transferred: |^Bytes per second: /.test(line)).at(-1);
+    // Not the notes ssh -v prints on its way out (Transferred, Bytes per second).
+    const last = said.filter((line) => !/^Warning: Permanently added|^Transferred: |^Bytes per second: /.test(line))
+      .at(-1);
     if (last !== undefined) return `ssh: ${last.trim().replace(/^ssh: /, "")}`;
     return code === undefined ? "ssh's pipe closed" : `ssh exited with status ${code}`;
   }
