@@ -228,6 +228,8 @@ function remoteOpenerFor(
     sshPort: o.sshPort,
     sshKey: o.sshKey,
     knownHosts: o.knownHosts,
+    sshConfig: o.sshConfig,
+    sshOptions: o.sshOptions,
     s3Endpoint: o.s3Endpoint,
     hash: o.hash,
   });

@@ -593,22 +593,38 @@ Deno.test("syncArguments() passes excludes on to the service, with --exclude-fro
   ]);
 });
 
-Deno.test("service print for a remote replica: the network, its variables and ~/.ssh, and no write access to a URL", async () => {
+Deno.test("service print for an SFTP replica: ssh to run, its options, no grant for ~/.ssh, no write access to a URL", async () => {
   await using dir = await tempDir();
   const source = join(dir.path, "site");
   const home = join(dir.path, "home");
   await writeTree(source, { "index.html": "hi" });
   await Deno.mkdir(home);
   const key = join(home, "deploy_key");
-  const argv = ["print", "site", source, "deploy@web1:/var/www/site", "--ssh-key", key, "--ssh-port", "2222"];
+  const config = join(home, "ssh_config");
+  const argv = [
+    "print",
+    "site",
+    source,
+    "deploy@web1:/var/www/site",
+    "--ssh-key",
+    key,
+    "--ssh-port",
+    "2222",
+    "--ssh-config",
+    config,
+    "--ssh-option",
+    "ProxyJump=bastion",
+  ];
   const printed = await service([...argv, "-i", "10m", "--platform", "systemd"], { HOME: home });
   assert.equal(printed.code, 0, printed.err.join("\n"));
   const exec = printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
-  assert.match(exec, / --allow-net /);
+  assert.match(exec, / --allow-run=ssh /);
+  assert.doesNotMatch(exec, / --allow-net/, "ssh reaches the network itself");
   assert.match(exec, / --allow-sys=hostname /);
-  assert.match(exec, / --allow-env=HOME,USER,\S*SSH_AUTH_SOCK/);
-  assert.ok(exec.includes(join(home, ".ssh")), exec);
+  assert.ok(!exec.includes(join(home, ".ssh")), `ssh reads ~/.ssh itself: ${exec}`);
   assert.ok(exec.includes(`--ssh-key ${key}`), exec);
+  assert.ok(exec.includes(`--ssh-config ${config}`), exec);
+  assert.ok(exec.includes("--ssh-option ProxyJump=bastion"), exec);
   assert.match(exec, /deploy@web1:\/var\/www\/site/);
   assert.match(exec, /--ssh-port 2222/);
   const writes = / --allow-write=(\S*)/.exec(exec)?.[1] ?? "";
@@ -791,4 +807,21 @@ Deno.test("README gives the exit codes that the service commands return", async 
   assert.match(section, /exits 2 and\s+writes nothing/);
   const table = readme.slice(readme.indexOf("### Exit codes"), readme.indexOf("### Log lines"));
   assert.match(table, new RegExp(`\\| ${EXIT_MANAGER_FAILED} +\\| \`foldersync service install\``));
+});
+
+Deno.test("service print for an S3 replica: the network, the AWS variables and ~/.aws", async () => {
+  await using dir = await tempDir();
+  const source = join(dir.path, "site");
+  const home = join(dir.path, "home");
+  await writeTree(source, { "index.html": "hi" });
+  await Deno.mkdir(home);
+  const printed = await service(["print", "site", source, "s3://bucket/site", "-i", "10m", "--platform", "systemd"], {
+    HOME: home,
+  });
+  assert.equal(printed.code, 0, printed.err.join("\n"));
+  const exec = printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
+  assert.match(exec, / --allow-net /);
+  assert.doesNotMatch(exec, /--allow-run/);
+  assert.match(exec, / --allow-env=\S*AWS_ACCESS_KEY_ID\S*HOME/);
+  assert.ok(exec.includes(join(home, ".aws")), exec);
 });

@@ -291,12 +291,16 @@ export interface BackendOptions {
   cacheDir?: string | undefined;
   /** Nothing will be written: connect and list only (dry runs, verify). */
   readOnly: boolean;
-  /** `--ssh-port`: the port for rsync's `host:path` form. */
+  /** `--ssh-port`: the port for rsync's `host:path` form (ssh's `-p`). */
   sshPort?: number | undefined;
-  /** `--ssh-key FILE`: the private key to offer. */
+  /** `--ssh-key FILE`: the private key to log in with (ssh's `-i`, with `IdentitiesOnly=yes`). */
   sshKey?: string | undefined;
-  /** `--known-hosts FILE`: where host keys are checked (default ~/.ssh/known_hosts). */
+  /** `--known-hosts FILE`: where host keys are checked (ssh's `UserKnownHostsFile`). */
   knownHosts?: string | undefined;
+  /** `--ssh-config FILE`: the ssh config file instead of ~/.ssh/config (ssh's `-F`). */
+  sshConfig?: string | undefined;
+  /** `--ssh-option Key=Value`, in order: more options for ssh (each an `-o`). */
+  sshOptions?: readonly string[] | undefined;
   /** `--s3-endpoint URL` (else AWS_ENDPOINT_URL, else AWS itself). */
   s3Endpoint?: string | undefined;
   /**
@@ -312,9 +316,6 @@ export interface BackendOptions {
    */
   alive?: ((pid: number) => boolean) | undefined;
 }
-
-/** The variables an SSH login reads: the home that holds ~/.ssh, the local user, the agent's socket. */
-export const SSH_ENV = ["HOME", "USER", "LOGNAME", "USERNAME", "USERPROFILE", "SSH_AUTH_SOCK"] as const;
 
 /** The variables of the AWS credential chain, region and endpoint, and the home that holds ~/.aws. */
 export const AWS_ENV = [
@@ -335,5 +336,8 @@ export const AWS_ENV = [
   "USERPROFILE",
 ] as const;
 
-/** Every variable a remote replica's clients may read (a service of one is granted these). */
-export const REMOTE_ENV: readonly string[] = [...new Set<string>([...SSH_ENV, ...AWS_ENV])];
+/**
+ * Every variable a remote backend's clients may read (a service of one is granted these): the
+ * S3 client's. ssh, a process of its own, gets the whole environment without a grant.
+ */
+export const REMOTE_ENV: readonly string[] = AWS_ENV;

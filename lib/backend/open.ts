@@ -1,5 +1,5 @@
 /**
- * Opens remote replicas: loads the backend a URL names (ssh2 and the S3 client are loaded
+ * Opens remote replicas: loads the backend a URL names (the SFTP and S3 clients are loaded
  * only then: every import costs every start), connects, creates the replica folder when it is
  * missing, and takes the replica's locks: a lock file on this host for the whole process, and
  * the lock entry in the replica for each run.
@@ -39,8 +39,9 @@ export interface RemoteOpener {
 /**
  * An opener for the remote replica `target`.
  *
- * Needs network permission for the host (and what the backend reads: ~/.ssh, ~/.aws, the
- * environment). A permission missing is a {@linkcode UsageError} naming the flag to add.
+ * Needs `--allow-run=ssh` for an SFTP replica (ssh reads ~/.ssh and reaches the host), network
+ * permission for an S3 endpoint (and what its client reads: ~/.aws, the environment). A
+ * permission missing is a {@linkcode UsageError} naming the flag to add.
  *
  * @example Syncing into a bucket
  * ```ts
@@ -154,6 +155,8 @@ function permissionError(error: unknown): UsageError | undefined {
   if (net) return new UsageError(`Permission needed to reach '${net}': add --allow-net=${net}`, { cause: error });
   const env = /env access to "([^"]+)"/.exec(message)?.[1];
   if (env) return new UsageError(`Permission needed to read ${env}: add --allow-env=${env}`, { cause: error });
+  const run = /run access to "([^"]+)"/.exec(message)?.[1];
+  if (run) return new UsageError(`Permission needed to run '${run}': add --allow-run=${run}`, { cause: error });
   const read = /read access to "([^"]+)"/.exec(message)?.[1];
   if (read) return new UsageError(`Permission needed to read '${read}': add --allow-read=${read}`, { cause: error });
   if (/Requires/.test(message)) return new UsageError(`Permission needed: ${message}`, { cause: error });

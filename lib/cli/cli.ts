@@ -18,6 +18,7 @@ import type { MaxDelete } from "../engine/gate.ts";
 import { HASH_NAMES } from "../model/hash_name.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseTarget, type ReplicaTarget } from "../backend/target.ts";
+import { checkSshOption } from "../backend/sftp/ssh_command.ts";
 
 /** The version printed by `--version`, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -38,6 +39,10 @@ export interface CliOptions {
   sshKey?: string;
   /** `--known-hosts`: the known_hosts file that checks an SFTP replica's host key. */
   knownHosts?: string;
+  /** `--ssh-config`: the ssh config file for an SFTP replica, instead of ~/.ssh/config. */
+  sshConfig?: string;
+  /** `--ssh-option Key=Value` (repeatable): more options for ssh, in order. */
+  sshOptions?: string[];
   /** `--s3-endpoint`: the S3 endpoint URL (else AWS_ENDPOINT_URL, else AWS). */
   s3Endpoint?: string;
   /** Compare content hashes instead of size and mtime. */
@@ -157,12 +162,15 @@ Options:
 
 Remote replicas (the source is always a local folder):
   sftp://[user@]host[:port]/path, or [user@]host:path as rsync writes it (host:dir is in
-  the login folder; ~/.ssh/config's Host, HostName, User, Port and IdentityFile apply)
-      --ssh-port N          port for the host:path form (default: ~/.ssh/config, else 22)
-      --ssh-key FILE        private key to log in with (default: ~/.ssh/config's
-                            IdentityFile, ~/.ssh/id_ed25519, id_ecdsa, id_rsa; and ssh-agent)
-      --known-hosts FILE    host keys to trust (default ~/.ssh/known_hosts); an unknown or
-                            changed host key is refused
+  the login folder); through the system's OpenSSH client (ssh), so ~/.ssh/config, ssh-agent
+  and known_hosts apply as for ssh, scp and rsync; ssh never prompts (BatchMode=yes)
+      --ssh-port N          port for the host:path form (ssh -p; default: ~/.ssh/config, else 22)
+      --ssh-key FILE        the private key to log in with, and no other (ssh -i FILE
+                            -o IdentitiesOnly=yes; default: what ssh offers)
+      --known-hosts FILE    host keys to trust (ssh -o UserKnownHostsFile=FILE; default
+                            ~/.ssh/known_hosts); an unknown or changed host key is refused
+      --ssh-config FILE     the ssh config file to read instead of ~/.ssh/config (ssh -F)
+      --ssh-option KEY=VAL  one more ssh option (ssh -o), e.g. ProxyJump=bastion; repeatable
   s3://bucket[/prefix]      S3-compatible storage; credentials and region from the AWS
                             environment variables, AWS_PROFILE and ~/.aws
       --s3-endpoint URL     the S3 server (default AWS_ENDPOINT_URL, else AWS itself)
@@ -219,6 +227,8 @@ const OPTIONS = {
   "ssh-port": { type: "string" },
   "ssh-key": { type: "string" },
   "known-hosts": { type: "string" },
+  "ssh-config": { type: "string" },
+  "ssh-option": { type: "string", multiple: true },
   "s3-endpoint": { type: "string" },
   jobs: { type: "string", short: "j" },
   "cache-dir": { type: "string" },
@@ -386,12 +396,22 @@ export function parseCommand(argv: readonly string[]): Command {
 
 /** The options of remote replicas, each only with a replica of its kind. */
 function remoteOptions(
-  values: { "ssh-port"?: string; "ssh-key"?: string; "known-hosts"?: string; "s3-endpoint"?: string },
+  values: {
+    "ssh-port"?: string;
+    "ssh-key"?: string;
+    "known-hosts"?: string;
+    "ssh-config"?: string;
+    "ssh-option"?: string[];
+    "s3-endpoint"?: string;
+  },
   options: CliOptions,
 ): void {
   // An option of a backend applies to each side of that kind, and needs one.
   const kinds = new Set([options.target.kind, options.sourceTarget.kind]);
-  for (const name of ["ssh-port", "ssh-key", "known-hosts"] as const) {
+  if (values["ssh-option"] !== undefined && !kinds.has("sftp")) {
+    throw new UsageError("Option needs an SFTP source or replica (sftp://host/path or host:path): '--ssh-option'");
+  }
+  for (const name of ["ssh-port", "ssh-key", "known-hosts", "ssh-config"] as const) {
     if (values[name] === undefined) continue;
     if (!kinds.has("sftp")) {
       throw new UsageError(`Option needs an SFTP source or replica (sftp://host/path or host:path): '--${name}'`);
@@ -411,6 +431,8 @@ function remoteOptions(
   if (values["ssh-port"] !== undefined) options.sshPort = parseCount(values["ssh-port"], "SSH port", 1, 65535);
   if (values["ssh-key"] !== undefined) options.sshKey = values["ssh-key"];
   if (values["known-hosts"] !== undefined) options.knownHosts = values["known-hosts"];
+  if (values["ssh-config"] !== undefined) options.sshConfig = values["ssh-config"];
+  if (values["ssh-option"] !== undefined) options.sshOptions = values["ssh-option"].map(checkSshOption);
 }
 
 /**

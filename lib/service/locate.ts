@@ -20,12 +20,14 @@ export type ServicePaths = CheckedPaths & {
   lockDir?: string;
   /**
    * For a remote replica (`paths.replica` is then its URL): what the service reads besides
-   * the trees (the SSH key and known_hosts, ~/.ssh, ~/.aws), absolute. Undefined for a local one.
+   * the trees (~/.aws for S3; nothing for SFTP, whose ssh reads ~/.ssh itself), absolute.
+   * Undefined for a local one.
    */
   remoteReads?: string[];
 };
 import { UsageError } from "../model/errors.ts";
 import { REMOTE_ENV } from "../backend/backend.ts";
+import { parseTarget } from "../backend/target.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
 import { pathsFor } from "./spec.ts";
@@ -188,6 +190,8 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.sshPort !== undefined) args.push("--ssh-port", String(o.sshPort));
   if (o.sshKey !== undefined) args.push("--ssh-key", resolve(o.sshKey));
   if (o.knownHosts !== undefined) args.push("--known-hosts", resolve(o.knownHosts));
+  if (o.sshConfig !== undefined) args.push("--ssh-config", resolve(o.sshConfig));
+  for (const option of o.sshOptions ?? []) args.push("--ssh-option", option);
   if (o.s3Endpoint !== undefined) args.push("--s3-endpoint", o.s3Endpoint);
   if (o.verbosity !== "normal") args.push(`--${o.verbosity}`);
   return args;
@@ -297,7 +301,8 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
     `--allow-read=${reads.join(",")}`,
     // Deno refuses an empty list ("Empty path is not allowed"): no files, no flag.
     ...(writes.length > 0 ? [`--allow-write=${writes.join(",")}`] : []),
-    `--allow-net`,
+    // SFTP runs ssh, which reaches the network itself; S3 is fetch.
+    parseTarget(paths.replica).kind === "sftp" ? "--allow-run=ssh" : "--allow-net",
     `--allow-sys=hostname`,
     `--allow-env=${REMOTE_ENV.join(",")}`,
     runtime.mainPath,

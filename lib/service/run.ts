@@ -188,12 +188,10 @@ function locate(
 }
 
 /**
- * What a service of a remote replica reads besides the trees: the key and known_hosts given,
- * and the user's ~/.ssh (config, keys, known_hosts) or ~/.aws (profiles).
+ * What a service of a remote replica reads besides the trees: ~/.aws (profiles) for S3; nothing
+ * for SFTP, whose ssh reads ~/.ssh, the key and known_hosts itself.
  */
 function remoteReads(sync: CliOptions, env: EnvReader): string[] {
   const home = env("HOME") ?? env("USERPROFILE");
-  const reads = [sync.sshKey, sync.knownHosts].filter((p) => p !== undefined).map((p) => resolve(p));
-  if (home !== undefined) reads.push(join(home, sync.target.kind === "s3" ? ".aws" : ".ssh"));
-  return reads;
+  return sync.target.kind === "s3" && home !== undefined ? [join(home, ".aws")] : [];
 }
