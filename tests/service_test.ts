@@ -779,7 +779,7 @@ remoteTest(
     const run = await new Deno.Command(program!, {
       args,
       cwd: "/",
-      env: { HOME: home, DENO_DIR: denoDir },
+      env: { HOME: home, DENO_DIR: denoDir, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
       clearEnv: true,
       stdout: "piped",
       stderr: "piped",
