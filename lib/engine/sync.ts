@@ -82,7 +82,15 @@ export interface RunControl {
    * files) and told when it begins and ends: the live progress line.
    */
   progress?: ProgressSink;
+  /**
+   * Told how each run of {@linkcode syncOnce} (and so of {@linkcode guardedRun}) ended: its
+   * result, or the error that ended it (the reports to monitoring, lib/run/report.ts).
+   */
+  onEnd?: (end: RunEnd) => void;
 }
+
+/** How a run ended: with a result, or with the error that stopped it before one. */
+export type RunEnd = { result: RunResult } | { error: unknown };
 
 /**
  * Makes the replica an exact copy of the source, once, and logs every operation and a summary.
@@ -434,7 +442,14 @@ export async function verifyOnce(
  * ```
  */
 export async function syncOnce(options: SyncOptions, control: RunControl = {}): Promise<ExitCode> {
-  const result = await runOnce(options, control);
+  let result: RunResult;
+  try {
+    result = await runOnce(options, control);
+  } catch (error) {
+    control.onEnd?.({ error });
+    throw error;
+  }
+  control.onEnd?.({ result });
   if (result.aborted) return ExitCode.Interrupted;
   if (result.refused) return ExitCode.MaxDelete;
   return result.stats.errors > 0 ? ExitCode.Partial : ExitCode.Ok;

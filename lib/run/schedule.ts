@@ -14,6 +14,7 @@ import { SourceFolder } from "./source.ts";
 import { watchLoop } from "./watch.ts";
 import type { ProgressSink } from "./progress.ts";
 import { longTimeout, type Timers } from "./timer.ts";
+import type { RunReporter } from "./report.ts";
 
 /** How to repeat runs. */
 export interface ScheduleOptions {
@@ -32,6 +33,8 @@ export interface ScheduleOptions {
   progress?: ProgressSink;
   /** Opens a remote replica for each run (see {@linkcode RunControl.openReplica}). */
   openReplica?: RunControl["openReplica"];
+  /** Reports each run (`--notify`, `--metrics`), and each run of a loop skipped for a missing source. */
+  reporter?: RunReporter;
 }
 
 /** The full-rescan period in watch mode when no interval is given: 5 minutes. */
@@ -74,7 +77,7 @@ export function sleep(ms: number, signal?: AbortSignal, timers?: Timers): Promis
  * ```
  */
 export async function runSchedule(options: SyncOptions, schedule: ScheduleOptions = {}): Promise<ExitCode> {
-  const { intervalMs, watch = false, signal, progress, openReplica } = schedule;
+  const { intervalMs, watch = false, signal, progress, openReplica, reporter } = schedule;
   // The caller made the replica (or found it) before the first run; a later run that finds it
   // gone reports it, and the loop goes on until it is back.
   const control = {
@@ -84,16 +87,23 @@ export async function runSchedule(options: SyncOptions, schedule: ScheduleOption
     ...(openReplica ? { openReplica } : {}),
   };
   if (watch) {
-    await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...control });
+    await watchLoop(options, {
+      rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS,
+      ...control,
+      ...(reporter ? { reporter } : {}),
+    });
   } else if (intervalMs === undefined) {
-    return await syncOnce(options, control);
+    const once = (c: RunControl) => syncOnce(options, c);
+    return await (reporter ? reporter.run(once, control) : once(control));
   } else {
     logger.info("{text}", { text: `Syncing every ${formatDuration(intervalMs)}; stop with Ctrl+C` });
     // A source that is gone is said once, and its runs are skipped until it is back.
     const source = new SourceFolder(options.source);
     while (!signal?.aborted) {
       const started = performance.now();
-      if (source.check() !== "missing") await guardedRun(options, control);
+      const guarded = (c: RunControl) => guardedRun(options, c);
+      if (source.check() !== "missing") await (reporter ? reporter.run(guarded, control) : guarded(control));
+      else await reporter?.missingSource();
       if (signal?.aborted) break;
       const elapsed = performance.now() - started;
       if (elapsed >= intervalMs) {

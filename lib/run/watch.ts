@@ -22,6 +22,7 @@ import { parentOf } from "../engine/plan.ts";
 import { formatDuration } from "../cli/units.ts";
 import { SourceFolder } from "./source.ts";
 import { longTimeout } from "./timer.ts";
+import type { RunReporter } from "./report.ts";
 
 /** Options for {@linkcode watchLoop}. */
 export interface WatchOptions {
@@ -60,6 +61,8 @@ export interface WatchOptions {
   progress?: ProgressSink;
   /** Opens a remote replica for each run (see {@linkcode RunControl.openReplica}). */
   openReplica?: RunControl["openReplica"];
+  /** Reports each run, and the source going missing (once each time it goes). */
+  reporter?: RunReporter;
 }
 
 /** Text for the OS refusing another watch, with the fix. */
@@ -199,6 +202,8 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
   let retryAt = Infinity;
   /** While the source is missing: when to look for it again. */
   let pollAt = Infinity;
+  /** The source's going missing was reported; it is again only after it was back. */
+  let missingReported = false;
   while (!signal?.aborted) {
     if (dirty) {
       const burstStart = performance.now();
@@ -212,6 +217,10 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
       dirty = false;
       const state = folder.check(true, gone);
       gone = false;
+      if (state === "missing" && !missingReported) {
+        missingReported = true;
+        await watch.reporter?.missingSource();
+      } else if (state !== "missing") missingReported = false;
       if (state === "missing") {
         // A watcher of a deleted folder hears nothing more: look for the folder now and then.
         disarm();
@@ -236,7 +245,8 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
         ...(watch.progress ? { progress: watch.progress } : {}),
         ...(watch.openReplica ? { openReplica: watch.openReplica } : {}),
       };
-      const code = await guardedRun(options, control);
+      const guarded = (c: RunControl) => guardedRun(options, c);
+      const code = await (watch.reporter ? watch.reporter.run(guarded, control) : guarded(control));
       if (code === ExitCode.Ok) {
         retryDelay = retryMs;
         retryAt = Infinity;
