@@ -43,13 +43,18 @@ export function checkMetricsPath(file: string, trees: { replica?: string; log?: 
   if (file === "") throw new UsageError("Metrics file must not be an empty path");
   const real = checkOwnFile(file, trees.replica, "Metrics file");
   if (real === trees.log) throw new UsageError(`Metrics file is the log file: '${file}'`);
-  let folder: Deno.FileInfo;
+  let folder: Deno.FileInfo | undefined;
   try {
     folder = Deno.statSync(dirname(real));
-  } catch {
-    throw new UsageError(`Metrics file's folder does not exist: '${dirname(real)}'`);
+  } catch (error) {
+    // A grant of the file alone (a service's) cannot see its folder: the first write tells.
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+      throw new UsageError(`Metrics file's folder does not exist: '${dirname(real)}'`);
+    }
   }
-  if (!folder.isDirectory) throw new UsageError(`Metrics file's folder is not a folder: '${dirname(real)}'`);
+  if (folder !== undefined && !folder.isDirectory) {
+    throw new UsageError(`Metrics file's folder is not a folder: '${dirname(real)}'`);
+  }
   let existing: string;
   try {
     if (Deno.statSync(real).isDirectory) throw new UsageError(`Metrics file is a folder: '${file}'`);

@@ -37,6 +37,7 @@ function fill(template: string, status: string, exitCode: number): string {
  */
 export function parseNotifyUrl(text: string): string {
   // A line break would end a service's command line; a URL writes them, and spaces, as %0A and %20.
+  // deno-lint-ignore no-control-regex
   if (/[\x00-\x20\x7f]/.test(text)) {
     throw new UsageError(
       `Notify URL must not hold spaces or control characters: '${JSON.stringify(text).slice(1, -1)}'`,
