@@ -5,7 +5,7 @@ import { UsageError } from "../lib/errors.ts";
 import { emptyStats } from "../lib/engine/apply.ts";
 import { checkMetricsPath, lastSuccessIn, metricsSink, metricsTempPath, metricsText } from "../lib/run/metrics.ts";
 import type { RunReport } from "../lib/run/report.ts";
-import { CI_LINUX, POSIX, tempDir, toolAvailable } from "./helpers.ts";
+import { CI_LINUX, POSIX, ROOT, tempDir, toolAvailable } from "./helpers.ts";
 import { closedPort } from "./notify_server.ts";
 import { lintNames, parseExposition, sampleOf } from "./prometheus.ts";
 
@@ -244,3 +244,11 @@ async function scrapeNodeExporter(folder: string): Promise<string> {
     await child.status;
   }
 }
+
+Deno.test("README's table of metrics names every metric the file holds, and no other", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const table = readme.split("| metric (all gauges)")[1]?.split("\n\n")[0] ?? "";
+  const documented = [...table.matchAll(/^\| `(foldersync_[a-z_]+)(?:\{[a-z]+\})?`/gm)].map((m) => m[1]);
+  const written = [...parseExposition(metricsText(report(), { endedAt: ENDED, lastSuccess: 0 })).types.keys()];
+  assert.deepEqual(documented, written);
+});

@@ -228,3 +228,23 @@ Deno.test("RunReporter reports each run once, with its result, its error, or a s
     assert.equal(reporter.reported, 2);
   });
 });
+
+Deno.test("parseCommand() checks --notify and --metrics, and verify refuses both", async () => {
+  const { parseCommand } = await import("../lib/cli/cli.ts");
+  const sync = parseCommand(["src", "dst", "--notify", "https://hc-ping.com/u/{exit_code}", "--metrics", "m.prom"]);
+  assert.equal(sync.kind, "sync");
+  if (sync.kind === "sync") {
+    assert.equal(sync.options.notify, "https://hc-ping.com/u/{exit_code}");
+    assert.equal(sync.options.metrics, "m.prom");
+  }
+  const cases: [string[], RegExp][] = [
+    [["src", "dst", "--notify", "mailto:ops@example.com"], /^Notify URL must be an http/],
+    [["src", "dst", "--notify"], /^Option needs a value: '--notify'$/],
+    [["src", "dst", "--metrics", ""], /^Metrics file must not be an empty path$/],
+    [["verify", "src", "dst", "--notify", "http://h/"], /^Option not valid with verify: '--notify'$/],
+    [["verify", "src", "dst", "--metrics", "m.prom"], /^Option not valid with verify: '--metrics'$/],
+  ];
+  for (const [argv, message] of cases) {
+    assert.throws(() => parseCommand(argv), (e) => e instanceof UsageError && message.test(e.message), argv.join(" "));
+  }
+});

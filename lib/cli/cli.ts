@@ -147,13 +147,14 @@ Options:
       --backup-dir DIR      move what a sync would remove or overwrite into DIR, under the
                             same path (a taken name gets a suffix ~YYYY-MM-DDTHH-MM-SS, UTC);
                             DIR may lie inside the replica, which then leaves it alone
-      --notify URL          after each run (and a failure to start), POST a JSON report
-                            to URL (http or https): status ok, failed or refused, the
-                            exit code, the summary's counts; {status} and {exit_code} in
-                            URL are filled in. A failed POST is a warning, never an exit code
-      --metrics FILE        after each run, replace FILE with the run's figures for
-                            Prometheus (node_exporter's textfile collector: FILE.prom);
-                            a dry run leaves it as it is
+      --notify URL          after each run (and a failure to start), POST a JSON report to
+                            URL (http or https): status ok, failed or refused, exit code,
+                            the summary's counts; {status} and {exit_code} in URL are
+                            filled in (https://hc-ping.com/UUID/{exit_code}); a failed
+                            POST is a warning, never an exit code
+      --metrics FILE        after each run, replace FILE with the run's figures in
+                            Prometheus' text format, for node_exporter's textfile
+                            collector (name it NAME.prom); a dry run leaves it alone
   -j, --jobs N              most parallel copies and hashes (default 8; also capped by cores)
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
