@@ -21,12 +21,12 @@ import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/errors.t
 import { lockFolder, lockReplica } from "./lib/replica/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
+import type { RunReporter } from "./lib/run/report.ts";
+import { resolve } from "node:path";
 import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
 import type { ProgressSink } from "./lib/run/progress.ts";
 import type { RemoteOpener } from "./lib/replica/open.ts";
-import type { RunReporter } from "./lib/run/report.ts";
-import { resolve } from "node:path";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
@@ -179,6 +179,22 @@ async function reporterFor(o: CliOptions): Promise<RunReporter> {
   return reporter;
 }
 
+/**
+ * Checks the `--metrics` path and, unless this is a dry run, adds its sink to `reporter`.
+ * Returns the files the source leaves out where they lie in it: the file and its temp file.
+ */
+async function metricsFile(o: CliOptions, log: string | undefined, reporter: RunReporter): Promise<string[]> {
+  const { checkMetricsPath, metricsSink, metricsTempPath } = await import("./lib/run/metrics.ts");
+  const file = checkMetricsPath(o.metrics!, {
+    ...(o.target.kind === "local" ? { replica: o.replica } : {}),
+    ...(log !== undefined ? { log } : {}),
+  });
+  // A dry run changes nothing: its planned figures must not pass for the replica's last run.
+  if (o.dryRun) logger.debug("{text}", { text: `Dry run: the metrics file is left as it is: '${file}'` });
+  else reporter.add(metricsSink(file));
+  return [file, metricsTempPath(file)];
+}
+
 /** Checks the folders, takes the replica's lock and runs the schedule; logging is set up. */
 async function sync(o: CliOptions, log: string | undefined, reporter?: RunReporter): Promise<number> {
   const remote = o.target.kind !== "local";
@@ -203,9 +219,9 @@ async function sync(o: CliOptions, log: string | undefined, reporter?: RunReport
     const schedule = {
       watch: o.watch,
       signal,
+      ...(reporter ? { reporter } : {}),
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
       progress: activity,
-      ...(reporter ? { reporter } : {}),
     };
     if (remote) {
       // Each run connects and locks afresh; the first connection checks the input first.
@@ -218,22 +234,6 @@ async function sync(o: CliOptions, log: string | undefined, reporter?: RunReport
     using _lock = await lockReplica(paths.replica, lockDir !== undefined ? { lockDir } : {});
     return await runSchedule(options, schedule);
   }, stopping);
-}
-
-/**
- * Checks the `--metrics` path and, unless this is a dry run, adds its sink to `reporter`.
- * Returns the files the source leaves out where they lie in it: the file and its temp file.
- */
-async function metricsFile(o: CliOptions, log: string | undefined, reporter: RunReporter): Promise<string[]> {
-  const { checkMetricsPath, metricsSink, metricsTempPath } = await import("./lib/run/metrics.ts");
-  const file = checkMetricsPath(o.metrics!, {
-    ...(o.target.kind === "local" ? { replica: o.replica } : {}),
-    ...(log !== undefined ? { log } : {}),
-  });
-  // A dry run changes nothing: its planned figures must not pass for the replica's last run.
-  if (o.dryRun) logger.debug("{text}", { text: `Dry run: the metrics file is left as it is: '${file}'` });
-  else reporter.add(metricsSink(file));
-  return [file, metricsTempPath(file)];
 }
 
 /** The opener of a remote replica, its module loaded only now. */

@@ -83,8 +83,8 @@ export interface RunControl {
    */
   progress?: ProgressSink;
   /**
-   * Told how each run of {@linkcode syncOnce} (and so of {@linkcode guardedRun}) ended: its
-   * result, or the error that ended it (the reports to monitoring, lib/run/report.ts).
+   * Told how each run of {@linkcode syncOnce} and {@linkcode guardedRun} ended: with its result,
+   * or (guardedRun) with the error it logged (the reports to monitoring, lib/run/report.ts).
    */
   onEnd?: (end: RunEnd) => void;
 }
@@ -442,13 +442,7 @@ export async function verifyOnce(
  * ```
  */
 export async function syncOnce(options: SyncOptions, control: RunControl = {}): Promise<ExitCode> {
-  let result: RunResult;
-  try {
-    result = await runOnce(options, control);
-  } catch (error) {
-    control.onEnd?.({ error });
-    throw error;
-  }
+  const result = await runOnce(options, control);
   control.onEnd?.({ result });
   if (result.aborted) return ExitCode.Interrupted;
   if (result.refused) return ExitCode.MaxDelete;
@@ -463,6 +457,7 @@ export async function guardedRun(options: SyncOptions, control: RunControl = {})
   try {
     return await syncOnce(options, control);
   } catch (error) {
+    control.onEnd?.({ error });
     const text = error instanceof RefusedError ? error.message : `Sync failed: ${describeError(error)}`;
     logger.error("{text}", { text, action: "error", error: text });
     return error instanceof RefusedError ? ExitCode.Refused : ExitCode.Partial;

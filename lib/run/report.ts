@@ -9,7 +9,7 @@
 
 import { describeError, ExitCode, exitCodeFor } from "../errors.ts";
 import { emptyStats, type Stats } from "../engine/apply.ts";
-import type { RunControl, RunEnd } from "../engine/sync.ts";
+import type { RunEnd } from "../engine/sync.ts";
 
 /** How a run ended, as monitoring sees it. */
 export type RunStatus = "ok" | "failed" | "refused";
@@ -105,15 +105,18 @@ export class RunReporter {
   }
 
   /**
-   * Runs one sync (`run`, given `control` with an `onEnd` that notes the result) and reports
-   * it, also when it throws: the report then has the exit code the error maps to, and the
-   * error is thrown on.
+   * Runs one sync (`run`, given `control` with an `onEnd` that notes how it ended, as
+   * `syncOnce` and `guardedRun` call it) and reports it, also when it throws: the report then
+   * has the exit code the error maps to, and the error is thrown on.
    */
-  async run(run: (control: RunControl) => Promise<ExitCode>, control: RunControl = {}): Promise<ExitCode> {
+  async run<C extends { onEnd?: (end: RunEnd) => void }>(
+    run: (control: C) => Promise<ExitCode>,
+    control: C,
+  ): Promise<ExitCode> {
     const startedAt = new Date();
     const started = performance.now();
     let end: RunEnd | undefined;
-    const observed: RunControl = {
+    const observed: C = {
       ...control,
       onEnd: (e) => {
         end = e;

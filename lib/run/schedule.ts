@@ -77,7 +77,7 @@ export function sleep(ms: number, signal?: AbortSignal, timers?: Timers): Promis
  * ```
  */
 export async function runSchedule(options: SyncOptions, schedule: ScheduleOptions = {}): Promise<ExitCode> {
-  const { intervalMs, watch = false, signal, progress, openReplica, reporter } = schedule;
+  const { intervalMs, watch = false, signal, progress, openReplica } = schedule;
   // The caller made the replica (or found it) before the first run; a later run that finds it
   // gone reports it, and the loop goes on until it is back.
   const control = {
@@ -86,6 +86,7 @@ export async function runSchedule(options: SyncOptions, schedule: ScheduleOption
     ...(progress ? { progress } : {}),
     ...(openReplica ? { openReplica } : {}),
   };
+  const reporter = schedule.reporter;
   if (watch) {
     await watchLoop(options, {
       rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS,
