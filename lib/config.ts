@@ -418,9 +418,11 @@ export function relativeInside(outer: string, inner: string): string | undefined
 }
 
 /**
- * foldersync's own files that lie inside the source (the log file, the hash cache, `files`
- * such as the metrics file and its temp file), as a filter's `ownFiles` and `ownDirs`: a sync
- * never copies them, and watch mode never syncs for them.
+ * foldersync's own files that lie inside the source (the log file, the hash cache), as a
+ * filter's `ownFiles` and `ownDirs`: a sync never copies them, and watch mode never syncs for
+ * them.
+ *
+ * `files` are more files of its own, wherever they lie (the metrics file and its temp file).
  *
  * @example Excluding a log file kept in the source
  * ```ts

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { parseNotifyUrl } from "../run/notify.ts";
 import { parseArgs } from "node:util";
 import { patternProblem } from "../engine/filter.ts";
 import { UsageError } from "../errors.ts";
@@ -17,7 +18,6 @@ import type { MaxDelete } from "../engine/gate.ts";
 import { HASH_NAMES } from "../content/hash.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { parseTarget, type ReplicaTarget } from "../replica/target.ts";
-import { parseNotifyUrl } from "../run/notify.ts";
 
 /** The version printed by `--version`, from deno.json. */
 export const VERSION: string = denoJson.version;

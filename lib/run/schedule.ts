@@ -27,14 +27,14 @@ export interface ScheduleOptions {
   watch?: boolean;
   /** Stops the loop. */
   signal?: AbortSignal;
+  /** Reports each run (`--notify`, `--metrics`), and each run of a loop skipped for a missing source. */
+  reporter?: RunReporter;
   /**
    * The live progress line, fed by every run (once, interval or watch).
    */
   progress?: ProgressSink;
   /** Opens a remote replica for each run (see {@linkcode RunControl.openReplica}). */
   openReplica?: RunControl["openReplica"];
-  /** Reports each run (`--notify`, `--metrics`), and each run of a loop skipped for a missing source. */
-  reporter?: RunReporter;
 }
 
 /** The full-rescan period in watch mode when no interval is given: 5 minutes. */

@@ -30,6 +30,8 @@ export interface WatchOptions {
   rescanMs: number;
   /** Stops the loop. */
   signal?: AbortSignal;
+  /** Reports each run, and the source going missing (once each time it goes). */
+  reporter?: RunReporter;
   /**
    * Quiet time after the last event before a sync starts.
    * @default 100
@@ -61,8 +63,6 @@ export interface WatchOptions {
   progress?: ProgressSink;
   /** Opens a remote replica for each run (see {@linkcode RunControl.openReplica}). */
   openReplica?: RunControl["openReplica"];
-  /** Reports each run, and the source going missing (once each time it goes). */
-  reporter?: RunReporter;
 }
 
 /** Text for the OS refusing another watch, with the fix. */
