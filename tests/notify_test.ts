@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { setupLogging } from "../lib/log.ts";
 import { ExitCode, LockedError, RefusedError, UsageError } from "../lib/errors.ts";
 import { emptyStats } from "../lib/engine/apply.ts";
-import type { RunControl, RunResult } from "../lib/engine/sync.ts";
+import type { RunEnd, RunResult } from "../lib/engine/sync.ts";
 import { notifyBody, notifyGrant, notifySink, notifyUrl, parseNotifyUrl } from "../lib/run/notify.ts";
 import { type RunReport, RunReporter, statusOf } from "../lib/run/report.ts";
 import { closedPort, notifyServer } from "./notify_server.ts";
@@ -180,7 +180,7 @@ Deno.test("RunReporter reports each run once, with its result, its error, or a s
   await t.step("a run's result and exit code", async () => {
     const reporter = new RunReporter(subject);
     reporter.add((r) => Promise.resolve(void reports.push(r)));
-    const code = await reporter.run((control: RunControl) => {
+    const code = await reporter.run((control: { onEnd?: (end: RunEnd) => void }) => {
       control.onEnd?.({ result });
       return Promise.resolve(ExitCode.MaxDelete);
     }, {});
