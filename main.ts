@@ -14,6 +14,8 @@ import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/model/er
 import { lockFolder, lockReplica } from "./lib/backend/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
+import type { RunReporter } from "./lib/run/report.ts";
+import { resolve } from "node:path";
 import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
 import type { ProgressSink } from "./lib/model/progress.ts";
@@ -86,12 +88,15 @@ async function main(args: string[]): Promise<number> {
   } catch (error) {
     return fail(error, verbose);
   }
+  // Reports to monitoring: each run, and a failure before any run (the source missing, the lock held).
+  const reporter = o.notify !== undefined || o.metrics !== undefined ? await reporterFor(o) : undefined;
   try {
-    return command.kind === "verify" ? await verify(o, log) : await sync(o, log);
+    return command.kind === "verify" ? await verify(o, log) : await sync(o, log, reporter);
   } catch (error) {
     const text = describeError(error);
     logger.error("{text}", { text, action: "error", error: text });
     if (verbose && error instanceof Error) logger.debug("{text}", { text: error.stack ?? text });
+    await reporter?.startupFailed(error);
     return exitCodeFor(error);
   } finally {
     await logging[Symbol.asyncDispose]();
@@ -100,16 +105,23 @@ async function main(args: string[]): Promise<number> {
 
 /**
  * The options of a run, from the checked folders: the user's excludes and foldersync's own
- * files (`log`, the cache) in the source among them. `verify` refuses the options that would
- * change anything before it gets here.
+ * files (`log`, the cache, `files` such as the metrics file) in the source among them.
+ * `verify` refuses the options that would change anything before it gets here.
  */
-function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined, lockDir?: string): SyncOptions {
+function runOptions(
+  o: CliOptions,
+  paths: CheckedPaths,
+  log: string | undefined,
+  lockDir?: string,
+  files: string[] = [],
+): SyncOptions {
   // The lock folder lies in the cache folder: a source that holds it (a home folder) leaves it out.
   const cacheDir = paths.cacheDir ?? lockDir;
   // foldersync's own files can lie only in a source on this machine.
   const own = o.sourceTarget.kind !== "local" ? { ownFiles: [], ownDirs: [] } : ownFiles(paths.source, {
     ...(log ? { log } : {}),
     ...(cacheDir ? { cacheDir } : {}),
+    files,
   });
   const filter = filterSpec(o.exclude, o.excludeFrom, own);
   return {
@@ -145,9 +157,44 @@ async function untilStopped<T>(fn: (signal: AbortSignal) => Promise<T>, onStop =
   }
 }
 
+/**
+ * The reporter of `--notify` and `--metrics`, with the notify sink; the metrics sink is added
+ * once its path is checked. Their modules are loaded only now.
+ */
+async function reporterFor(o: CliOptions): Promise<RunReporter> {
+  const { RunReporter } = await import("./lib/run/report.ts");
+  const reporter = new RunReporter({
+    source: resolve(o.source),
+    replica: o.target.kind === "local" ? resolve(o.replica) : o.replica,
+    dryRun: o.dryRun,
+  });
+  if (o.notify !== undefined) {
+    const { notifySink } = await import("./lib/run/notify.ts");
+    reporter.add(notifySink(o.notify, { userAgent: `foldersync/${VERSION}` }));
+  }
+  return reporter;
+}
+
+/**
+ * Checks the `--metrics` path and, unless this is a dry run, adds its sink to `reporter`.
+ * Returns the files the source leaves out where they lie in it: the file and its temp file.
+ */
+async function metricsFile(o: CliOptions, log: string | undefined, reporter: RunReporter): Promise<string[]> {
+  const { checkMetricsPath, metricsSink, metricsTempPath } = await import("./lib/run/metrics.ts");
+  const file = checkMetricsPath(o.metrics!, {
+    ...(o.target.kind === "local" ? { replica: o.replica } : {}),
+    ...(log !== undefined ? { log } : {}),
+  });
+  // A dry run changes nothing: its planned figures must not pass for the replica's last run.
+  if (o.dryRun) logger.debug("{text}", { text: `Dry run: the metrics file is left as it is: '${file}'` });
+  else reporter.add(metricsSink(file));
+  return [file, metricsTempPath(file)];
+}
+
 /** Checks the folders, takes the replica's lock and runs the schedule; logging is set up. */
-async function sync(o: CliOptions, log: string | undefined): Promise<number> {
+async function sync(o: CliOptions, log: string | undefined, reporter?: RunReporter): Promise<number> {
   const remote = o.target.kind !== "local";
+  const metrics = o.metrics !== undefined ? await metricsFile(o, log, reporter!) : [];
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
     mkpath: o.mkpath,
@@ -158,7 +205,7 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
   });
   // A dry run reads and writes nothing: it takes no lock, and may look while a loop syncs.
   const lockDir = remote || o.dryRun ? undefined : lockFolder(typeof o.cacheDir === "string" ? o.cacheDir : undefined);
-  const options = runOptions(o, paths, log, lockDir);
+  const options = runOptions(o, paths, log, lockDir, metrics);
   const progress = await progressFor(o);
   const activity = trackActivity(progress);
   const stopping = () => {
@@ -169,6 +216,7 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     const schedule = {
       watch: o.watch,
       signal,
+      ...(reporter ? { reporter } : {}),
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
       progress: activity,
     };

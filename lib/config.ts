@@ -287,11 +287,27 @@ function checkBackupDir(backupDir: string, sourceReal: string | undefined, repli
  * ```
  */
 export function checkLogPath(log: string, replica: string | undefined): string {
-  const logReal = realPathOfPossiblyMissing(log);
-  if (replica !== undefined && isWithin(realPathOfPossiblyMissing(replica), logReal)) {
-    throw new UsageError(`Log file is inside the replica: '${log}'`);
+  return checkOwnFile(log, replica, "Log file");
+}
+
+/**
+ * Checks the path of a file foldersync writes besides the replica (the log file, the
+ * `--metrics` file) as {@linkcode checkLogPath} does: not inside the replica; inside the
+ * source it is excluded from the sync (see {@linkcode ownFiles}). Touches nothing.
+ *
+ * @returns The absolute real path of the file (as far as it exists).
+ * @throws {UsageError} When the file lies inside the replica: `${what} is inside the replica: '...'`.
+ * @example Checking a metrics file
+ * ```ts
+ * const metrics = checkOwnFile("/var/lib/node-exporter/foldersync.prom", "/mnt/backup/src", "Metrics file");
+ * ```
+ */
+export function checkOwnFile(path: string, replica: string | undefined, what: string): string {
+  const real = realPathOfPossiblyMissing(path);
+  if (replica !== undefined && isWithin(realPathOfPossiblyMissing(replica), real)) {
+    throw new UsageError(`${what} is inside the replica: '${path}'`);
   }
-  return logReal;
+  return real;
 }
 
 /**
@@ -329,18 +345,23 @@ export function filterSpec(
  * filter's `ownFiles` and `ownDirs`: a sync never copies them, and watch mode never syncs for
  * them.
  *
+ * `files` are more files of its own, wherever they lie (the metrics file and its temp file).
+ *
  * @example Excluding a log file kept in the source
  * ```ts
  * ownFiles("/data/site", { log: "/data/site/sync.log" }); // { ownFiles: ["sync.log"], ownDirs: [] }
  * ```
  */
-export function ownFiles(source: string, own: { log?: string; cacheDir?: string }): {
+export function ownFiles(source: string, own: { log?: string; cacheDir?: string; files?: string[] }): {
   ownFiles: string[];
   ownDirs: string[];
 } {
-  const log = own.log !== undefined ? relativeInside(source, own.log) : undefined;
+  const files = [own.log, ...(own.files ?? [])].flatMap((file) => {
+    const rel = file !== undefined ? relativeInside(source, file) : undefined;
+    return rel !== undefined ? [rel] : [];
+  });
   const cache = own.cacheDir !== undefined ? relativeInside(source, own.cacheDir) : undefined;
-  return { ownFiles: log ? [log] : [], ownDirs: cache ? [cache] : [] };
+  return { ownFiles: files, ownDirs: cache ? [cache] : [] };
 }
 
 /**

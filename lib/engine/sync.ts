@@ -75,7 +75,15 @@ export interface RunControl {
    * files) and told when it begins and ends: the live progress line.
    */
   progress?: ProgressSink;
+  /**
+   * Told how each run of {@linkcode syncOnce} and {@linkcode guardedRun} ended: with its result,
+   * or (guardedRun) with the error it logged (the reports to monitoring, lib/run/report.ts).
+   */
+  onEnd?: (end: RunEnd) => void;
 }
+
+/** How a run ended: with a result, or with the error that stopped it before one. */
+export type RunEnd = { result: RunResult } | { error: unknown };
 
 /**
  * Makes the replica an exact copy of the source, once, and logs every operation and a summary.
@@ -431,6 +439,7 @@ export async function verifyOnce(
  */
 export async function syncOnce(options: SyncOptions, control: RunControl): Promise<ExitCode> {
   const result = await runOnce(options, control);
+  control.onEnd?.({ result });
   if (result.aborted) return ExitCode.Interrupted;
   if (result.refused) return ExitCode.MaxDelete;
   return result.stats.errors > 0 ? ExitCode.Partial : ExitCode.Ok;
@@ -444,6 +453,7 @@ export async function guardedRun(options: SyncOptions, control: RunControl): Pro
   try {
     return await syncOnce(options, control);
   } catch (error) {
+    control.onEnd?.({ error });
     const text = error instanceof RefusedError ? error.message : `Sync failed: ${describeError(error)}`;
     logger.error("{text}", { text, action: "error", error: text });
     return error instanceof RefusedError ? ExitCode.Refused : ExitCode.Partial;

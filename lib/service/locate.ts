@@ -18,6 +18,8 @@ export type ServicePaths = CheckedPaths & {
   excludeFrom?: string[];
   /** The folder of this host's lock files, as the service will find it (lib/backend/local/lock.ts). */
   lockDir?: string;
+  /** The `--metrics` file, absolute (checked by `checkMetricsPath`). */
+  metrics?: string;
   /**
    * For a remote replica (`paths.replica` is then its URL): what the service reads besides
    * the trees (~/.aws for S3; nothing for SFTP, whose ssh reads ~/.ssh itself), absolute.
@@ -32,6 +34,8 @@ import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
 import { pathsFor } from "./spec.ts";
 import { systemdUnitName } from "./systemd.ts";
+import { notifyGrant } from "../run/notify.ts";
+import { metricsTempPath } from "../run/metrics.ts";
 
 /** Reads an environment variable, or undefined where it is unset or may not be read. */
 export type EnvReader = (name: string) => string | undefined;
@@ -187,6 +191,8 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.cacheDir === false) args.push("--no-cache");
   else if (paths.cacheDir !== undefined) args.push("--cache-dir", paths.cacheDir);
   if (paths.backupDir !== undefined) args.push("--backup-dir", paths.backupDir);
+  if (o.notify !== undefined) args.push("--notify", o.notify);
+  if (paths.metrics !== undefined) args.push("--metrics", paths.metrics);
   if (o.sshPort !== undefined) args.push("--ssh-port", String(o.sshPort));
   if (o.sshKey !== undefined) args.push("--ssh-key", resolve(o.sshKey));
   if (o.knownHosts !== undefined) args.push("--known-hosts", resolve(o.knownHosts));
@@ -234,6 +240,8 @@ export interface CommandSetup {
    * undefined when the log does not rotate.
    */
   logKeep?: number;
+  /** The `--notify` URL: the network grant names its host and port. */
+  notify?: string;
 }
 
 /**
@@ -242,11 +250,13 @@ export interface CommandSetup {
  *
  * - for a local replica: unscoped `--allow-read` and `--allow-write`, since Deno creates
  *   symbolic links only under those, and `--deny-write` for the source where no file of the
- *   service lies in it (its log, hash cache or lock folder); `--allow-env` for the variables
- *   that locate the lock folder;
+ *   service lies in it (its log, hash cache, lock folder or metrics file); `--allow-env` for
+ *   the variables that locate the lock folder; with `--notify`, the network for the URL's
+ *   host and port alone and the host name (the report names the host);
  * - for a remote replica: `--allow-read` and `--allow-write` scoped to the service's own
- *   files (the log file and its rotated siblings, never its folder; the hash cache), read
- *   access to the source and the app's folder (its workers), and the network.
+ *   files (the log file and its rotated siblings, never its folder; the hash cache; the
+ *   metrics file and its temp file), read access to the source and the app's folder (its
+ *   workers), and the network.
  *
  * @throws {UsageError} When a path holds a comma, which Deno's permission lists cannot name.
  * @example The command from source
@@ -256,7 +266,7 @@ export interface CommandSetup {
  * ```
  */
 export function serviceCommand(args: string[], how: CommandSetup): string[] {
-  const { paths, runtime, logKeep } = how;
+  const { paths, runtime, logKeep, notify } = how;
   if (runtime.mainPath === undefined) return [runtime.execPath, ...args];
   const logs = paths.log !== undefined ? logFiles(paths.log, logKeep) : [];
   const noComma = (list: string[]) => {
@@ -268,9 +278,11 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
   };
   if (paths.remoteReads === undefined) {
     // Deno refuses Deno.symlink under path-scoped grants, and a backup must copy links.
-    const own = [paths.log, paths.cacheDir, paths.lockDir].filter((p) => p !== undefined);
+    const own = [paths.log, paths.cacheDir, paths.lockDir, paths.metrics].filter((p) => p !== undefined);
     const readOnlySource = own.every((p) => !isWithin(paths.source, p));
     if (readOnlySource) noComma([paths.source]);
+    const net = notify !== undefined ? notifyGrant(notify) : undefined;
+    if (net !== undefined) noComma([net]);
     return [
       runtime.execPath,
       "run",
@@ -278,13 +290,18 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
       "--allow-read",
       "--allow-write",
       ...(readOnlySource ? [`--deny-write=${paths.source}`] : []),
+      ...(net !== undefined ? [`--allow-net=${net}`, "--allow-sys=hostname"] : []),
       `--allow-env=${LOCK_ENV.join(",")}`,
       runtime.mainPath,
       ...args,
     ];
   }
   // A remote replica and its backup folder are not local paths: the network reaches them.
-  const writes = [...logs, ...(paths.cacheDir !== undefined ? [paths.cacheDir] : [])];
+  const writes = [
+    ...logs,
+    ...(paths.cacheDir !== undefined ? [paths.cacheDir] : []),
+    ...(paths.metrics !== undefined ? [paths.metrics, metricsTempPath(paths.metrics)] : []),
+  ];
   // The app's own folder too: Deno checks read access when it loads the walk, copy and hash workers.
   const reads = [
     paths.source,

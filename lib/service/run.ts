@@ -30,6 +30,7 @@ import type { ServiceFile, ServiceSpec } from "./spec.ts";
 import { systemdUnits } from "./systemd.ts";
 import { lockFolder } from "../backend/local/lock.ts";
 import { windowsTask } from "./windows.ts";
+import { checkMetricsPath } from "../run/metrics.ts";
 
 /** Options for {@linkcode runService}; every field is there for tests. */
 export interface RunServiceOptions {
@@ -115,6 +116,12 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       ...(sync.backupDir !== undefined ? { backupDir: sync.backupDir } : {}),
     });
     if (log !== undefined) paths.log = log;
+    if (sync.metrics !== undefined) {
+      paths.metrics = checkMetricsPath(sync.metrics, {
+        ...(remote ? {} : { replica: sync.replica }),
+        ...(log !== undefined ? { log } : {}),
+      });
+    }
     if (remote) paths.remoteReads = remoteReads(sync, env);
     else {
       const lockDir = lockFolder(typeof sync.cacheDir === "string" ? sync.cacheDir : undefined, env);
@@ -124,7 +131,7 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
     filterSpec(sync.exclude, sync.excludeFrom, { ownFiles: [], ownDirs: [] });
     if (sync.excludeFrom.length > 0) paths.excludeFrom = sync.excludeFrom.map((file) => resolve(file));
     if (defaultLog !== undefined && !native) paths.log = defaultLog;
-    for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir, paths.backupDir]) {
+    for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir, paths.backupDir, paths.metrics]) {
       if (path !== undefined && /[\r\n]/.test(path)) throw new UsageError(`Path holds a line break: '${path}'`);
     }
     const runtime = options.runtime ?? currentRuntime();
@@ -136,6 +143,7 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
         paths,
         runtime,
         ...(rotates ? { logKeep: sync.logKeep ?? DEFAULT_LOG_KEEP } : {}),
+        ...(sync.notify !== undefined ? { notify: sync.notify } : {}),
       }),
       ...(runtime.mainPath !== undefined ? { fromSource: remote ? "scoped" : "unscoped" } : {}),
       source: paths.source,
