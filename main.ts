@@ -164,7 +164,7 @@ async function untilStopped<T>(fn: (signal: AbortSignal) => Promise<T>, onStop =
 async function reporterFor(o: CliOptions): Promise<RunReporter> {
   const { RunReporter } = await import("./lib/run/report.ts");
   const reporter = new RunReporter({
-    source: resolve(o.source),
+    source: o.sourceTarget.kind === "local" ? resolve(o.source) : o.source,
     replica: o.target.kind === "local" ? resolve(o.replica) : o.replica,
     dryRun: o.dryRun,
   });

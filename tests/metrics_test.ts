@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { setupLogging } from "../lib/log.ts";
-import { UsageError } from "../lib/errors.ts";
+import { UsageError } from "../lib/model/errors.ts";
 import { emptyStats } from "../lib/engine/apply.ts";
 import { checkMetricsPath, lastSuccessIn, metricsSink, metricsTempPath, metricsText } from "../lib/run/metrics.ts";
 import type { RunReport } from "../lib/run/report.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { setupLogging } from "../lib/log.ts";
-import { ExitCode, LockedError, RefusedError, UsageError } from "../lib/errors.ts";
+import { ExitCode, LockedError, RefusedError, UsageError } from "../lib/model/errors.ts";
 import { emptyStats } from "../lib/engine/apply.ts";
 import type { RunEnd, RunResult } from "../lib/engine/sync.ts";
 import { notifyBody, notifyGrant, notifySink, notifyUrl, parseNotifyUrl } from "../lib/run/notify.ts";

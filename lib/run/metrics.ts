@@ -8,7 +8,7 @@
 
 import { dirname } from "node:path";
 import { checkOwnFile } from "../config.ts";
-import { UsageError } from "../errors.ts";
+import { UsageError } from "../model/errors.ts";
 import { logger } from "../log.ts";
 import type { ReportSink, RunReport } from "./report.ts";
 

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { UsageError } from "../errors.ts";
-import { formatDuration } from "../cli/units.ts";
+import { UsageError } from "../model/errors.ts";
+import { formatDuration } from "../model/units.ts";
 import { logger } from "../log.ts";
 import type { ReportSink, RunReport } from "./report.ts";
 

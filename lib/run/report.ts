@@ -7,7 +7,7 @@
  * @module
  */
 
-import { describeError, ExitCode, exitCodeFor } from "../errors.ts";
+import { describeError, ExitCode, exitCodeFor } from "../model/errors.ts";
 import { emptyStats, type Stats } from "../engine/apply.ts";
 import type { RunEnd } from "../engine/sync.ts";
 
