@@ -338,7 +338,7 @@ Deno.test("parseCommand() reads remote replicas and their options", async (t) =>
   await t.step("malformed URLs are usage errors", () => {
     assert.throws(() => parse(["src", "sftp://"]), UsageError);
     assert.throws(() => parse(["src", "s3://A_B"]), /not a bucket name/);
-    assert.throws(() => parse(["src", "ftp://host/x"]), /Unsupported replica URL/);
+    assert.throws(() => parse(["src", "ftp://host/x"]), /Unsupported URL/);
     assert.throws(() => parse(["src", "sftp://u:pw@host/x"]), /passwords in URLs/);
   });
 });

@@ -455,7 +455,8 @@ async function runAsService(words: string[], home: string) {
   const out = await new Deno.Command(program!, {
     args,
     cwd: "/",
-    env: { HOME: home, DENO_DIR: denoDir },
+    // systemd gives a service a PATH (ssh is found on it).
+    env: { HOME: home, DENO_DIR: denoDir, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",

@@ -18,7 +18,8 @@ import {
   sshOptions,
   type SshResolved,
 } from "../lib/backend/sftp/ssh_command.ts";
-import { parseTarget, type SftpTarget } from "../lib/backend/target.ts";
+import { parseTarget } from "../lib/backend/registry.ts";
+import { type SftpTarget } from "../lib/backend/target.ts";
 import { UsageError } from "../lib/model/errors.ts";
 
 const sftp = (text: string) => parseTarget(text) as SftpTarget;

@@ -316,28 +316,3 @@ export interface BackendOptions {
    */
   alive?: ((pid: number) => boolean) | undefined;
 }
-
-/** The variables of the AWS credential chain, region and endpoint, and the home that holds ~/.aws. */
-export const AWS_ENV = [
-  "AWS_ACCESS_KEY_ID",
-  "AWS_SECRET_ACCESS_KEY",
-  "AWS_SESSION_TOKEN",
-  "AWS_PROFILE",
-  "AWS_REGION",
-  "AWS_DEFAULT_REGION",
-  "AWS_ENDPOINT_URL",
-  "AWS_ENDPOINT_URL_S3",
-  "AWS_SHARED_CREDENTIALS_FILE",
-  "AWS_CONFIG_FILE",
-  "AWS_WEB_IDENTITY_TOKEN_FILE",
-  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-  "HOME",
-  "USERPROFILE",
-] as const;
-
-/**
- * Every variable a remote backend's clients may read (a service of one is granted these): the
- * S3 client's. ssh, a process of its own, gets the whole environment without a grant.
- */
-export const REMOTE_ENV: readonly string[] = AWS_ENV;

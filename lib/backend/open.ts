@@ -13,7 +13,8 @@ import { processAlive } from "../model/lock.ts";
 import type { Backend, BackendOptions, Sides } from "./backend.ts";
 import { lockFile } from "./local/lock.ts";
 import { type FsOps, LocalBackend } from "./local/local_backend.ts";
-import type { S3Target, SftpTarget } from "./target.ts";
+import type { LocalTarget, ReplicaTarget } from "./target.ts";
+import { backendOf } from "./registry.ts";
 
 /** Options for {@linkcode remoteOpener}: what every connection is told, and `--mkpath`. */
 export type OpenerOptions = Omit<BackendOptions, "started" | "readOnly"> & {
@@ -45,12 +46,12 @@ export interface RemoteOpener {
  *
  * @example Syncing into a bucket
  * ```ts
- * const opener = remoteOpener(parseTarget("s3://backups/site") as S3Target, { source: "/srv/site", jobs: 8 });
+ * const opener = remoteOpener(parseTarget("s3://backups/site") as S3Target, { jobs: 8 });
  * await opener.check(false);
  * await runOnce(options, { openReplica: opener.open });
  * ```
  */
-export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptions): RemoteOpener {
+export function remoteOpener(target: Exclude<ReplicaTarget, LocalTarget>, options: OpenerOptions): RemoteOpener {
   const { mkpath = false, ...base } = options;
   let kept: Backend | undefined;
   // While this process holds the replica's lock file on this host, a lock entry in the replica
@@ -60,12 +61,7 @@ export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptio
   base.alive = (pid) => pid !== Deno.pid && !holdsLocalLock && processAlive(pid);
   const connect = async (readOnly: boolean, started: Date): Promise<Backend> => {
     try {
-      if (target.kind === "sftp") {
-        const { openSftpReplica } = await import("./sftp/sftp_replica.ts");
-        return await openSftpReplica(target, { ...base, readOnly, started });
-      }
-      const { openS3Replica } = await import("./s3/s3_replica.ts");
-      return await openS3Replica(target, { ...base, readOnly, started });
+      return await backendOf(target).open(target, { ...base, readOnly, started });
     } catch (error) {
       throw permissionError(error) ?? error;
     }

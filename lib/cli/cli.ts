@@ -18,7 +18,8 @@ import type { HashName } from "../model/hash_name.ts";
 import type { MaxDelete } from "../engine/gate.ts";
 import { HASH_NAMES } from "../model/hash_name.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { parseTarget, type ReplicaTarget } from "../backend/target.ts";
+import { type ReplicaTarget } from "../backend/target.ts";
+import { BACKENDS, parseTarget } from "../backend/registry.ts";
 import { checkSshOption } from "../backend/sftp/ssh_command.ts";
 
 /** The version printed by `--version`, from deno.json. */
@@ -429,21 +430,19 @@ function remoteOptions(
   options: CliOptions,
 ): void {
   // An option of a backend applies to each side of that kind, and needs one.
-  const kinds = new Set([options.target.kind, options.sourceTarget.kind]);
-  if (values["ssh-option"] !== undefined && !kinds.has("sftp")) {
-    throw new UsageError("Option needs an SFTP source or replica (sftp://host/path or host:path): '--ssh-option'");
-  }
-  for (const name of ["ssh-port", "ssh-key", "known-hosts", "ssh-config"] as const) {
-    if (values[name] === undefined) continue;
-    if (!kinds.has("sftp")) {
-      throw new UsageError(`Option needs an SFTP source or replica (sftp://host/path or host:path): '--${name}'`);
+  const kinds = new Set<string>([options.target.kind, options.sourceTarget.kind]);
+  for (const backend of BACKENDS) {
+    for (const name of backend.options) {
+      const value = (values as Record<string, string | string[] | undefined>)[name];
+      if (value === undefined) continue;
+      if (!kinds.has(backend.kind)) {
+        const what = backend.kind === "s3" ? "S3" : backend.kind.toUpperCase();
+        throw new UsageError(`Option needs an ${what} source or replica (${backend.forms}): '--${name}'`);
+      }
+      if (value === "") throw new UsageError(`Option needs a value: '--${name}'`);
     }
-    if (values[name] === "") throw new UsageError(`Option needs a value: '--${name}'`);
   }
   if (values["s3-endpoint"] !== undefined) {
-    if (!kinds.has("s3")) {
-      throw new UsageError("Option needs an S3 source or replica (s3://bucket/prefix): '--s3-endpoint'");
-    }
     const endpoint = values["s3-endpoint"];
     if (!/^https?:\/\/[^/\s]+/.test(endpoint)) {
       throw new UsageError(`S3 endpoint must be an http:// or https:// URL: '${endpoint}'`);

@@ -28,8 +28,7 @@ export type ServicePaths = CheckedPaths & {
   remoteReads?: string[];
 };
 import { UsageError } from "../model/errors.ts";
-import { REMOTE_ENV } from "../backend/backend.ts";
-import { parseTarget } from "../backend/target.ts";
+import { backendOf, parseTarget } from "../backend/registry.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
 import { pathsFor } from "./spec.ts";
@@ -276,13 +275,25 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
       }
     }
   };
+  // What the remote sides' backends need: the programs they run (ssh), the network (fetch),
+  // their variables; and this host's name for their locks and the report.
+  const remotes = [paths.source, paths.replica].map(parseTarget).filter((t) => t.kind !== "local")
+    .map((t) => backendOf(t));
+  const runs = [...new Set(remotes.flatMap((b) => b.run))];
+  const env = [...new Set(remotes.flatMap((b) => b.env))];
+  const net = remotes.some((b) => b.net) ? "" : notify !== undefined ? notifyGrant(notify) : undefined;
+  if (net) noComma([net]);
+  const remoteGrants = [
+    ...(runs.length > 0 ? [`--allow-run=${runs.join(",")}`] : []),
+    ...(net !== undefined ? [net === "" ? "--allow-net" : `--allow-net=${net}`] : []),
+    ...(remotes.length > 0 || net !== undefined ? ["--allow-sys=hostname"] : []),
+  ];
+  const localSource = parseTarget(paths.source).kind === "local";
   if (paths.remoteReads === undefined) {
     // Deno refuses Deno.symlink under path-scoped grants, and a backup must copy links.
     const own = [paths.log, paths.cacheDir, paths.lockDir, paths.metrics].filter((p) => p !== undefined);
-    const readOnlySource = own.every((p) => !isWithin(paths.source, p));
+    const readOnlySource = localSource && own.every((p) => !isWithin(paths.source, p));
     if (readOnlySource) noComma([paths.source]);
-    const net = notify !== undefined ? notifyGrant(notify) : undefined;
-    if (net !== undefined) noComma([net]);
     return [
       runtime.execPath,
       "run",
@@ -290,8 +301,8 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
       "--allow-read",
       "--allow-write",
       ...(readOnlySource ? [`--deny-write=${paths.source}`] : []),
-      ...(net !== undefined ? [`--allow-net=${net}`, "--allow-sys=hostname"] : []),
-      `--allow-env=${LOCK_ENV.join(",")}`,
+      ...remoteGrants,
+      `--allow-env=${[...new Set([...LOCK_ENV, ...env])].join(",")}`,
       runtime.mainPath,
       ...args,
     ];
@@ -304,7 +315,7 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
   ];
   // The app's own folder too: Deno checks read access when it loads the walk, copy and hash workers.
   const reads = [
-    paths.source,
+    ...(localSource ? [paths.source] : []),
     folderOf(runtime.mainPath),
     ...(paths.excludeFrom ?? []),
     ...writes,
@@ -319,9 +330,8 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
     // Deno refuses an empty list ("Empty path is not allowed"): no files, no flag.
     ...(writes.length > 0 ? [`--allow-write=${writes.join(",")}`] : []),
     // SFTP runs ssh, which reaches the network itself; S3 is fetch.
-    parseTarget(paths.replica).kind === "sftp" ? "--allow-run=ssh" : "--allow-net",
-    `--allow-sys=hostname`,
-    `--allow-env=${REMOTE_ENV.join(",")}`,
+    ...remoteGrants,
+    ...(env.length > 0 ? [`--allow-env=${env.join(",")}`] : []),
     runtime.mainPath,
     ...args,
   ];

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { type CliOptions, VERSION } from "../cli/cli.ts";
 import { checkLogPath, checkPaths, filterSpec } from "../config.ts";
 import { describeError, exitCodeFor, UsageError } from "../model/errors.ts";
@@ -29,6 +29,7 @@ import {
 import type { ServiceFile, ServiceSpec } from "./spec.ts";
 import { systemdUnits } from "./systemd.ts";
 import { lockFolder } from "../backend/local/lock.ts";
+import { backendOf } from "../backend/registry.ts";
 import { windowsTask } from "./windows.ts";
 import { checkMetricsPath } from "../run/metrics.ts";
 
@@ -112,6 +113,7 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       checksum: sync.checksum,
       mkpath: sync.mkpath,
       remote,
+      remoteSource: sync.sourceTarget.kind !== "local",
       ...(sync.cacheDir !== undefined ? { cacheDir: sync.cacheDir } : {}),
       ...(sync.backupDir !== undefined ? { backupDir: sync.backupDir } : {}),
     });
@@ -196,10 +198,12 @@ function locate(
 }
 
 /**
- * What a service of a remote replica reads besides the trees: ~/.aws (profiles) for S3; nothing
- * for SFTP, whose ssh reads ~/.ssh, the key and known_hosts itself.
+ * What a service of a remote source or replica reads besides the trees, as its backends say:
+ * ~/.aws (profiles) for S3; nothing for SFTP, whose ssh reads ~/.ssh, the key and known_hosts
+ * itself.
  */
 function remoteReads(sync: CliOptions, env: EnvReader): string[] {
   const home = env("HOME") ?? env("USERPROFILE");
-  return sync.target.kind === "s3" && home !== undefined ? [join(home, ".aws")] : [];
+  const remotes = [sync.sourceTarget, sync.target].filter((t) => t.kind !== "local");
+  return [...new Set(remotes.flatMap((t) => backendOf(t).reads(home)))];
 }
