@@ -133,6 +133,7 @@ function runOptions(
     deleteExcluded: o.deleteExcluded,
     ...(filter ? { filter } : {}),
     ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
+    ...(o.maxChange !== undefined ? { maxChange: o.maxChange } : {}),
     ...(paths.backupDir !== undefined ? { backupDir: paths.backupDir } : {}),
     ...(o.hash !== undefined ? { hash: o.hash } : {}),
     ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),

@@ -79,7 +79,7 @@ Deno.test("runOnce() with maxDelete removes nothing past the cap, still copies, 
   await t.step("over the cap: no removal at all, every copy done, exit 5", async () => {
     await setUp();
     const run = await runLocal({ source: src, replica: dst, maxDelete: { count: 5 } });
-    assert.deepEqual(run.refused, { allowed: false, limit: 5, planned: 6 });
+    assert.deepEqual(run.refused, { allowed: false, limit: 5, planned: 6, cap: "max-delete" });
     assert.deepEqual([run.stats.removed, run.stats.copied, run.stats.updated, run.stats.errors], [0, 1, 2, 0]);
     assert.equal(await Deno.readTextFile(join(dst, "new.txt")), "new");
     assert.equal(await Deno.readTextFile(join(dst, "changed.txt")), "changed!");
@@ -107,7 +107,7 @@ Deno.test("runOnce() with maxDelete removes nothing past the cap, still copies, 
   await t.step("a percentage of the replica's entries", async () => {
     await setUp(); // 9 replica entries: 6 removals are 67%
     const refused = await runLocal({ source: src, replica: dst, maxDelete: { percent: 50 } });
-    assert.deepEqual(refused.refused, { allowed: false, limit: 4, planned: 6 });
+    assert.deepEqual(refused.refused, { allowed: false, limit: 4, planned: 6, cap: "max-delete" });
     const allowed = await runLocal({ source: src, replica: dst, maxDelete: { percent: 67 } });
     assert.equal(allowed.refused, undefined);
     await assertMirror(src, dst);

@@ -21,6 +21,7 @@ function report(overrides: Partial<RunReport> = {}): RunReport {
     durationMs: 1500,
     stats: { ...emptyStats(), created: 1, copied: 2, updated: 3, removed: 4, backedUp: 5, bytes: 6000, errors: 7 },
     removalsRefused: 0,
+    changesRefused: 0,
     ...overrides,
   };
 }

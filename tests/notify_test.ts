@@ -19,6 +19,7 @@ function report(overrides: Partial<RunReport> = {}): RunReport {
     durationMs: 1234.4,
     stats: { ...emptyStats(), created: 1, copied: 2, updated: 3, removed: 4, bytes: 5000, errors: 0 },
     removalsRefused: 0,
+    changesRefused: 0,
     ...overrides,
   };
 }
@@ -94,6 +95,7 @@ Deno.test("notifyUrl() fills in the status and exit code; notifyBody() carries t
     vanished: 0,
     bytes: 5000,
     removals_refused: 0,
+    changes_refused: 0,
   });
   const failed = notifyBody(report({ status: "failed", exitCode: 2, error: "Source does not exist: 'x'" }), null);
   assert.equal(failed.error, "Source does not exist: 'x'");
@@ -175,7 +177,7 @@ Deno.test("RunReporter reports each run once, with its result, its error, or a s
     stats: { ...emptyStats(), copied: 3, bytes: 30 },
     durationMs: 5,
     aborted: false,
-    refused: { allowed: false, limit: 1, planned: 4 },
+    refused: { allowed: false, limit: 1, planned: 4, cap: "max-delete" },
   };
   await t.step("a run's result and exit code", async () => {
     const reporter = new RunReporter(subject);

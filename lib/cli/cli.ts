@@ -79,6 +79,8 @@ export interface CliOptions {
   deleteExcluded: boolean;
   /** Remove nothing when a run would remove more than this; see {@linkcode MaxDelete}. */
   maxDelete?: MaxDelete;
+  /** Change nothing that exists in the replica when a run would overwrite or remove more than this. */
+  maxChange?: MaxDelete;
   /** Parallel file copies and hashes. */
   jobs?: number;
   /** Directory for the checksum cache; `false` disables it; undefined: the default place. */
@@ -150,6 +152,10 @@ Options:
       --delete-excluded     remove excluded entries from the replica too
       --max-delete N|P%     remove nothing at all if a run would remove more than N entries
                             (or P% of the replica's); copies still run, exit code 5
+      --max-change N|P%     change nothing that exists in the replica (no update, no removal)
+                            if a run would overwrite or remove more than N entries (or P%):
+                            a rewritten source (ransomware, a bad export); new files still
+                            copied, exit code 5
       --backup-dir DIR      move what a sync would remove or overwrite into DIR, under the
                             same path (a taken name gets a suffix ~YYYY-MM-DDTHH-MM-SS, UTC);
                             DIR may lie inside the replica, which then leaves it alone
@@ -234,6 +240,7 @@ const OPTIONS = {
   "log-keep": { type: "string" },
   "allow-empty-source": { type: "boolean" },
   "max-delete": { type: "string" },
+  "max-change": { type: "string" },
   exclude: { type: "string", short: "x", multiple: true },
   "exclude-from": { type: "string", multiple: true },
   "delete-excluded": { type: "boolean" },
@@ -293,6 +300,7 @@ export function parseCommand(argv: readonly string[]): Command {
       "watch",
       "dry-run",
       "max-delete",
+      "max-change",
       "allow-empty-source",
       "mkpath",
       "delete-excluded",
@@ -393,7 +401,8 @@ export function parseCommand(argv: readonly string[]): Command {
     if (values["backup-dir"] === "") throw new UsageError("Backup directory must not be an empty path");
     options.backupDir = values["backup-dir"];
   }
-  if (values["max-delete"] !== undefined) options.maxDelete = parseMaxDelete(values["max-delete"]);
+  if (values["max-delete"] !== undefined) options.maxDelete = parseCap(values["max-delete"], "Max delete");
+  if (values["max-change"] !== undefined) options.maxChange = parseCap(values["max-change"], "Max change");
   if (values.notify !== undefined) options.notify = parseNotifyUrl(values.notify);
   if (values.metrics !== undefined) {
     if (values.metrics === "") throw new UsageError("Metrics file must not be an empty path");
@@ -562,8 +571,8 @@ function parseModifyWindow(text: string): number {
   return Math.round(seconds * 1000);
 }
 
-/** `--max-delete`: a whole number of entries, or a percentage such as `50%`. */
-function parseMaxDelete(text: string): MaxDelete {
+/** `--max-delete` and `--max-change`: a whole number of entries, or a percentage such as `50%`. */
+function parseCap(text: string, what: string): MaxDelete {
   const percent = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text);
   if (percent) {
     const value = Number(percent[1]);
@@ -571,5 +580,5 @@ function parseMaxDelete(text: string): MaxDelete {
   } else if (/^\s*\d+\s*$/.test(text)) {
     return { count: Number(text) };
   }
-  throw new UsageError(`Max delete must be a number of entries or a percentage from 0% to 100%: '${text}'`);
+  throw new UsageError(`${what} must be a number of entries or a percentage from 0% to 100%: '${text}'`);
 }

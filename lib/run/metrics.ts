@@ -211,6 +211,11 @@ export function metricsText(report: RunReport, times: { endedAt: number; lastSuc
       samples: one(report.removalsRefused),
     },
     {
+      name: "foldersync_last_run_refused_changes",
+      help: "Changes to existing entries --max-change refused in the last run (none of them was made).",
+      samples: one(report.changesRefused),
+    },
+    {
       name: "foldersync_last_run_written_bytes",
       help: "Bytes the last run wrote by copies and updates.",
       samples: one(stats.bytes),

@@ -123,6 +123,7 @@ export function notifyBody(report: RunReport, host: string | null): Record<strin
     vanished: stats.vanished,
     bytes: stats.bytes,
     removals_refused: report.removalsRefused,
+    changes_refused: report.changesRefused,
     ...(report.error !== undefined ? { error: report.error } : {}),
   };
 }

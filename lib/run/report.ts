@@ -34,6 +34,8 @@ export interface RunReport {
   stats: Stats;
   /** Removals that `--max-delete` refused (none of them was made); 0 otherwise. */
   removalsRefused: number;
+  /** Changes to existing entries that `--max-change` refused (none was made); 0 otherwise. */
+  changesRefused: number;
   /** The line that ended the run, when an error ended it before its summary. */
   error?: string;
 }
@@ -161,7 +163,8 @@ export class RunReporter {
       startedAt,
       durationMs,
       stats: result ? { ...result.stats } : emptyStats(),
-      removalsRefused: result?.refused?.planned ?? 0,
+      removalsRefused: result?.refused?.cap === "max-delete" ? result.refused.planned : 0,
+      changesRefused: result?.refused?.cap === "max-change" ? result.refused.planned : 0,
       ...(end && "error" in end ? { error: describeError(end.error) } : {}),
     };
   }

@@ -186,6 +186,9 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.maxDelete !== undefined) {
     args.push("--max-delete", "count" in o.maxDelete ? String(o.maxDelete.count) : `${o.maxDelete.percent}%`);
   }
+  if (o.maxChange !== undefined) {
+    args.push("--max-change", "count" in o.maxChange ? String(o.maxChange.count) : `${o.maxChange.percent}%`);
+  }
   if (o.jobs !== undefined) args.push("--jobs", String(o.jobs));
   if (o.cacheDir === false) args.push("--no-cache");
   else if (paths.cacheDir !== undefined) args.push("--cache-dir", paths.cacheDir);
