@@ -135,6 +135,7 @@ function runOptions(
     ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
     ...(o.maxChange !== undefined ? { maxChange: o.maxChange } : {}),
     ...(paths.backupDir !== undefined ? { backupDir: paths.backupDir } : {}),
+    ...(o.backupKeepMs !== undefined ? { backupKeepMs: o.backupKeepMs } : {}),
     ...(o.hash !== undefined ? { hash: o.hash } : {}),
     ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
     ...(o.modifyWindowMs ? { modifyWindowMs: o.modifyWindowMs } : {}),

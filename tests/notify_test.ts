@@ -91,6 +91,7 @@ Deno.test("notifyUrl() fills in the status and exit code; notifyBody() carries t
     attrs: 0,
     removed: 4,
     backed_up: 0,
+    pruned: 0,
     errors: 0,
     vanished: 0,
     bytes: 5000,

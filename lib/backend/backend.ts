@@ -13,6 +13,7 @@ import type { HashName } from "../model/hash_name.ts";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../model/actions.ts";
 import type { Identity } from "../model/identity.ts";
 import type { Capabilities } from "../model/capabilities.ts";
+import type { PruneOptions } from "./backup_journal.ts";
 
 /** How {@linkcode Backend.list} lists one directory. */
 export interface ListOptions {
@@ -186,6 +187,13 @@ export interface Backend {
    * the first whose identity `match` accepts (see {@linkcode Backend.identity}). Optional.
    */
   findDir?(match: (identity: Identity) => boolean): string | undefined;
+
+  /**
+   * Removes from the backup folder (`--backup-dir`) the versions put there longer ago than
+   * `options.keepMs` (`--backup-keep`), by the folder's journal (see backup_journal.ts), and
+   * returns how many. Optional: a backend without a backup folder has none.
+   */
+  pruneBackups?(options: PruneOptions): Promise<number>;
 
   /**
    * The backup folder (`--backup-dir`) where it is on this machine: its path and identity,

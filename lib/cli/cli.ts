@@ -87,6 +87,8 @@ export interface CliOptions {
   cacheDir?: string | false;
   /** Move replica entries that would be removed or overwritten into this folder (as typed). */
   backupDir?: string;
+  /** `--backup-keep`: versions moved into the backup folder longer ago than this are removed. */
+  backupKeepMs?: number;
   /** `--notify`: POST a JSON report of each run to this URL (checked; may hold `{status}`, `{exit_code}`). */
   notify?: string;
   /** `--metrics`: replace this file after each run with its figures for Prometheus (as typed). */
@@ -159,6 +161,9 @@ Options:
       --backup-dir DIR      move what a sync would remove or overwrite into DIR, under the
                             same path (a taken name gets a suffix ~YYYY-MM-DDTHH-MM-SS, UTC);
                             DIR may lie inside the replica, which then leaves it alone
+      --backup-keep DURATION  after each run, remove the versions moved into the --backup-dir
+                            longer ago than DURATION (30d, 12h ...); only those foldersync put
+                            there, by its journal .foldersync-backups in DIR
       --notify URL          after each run (and a failure to start), POST a JSON report to
                             URL (http or https): status ok, failed or refused, exit code,
                             the summary's counts; {status} and {exit_code} in URL are
@@ -245,6 +250,7 @@ const OPTIONS = {
   "exclude-from": { type: "string", multiple: true },
   "delete-excluded": { type: "boolean" },
   "backup-dir": { type: "string" },
+  "backup-keep": { type: "string" },
   notify: { type: "string" },
   metrics: { type: "string" },
   "ssh-port": { type: "string" },
@@ -301,6 +307,7 @@ export function parseCommand(argv: readonly string[]): Command {
       "dry-run",
       "max-delete",
       "max-change",
+      "backup-keep",
       "allow-empty-source",
       "mkpath",
       "delete-excluded",
@@ -400,6 +407,16 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values["backup-dir"] !== undefined) {
     if (values["backup-dir"] === "") throw new UsageError("Backup directory must not be an empty path");
     options.backupDir = values["backup-dir"];
+  }
+  if (values["backup-keep"] !== undefined) {
+    if (options.backupDir === undefined) throw new UsageError("--backup-keep needs --backup-dir DIR");
+    const keep = parseDuration(values["backup-keep"]);
+    if (keep === undefined || keep < 1000) {
+      throw new UsageError(
+        `Backup keep must be a duration of at least 1s, such as 30d or 12h: '${values["backup-keep"]}'`,
+      );
+    }
+    options.backupKeepMs = keep;
   }
   if (values["max-delete"] !== undefined) options.maxDelete = parseCap(values["max-delete"], "Max delete");
   if (values["max-change"] !== undefined) options.maxChange = parseCap(values["max-change"], "Max change");

@@ -82,4 +82,10 @@ export interface SyncOptions {
    * @default undefined (entries are removed)
    */
   backupDir?: string;
+  /**
+   * After each run, remove from the backup folder the versions foldersync put there longer
+   * ago than this many milliseconds (`--backup-keep`), by the folder's journal.
+   * @default undefined (versions are kept)
+   */
+  backupKeepMs?: number;
 }

@@ -295,6 +295,21 @@ async function runWith(
     applyMs += performance.now() - t0;
   }
   const stats = applier.stats;
+  if (options.backupKeepMs !== undefined && target.pruneBackups && !verify && !signal?.aborted) {
+    stats.pruned += await target.pruneBackups({
+      keepMs: options.backupKeepMs,
+      now: Date.now(),
+      dryRun,
+      onPrune: (record) => {
+        const when = new Date(record.at).toISOString().slice(0, 19).replace("T", " ");
+        logEvent({ type: "op", action: "prune", path: record.path, detail: ` (backed up ${when} UTC)` }, dryRun);
+      },
+      onError: (path, message) => {
+        stats.errors++;
+        logEntryError(path, message, "", "backup folder: ");
+      },
+    });
+  }
   stats.errors += problems + hashErrors + rest.skipped.length;
   stats.vanished += vanished;
   const durationMs = performance.now() - started;
@@ -418,7 +433,8 @@ function logSummary(
   const head = how.aborted ? "Sync stopped" : how.dryRun ? "Dry run done" : "Sync done";
   const text = `${head}: ${stats.created} created, ${stats.copied} copied, ${stats.updated} updated, ` +
     `${stats.linked} linked, ${stats.attrs} attrs, ${stats.removed} removed, ` +
-    `${how.backup ? `${stats.backedUp} backed up, ` : ""}${stats.errors} errors` +
+    `${how.backup ? `${stats.backedUp} backed up, ` : ""}${stats.pruned > 0 ? `${stats.pruned} pruned, ` : ""}` +
+    `${stats.errors} errors` +
     `${stats.vanished > 0 ? `, ${stats.vanished} vanished` : ""}` +
     `${refusedText(how.refused)}; ` +
     `${formatBytes(stats.bytes)} in ${formatDuration(durationMs)} (${entries(how.scanned, "source ")})`;

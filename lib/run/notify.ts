@@ -119,6 +119,7 @@ export function notifyBody(report: RunReport, host: string | null): Record<strin
     attrs: stats.attrs,
     removed: stats.removed,
     backed_up: stats.backedUp,
+    pruned: stats.pruned,
     errors: stats.errors,
     vanished: stats.vanished,
     bytes: stats.bytes,

@@ -193,6 +193,7 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.cacheDir === false) args.push("--no-cache");
   else if (paths.cacheDir !== undefined) args.push("--cache-dir", paths.cacheDir);
   if (paths.backupDir !== undefined) args.push("--backup-dir", paths.backupDir);
+  if (o.backupKeepMs !== undefined) args.push("--backup-keep", durationText(o.backupKeepMs));
   if (o.notify !== undefined) args.push("--notify", o.notify);
   if (paths.metrics !== undefined) args.push("--metrics", paths.metrics);
   if (o.sshPort !== undefined) args.push("--ssh-port", String(o.sshPort));

@@ -17,7 +17,8 @@ import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "../../pool.ts";
 import { ChangedError } from "../../model/errors.ts";
 import { copyFile, SMALL_FILE } from "./copy_file.ts";
-import { BackupDir } from "./backup.ts";
+import { BackupDir, localBackupStore } from "./backup.ts";
+import { formatRecords, pruneBackups, type PruneOptions } from "../backup_journal.ts";
 import { type Entry, ListingBatch, toEntry } from "../../model/listing.ts";
 import { type Capabilities } from "../../model/capabilities.ts";
 import type {
@@ -311,11 +312,28 @@ export class LocalBackend implements Backend {
     return { [Symbol.asyncDispose]: () => Promise.resolve(held[Symbol.dispose]()) };
   }
 
-  /** Stops the read-ahead walk, if one runs. */
-  close(): Promise<void> {
+  /**
+   * Prunes the backup folder by its journal (see {@linkcode pruneBackups}), once this run's
+   * own versions are written down in it.
+   */
+  async pruneBackups(options: PruneOptions): Promise<number> {
+    if (this.#backup === undefined) return 0;
+    await this.#journal();
+    return await pruneBackups(localBackupStore(this.#backup.root), options);
+  }
+
+  /** Writes down in the backup folder's journal what this run put there. */
+  async #journal(): Promise<void> {
+    const records = this.#backup?.records;
+    if (!records?.length) return;
+    await localBackupStore(this.#backup!.root).appendJournal(formatRecords(records.splice(0)));
+  }
+
+  /** Stops the read-ahead walk, if one runs; writes down what the run put in the backup folder. */
+  async close(): Promise<void> {
     this.#ahead?.close();
     this.#ahead = undefined;
-    return Promise.resolve();
+    await this.#journal();
   }
 
   /** True when removed and overwritten entries are moved aside. */
