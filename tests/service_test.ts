@@ -825,3 +825,26 @@ Deno.test("service print for an S3 replica: the network, the AWS variables and ~
   assert.match(exec, / --allow-env=\S*AWS_ACCESS_KEY_ID\S*HOME/);
   assert.ok(exec.includes(join(home, ".aws")), exec);
 });
+
+Deno.test("service print for a remote source grants what its backend needs, and leaves the local replica writable", async () => {
+  await using dir = await tempDir();
+  const home = join(dir.path, "home");
+  await Deno.mkdir(home);
+  const replica = join(dir.path, "restored");
+  const exec = async (source: string) => {
+    const printed = await service(["print", "restore", source, replica, "-i", "1h", "--platform", "systemd"], {
+      HOME: home,
+    });
+    assert.equal(printed.code, 0, printed.err.join("\n"));
+    return printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
+  };
+  const fromBucket = await exec("s3://backups/photos");
+  assert.match(fromBucket, / --allow-read --allow-write /, "a local replica copies links: unscoped grants");
+  assert.doesNotMatch(fromBucket, /--deny-write/, "no local source to keep read-only");
+  assert.match(fromBucket, / --allow-net /);
+  assert.match(fromBucket, / --allow-env=\S*AWS_ACCESS_KEY_ID/);
+  assert.match(fromBucket, / s3:\/\/backups\/photos /);
+  const fromServer = await exec("deploy@web1:/var/www");
+  assert.match(fromServer, / --allow-run=ssh /);
+  assert.doesNotMatch(fromServer, /--allow-net/, "ssh reaches the network itself");
+});
