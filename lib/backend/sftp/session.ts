@@ -194,6 +194,17 @@ export class SftpSession {
    */
   async readRange(handle: Buffer, path: string, offset: number, length: number): Promise<Uint8Array> {
     const buffer = Buffer.allocUnsafe(length);
+    return buffer.subarray(0, await this.readInto(handle, path, offset, buffer));
+  }
+  /**
+   * Reads into `into` from `offset`, every READ request sent at once (each at most
+   * {@linkcode SftpSession.maxRead}) and answered straight into it; returns the bytes read:
+   * `into.length`, fewer only at the end of the file. A server that answers a request with
+   * fewer bytes than asked (it may) is asked again for the rest.
+   */
+  async readInto(handle: Buffer, path: string, offset: number, into: Uint8Array): Promise<number> {
+    const buffer = Buffer.isBuffer(into) ? into : Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+    const length = buffer.length;
     const chunk = this.maxRead;
     const reads: Promise<number>[] = [];
     for (let at = 0; at < length; at += chunk) {
@@ -214,7 +225,7 @@ export class SftpSession {
       total += n;
       if (n < Math.min(chunk, length - i * chunk)) break; // the end of the file
     }
-    return buffer.subarray(0, total);
+    return total;
   }
   /**
    * Writes the rest of local `file` into the open remote file from offset 0, `window` bytes of
@@ -273,6 +284,68 @@ export class SftpSession {
       return position;
     } finally {
       await Promise.allSettled(inFlight);
+    }
+  }
+
+  /**
+   * Writes `size` bytes that `read` gives into the open remote file from offset 0: `read`
+   * fills a WRITE packet's data at a position (another SFTP session's {@linkcode
+   * SftpSession.readInto}, an object's ranged GET), and as many packets as `window` bytes
+   * hold are read and written at once, each reused once the server has acknowledged it.
+   * Stops at the first short read (the source shrank). Returns the bytes written.
+   */
+  async writeFrom(
+    handle: Buffer,
+    path: string,
+    read: (into: Buffer, position: number) => Promise<number>,
+    size: number,
+    options: WriteFileOptions = {},
+  ): Promise<number> {
+    const { window = 16 << 20, onWritten, signal } = options;
+    const chunk = this.maxWrite;
+    const header = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
+    const slots = Math.max(2, Math.min(Math.floor(window / chunk), Math.ceil(size / chunk)));
+    const free: Buffer[] = [];
+    let made = 0;
+    const busy = new Set<Promise<void>>();
+    let failure: unknown;
+    let next = 0;
+    let end = size;
+    let written = 0;
+    try {
+      while (failure === undefined && next < end) {
+        signal?.throwIfAborted();
+        let packet = free.pop();
+        if (packet === undefined) {
+          if (made === slots) {
+            await Promise.race(busy);
+            continue;
+          }
+          packet = Buffer.allocUnsafe(header + chunk);
+          made++;
+        }
+        const at = next;
+        const want = Math.min(chunk, end - at);
+        next += want;
+        const buffer = packet;
+        const task = (async () => {
+          const n = await read(buffer.subarray(header, header + want), at);
+          if (n < want) end = Math.min(end, at + n);
+          if (n > 0) {
+            await this.#sendWrite(buffer, handle, at, n, path);
+            written += n;
+            onWritten?.(n);
+          }
+          free.push(buffer);
+        })().catch((error) => void (failure ??= error));
+        busy.add(task);
+        task.finally(() => busy.delete(task));
+      }
+      await Promise.all(busy);
+      if (failure !== undefined) throw failure;
+      return written;
+    } finally {
+      await Promise.allSettled(busy);
     }
   }
 

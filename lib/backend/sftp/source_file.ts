@@ -1,0 +1,80 @@
+/**
+ * A file of an SFTP folder as a source: read through an SFTP handle, several READ requests in
+ * flight, and checked against its listing (size and whole-second mtime) before a replica puts
+ * its copy in place.
+ *
+ * @module
+ */
+
+import type { FileReader, SourceFile } from "../backend.ts";
+import { ChangedError } from "../../model/errors.ts";
+import { S_IFMT, S_IFREG, type SftpSession } from "./session.ts";
+
+/** What a listing said of a file: its path relative to the root, size, mtime and mode. */
+export interface ListedFile {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  mode: number;
+}
+
+/**
+ * Source file `entry`, at absolute path `full` on the host of `session`.
+ *
+ * `open()` opens an SFTP read handle (NotFound when the file is gone); each `read()` sends its
+ * READ requests at once, {@linkcode SftpSession.maxRead} bytes each, answered straight into
+ * the caller's buffer, so a caller that keeps a few reads in flight keeps the pipe full, and
+ * memory is what it asked for. `check()` compares size and mtime with a fresh lstat, at the
+ * server's resolution (whole seconds).
+ *
+ * @example Reading a remote file into memory
+ * ```ts
+ * const file = sftpSourceFile(session, "/srv/site/index.html", entry);
+ * const reader = await file.open();
+ * const data = new Uint8Array(file.size);
+ * await reader.read(0, data);
+ * await reader.close();
+ * await file.check();
+ * ```
+ */
+export function sftpSourceFile(session: SftpSession, full: string, entry: ListedFile): SourceFile {
+  const { path, size, mtimeMs, mode } = entry;
+  return {
+    path,
+    size,
+    mtimeMs,
+    mode,
+    open: (signal) => openSftpReader(session, full, signal),
+    check: async () => {
+      const now = await session.lstat(full);
+      if ((now.mode & S_IFMT) !== S_IFREG || now.size !== size || now.mtime !== Math.floor(mtimeMs / 1000)) {
+        throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+      }
+    },
+  };
+}
+
+/**
+ * Opens `full` for reading. Reads may be in flight at once and in any order; once `signal` is
+ * aborted, a read rejects with its reason. `close()` never waits for the server (the handle
+ * goes with the next requests) and never throws.
+ */
+export async function openSftpReader(session: SftpSession, full: string, signal?: AbortSignal): Promise<FileReader> {
+  signal?.throwIfAborted();
+  const handle = await session.open(full, "r");
+  let closed = false;
+  return {
+    read(offset, into) {
+      if (closed) return Promise.reject(new Error(`File is closed: '${full}'`));
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      return into.length === 0 ? Promise.resolve(0) : session.readInto(handle, full, offset, into);
+    },
+    close() {
+      if (!closed) {
+        closed = true;
+        session.close(handle, full).catch(() => {});
+      }
+      return Promise.resolve();
+    },
+  };
+}
