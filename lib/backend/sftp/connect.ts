@@ -39,6 +39,7 @@ import {
   whereOf,
 } from "./ssh_command.ts";
 import { type RawSftp, SftpSession } from "./session.ts";
+import { type InboundTarget, SftpInbound } from "./inbound.ts";
 
 /** The program run: `ssh` from the PATH (on Windows 10 and later, the OpenSSH client that ships with it). */
 const SSH = "ssh";
@@ -204,6 +205,7 @@ class SshPipe {
   #closing: Promise<void> | undefined;
   #stdoutEnded: Promise<void>;
   #protocolError: Error | undefined;
+  #inbound: SftpInbound;
 
   constructor(child: Deno.ChildProcess, plan: SshPlan) {
     this.#child = child;
@@ -228,6 +230,7 @@ class SshPipe {
       this.#session.markLost(`the server broke the SFTP protocol: ${error.message}`);
       this.close();
     });
+    this.#inbound = new SftpInbound(this.#raw as unknown as InboundTarget);
     this.#stdoutEnded = this.#readStdout();
   }
 
@@ -349,8 +352,8 @@ class SshPipe {
       for (;;) {
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done) break;
-        // A copy of what arrived: ssh2 keeps views of it (handles, names), and the buffer is read into again.
-        this.#raw.push(Buffer.from(value));
+        // Framed here: READ answers go straight into their buffers, the rest to ssh2 as copies (it keeps views).
+        this.#inbound.feed(value);
         buffer = value.buffer;
       }
     } catch {
