@@ -260,6 +260,21 @@ remoteTest(
       await assert.rejects(file.check(), ChangedError);
     });
 
+    await t.step("check() judges the file as it was read: a change after the last read is the next run's", async () => {
+      // Its lstat goes out with the read that reaches the end (one round trip less a file).
+      const listedNow = await entry("small.txt");
+      const file = source.file({ path: "small.txt", ...listedNow });
+      const reader = await file.open();
+      const data = new Uint8Array(listedNow.size);
+      assert.equal(await reader.read(0, data), 5);
+      await reader.close();
+      await Deno.writeTextFile(join(folder.path, "small.txt"), "later, longer");
+      await file.check();
+      await assert.rejects(source.file({ path: "small.txt", ...listedNow }).check(), ChangedError, "afresh");
+      await Deno.writeTextFile(join(folder.path, "small.txt"), "small");
+      await Deno.utime(join(folder.path, "small.txt"), listedNow.mtimeMs / 1000, listedNow.mtimeMs / 1000);
+    });
+
     await t.step("a file that grew, or only got a new mtime, is ChangedError too", async () => {
       const listed = await entry("small.txt");
       const file = source.file({ path: "small.txt", ...listed });

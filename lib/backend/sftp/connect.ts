@@ -21,8 +21,6 @@
  */
 
 import { Buffer } from "node:buffer";
-// @ts-types="./ssh2_sftp.d.ts"
-import { SFTP } from "ssh2/lib/protocol/SFTP.js";
 import { UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import type { SftpTarget } from "../target.ts";
@@ -40,6 +38,18 @@ import {
 } from "./ssh_command.ts";
 import { type RawSftp, SftpSession } from "./session.ts";
 import { type InboundTarget, SftpInbound } from "./inbound.ts";
+
+/** ssh2's SFTP module, as ssh2_sftp.d.ts describes it. */
+type Ssh2Sftp = typeof import("./ssh2_sftp.d.ts");
+let ssh2Sftp: Promise<Ssh2Sftp> | undefined;
+
+/**
+ * ssh2's SFTP layer, loaded once, and first while ssh starts and shakes hands rather than
+ * before: the import takes 50 to 60 ms.
+ */
+function loadSftp(): Promise<Ssh2Sftp> {
+  return ssh2Sftp ??= import("ssh2/lib/protocol/SFTP.js") as Promise<Ssh2Sftp>;
+}
 
 /** The program run: `ssh` from the PATH (on Windows 10 and later, the OpenSSH client that ships with it). */
 const SSH = "ssh";
@@ -72,6 +82,7 @@ export interface SshPlan {
  * ```
  */
 export async function planSsh(target: SftpTarget, settings: SshSettings): Promise<SshPlan> {
+  loadSftp().catch(() => {}); // loads while ssh runs; openSession reports a failure
   const options = sshOptions(target, settings);
   let output: Deno.CommandOutput;
   try {
@@ -187,7 +198,19 @@ export async function openSession(plan: SshPlan): Promise<SftpSession> {
   } catch (error) {
     throw spawnError(error);
   }
-  return await new SshPipe(child, plan).open();
+  let SFTP: Ssh2Sftp["SFTP"];
+  try {
+    ({ SFTP } = await loadSftp());
+  } catch (error) {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // exited already
+    }
+    await child.status;
+    throw error;
+  }
+  return await new SshPipe(child, plan, SFTP).open();
 }
 
 /** One ssh process carrying one SFTP session: feeds ssh2's SFTP layer, watches stderr and the exit. */
@@ -207,7 +230,7 @@ class SshPipe {
   #protocolError: Error | undefined;
   #inbound: SftpInbound;
 
-  constructor(child: Deno.ChildProcess, plan: SshPlan) {
+  constructor(child: Deno.ChildProcess, plan: SshPlan, SFTP: Ssh2Sftp["SFTP"]) {
     this.#child = child;
     this.#plan = plan;
     this.#exited = child.status.then((status) => void (this.#code = status.code));

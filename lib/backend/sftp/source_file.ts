@@ -8,7 +8,7 @@
 
 import type { FileReader, SourceFile } from "../backend.ts";
 import { ChangedError } from "../../model/errors.ts";
-import { S_IFMT, S_IFREG, type SftpSession } from "./session.ts";
+import { S_IFMT, S_IFREG, type SftpSession, type SftpStats } from "./session.ts";
 
 /** What a listing said of a file: its path relative to the root, size, mtime and mode. */
 export interface ListedFile {
@@ -24,8 +24,10 @@ export interface ListedFile {
  * `open()` opens an SFTP read handle (NotFound when the file is gone); each `read()` sends its
  * READ requests at once, {@linkcode SftpSession.maxRead} bytes each, answered straight into
  * the caller's buffer, so a caller that keeps a few reads in flight keeps the pipe full, and
- * memory is what it asked for. `check()` compares size and mtime with a fresh lstat, at the
- * server's resolution (whole seconds).
+ * memory is what it asked for. `check()` compares size and mtime, from an lstat, at the
+ * server's resolution (whole seconds): the lstat goes out with the read that reaches the end
+ * of the file, after it, so that a small file costs two round trips (open; read and lstat),
+ * not three. A read sent after that one (a file that grew) makes `check()` ask afresh.
  *
  * @example Reading a remote file into memory
  * ```ts
@@ -39,14 +41,31 @@ export interface ListedFile {
  */
 export function sftpSourceFile(session: SftpSession, full: string, entry: ListedFile): SourceFile {
   const { path, size, mtimeMs, mode } = entry;
+  /** The lstat sent behind the read that reached the end; undefined until then, or once a read followed it. */
+  let after: Promise<SftpStats> | undefined;
   return {
     path,
     size,
     mtimeMs,
     mode,
-    open: (signal) => openSftpReader(session, full, signal),
+    open: async (signal) => {
+      after = undefined;
+      const reader = await openSftpReader(session, full, signal);
+      return {
+        read(offset, into) {
+          const reading = reader.read(offset, into);
+          after = undefined;
+          if (offset + into.length >= size && into.length > 0) {
+            after = session.lstat(full);
+            after.catch(() => {}); // check() may never come: the copy failed
+          }
+          return reading;
+        },
+        close: () => reader.close(),
+      };
+    },
     check: async () => {
-      const now = await session.lstat(full);
+      const now = await (after ?? session.lstat(full));
       if ((now.mode & S_IFMT) !== S_IFREG || now.size !== size || now.mtime !== Math.floor(mtimeMs / 1000)) {
         throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
       }
