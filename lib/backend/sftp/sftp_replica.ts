@@ -576,7 +576,10 @@ class SftpBackend implements Backend {
       signal?.throwIfAborted();
       const data = await next;
       const following = at + span;
-      if (following < size) next = this.#readRange(handle, full, following, Math.min(span, size - following));
+      if (following < size) {
+        next = this.#readRange(handle, full, following, Math.min(span, size - following));
+        next.catch(() => {}); // awaited next turn, unless the run stops first
+      }
       hasher.update(data);
     }
     return hasher.digest();
