@@ -392,6 +392,41 @@ remoteTest(
   },
 );
 
+remoteTest(
+  "SftpBackend.copy() and LocalBackend.copy(): many large files at once share the memory budgets, and every byte arrives",
+  "sftp",
+  sftpServer,
+  async (server, t) => {
+    await using folder = await sftpFolder(server, "source-");
+    await using other = await sftpFolder(server, "replica-");
+    await using local = await tempDir();
+    await using up = await sftpFolder(server, "up-");
+    const files = Array.from({ length: 24 }, (_, i) => [`f${i}.bin`, pattern((3 << 19) + i * 4099, 10 + i)] as const);
+    await writeTree(folder.path, Object.fromEntries(files));
+    await chownTo(server, folder.path);
+    await using source = await open(server, folder.url);
+    const localSource = new LocalBackend(folder.path, { readOnly: true });
+    await using sftpReplica = await open(server, other.url, { readOnly: false });
+    await using upReplica = await open(server, up.url, { readOnly: false });
+    for (
+      const [name, replica, root, from] of [
+        ["from SFTP into a local folder", new LocalBackend(local.path), local.path, source],
+        ["from SFTP into SFTP", sftpReplica, other.path, source],
+        ["from a local folder into SFTP", upReplica, up.path, localSource],
+      ] as const
+    ) {
+      await t.step(name, async () => {
+        await Promise.all(files.map(async ([rel]) => {
+          const entry = await listed(folder.path, rel);
+          await replica.copy({ op: "copy", ...entry }, from.file(entry));
+        }));
+        for (const [rel, data] of files) assert.deepEqual(await Deno.readFile(join(root, rel)), data, rel);
+        assert.deepEqual(await tempsUnder(root), []);
+      });
+    }
+  },
+);
+
 remoteTest("SftpBackend as a source: the engine's walk is served by the read-ahead", "sftp", sftpServer, async (
   server,
 ) => {

@@ -123,7 +123,7 @@ remoteTest("SFTP: --ssh-option passes any option to ssh, and bad ones are exit 2
     );
     assert.match(
       await failsWithOneLine([src.path, "/tmp/x", "--ssh-option", "Port=1"]),
-      /^Option needs an SFTP replica/,
+      /^Option needs an SFTP source or replica/,
     );
   });
 });
