@@ -8,10 +8,11 @@
  * put in place in three round trips (open the temp file; write, set attributes and close;
  * rename), 64 files at once, large files keep 16 MiB of writes in flight, files are read with
  * several READ requests in flight (see source_file.ts), and listings are read ahead of the
- * walk, the source's as the replica's (see read_ahead.ts). One session carries it all: a second one (a
- * second sftp-server process on the host) gained nothing for 5,000 small files on two cores
- * (wall 1.00x, CPU 1.05x; whole-process A/B, 9 runs, medians): this client (deno and ssh,
- * 1.1 to 1.2 s of CPU for them) is the limit before the server's sshd (0.6 to 0.8 s) is.
+ * walk, the source's as the replica's (see read_ahead.ts). One session carries it all: a
+ * second one (a second sftp-server process on the host) gained nothing for 5,000 small files
+ * on two cores (wall 1.00x, CPU 1.05x; whole-process A/B, 9 runs, medians): this client (deno
+ * and ssh, 1.1 to 1.2 s of CPU for them) is the limit before the server's sshd (0.6 to 0.8 s)
+ * is.
  *
  * Never writes through a symbolic link: files and links are made under fresh temp names
  * opened exclusively and renamed over their final name, and directories written into were
@@ -91,18 +92,21 @@ export interface SftpInternals {
  * `options.readOnly` (a source, a dry run, verify).
  *
  * Needs `--allow-run=ssh` (ssh itself reads ~/.ssh, talks to the agent and the network), and
- * read permission for `options.source`.
+ * read permission for the local files a replica is sent.
  *
  * @throws {UsageError} When ssh is not installed, for an unknown host name, a refused or
  * timed-out connection, failed authentication, an unknown, changed or revoked host key, a
  * server without the sftp subsystem, or a `--backup-dir` on another host; the message is one
  * line.
- * @example Opening a replica
+ * @example Opening a replica, and a source
  * ```ts
  * const replica = await openSftpReplica(parseTarget("sftp://backup@nas/srv/photos") as SftpTarget, {
- *   source: "/home/me/photos",
  *   jobs: 8,
  *   readOnly: false,
+ * });
+ * const source = await openSftpReplica(parseTarget("deploy@web1:/var/www") as SftpTarget, {
+ *   jobs: 8,
+ *   readOnly: true,
  * });
  * ```
  */
