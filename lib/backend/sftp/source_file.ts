@@ -12,9 +12,13 @@ import { S_IFMT, S_IFREG, type SftpSession, type SftpStats } from "./session.ts"
 
 /** What a listing said of a file: its path relative to the root, size, mtime and mode. */
 export interface ListedFile {
+  /** Relative path, `/`-separated. */
   path: string;
+  /** Size as listed. */
   size: number;
+  /** Modification time as listed, in milliseconds (whole seconds over SFTP). */
   mtimeMs: number;
+  /** Permission bits as listed. */
   mode: number;
 }
 
