@@ -3,11 +3,13 @@
  * on the test servers of `tests/servers/up.sh` (read from `servers.json` in
  * `$FOLDERSYNC_TEST_SERVERS`). Same trees, same servers, tools alternated (A B, B A ...) so
  * machine drift cancels out. Prints medians, foldersync / peer ratios and peak RSS (GNU time).
+ * The `sftp pull` rows go the other way: from a folder on the server into a local one,
+ * against rsync's pull form (`rsync -a --delete -e ssh host:dir/ local/`).
  *
  * A tool that fails shows `failed` in its cell (its error on stderr) and the bench goes on; a
  * foldersync replica that differs from the source shows `wrong`.
  *
- * Usage: deno task bench --remote [--reps N] [--only sftp,s3,memory] [--dir DIR] [--big-mib N]
+ * Usage: deno task bench --remote [--reps N] [--only sftp,pull,s3,memory] [--dir DIR] [--big-mib N]
  *                                 [--memory] [--objects N]
  * (memory, the S3 peak-memory rows at --objects empty files, 100,000 by default, is slow: it
  * runs only when named in --only or with --memory)
@@ -39,7 +41,7 @@ interface Tool {
 
 /** One side of the bench: a server, the tools that reach it, and how to make a replica there. */
 interface Backend {
-  name: "sftp" | "s3";
+  name: "sftp" | "sftp pull" | "s3";
   tools: Tool[];
   /** A fresh, empty replica named `name`; returns what the tools take as `dst`. */
   fresh: (name: string) => Promise<string>;
@@ -78,7 +80,7 @@ export async function benchRemote(args: string[]): Promise<void> {
     },
   });
   const reps = Number(values.reps ?? 3);
-  const only = new Set((values.only ?? "sftp,s3").split(","));
+  const only = new Set((values.only ?? "sftp,pull,s3").split(","));
   if (values.memory) only.add("memory");
   const bigMiB = Number(values["big-mib"] ?? 1024);
   const objects = Number(values.objects ?? 100_000);
@@ -99,7 +101,7 @@ export async function benchRemote(args: string[]): Promise<void> {
     console.error("generating trees ...");
     const small = join(work, "src-small");
     const big = join(work, "src-big");
-    if (only.has("sftp") || only.has("s3")) {
+    if (only.has("sftp") || only.has("pull") || only.has("s3")) {
       await genSmall(small, 5_000, 100);
       await genBig(big, bigMiB);
     }
@@ -111,6 +113,17 @@ export async function benchRemote(args: string[]): Promise<void> {
     if (only.has("s3") || only.has("memory")) {
       if (!servers.s3) throw new Error(`No S3 server in ${join(SERVERS_DIR, "servers.json")}`);
       backends.push(await s3Backend(servers.s3, work));
+    }
+    if (only.has("pull")) {
+      if (!servers.sftp) throw new Error(`No SFTP server in ${join(SERVERS_DIR, "servers.json")}`);
+      const pull = await sftpPullBackend(servers.sftp, work);
+      backends.push(pull);
+      // The same trees, on the server this time; the replicas are local folders.
+      const [serverSmall, serverBig] = [await pull.upload(small), await pull.upload(big)];
+      const replicas = await bench.initial(pull, "5,000 small files, initial copy", serverSmall);
+      await bench.initial(pull, `one ${bigLabel} file, initial copy`, serverBig);
+      await bench.noop(pull, "5,000 small files, no-op", serverSmall, replicas);
+      await bench.churn(pull, "5,000 small files, 1% changed, some added and deleted", serverSmall, replicas);
     }
     for (const backend of backends.filter((b) => only.has(b.name))) {
       const replicas = await bench.initial(backend, "5,000 small files, initial copy", small);
@@ -343,6 +356,65 @@ async function sftpBackend(server: SftpServer, work: string): Promise<Backend> {
       return stdout.trim();
     },
     cleanup: () => sh(`rm -rf '${base}' '${join(work, "rss.txt")}'`),
+  };
+}
+
+/**
+ * foldersync and rsync pulling from a folder on the SFTP server into local folders: `upload`
+ * copies a tree to the server first (untimed), owned by the server's user.
+ */
+async function sftpPullBackend(
+  server: SftpServer,
+  work: string,
+): Promise<Backend & { upload: (tree: string) => Promise<string> }> {
+  const base = join(server.home, `foldersync-bench-pull-${tag()}`);
+  await sh(`mkdir -p '${base}' && chown '${server.user}:' '${base}'`);
+  const ssh = `ssh -p ${server.port} -i ${server.key} -o UserKnownHostsFile=${server.knownHosts}` +
+    " -o StrictHostKeyChecking=yes -o BatchMode=yes";
+  const local = join(work, "pulled");
+  await Deno.mkdir(local, { recursive: true });
+  return {
+    name: "sftp pull",
+    tools: [
+      {
+        name: "foldersync",
+        cmd: (src, dst) => [
+          Deno.execPath(),
+          "run",
+          "--quiet",
+          "-A",
+          MAIN,
+          `sftp://${server.user}@${server.host}:${server.port}${src}`,
+          dst,
+          "--ssh-key",
+          server.key,
+          "--known-hosts",
+          server.knownHosts,
+          "-q",
+        ],
+        env: cacheEnv(work),
+      },
+      {
+        name: "rsync",
+        cmd: (src, dst) => ["rsync", "-a", "--delete", "-e", ssh, `${server.user}@${server.host}:${src}/`, `${dst}/`],
+        env: {},
+      },
+    ],
+    fresh: async (name) => {
+      const dst = join(local, name);
+      await sh(`rm -rf '${dst}' && mkdir '${dst}'`);
+      return dst;
+    },
+    verify: async (src, dst) => {
+      const { stdout } = await run(["rsync", "-rlc", "--delete", "-n", "-i", `${src}/`, `${dst}/`], {});
+      return stdout.trim();
+    },
+    upload: async (tree) => {
+      const dst = join(base, basename(tree));
+      await sh(`cp -a '${tree}' '${dst}' && chown -R '${server.user}:' '${dst}'`);
+      return dst;
+    },
+    cleanup: () => sh(`rm -rf '${base}' '${local}'`),
   };
 }
 

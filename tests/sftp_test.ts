@@ -1,5 +1,5 @@
 /**
- * The SFTP replica against a real OpenSSH server (tests/remote_env.ts finds it), through the
+ * The SFTP backend as a replica against a real OpenSSH server (tests/remote_env.ts finds it), through the
  * system's ssh, judged from the local view of the server's folder (lstat, rsync). The pure
  * parts (ssh's command line, its stderr as one line) are in ssh_command_test.ts.
  */
@@ -89,7 +89,7 @@ async function sourceFile(
 }
 
 remoteTest(
-  "SftpReplica.list() sorts by UTF-16 order, filters, reads links, hides the lock",
+  "SftpBackend.list() sorts by UTF-16 order, filters, reads links, hides the lock",
   "sftp",
   sftpServer,
   async (server) => {
@@ -134,7 +134,7 @@ remoteTest(
 );
 
 remoteTest(
-  "SftpReplica.copy() puts files in place atomically with mode and mtime",
+  "SftpBackend.copy() puts files in place atomically with mode and mtime",
   "sftp",
   sftpServer,
   async (server, t) => {
@@ -189,7 +189,7 @@ remoteTest(
   },
 );
 
-remoteTest("SftpReplica mirrors a tree that rsync then finds equal", "sftp", sftpServer, async (server) => {
+remoteTest("SftpBackend mirrors a tree that rsync then finds equal", "sftp", sftpServer, async (server) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   await writeTree(src.path, {
@@ -233,7 +233,7 @@ remoteTest("SftpReplica mirrors a tree that rsync then finds equal", "sftp", sft
   assert.equal((await Deno.lstat(join(folder.path, "link"))).mtime!.getTime(), 1_650_000_006_000);
 });
 
-remoteTest("SftpReplica links, attributes and removals", "sftp", sftpServer, async (server, t) => {
+remoteTest("SftpBackend links, attributes and removals", "sftp", sftpServer, async (server, t) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   await writeTree(folder.path, { "f.txt": "f", "d": { "x": "x" }, "old-link": { link: "f.txt" } });
@@ -295,7 +295,7 @@ remoteTest("SftpReplica links, attributes and removals", "sftp", sftpServer, asy
   });
 });
 
-remoteTest("SftpReplica.createRoot() and root() for a missing replica folder", "sftp", sftpServer, async (server) => {
+remoteTest("SftpBackend.createRoot() and root() for a missing replica folder", "sftp", sftpServer, async (server) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   await using replica = await open(server, `${folder.url}/a/b`, src.path);
@@ -309,7 +309,7 @@ remoteTest("SftpReplica.createRoot() and root() for a missing replica folder", "
   assert.ok((await Deno.lstat(join(folder.path, "a/c"))).isDirectory);
 });
 
-remoteTest("SftpReplica with --backup-dir moves old versions aside", "sftp", sftpServer, async (server, t) => {
+remoteTest("SftpBackend with --backup-dir moves old versions aside", "sftp", sftpServer, async (server, t) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   await writeTree(folder.path, { "doc.txt": "v1", "gone.txt": "bye", "sub": { "x.txt": "x" } });
@@ -359,7 +359,7 @@ remoteTest("SftpReplica with --backup-dir moves old versions aside", "sftp", sft
 });
 
 remoteTest(
-  "SftpReplica.lock() is exclusive, takes over a stale lock, and writes nothing read-only",
+  "SftpBackend.lock() is exclusive, takes over a stale lock, and writes nothing read-only",
   "sftp",
   sftpServer,
   async (server, t) => {
@@ -422,7 +422,7 @@ remoteTest(
   },
 );
 
-remoteTest("SftpReplica.digest() hashes the remote file", "sftp", sftpServer, async (server) => {
+remoteTest("SftpBackend.digest() hashes the remote file", "sftp", sftpServer, async (server) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   const big = new Uint8Array(3 * 1024 * 1024 + 5).map((_, i) => (i * 31) & 255);
@@ -600,7 +600,7 @@ remoteTest("openSftpReplica() follows an alias of the ssh config file", "sftp", 
 });
 
 remoteTest(
-  "SftpReplica: a connection cut mid-upload throws ConnectionLostError and leaves no file",
+  "SftpBackend: a connection cut mid-upload throws ConnectionLostError and leaves no file",
   "sftp",
   sftpServer,
   async (server) => {
@@ -652,7 +652,7 @@ remoteTest(
   },
 );
 
-remoteTest("SftpReplica read-ahead lists the same as listing one by one", "sftp", sftpServer, async (server) => {
+remoteTest("SftpBackend read-ahead lists the same as listing one by one", "sftp", sftpServer, async (server) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   const tree: Record<string, Record<string, Record<string, string>>> = {};

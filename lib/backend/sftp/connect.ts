@@ -21,8 +21,6 @@
  */
 
 import { Buffer } from "node:buffer";
-// @ts-types="./ssh2_sftp.d.ts"
-import { SFTP } from "ssh2/lib/protocol/SFTP.js";
 import { UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import type { SftpTarget } from "../target.ts";
@@ -39,6 +37,19 @@ import {
   whereOf,
 } from "./ssh_command.ts";
 import { type RawSftp, SftpSession } from "./session.ts";
+import { type InboundTarget, SftpInbound } from "./inbound.ts";
+
+/** ssh2's SFTP module, as ssh2_sftp.d.ts describes it. */
+type Ssh2Sftp = typeof import("./ssh2_sftp.d.ts");
+let ssh2Sftp: Promise<Ssh2Sftp> | undefined;
+
+/**
+ * ssh2's SFTP layer, loaded once, and first while ssh starts and shakes hands rather than
+ * before: the import takes 50 to 60 ms.
+ */
+function loadSftp(): Promise<Ssh2Sftp> {
+  return ssh2Sftp ??= import("ssh2/lib/protocol/SFTP.js") as Promise<Ssh2Sftp>;
+}
 
 /** The program run: `ssh` from the PATH (on Windows 10 and later, the OpenSSH client that ships with it). */
 const SSH = "ssh";
@@ -71,6 +82,7 @@ export interface SshPlan {
  * ```
  */
 export async function planSsh(target: SftpTarget, settings: SshSettings): Promise<SshPlan> {
+  loadSftp().catch(() => {}); // loads while ssh runs; openSession reports a failure
   const options = sshOptions(target, settings);
   let output: Deno.CommandOutput;
   try {
@@ -186,7 +198,19 @@ export async function openSession(plan: SshPlan): Promise<SftpSession> {
   } catch (error) {
     throw spawnError(error);
   }
-  return await new SshPipe(child, plan).open();
+  let SFTP: Ssh2Sftp["SFTP"];
+  try {
+    ({ SFTP } = await loadSftp());
+  } catch (error) {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // exited already
+    }
+    await child.status;
+    throw error;
+  }
+  return await new SshPipe(child, plan, SFTP).open();
 }
 
 /** One ssh process carrying one SFTP session: feeds ssh2's SFTP layer, watches stderr and the exit. */
@@ -204,8 +228,9 @@ class SshPipe {
   #closing: Promise<void> | undefined;
   #stdoutEnded: Promise<void>;
   #protocolError: Error | undefined;
+  #inbound: SftpInbound;
 
-  constructor(child: Deno.ChildProcess, plan: SshPlan) {
+  constructor(child: Deno.ChildProcess, plan: SshPlan, SFTP: Ssh2Sftp["SFTP"]) {
     this.#child = child;
     this.#plan = plan;
     this.#exited = child.status.then((status) => void (this.#code = status.code));
@@ -228,6 +253,7 @@ class SshPipe {
       this.#session.markLost(`the server broke the SFTP protocol: ${error.message}`);
       this.close();
     });
+    this.#inbound = new SftpInbound(this.#raw as unknown as InboundTarget);
     this.#stdoutEnded = this.#readStdout();
   }
 
@@ -349,8 +375,8 @@ class SshPipe {
       for (;;) {
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done) break;
-        // A copy of what arrived: ssh2 keeps views of it (handles, names), and the buffer is read into again.
-        this.#raw.push(Buffer.from(value));
+        // Framed here: READ answers go straight into their buffers, the rest to ssh2 as copies (it keeps views).
+        this.#inbound.feed(value);
         buffer = value.buffer;
       }
     } catch {

@@ -110,6 +110,13 @@ interface RawRequests {
 const WRITE = 6;
 
 /**
+ * Bytes of WRITE packets in flight over one session, shared by the files written at once: a
+ * file alone keeps its whole window, 64 at once a few packets each. Without it, 64 files of
+ * 16 MiB went up with 1.1 GB of memory.
+ */
+const SESSION_WRITE_BYTES = 32 << 20;
+
+/**
  * One SFTP session as promises. Each method rejects with `Deno.errors.NotFound`,
  * `Deno.errors.PermissionDenied`, `Deno.errors.NotSupported` or a plain Error naming the path,
  * and with {@linkcode ConnectionLostError} once the connection is gone (or the session closed).
@@ -129,6 +136,8 @@ export class SftpSession {
   #transport: SftpTransport;
   #lost: ConnectionLostError | undefined;
   #pending = new Set<(error: Error) => void>();
+  /** Files being written with writeFile or writeFrom. */
+  #writers = 0;
 
   constructor(raw: RawSftp, where: string, transport: SftpTransport) {
     this.#raw = raw;
@@ -194,6 +203,17 @@ export class SftpSession {
    */
   async readRange(handle: Buffer, path: string, offset: number, length: number): Promise<Uint8Array> {
     const buffer = Buffer.allocUnsafe(length);
+    return buffer.subarray(0, await this.readInto(handle, path, offset, buffer));
+  }
+  /**
+   * Reads into `into` from `offset`, every READ request sent at once (each at most
+   * {@linkcode SftpSession.maxRead}) and answered straight into it; returns the bytes read:
+   * `into.length`, fewer only at the end of the file. A server that answers a request with
+   * fewer bytes than asked (it may) is asked again for the rest.
+   */
+  async readInto(handle: Buffer, path: string, offset: number, into: Uint8Array): Promise<number> {
+    const buffer = Buffer.isBuffer(into) ? into : Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+    const length = buffer.length;
     const chunk = this.maxRead;
     const reads: Promise<number>[] = [];
     for (let at = 0; at < length; at += chunk) {
@@ -214,7 +234,7 @@ export class SftpSession {
       total += n;
       if (n < Math.min(chunk, length - i * chunk)) break; // the end of the file
     }
-    return buffer.subarray(0, total);
+    return total;
   }
   /**
    * Writes the rest of local `file` into the open remote file from offset 0, `window` bytes of
@@ -228,18 +248,18 @@ export class SftpSession {
     const { window = 16 << 20, onWritten, signal } = options;
     const chunk = this.maxWrite;
     const header = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
-    const slots = Math.max(2, Math.floor(window / chunk));
     const free: Buffer[] = [];
     let made = 0;
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
     let position = 0;
+    this.#writers++;
     try {
       while (failure === undefined) {
         signal?.throwIfAborted();
         let packet = free.pop();
         if (packet === undefined) {
-          if (made < slots) {
+          if (made < this.#slots(window)) {
             packet = Buffer.allocUnsafe(header + chunk);
             made++;
           } else {
@@ -259,7 +279,8 @@ export class SftpSession {
         const buffer = packet;
         const write = this.#sendWrite(buffer, handle, at, filled, path).then(
           () => {
-            free.push(buffer);
+            if (made > this.#slots(window)) made--; // more files now share the session: let it go
+            else free.push(buffer);
             onWritten?.(filled);
           },
           (error) => void (failure ??= error),
@@ -273,6 +294,77 @@ export class SftpSession {
       return position;
     } finally {
       await Promise.allSettled(inFlight);
+      this.#writers--;
+    }
+  }
+
+  /** WRITE packets one file may keep in flight now: its window, or its share of the session's. */
+  #slots(window: number): number {
+    const share = Math.min(window, SESSION_WRITE_BYTES / Math.max(1, this.#writers));
+    return Math.max(2, Math.floor(share / this.maxWrite));
+  }
+
+  /**
+   * Writes `size` bytes that `read` gives into the open remote file from offset 0: `read`
+   * fills a WRITE packet's data at a position (another SFTP session's {@linkcode
+   * SftpSession.readInto}, an object's ranged GET), and as many packets as `window` bytes
+   * hold are read and written at once, each reused once the server has acknowledged it.
+   * Stops at the first short read (the source shrank). Returns the bytes written.
+   */
+  async writeFrom(
+    handle: Buffer,
+    path: string,
+    read: (into: Buffer, position: number) => Promise<number>,
+    size: number,
+    options: WriteFileOptions = {},
+  ): Promise<number> {
+    const { window = 16 << 20, onWritten, signal } = options;
+    const chunk = this.maxWrite;
+    const header = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
+    const free: Buffer[] = [];
+    let made = 0;
+    const busy = new Set<Promise<void>>();
+    let failure: unknown;
+    let next = 0;
+    let end = size;
+    let written = 0;
+    this.#writers++;
+    try {
+      while (failure === undefined && next < end) {
+        signal?.throwIfAborted();
+        let packet = free.pop();
+        if (packet === undefined) {
+          if (made >= this.#slots(window)) {
+            await Promise.race(busy);
+            continue;
+          }
+          packet = Buffer.allocUnsafe(header + chunk);
+          made++;
+        }
+        const at = next;
+        const want = Math.min(chunk, end - at);
+        next += want;
+        const buffer = packet;
+        const task = (async () => {
+          const n = await read(buffer.subarray(header, header + want), at);
+          if (n < want) end = Math.min(end, at + n);
+          if (n > 0) {
+            await this.#sendWrite(buffer, handle, at, n, path);
+            written += n;
+            onWritten?.(n);
+          }
+          if (made > this.#slots(window)) made--;
+          else free.push(buffer);
+        })().catch((error) => void (failure ??= error));
+        busy.add(task);
+        task.finally(() => busy.delete(task));
+      }
+      await Promise.all(busy);
+      if (failure !== undefined) throw failure;
+      return written;
+    } finally {
+      await Promise.allSettled(busy);
+      this.#writers--;
     }
   }
 

@@ -1,15 +1,18 @@
 /**
- * A replica folder on another host, over SFTP (OpenSSH's sftp-server or internal-sftp, or any
- * SFTP v3 server), through the system's OpenSSH client (see connect.ts). Loaded only when a
- * replica names a host: `lib/backend/open.ts` imports this module dynamically.
+ * A folder on another host over SFTP (OpenSSH's sftp-server or internal-sftp, or any SFTP v3
+ * server), through the system's OpenSSH client (see connect.ts), read as a source or written
+ * as a replica. Loaded only when an argument names a host: `lib/backend/open.ts` imports this
+ * module dynamically.
  *
- * Round trips are what a remote replica costs, so requests are pipelined: a small file is
+ * Round trips are what a remote folder costs, so requests are pipelined: a small file is
  * put in place in three round trips (open the temp file; write, set attributes and close;
- * rename), 64 files at once, large files keep 16 MiB of writes in flight, and listings are
- * read ahead of the walk (see read_ahead.ts). One session carries it all: a second one (a
- * second sftp-server process on the host) gained nothing for 5,000 small files on two cores
- * (wall 1.00x, CPU 1.05x; whole-process A/B, 9 runs, medians): this client (deno and ssh,
- * 1.1 to 1.2 s of CPU for them) is the limit before the server's sshd (0.6 to 0.8 s) is.
+ * rename), 64 files at once, large files keep 16 MiB of writes in flight, files are read with
+ * several READ requests in flight (see source_file.ts), and listings are read ahead of the
+ * walk, the source's as the replica's (see read_ahead.ts). One session carries it all: a
+ * second one (a second sftp-server process on the host) gained nothing for 5,000 small files
+ * on two cores (wall 1.00x, CPU 1.05x; whole-process A/B, 9 runs, medians): this client (deno
+ * and ssh, 1.1 to 1.2 s of CPU for them) is the limit before the server's sshd (0.6 to 0.8 s)
+ * is.
  *
  * Never writes through a symbolic link: files and links are made under fresh temp names
  * opened exclusively and renamed over their final name, and directories written into were
@@ -38,15 +41,31 @@ import { type HashName } from "../../model/hash_name.ts";
 import { ChangedError } from "../../model/errors.ts";
 import { SMALL_FILE } from "../local/copy_file.ts";
 import { type Capabilities } from "../../model/capabilities.ts";
-import { type Backend, type BackendOptions, type CopyResult, type ListOptions, type SourceFile } from "../backend.ts";
+import {
+  type Backend,
+  type BackendOptions,
+  type CopyResult,
+  type FileReader,
+  type ListOptions,
+  type SourceFile,
+} from "../backend.ts";
 import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
 import { randomId, tempName } from "../../model/names.ts";
 import { parseTarget } from "../registry.ts";
 import { type SftpTarget } from "../target.ts";
 import { openSession, planSsh, type SshPlan } from "./connect.ts";
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type SftpSession, type SftpStats } from "./session.ts";
+import {
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  type SftpSession,
+  type SftpStats,
+  type WriteFileOptions,
+} from "./session.ts";
 import { ReadAhead } from "./read_ahead.ts";
 import { mkdirs, RemoteBackup } from "./remote_backup.ts";
+import { sftpSourceFile } from "./source_file.ts";
 
 /**
  * Bytes of writes in flight for one large file: 64 requests of 255 KiB where the server takes
@@ -69,22 +88,26 @@ export interface SftpInternals {
 
 /**
  * Runs ssh to the host of `target` (which logs in and checks the host key as the user's
- * OpenSSH configuration says) and returns the replica folder there. Nothing is written on the
- * host before every check has passed, and nothing at all with `options.readOnly`.
+ * OpenSSH configuration says) and returns the folder there, as a source or a replica. Nothing
+ * is written on the host before every check has passed, and nothing at all with
+ * `options.readOnly` (a source, a dry run, verify).
  *
  * Needs `--allow-run=ssh` (ssh itself reads ~/.ssh, talks to the agent and the network), and
- * read permission for `options.source`.
+ * read permission for the local files a replica is sent.
  *
  * @throws {UsageError} When ssh is not installed, for an unknown host name, a refused or
  * timed-out connection, failed authentication, an unknown, changed or revoked host key, a
  * server without the sftp subsystem, or a `--backup-dir` on another host; the message is one
  * line.
- * @example Opening a replica
+ * @example Opening a replica, and a source
  * ```ts
  * const replica = await openSftpReplica(parseTarget("sftp://backup@nas/srv/photos") as SftpTarget, {
- *   source: "/home/me/photos",
  *   jobs: 8,
  *   readOnly: false,
+ * });
+ * const source = await openSftpReplica(parseTarget("deploy@web1:/var/www") as SftpTarget, {
+ *   jobs: 8,
+ *   readOnly: true,
  * });
  * ```
  */
@@ -101,7 +124,7 @@ export async function openSftpReplica(
     const backup = options.backupDir !== undefined
       ? backupPlace(options.backupDir, root, target, plan, home)
       : undefined;
-    return new SftpReplica(target, options, internals, session, root, backup);
+    return new SftpBackend(target, options, internals, session, root, backup);
   } catch (error) {
     await session.end();
     throw error;
@@ -158,8 +181,8 @@ function errorText(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
-/** A replica folder on an SFTP host; see {@linkcode openSftpReplica}. */
-class SftpReplica implements Backend {
+/** A folder on an SFTP host, a source or a replica; see {@linkcode openSftpReplica}. */
+class SftpBackend implements Backend {
   readonly display: string;
   readonly caps: Capabilities;
   readonly protect: string | undefined;
@@ -319,14 +342,19 @@ class SftpReplica implements Backend {
     return batch;
   }
 
-  /** Reading an SFTP folder as a source comes with the reading half of this backend. */
-  stat(_rel: string): Promise<Entry | undefined> {
-    return Promise.reject(new Error("Reading an SFTP folder as a source is not supported yet"));
+  /** The entry at `rel` now (lstat; a link's target is not read), or undefined when there is none. */
+  async stat(rel: string): Promise<Entry | undefined> {
+    try {
+      return toEntry(await this.#session.lstat(this.#at(rel)));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
   }
 
-  /** Reading an SFTP folder as a source comes with the reading half of this backend. */
-  file(_entry: { path: string; size: number; mtimeMs: number; mode: number }): SourceFile {
-    throw new Error("Reading an SFTP folder as a source is not supported yet");
+  /** File `entry.path` of this folder, read over this connection (see {@linkcode sftpSourceFile}). */
+  file(entry: { path: string; size: number; mtimeMs: number; mode: number }): SourceFile {
+    return sftpSourceFile(this.#session, this.#at(entry.path), entry);
   }
 
   async remove(action: RemoveAction): Promise<boolean> {
@@ -350,43 +378,52 @@ class SftpReplica implements Backend {
 
   async copy(action: CopyAction, from: SourceFile): Promise<CopyResult> {
     this.#writable();
-    if (from.localPath === undefined) throw new Error("Copying over SFTP from a remote source is not supported yet");
-    return { size: action.size, backedUp: await this.#copyOnce(action, from.localPath) };
+    return { size: action.size, backedUp: await this.#copyOnce(action, from) };
   }
 
-  /** One upload attempt; throws {@linkcode ChangedError} when the source changed meanwhile. */
-  async #copyOnce(entry: CopyAction, from: string): Promise<boolean> {
+  /**
+   * One upload attempt from any source: a local file is read from disk straight into the
+   * WRITE packets; another backend's file through its reader, as many packets read and
+   * written at once as the write window holds. Throws {@linkcode ChangedError} when the
+   * source changed meanwhile, what `from` throws when it is gone.
+   */
+  async #copyOnce(entry: CopyAction, from: SourceFile): Promise<boolean> {
     const session = this.#session;
     const signal = this.#options.signal;
     signal?.throwIfAborted();
     const small = entry.size <= SMALL_FILE;
-    // Read before anything is created on the host: a vanished source leaves nothing behind.
-    // Small files are read synchronously: an async read costs a thread hand-off, more than the read.
-    const data = small ? Deno.readFileSync(from) : undefined;
-    const file = small ? undefined : await Deno.open(from, { read: true });
+    const local = from.localPath;
     const dst = this.#at(entry.path);
     const tmp = `${posix.dirname(dst)}/${tempName()}`;
+    let data: Uint8Array | undefined;
+    let file: Deno.FsFile | undefined;
+    let reader: FileReader | undefined;
     let handle: Buffer | undefined;
     let created = false;
     try {
+      // Read (or opened) before anything is created on the host: a vanished source leaves nothing behind.
+      if (local !== undefined) {
+        // Small files are read synchronously: an async read costs a thread hand-off, more than the read.
+        if (small) data = Deno.readFileSync(local);
+        else file = await Deno.open(local, { read: true });
+      } else {
+        reader = await from.open(signal);
+        if (small) data = await readWhole(reader, entry.size);
+      }
       handle = await session.open(tmp, "wx", { mode: 0o600 });
       created = true;
+      const opened = handle;
       const written = data !== undefined
-        ? await writeAll(session, handle, tmp, data)
-        : await this.#writeStream(session, handle, tmp, file!);
-      const after = Deno.lstatSync(from);
-      const attrs = {
-        mode: entry.mode,
-        atime: seconds(after.atime?.getTime() ?? Date.now()),
-        mtime: seconds(entry.mtimeMs),
-      };
-      const closing = handle;
+        ? await writeAll(session, opened, tmp, data)
+        : await this.#counted((options) =>
+          file !== undefined
+            ? session.writeFile(opened, tmp, file, options)
+            : session.writeFrom(opened, tmp, (into, at) => reader!.read(at, into), entry.size, options)
+        );
+      const attrs = { mode: entry.mode, atime: seconds(Date.now()), mtime: seconds(entry.mtimeMs) };
       handle = undefined;
-      await Promise.all([session.fsetstat(closing, attrs, tmp), session.close(closing, tmp)]);
-      if (
-        !after.isFile || after.size !== entry.size || (after.mtime?.getTime() ?? 0) !== entry.mtimeMs ||
-        written !== entry.size
-      ) {
+      await Promise.all([session.fsetstat(opened, attrs, tmp), session.close(opened, tmp), from.check()]);
+      if (written !== entry.size) {
         throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
       }
       signal?.throwIfAborted();
@@ -396,17 +433,18 @@ class SftpReplica implements Backend {
       return backedUp;
     } finally {
       file?.close();
+      await reader?.close();
       if (handle !== undefined) await session.close(handle, tmp).catch(() => {});
       if (created && !session.lost) await session.unlink(tmp).catch(() => {});
     }
   }
 
   /** Streams a large file: WRITE_WINDOW_BYTES of writes in flight; counts progress; stops on abort. */
-  async #writeStream(session: SftpSession, handle: Buffer, tmp: string, file: Deno.FsFile): Promise<number> {
+  async #counted(write: (options: WriteFileOptions) => Promise<number>): Promise<number> {
     const progress = this.#options.progress;
     let done = 0;
     try {
-      return await session.writeFile(handle, tmp, file, {
+      return await write({
         window: WRITE_WINDOW_BYTES,
         signal: this.#options.signal,
         onWritten: (bytes) => {
@@ -496,9 +534,16 @@ class SftpReplica implements Backend {
     const session = this.#session;
     const full = this.#at(rel);
     const hasher = await getHasher(hash as HashName);
-    const info = await session.lstat(full);
-    if ((info.mode & S_IFMT) !== S_IFREG) throw new ChangedError("Replica entry changed during the sync");
-    const handle = await session.open(full, "r");
+    let info: SftpStats;
+    let handle: Buffer;
+    try {
+      info = await session.lstat(full);
+      if ((info.mode & S_IFMT) !== S_IFREG) throw new ChangedError(`Entry is no longer a file: '${rel}'`);
+      handle = await session.open(full, "r");
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined; // gone: no digest
+      throw error;
+    }
     try {
       if (info.size <= SMALL_FILE) {
         const data = await this.#readRange(handle, full, 0, info.size);
@@ -536,7 +581,10 @@ class SftpReplica implements Backend {
       signal?.throwIfAborted();
       const data = await next;
       const following = at + span;
-      if (following < size) next = this.#readRange(handle, full, following, Math.min(span, size - following));
+      if (following < size) {
+        next = this.#readRange(handle, full, following, Math.min(span, size - following));
+        next.catch(() => {}); // awaited next turn, unless the run stops first
+      }
       hasher.update(data);
     }
     return hasher.digest();
@@ -545,7 +593,7 @@ class SftpReplica implements Backend {
   /** Reads exactly `length` bytes at `offset`, many requests in flight; throws ChangedError at a short read. */
   async #readRange(handle: Buffer, full: string, offset: number, length: number): Promise<Uint8Array> {
     const data = await this.#session.readRange(handle, full, offset, length);
-    if (data.length !== length) throw new ChangedError("Replica file changed while it was read");
+    if (data.length !== length) throw new ChangedError(`File changed while it was read: '${full}'`);
     return data;
   }
 
@@ -691,6 +739,12 @@ async function writeAll(session: SftpSession, handle: Buffer, tmp: string, data:
   }
   await Promise.all(writes);
   return buffer.length;
+}
+
+/** Reads a small source file whole; fewer bytes than `size` when it shrank meanwhile. */
+async function readWhole(reader: FileReader, size: number): Promise<Uint8Array> {
+  const data = new Uint8Array(size);
+  return data.subarray(0, await reader.read(0, data));
 }
 
 function describeHolder(info: LockInfo): string {
