@@ -349,7 +349,8 @@ async function createReplica(paths: CheckedPaths, o: CliOptions): Promise<void> 
     if (error instanceof Deno.errors.NotFound) throw missingParent(o.replica);
     throw error;
   }
-  // A new folder takes the source's mtime at once: it is new, not a difference to report.
+  // A new folder takes a local source's mtime at once: it is new, not a difference to report.
+  if (o.sourceTarget.kind !== "local") return;
   const mtime = Deno.statSync(paths.source).mtime;
   if (mtime) await Deno.utime(paths.replica, mtime, mtime).catch(() => {});
 }
