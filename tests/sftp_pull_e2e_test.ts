@@ -172,12 +172,14 @@ remoteTest("pull with rsync's user@host:path form and --ssh-port", "sftp", sftpS
   await using dst = await tempDir();
   await writeServerTree(server, src.path);
   const from = `${server.user}@${server.host}:${src.path}`;
-  const out = await runMain([from, dst.path, "--ssh-port", String(server.port), ...sftpArgs(server)], {
+  // Into a folder that does not exist yet: made, as for a local source.
+  const into = join(dst.path, "restored");
+  const out = await runMain([from, into, "--ssh-port", String(server.port), ...sftpArgs(server)], {
     permissions: PERMISSIONS,
   });
   assert.equal(out.code, 0, out.stderr + out.stdout);
-  assert.equal(await mirrorDiff(src.path, dst.path), "");
-  assert.deepEqual(await tempsUnder(dst.path), []);
+  assert.equal(await mirrorDiff(src.path, into), "");
+  assert.deepEqual(await tempsUnder(into), []);
 });
 
 remoteTest(
