@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { expiredRecords, formatRecords, parseJournal } from "../lib/backend/backup_journal.ts";
-import { assertMirror, runMain, tempDir, writeTree } from "./helpers.ts";
+import { assertMirror, mirrorDiff, runMain, tempDir, writeTree } from "./helpers.ts";
+import { remoteTest, sftpFolder, sftpServer } from "./remote_env.ts";
 
 Deno.test("parseJournal() and expiredRecords() read the journal and choose by when a version was put there", () => {
   const text = formatRecords([
@@ -76,3 +77,36 @@ Deno.test("main.ts --backup-keep prunes old versions, keeps fresh ones and never
     }
   });
 });
+
+/** What an SFTP run may use: ssh, the variables, the host name. */
+const SFTP = ["--allow-read", "--allow-write", "--allow-run=ssh", "--allow-env", "--allow-sys"];
+
+remoteTest(
+  "main.ts --backup-keep prunes an SFTP backup folder by its journal, and leaves a foreign file",
+  "sftp",
+  sftpServer,
+  async (server) => {
+    await using tmp = await tempDir();
+    await using folder = await sftpFolder(server);
+    await using old = await sftpFolder(server, "old-");
+    const src = join(tmp.path, "src");
+    const args = [src, folder.url, ...folder.args, "--ssh-config", "/dev/null", "--backup-dir", old.path];
+    await writeTree(src, { "a.txt": "a1", "b.txt": "b1" });
+    assert.equal((await runMain(args, { permissions: SFTP })).code, 0);
+    await Deno.writeTextFile(join(src, "a.txt"), "a2");
+    const first = await runMain([...args, "--backup-keep", "2s"], { permissions: SFTP });
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(await Deno.readTextFile(join(old.path, "a.txt")), "a1");
+    await Deno.writeTextFile(join(old.path, "mine.txt"), "not foldersync's");
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await Deno.writeTextFile(join(src, "b.txt"), "b2");
+    const run = await runMain([...args, "--backup-keep", "2s"], { permissions: SFTP });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /INFO {2}prune a\.txt \(backed up /);
+    assert.match(run.stdout, /1 backed up, 1 pruned, 0 errors/);
+    await assert.rejects(Deno.stat(join(old.path, "a.txt")), Deno.errors.NotFound);
+    assert.equal(await Deno.readTextFile(join(old.path, "b.txt")), "b1");
+    assert.equal(await Deno.readTextFile(join(old.path, "mine.txt")), "not foldersync's");
+    assert.equal(await mirrorDiff(src, folder.path), "");
+  },
+);

@@ -64,7 +64,8 @@ import {
   type WriteFileOptions,
 } from "./session.ts";
 import { ReadAhead } from "./read_ahead.ts";
-import { mkdirs, RemoteBackup } from "./remote_backup.ts";
+import { mkdirs, RemoteBackup, sftpBackupStore } from "./remote_backup.ts";
+import { formatRecords, pruneBackups, type PruneOptions } from "../backup_journal.ts";
 import { sftpSourceFile } from "./source_file.ts";
 
 /**
@@ -722,8 +723,28 @@ class SftpBackend implements Backend {
     }
   }
 
+  /**
+   * Prunes the backup folder by its journal (see {@linkcode pruneBackups}), once this run's
+   * own versions are written down in it.
+   */
+  async pruneBackups(options: PruneOptions): Promise<number> {
+    if (this.#backup === undefined) return 0;
+    await this.#journal();
+    return await pruneBackups(sftpBackupStore(this.#session, this.#backup.root), options);
+  }
+
+  /** Writes down in the backup folder's journal what this run put there. */
+  async #journal(): Promise<void> {
+    const records = this.#backup?.records;
+    if (!records?.length || this.#session.lost) return;
+    await sftpBackupStore(this.#session, this.#backup!.root).appendJournal(formatRecords(records.splice(0)));
+  }
+
   async close(): Promise<void> {
     this.#ahead?.stop();
+    await this.#journal().catch((error) => {
+      logger.warn(`Cannot write the backup folder's journal: ${errorText(error)}`);
+    });
     await this.#release?.(); // a lock still held goes with the connection
     await this.#session.end();
   }
