@@ -93,13 +93,14 @@ remoteTest(
     const args = [src, folder.url, ...folder.args, "--ssh-config", "/dev/null", "--backup-dir", old.path];
     await writeTree(src, { "a.txt": "a1", "b.txt": "b1" });
     assert.equal((await runMain(args, { permissions: SFTP })).code, 0);
-    await Deno.writeTextFile(join(src, "a.txt"), "a2");
+    // Another size: SFTP keeps whole seconds, and this may all happen within one.
+    await Deno.writeTextFile(join(src, "a.txt"), "a-two");
     const first = await runMain([...args, "--backup-keep", "2s"], { permissions: SFTP });
     assert.equal(first.code, 0, first.stderr);
     assert.equal(await Deno.readTextFile(join(old.path, "a.txt")), "a1");
     await Deno.writeTextFile(join(old.path, "mine.txt"), "not foldersync's");
     await new Promise((resolve) => setTimeout(resolve, 2500));
-    await Deno.writeTextFile(join(src, "b.txt"), "b2");
+    await Deno.writeTextFile(join(src, "b.txt"), "b-two");
     const run = await runMain([...args, "--backup-keep", "2s"], { permissions: SFTP });
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /INFO {2}prune a\.txt \(backed up /);

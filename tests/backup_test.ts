@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { JOURNAL_NAME } from "../lib/backend/backup_journal.ts";
 import { join } from "node:path";
-import { BackupDir, backupSuffix } from "../lib/backend/local/backup.ts";
+import { BackupDir } from "../lib/backend/local/backup.ts";
+import { backupSuffix } from "../lib/backend/backup_names.ts";
 import { parseCommand } from "../lib/cli/cli.ts";
 import { serviceCommand, syncArguments } from "../lib/service/locate.ts";
 import { plan } from "../lib/engine/plan.ts";

@@ -17,18 +17,7 @@ import { describeError } from "../../model/errors.ts";
 import type { EntryKind } from "../../model/listing.ts";
 import { type BackupRecord, type BackupStore, JOURNAL_NAME, NotEmptyError } from "../backup_journal.ts";
 import { tempName } from "../../model/names.ts";
-
-/**
- * The timestamp suffix for a run started at `date`: `~YYYY-MM-DDTHH-MM-SS`, in UTC.
- *
- * @example A suffix
- * ```ts
- * backupSuffix(new Date("2026-11-22T20:51:03.456Z")); // "~2026-11-22T20-51-03"
- * ```
- */
-export function backupSuffix(date: Date): string {
-  return `~${date.toISOString().slice(0, 19).replaceAll(":", "-")}`;
-}
+import { backupName, backupSuffix } from "../backup_names.ts";
 
 /** Options for {@linkcode BackupDir}. */
 export interface BackupDirOptions {
@@ -176,12 +165,7 @@ export class BackupDir {
     const slash = rel.lastIndexOf("/");
     const dir = this.#dir(slash === -1 ? "" : rel.slice(0, slash));
     const name = slash === -1 ? rel : rel.slice(slash + 1);
-    return join(dir, n === 1 ? name : this.#suffixed(name, n));
-  }
-
-  /** `name~STAMP` for n = 2, `name~STAMP-2` for 3, and so on. */
-  #suffixed(name: string, n: number): string {
-    return n === 2 ? `${name}${this.#suffix}` : `${name}${this.#suffix}-${n - 1}`;
+    return join(dir, backupName(name, n, this.#suffix));
   }
 
   /** A backup path for `rel` where nothing is yet. */
@@ -211,7 +195,7 @@ export class BackupDir {
       const parent = this.#dir(slash === -1 ? "" : rel.slice(0, slash));
       const name = slash === -1 ? rel : rel.slice(slash + 1);
       for (let n = 1;; n++) {
-        path = join(parent, n === 1 ? name : this.#suffixed(name, n));
+        path = join(parent, backupName(name, n, this.#suffix));
         const info = lstatOrNone(path);
         if (info?.isDirectory) break;
         if (info !== undefined) continue;

@@ -55,7 +55,7 @@ import {
 import { createHasher } from "../../content/hash.ts";
 import { type HashName } from "../../model/hash_name.ts";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
-import { backupSuffix } from "../local/backup.ts";
+import { backupSuffix } from "../backup_names.ts";
 import { type ListedObject, type ObjectHead, S3Client, S3Error } from "./client.ts";
 import { resolveCredentials, resolveRegion } from "./credentials.ts";
 import { MetaCache, type MetaRecord } from "./meta_cache.ts";

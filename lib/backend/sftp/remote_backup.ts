@@ -10,7 +10,7 @@
  * @module
  */
 
-import { backupSuffix } from "../local/backup.ts";
+import { backupName, backupSuffix } from "../backup_names.ts";
 import type { EntryKind } from "../../model/listing.ts";
 import { type BackupRecord, type BackupStore, JOURNAL_NAME, NotEmptyError } from "../backup_journal.ts";
 import { tempName } from "../../model/names.ts";
@@ -145,11 +145,7 @@ export class RemoteBackup {
     const slash = rel.lastIndexOf("/");
     const dir = await this.#dir(slash === -1 ? "" : rel.slice(0, slash));
     const name = slash === -1 ? rel : rel.slice(slash + 1);
-    return `${dir}/${n === 1 ? name : this.#suffixed(name, n)}`;
-  }
-
-  #suffixed(name: string, n: number): string {
-    return n === 2 ? `${name}${this.#suffix}` : `${name}${this.#suffix}-${n - 1}`;
+    return `${dir}/${backupName(name, n, this.#suffix)}`;
   }
 
   /** The backup folder for replica directory `rel`, made if missing (once per run). */
@@ -175,7 +171,7 @@ export class RemoteBackup {
     const parent = await this.#dir(slash === -1 ? "" : rel.slice(0, slash));
     const name = slash === -1 ? rel : rel.slice(slash + 1);
     for (let n = 1;; n++) {
-      const path = `${parent}/${n === 1 ? name : this.#suffixed(name, n)}`;
+      const path = `${parent}/${backupName(name, n, this.#suffix)}`;
       const info = await lstatOrNone(session, path);
       if (info !== undefined) {
         if ((info.mode & S_IFMT) === S_IFDIR) return path;
