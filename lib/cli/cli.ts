@@ -227,7 +227,8 @@ const MIN_INTERVAL_MS = 1000;
  */
 const MIN_LOG_MAX_SIZE = 1024;
 
-const OPTIONS = {
+/** Every option the command line takes (node:util parseArgs' table); docs/usage.md documents each (tests/docs_test.ts). */
+export const OPTIONS = {
   source: { type: "string", short: "s" },
   replica: { type: "string", short: "r" },
   checksum: { type: "boolean", short: "c" },

@@ -72,7 +72,10 @@ nothing written; 6 the files were written (or removed) but the service manager c
 be run or refused (the message says what to run).
 `;
 
-const SERVICE_OPTION = /^--(platform|scope|every)(?:=(.*))?$/s;
+/** The options of `foldersync service` besides a sync's own. */
+export const SERVICE_OPTIONS = ["platform", "scope", "every"] as const;
+
+const SERVICE_OPTION = new RegExp(`^--(${SERVICE_OPTIONS.join("|")})(?:=(.*))?$`, "s");
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 /** The platform of the machine this runs on. */
