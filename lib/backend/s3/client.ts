@@ -314,6 +314,50 @@ export class S3Client {
   }
 
   /**
+   * Bytes `start` up to `end` (exclusive) of the object at `key`, or all of it without a range,
+   * with its metadata (`head.size` is the whole object's size). With `ifMatch`, only while the
+   * object's ETag is that one, and with `ifUnmodifiedSince` (a LastModified as listed), only while
+   * it was not written since: else S3Error 412 `PreconditionFailed`. Undefined when there is no
+   * object at `key`.
+   */
+  async getObject(
+    key: string,
+    options: {
+      start?: number | undefined;
+      end?: number | undefined;
+      ifMatch?: string | undefined;
+      ifUnmodifiedSince?: string | undefined;
+      signal?: AbortSignal | undefined;
+    } = {},
+  ): Promise<{ head: ObjectHead; body: Uint8Array } | undefined> {
+    const { start, end, ifMatch, ifUnmodifiedSince, signal } = options;
+    const headers: Record<string, string> = {};
+    if (start !== undefined && end !== undefined) headers.range = `bytes=${start}-${end - 1}`;
+    if (ifMatch !== undefined) headers["if-match"] = `"${ifMatch}"`;
+    if (ifUnmodifiedSince) headers["if-unmodified-since"] = new Date(ifUnmodifiedSince).toUTCString();
+    const response = await this.request("GET", { key, headers, signal, accept: [404] });
+    if (response.status === 404) return undefined;
+    const head = headOf(response.headers);
+    const total = /\/(\d+)$/.exec(response.headers.get("content-range") ?? "")?.[1];
+    let body = response.body;
+    if (response.status === 206 && total !== undefined) head.size = Number(total);
+    else if (start !== undefined && end !== undefined) {
+      // A server that ignores Range answers 200 with the whole object.
+      head.size = body.length;
+      body = body.subarray(start, end);
+    }
+    return { head, body };
+  }
+
+  /** The first key that starts with `prefix`, or undefined when there is none (one LIST of one key). */
+  async first(prefix: string, signal?: AbortSignal): Promise<string | undefined> {
+    const query = { "list-type": "2", prefix, "max-keys": "1" };
+    const { body } = await this.request("GET", { query, signal });
+    const item = xmlAll(new TextDecoder().decode(body), "Contents")[0];
+    return item === undefined ? undefined : xmlOne(item, "Key");
+  }
+
+  /**
    * Writes an object (with Content-MD5, so that the server checks what it got). Returns its
    * ETag, or undefined when a condition in `headers` (If-None-Match, If-Match) failed.
    */
@@ -384,6 +428,28 @@ export class S3Client {
       signal,
     });
     return unquote(headers.get("etag") ?? "");
+  }
+
+  /**
+   * Makes part `n` (from 1) of an upload from bytes `start` up to `end` (exclusive) of object
+   * `from` in this bucket, on the server (UploadPartCopy); with `ifMatch`, only while its ETag is
+   * that one (a server may ignore the condition: check the source again before completing).
+   * Returns the part's ETag.
+   */
+  async copyPart(
+    key: string,
+    uploadId: string,
+    n: number,
+    from: { key: string; start: number; end: number; ifMatch?: string | undefined },
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const headers: Record<string, string> = {
+      "x-amz-copy-source": uriEncode(`/${this.bucket}/${from.key}`, true),
+      "x-amz-copy-source-range": `bytes=${from.start}-${from.end - 1}`,
+    };
+    if (from.ifMatch !== undefined) headers["x-amz-copy-source-if-match"] = `"${from.ifMatch}"`;
+    const { body } = await this.request("PUT", { key, query: { partNumber: String(n), uploadId }, headers, signal });
+    return unquote(xmlOne(new TextDecoder().decode(body), "ETag") ?? "");
   }
 
   /** Completes an upload from its parts' ETags, in order; returns the object's ETag. */
