@@ -606,7 +606,10 @@ async function copyFromReader(
     const start = (k: number) => {
       if (k >= chunks || pending.has(k)) return;
       const buffer = new Uint8Array(Math.min(READ_CHUNK, how.size - k * READ_CHUNK) || READ_CHUNK);
-      pending.set(k, reader.read(k * READ_CHUNK, buffer).then((n) => buffer.subarray(0, n)));
+      const read = reader.read(k * READ_CHUNK, buffer).then((n) => buffer.subarray(0, n));
+      // Awaited in turn; one that fails while an earlier one is awaited, or after the copy gave up, is no unhandled rejection.
+      read.catch(() => {});
+      pending.set(k, read);
     };
     let written = 0;
     for (let k = 0; k < chunks; k++) {

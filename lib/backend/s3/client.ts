@@ -452,14 +452,18 @@ export class S3Client {
     return unquote(xmlOne(new TextDecoder().decode(body), "ETag") ?? "");
   }
 
-  /** Completes an upload from its parts' ETags, in order; returns the object's ETag. */
+  /**
+   * Completes an upload from its parts' ETags, in order; returns the object's ETag (asked with a
+   * HEAD when the answer leaves it empty, as radosgw 16.2's does).
+   */
   async completeUpload(key: string, uploadId: string, etags: readonly string[], signal?: AbortSignal): Promise<string> {
     const parts = etags.map((etag, i) =>
       `<Part><PartNumber>${i + 1}</PartNumber><ETag>"${escapeXml(etag)}"</ETag></Part>`
     );
     const body = `<CompleteMultipartUpload>${parts.join("")}</CompleteMultipartUpload>`;
     const response = await this.request("POST", { key, query: { uploadId }, body, signBody: true, signal });
-    return unquote(xmlOne(new TextDecoder().decode(response.body), "ETag") ?? "");
+    const etag = unquote(xmlOne(new TextDecoder().decode(response.body), "ETag") ?? "");
+    return etag !== "" ? etag : (await this.head(key, signal))?.etag ?? "";
   }
 
   /** Aborts an upload (an upload already gone is no error). */
