@@ -1,11 +1,10 @@
 /**
  * The S3 source's reader without a server: reads served from blocks fetched ahead, the shared
- * budget of blocks, reads out of order, errors and closing.
+ * pool of block buffers, reads out of order, errors and closing.
  */
 
 import assert from "node:assert/strict";
-import { ObjectReader } from "../lib/backend/s3/object_reader.ts";
-import { Slots } from "../lib/backend/s3/slots.ts";
+import { BlockPool, ObjectReader } from "../lib/backend/s3/object_reader.ts";
 
 const KIB = 1024;
 
@@ -15,20 +14,26 @@ function object(size: number, fail?: (start: number) => Error | undefined) {
   const ranges: Array<[number, number]> = [];
   let inFlight = 0;
   let peak = 0;
-  const fetch = async (start: number, end: number, signal: AbortSignal) => {
+  const fetch = async (start: number, end: number, signal: AbortSignal, into?: Uint8Array) => {
     ranges.push([start, end]);
     peak = Math.max(peak, ++inFlight);
     try {
+      // Written in two halves, a tick apart, as a body comes off the network.
+      const out = into ?? new Uint8Array(end - start);
+      const half = Math.floor((end - start) / 2);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      out.set(bytes.subarray(start, start + half));
       await new Promise((resolve) => setTimeout(resolve, 1));
       signal.throwIfAborted();
       const error = fail?.(start);
       if (error) throw error;
-      return bytes.slice(start, end);
+      out.set(bytes.subarray(start + half, end), half);
+      return out.subarray(0, end - start);
     } finally {
       inFlight--;
     }
   };
-  return { bytes, ranges, fetch, peak: () => peak };
+  return { bytes, ranges, fetch, peak: () => peak, inFlight: () => inFlight };
 }
 
 /** Reads the whole object in `chunk`-byte reads, `inFlight` at a time, in order; returns what it read. */
@@ -52,10 +57,15 @@ async function readInOrder(reader: ObjectReader, size: number, chunk: number, in
   return out;
 }
 
+/** Waits until no fetch of `o` is in flight. */
+async function waitSettled(o: { inFlight: () => number }): Promise<void> {
+  while (o.inFlight() > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+}
+
 Deno.test("ObjectReader reads the whole object in one fetch, and an empty one in none", async () => {
   const o = object(10 * KIB);
-  const budget = new Slots(4);
-  const reader = new ObjectReader(o.bytes.length, o.fetch, { blockSize: 4 * KIB, ahead: 2, budget });
+  const pool = new BlockPool(4, 4 * KIB);
+  const reader = new ObjectReader(o.bytes.length, o.fetch, { ahead: 2, pool });
   const into = new Uint8Array(10 * KIB);
   assert.equal(await reader.read(0, into), 10 * KIB);
   assert.deepEqual(into, o.bytes);
@@ -63,17 +73,17 @@ Deno.test("ObjectReader reads the whole object in one fetch, and an empty one in
   assert.equal(await reader.read(10 * KIB, new Uint8Array(5)), 0, "past the end");
   await reader.close();
   const empty = object(0);
-  const none = new ObjectReader(0, empty.fetch, { blockSize: 4 * KIB, ahead: 2, budget });
+  const none = new ObjectReader(0, empty.fetch, { ahead: 2, pool });
   assert.equal(await none.read(0, new Uint8Array(KIB)), 0);
   assert.deepEqual(empty.ranges, []);
-  assert.equal(budget.free, 4);
+  assert.equal(pool.free, 4);
 });
 
-Deno.test("ObjectReader serves reads in order from blocks fetched ahead, in parallel, and gives every slot back", async () => {
+Deno.test("ObjectReader serves reads in order from blocks fetched ahead, in parallel, and gives every buffer back for reuse", async () => {
   const size = 100 * KIB + 17;
   const o = object(size);
-  const budget = new Slots(6);
-  const reader = new ObjectReader(size, o.fetch, { blockSize: 16 * KIB, ahead: 3, budget });
+  const pool = new BlockPool(6, 16 * KIB);
+  const reader = new ObjectReader(size, o.fetch, { ahead: 3, pool });
   const out = await readInOrder(reader, size, 4 * KIB, 8);
   assert.deepEqual(out, o.bytes);
   // Whole blocks, each fetched once, several at a time.
@@ -84,22 +94,27 @@ Deno.test("ObjectReader serves reads in order from blocks fetched ahead, in para
   );
   assert.ok(o.peak() > 1, `blocks fetched in parallel: ${o.peak()}`);
   assert.equal(reader.blocks, 0, "every block let go once served");
-  assert.equal(budget.free, 6);
+  assert.equal(pool.free, 6);
+  // Buffers are reused: a second reader's blocks come from the same buffers.
+  const taken = [pool.take()!, pool.take()!];
+  assert.equal(pool.free, 4);
+  taken.forEach((buffer) => pool.give(buffer));
+  assert.deepEqual(await readInOrder(new ObjectReader(size, o.fetch, { ahead: 3, pool }), size, 4 * KIB, 8), o.bytes);
   await reader.close();
 });
 
-Deno.test("ObjectReader fetches only a read's own range when the budget has no slot, and out of order", async () => {
+Deno.test("ObjectReader fetches only a read's own range when the pool has no buffer free, and out of order", async () => {
   const size = 64 * KIB;
   const o = object(size);
-  const budget = new Slots(1);
-  assert.ok(budget.tryAcquire()); // another reader holds the only slot
-  const reader = new ObjectReader(size, o.fetch, { blockSize: 16 * KIB, ahead: 3, budget });
+  const pool = new BlockPool(1, 16 * KIB);
+  const held = pool.take()!; // another reader holds the only buffer
+  const reader = new ObjectReader(size, o.fetch, { ahead: 3, pool });
   assert.deepEqual(await readInOrder(reader, size, 4 * KIB, 4), o.bytes);
   assert.ok(o.ranges.every(([start, end]) => end - start === 4 * KIB), "each read its own range");
-  budget.release();
+  pool.give(held);
   // Out of order: one fetch of just what is asked, at any offset.
   o.ranges.length = 0;
-  const random = new ObjectReader(size, o.fetch, { blockSize: 16 * KIB, ahead: 3, budget });
+  const random = new ObjectReader(size, o.fetch, { ahead: 3, pool });
   for (const at of [50 * KIB + 3, 7, 33 * KIB]) {
     const into = new Uint8Array(1000);
     assert.equal(await random.read(at, into), 1000);
@@ -110,24 +125,27 @@ Deno.test("ObjectReader fetches only a read's own range when the budget has no s
   assert.equal(await random.read(size - 10, tail), 10, "fewer at the end");
   assert.deepEqual(tail.subarray(0, 10), o.bytes.subarray(size - 10));
   await random.close();
-  assert.equal(budget.free, 1);
+  assert.equal(pool.free, 1);
 });
 
 Deno.test("ObjectReader passes a failed fetch to its reads, and close() stops the fetches ahead", async () => {
   const size = 64 * KIB;
   const broken = new Error("Connection to 'x' lost");
   const o = object(size, (start) => (start === 32 * KIB ? broken : undefined));
-  const budget = new Slots(8);
-  const reader = new ObjectReader(size, o.fetch, { blockSize: 16 * KIB, ahead: 3, budget });
+  const pool = new BlockPool(8, 16 * KIB);
+  const reader = new ObjectReader(size, o.fetch, { ahead: 3, pool });
   await assert.rejects(readInOrder(reader, size, 4 * KIB, 4), (e) => e === broken);
   await reader.close();
-  assert.equal(budget.free, 8, "no slot kept by a failed or closed reader");
+  await waitSettled(o);
+  assert.equal(pool.free, 8, "no buffer kept by a failed or closed reader");
   await assert.rejects(reader.read(0, new Uint8Array(1)), /closed/);
   // Closing while blocks are in flight aborts them.
   const slow = object(size);
-  const stopped = new ObjectReader(size, slow.fetch, { blockSize: 16 * KIB, ahead: 3, budget });
+  const stopped = new ObjectReader(size, slow.fetch, { ahead: 3, pool });
   const first = stopped.read(0, new Uint8Array(KIB));
   await stopped.close();
+  assert.ok(pool.free < 8, "a buffer a fetch still writes into is not reused");
   await assert.rejects(first, (e: Error) => e.name === "AbortError");
-  assert.equal(budget.free, 8);
+  await waitSettled(slow);
+  assert.equal(pool.free, 8, "buffers back once their fetches ended");
 });

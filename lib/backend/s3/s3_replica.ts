@@ -66,7 +66,7 @@ import { backupSuffix } from "../local/backup.ts";
 import { type ListedObject, type ObjectHead, S3Client, S3Error } from "./client.ts";
 import { resolveCredentials, resolveRegion } from "./credentials.ts";
 import { MetaCache, type MetaRecord } from "./meta_cache.ts";
-import { ObjectReader } from "./object_reader.ts";
+import { BlockPool, ObjectReader } from "./object_reader.ts";
 import { Slots } from "./slots.ts";
 
 /** Fine-tuning of the S3 backend (tests make the sizes small). */
@@ -366,10 +366,9 @@ class S3Backend implements Backend {
   #headCount: number;
   /** The endpoint's URL, which with the bucket tells a source object a server-side copy can take. */
   #endpoint: string;
-  #readBlockSize: number;
   #readAhead: number;
-  /** Blocks of source objects held by readers (see {@linkcode ObjectReader}). */
-  #readBlocks: Slots;
+  /** The buffers of the blocks readers of source objects fetch (see {@linkcode ObjectReader}). */
+  #readPool: BlockPool;
   #maxCopy: number;
   #copyPartSize: number;
   /** Metadata being read (HEADs, link GETs), by key relative to the prefix: asked once. */
@@ -395,9 +394,8 @@ class S3Backend implements Backend {
     this.#headCount = tuning.heads ?? 16;
     this.#heads = new Slots(this.#headCount);
     this.#endpoint = endpoint;
-    this.#readBlockSize = tuning.readBlockSize ?? 8 * MIB;
     this.#readAhead = tuning.readAhead ?? 3;
-    this.#readBlocks = new Slots(tuning.readBlocks ?? 12);
+    this.#readPool = new BlockPool(tuning.readBlocks ?? 12, tuning.readBlockSize ?? 8 * MIB);
     this.#maxCopy = tuning.maxCopy ?? MAX_COPY;
     this.#copyPartSize = tuning.copyPartSize ?? 512 * MIB;
     const backup = this.#backupPrefix(options.backupDir);
@@ -819,17 +817,12 @@ class S3Backend implements Backend {
       open: async (signal?: AbortSignal): Promise<FileReader> => {
         const obj = await resolve();
         const stop = signal && this.#signal ? AbortSignal.any([signal, this.#signal]) : signal ?? this.#signal;
-        const fetch = async (start: number, end: number, abort: AbortSignal) => {
-          const body = await this.#readVersion(rel, obj, start, end, abort);
+        const fetch = async (start: number, end: number, abort: AbortSignal, into?: Uint8Array) => {
+          const body = await this.#readVersion(rel, obj, { start, end, into }, abort);
           confirmed = true;
           return body;
         };
-        return new ObjectReader(obj.size, fetch, {
-          blockSize: this.#readBlockSize,
-          ahead: this.#readAhead,
-          budget: this.#readBlocks,
-          signal: stop,
-        });
+        return new ObjectReader(obj.size, fetch, { ahead: this.#readAhead, pool: this.#readPool, signal: stop });
       },
       check: async () => {
         if (confirmed) return;
@@ -856,17 +849,24 @@ class S3Backend implements Backend {
   }
 
   /**
-   * Bytes `start` to `end` of version `obj` of source file `rel` (all of it without a Range
-   * header when that is the whole object). Throws {@linkcode ChangedError} when the object is
+   * Bytes `range.start` to `range.end` of version `obj` of source file `rel` (all of it
+   * without a Range header when that is the whole object), into `range.into` when given. Throws {@linkcode ChangedError} when the object is
    * another version now, `Deno.errors.NotFound` when it is gone.
    */
-  async #readVersion(rel: string, obj: Obj, start: number, end: number, signal: AbortSignal): Promise<Uint8Array> {
+  async #readVersion(
+    rel: string,
+    obj: Obj,
+    range: { start: number; end: number; into?: Uint8Array | undefined },
+    signal: AbortSignal,
+  ): Promise<Uint8Array> {
+    const { start, end, into } = range;
     const whole = start === 0 && end === obj.size;
     let got: { head: ObjectHead; body: Uint8Array } | undefined;
     try {
       got = await this.#client.getObject(this.#key(rel), {
         ...(whole ? {} : { start, end }),
         ifMatch: obj.etag,
+        into,
         signal,
       });
     } catch (error) {
