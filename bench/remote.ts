@@ -3,6 +3,9 @@
  * on the test servers of `tests/servers/up.sh` (read from `servers.json` in
  * `$FOLDERSYNC_TEST_SERVERS`). Same trees, same servers, tools alternated (A B, B A ...) so
  * machine drift cancels out. Prints medians, foldersync / peer ratios and peak RSS (GNU time).
+ * Over S3 it also restores foldersync's copies into empty local folders, with foldersync's
+ * caches empty (a new machine), against `rclone sync REMOTE:bucket/prefix local/`, and syncs a
+ * restored folder again (a no-op restore, with its HTTP requests).
  *
  * A tool that fails shows `failed` in its cell (its error on stderr) and the bench goes on; a
  * foldersync replica that differs from the source shows `wrong`.
@@ -41,6 +44,11 @@ interface Tool {
 interface Backend {
   name: "sftp" | "s3";
   tools: Tool[];
+  /**
+   * The tools that copy a replica there back into a local folder (`src` is what `fresh` and the
+   * tools' `dst` name), when the server is read as a source too.
+   */
+  restoreTools?: Tool[];
   /** A fresh, empty replica named `name`; returns what the tools take as `dst`. */
   fresh: (name: string) => Promise<string>;
   /** Checks foldersync's replica `dst` holds exactly `src`; returns the differences, or "". */
@@ -114,10 +122,15 @@ export async function benchRemote(args: string[]): Promise<void> {
     }
     for (const backend of backends.filter((b) => only.has(b.name))) {
       const replicas = await bench.initial(backend, "5,000 small files, initial copy", small);
-      await bench.initial(backend, `one ${bigLabel} file, initial copy`, big);
+      const bigReplicas = await bench.initial(backend, `one ${bigLabel} file, initial copy`, big);
       await bench.noop(backend, "5,000 small files, no-op", small, replicas);
       if (backend.name === "s3") await bench.requests(backend, small, replicas);
       await bench.churn(backend, "5,000 small files, 1% changed, some added and deleted", small, replicas);
+      if (backend.restoreTools) {
+        const restored = await bench.restore(backend, "5,000 small files, restore", small, replicas);
+        await bench.restore(backend, `one ${bigLabel} file, restore`, big, bigReplicas);
+        await bench.restoreNoop(backend, "5,000 small files, no-op restore", small, replicas, restored);
+      }
     }
     const s3 = backends.find((b) => b.name === "s3");
     if (s3 && only.has("memory")) {
@@ -186,6 +199,74 @@ class Bench {
     }, src);
   }
 
+  /**
+   * Restores foldersync's replica of `src` (in `replicas`) into a fresh local folder with each
+   * restore tool, with foldersync's caches empty (a new machine); foldersync's first restore is
+   * checked against `src` by rsync. Returns each tool's restored folder.
+   */
+  async restore(
+    backend: Backend,
+    label: string,
+    src: string,
+    replicas: Map<string, string>,
+  ): Promise<Map<string, string>> {
+    const remote = replicas.get("foldersync")!;
+    const restored = new Map<string, string>();
+    await this.#row(
+      backend,
+      label,
+      this.#reps,
+      async (tool, rep) => {
+        const dst = join(this.#work, `restore-${tool.name}-${basename(src)}`);
+        await sh(`rm -rf '${dst}' '${join(this.#work, "cache")}'`);
+        restored.set(tool.name, dst);
+        return { dst, check: tool.name === "foldersync" && rep === 0, from: remote };
+      },
+      src,
+      backend.restoreTools!,
+    );
+    return restored;
+  }
+
+  /**
+   * Each restore tool syncs the bucket into the folder it restored again: nothing to do. Then
+   * foldersync's HTTP requests for it, from its debug output.
+   */
+  async restoreNoop(
+    backend: Backend,
+    label: string,
+    src: string,
+    replicas: Map<string, string>,
+    restored: Map<string, string>,
+  ): Promise<void> {
+    const remote = replicas.get("foldersync")!;
+    const tools = backend.restoreTools!;
+    await this.#row(
+      backend,
+      label,
+      this.#reps,
+      (tool) => {
+        return Promise.resolve({ dst: restored.get(tool.name)!, from: remote });
+      },
+      src,
+      tools,
+    );
+    const foldersync = tools.find((tool) => tool.name === "foldersync")!;
+    let cell = "failed";
+    try {
+      const cmd = foldersync.cmd(remote, restored.get("foldersync")!).map((arg) => arg === "-q" ? "--verbose" : arg);
+      const { stdout, stderr } = await run(cmd, foldersync.env);
+      cell = /S3 requests to '[^']*': (\d+)/.exec(stdout + stderr)?.[1] ?? "n/a";
+    } catch (error) {
+      console.error(`foldersync: ${firstLines(error)}`);
+    }
+    console.log(
+      `| ${backend.name} | ${label}: HTTP requests | ${cell} | ${PEERS.map(() => "-").join(" | ")} | ${
+        PEERS.map(() => "-").join(" | ")
+      } |`,
+    );
+  }
+
   /** How many HTTP requests a no-op sync of a replica in `replicas` sends, from each tool's debug output. */
   async requests(backend: Backend, src: string, replicas: Map<string, string>): Promise<void> {
     const cells = new Map<string, string>();
@@ -221,22 +302,28 @@ class Bench {
     console.log(`| ${line.join(" | ")} |`);
   }
 
+  /**
+   * Runs each of `tools` (the backend's own by default) `reps` times in alternation, each from
+   * `src` (or what `prepare` names as `from`) into what `prepare` names as `dst`; a `check`
+   * compares the result with `src` (a restore: by rsync, as a local folder).
+   */
   async #row(
     backend: Backend,
     label: string,
     reps: number,
-    prepare: (tool: Tool, rep: number) => Promise<{ dst: string; check?: boolean }>,
+    prepare: (tool: Tool, rep: number) => Promise<{ dst: string; check?: boolean; from?: string }>,
     src: string,
+    tools: Tool[] = backend.tools,
   ): Promise<void> {
-    const cells = new Map<string, Cell>(backend.tools.map((t) => [t.name, { samples: [] }]));
+    const cells = new Map<string, Cell>(tools.map((t) => [t.name, { samples: [] }]));
     for (let rep = 0; rep < reps; rep++) {
-      for (const tool of rep % 2 ? [...backend.tools].reverse() : backend.tools) {
+      for (const tool of rep % 2 ? [...tools].reverse() : tools) {
         const cell = cells.get(tool.name)!;
         if ("failed" in cell) continue;
         try {
-          const { dst, check = false } = await prepare(tool, rep);
-          cell.samples.push(await timed(tool.cmd(src, dst), tool.env, this.#work));
-          const diff = check ? await backend.verify(src, dst) : "";
+          const { dst, check = false, from } = await prepare(tool, rep);
+          cell.samples.push(await timed(tool.cmd(from ?? src, dst), tool.env, this.#work));
+          const diff = !check ? "" : from !== undefined ? await restoredDiff(src, dst) : await backend.verify(src, dst);
           if (diff !== "") {
             console.error(`${tool.name}'s replica differs from the source:\n${diff.slice(0, 2000)}`);
             cells.set(tool.name, { failed: "wrong" });
@@ -367,6 +454,14 @@ async function s3Backend(server: S3Server, work: string): Promise<Backend> {
       },
       { name: "rclone", cmd: (src, dst) => ["rclone", "sync", src, `fss3:${dst}`], env: rclone },
     ],
+    restoreTools: [
+      {
+        name: "foldersync",
+        cmd: (src, dst) => [Deno.execPath(), "run", "--quiet", "-A", MAIN, `s3://${src}`, dst, "-q"],
+        env: { ...s3Env(server), ...cacheEnv(work) },
+      },
+      { name: "rclone", cmd: (src, dst) => ["rclone", "sync", `fss3:${src}`, dst], env: rclone },
+    ],
     fresh: async (name) => {
       // A new prefix each time: rclone's purge leaves foldersync's directory markers (it does not
       // list `dir/` objects), so a purged prefix would not be quite empty.
@@ -391,6 +486,15 @@ async function s3Backend(server: S3Server, work: string): Promise<Backend> {
       await collect();
     },
   };
+}
+
+/**
+ * The differences between source tree `src` and the folder `dst` restored from its replica, by
+ * rsync (`-rlptD -c`: contents, links, modes and times); "" when there are none.
+ */
+async function restoredDiff(src: string, dst: string): Promise<string> {
+  const { stdout } = await run(["rsync", "-rlptD", "-c", "--delete", "-n", "-i", `${src}/`, `${dst}/`], {});
+  return stdout.trim();
 }
 
 /**
