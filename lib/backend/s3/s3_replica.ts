@@ -1,6 +1,6 @@
 /**
- * A replica in S3-compatible object storage: a bucket and key prefix, laid out as rclone lays
- * it out, so that rclone and foldersync read one bucket alike.
+ * A bucket and key prefix in S3-compatible object storage, read as a source and written as a
+ * replica, laid out as rclone lays it out, so that rclone and foldersync read one bucket alike.
  *
  * - A file is the object `prefix/path`, with its mtime in the user metadata `mtime` (seconds
  *   with a nine-digit fraction, as rclone writes it) and its mode in `mode` (octal with the
@@ -13,24 +13,34 @@
  * told `--metadata`, and no directory markers): a file without `mode`, and a directory without
  * a marker or its metadata, list with {@linkcode UNKNOWN_MODE} and a NaN mtime, which the
  * engine never counts as a difference, so a bucket rclone wrote gets no write request. A file
- * without `mtime` lists with its LastModified, as rclone reads it; when its content is equal
- * after all (the update finds the source's MD5 equal to the object's), only its metadata is
- * replaced, by a copy onto itself: nothing is uploaded again.
+ * without `mtime` lists with its LastModified (as the listing gives it, to the millisecond), as
+ * rclone reads it; when its content is equal after all (the update finds the source's MD5
+ * equal to the object's), only its metadata is replaced, by a copy onto itself: nothing is
+ * uploaded again.
  * - A symbolic link is the object `prefix/path.rclonelink` whose content is the target
  *   (rclone's `--links`), with the link's mtime in its metadata.
  *
  * A no-op run costs one LIST request per 1,000 objects: the whole prefix is listed once, flat,
  * and the metadata a listing lacks comes from {@linkcode MetaCache} (see there why it is
- * exact); only objects it does not know get a HEAD (a link object a GET), once.
+ * exact); only objects it does not know get a HEAD (a link object a GET), once, read ahead of
+ * the walk across directories.
  *
- * Uploads: a file up to the multipart threshold is one PUT from memory with Content-MD5 (an S3
- * PUT replaces an object atomically, so no temp object is needed); a larger one goes up in
- * parts, several at a time, and an upload that fails or is stopped is always aborted. Uploads
- * a killed run left incomplete are aborted when the replica is next opened for writing and
- * no live run holds its lock.
+ * Reading (a source): a prefix without any object is a source that does not exist. A file is
+ * read through ranged GETs that name the listed version (`If-Match` on its ETag), so an object
+ * replaced meanwhile fails the copy with a ChangedError (the engine then copies it as it now
+ * is) rather than mixing two versions; a small file is one GET, a large one is read in blocks
+ * fetched ahead in parallel into reused buffers (see {@linkcode ObjectReader}).
+ *
+ * Writing (a replica): a file up to the multipart threshold is one PUT from memory with
+ * Content-MD5 (an S3 PUT replaces an object atomically, so no temp object is needed); a larger
+ * one goes up in parts, several at a time, and an upload that fails or is stopped is always
+ * aborted. Uploads a killed run left incomplete are aborted when the replica is next opened for
+ * writing and no live run holds its lock. A source file from another backend is read through
+ * its reader (its MD5 computed on the way); one from this endpoint and bucket is copied on the
+ * server.
  *
  * Needs `--allow-net` for the endpoint, `--allow-env` for {@linkcode AWS_ENV}, `--allow-read`
- * for the source, `~/.aws` and the cache folder, `--allow-write` for the cache folder.
+ * for a local source, `~/.aws` and the cache folder, `--allow-write` for the cache folder.
  *
  * @module
  */

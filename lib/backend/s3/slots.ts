@@ -21,11 +21,6 @@ export class Slots {
     this.#free = count;
   }
 
-  /** Slots free right now. */
-  get free(): number {
-    return this.#free;
-  }
-
   /** Takes a slot, waiting for one if none is free. */
   async acquire(): Promise<void> {
     if (this.#free > 0) {
@@ -33,13 +28,6 @@ export class Slots {
       return;
     }
     await new Promise<void>((resolve) => this.#waiting.push(resolve));
-  }
-
-  /** Takes a slot if one is free now (and none is waited for); returns whether it did. */
-  tryAcquire(): boolean {
-    if (this.#free === 0) return false;
-    this.#free--;
-    return true;
   }
 
   /** Gives a slot back (to the longest waiter, if any). */
