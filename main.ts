@@ -14,10 +14,14 @@ import { describeError, ExitCode, exitCodeFor, UsageError } from "./lib/model/er
 import { lockFolder, lockReplica } from "./lib/backend/local/lock.ts";
 import { logger, setupLogging } from "./lib/log.ts";
 import { runSchedule } from "./lib/run/schedule.ts";
+import type { RunReporter } from "./lib/run/report.ts";
+import { resolve } from "node:path";
 import { trackActivity } from "./lib/run/activity.ts";
 import { verifyOnce } from "./lib/engine/sync.ts";
 import type { ProgressSink } from "./lib/model/progress.ts";
 import { localSides, type RemoteOpener, remoteOpener } from "./lib/backend/open.ts";
+import type { Sides } from "./lib/backend/backend.ts";
+import type { ReplicaTarget } from "./lib/backend/target.ts";
 
 function fail(error: unknown, verbose = false): number {
   console.error(`foldersync: ${describeError(error)}`);
@@ -84,12 +88,15 @@ async function main(args: string[]): Promise<number> {
   } catch (error) {
     return fail(error, verbose);
   }
+  // Reports to monitoring: each run, and a failure before any run (the source missing, the lock held).
+  const reporter = o.notify !== undefined || o.metrics !== undefined ? await reporterFor(o) : undefined;
   try {
-    return command.kind === "verify" ? await verify(o, log) : await sync(o, log);
+    return command.kind === "verify" ? await verify(o, log) : await sync(o, log, reporter);
   } catch (error) {
     const text = describeError(error);
     logger.error("{text}", { text, action: "error", error: text });
     if (verbose && error instanceof Error) logger.debug("{text}", { text: error.stack ?? text });
+    await reporter?.startupFailed(error);
     return exitCodeFor(error);
   } finally {
     await logging[Symbol.asyncDispose]();
@@ -98,15 +105,23 @@ async function main(args: string[]): Promise<number> {
 
 /**
  * The options of a run, from the checked folders: the user's excludes and foldersync's own
- * files (`log`, the cache) in the source among them. `verify` refuses the options that would
- * change anything before it gets here.
+ * files (`log`, the cache, `files` such as the metrics file) in the source among them.
+ * `verify` refuses the options that would change anything before it gets here.
  */
-function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined, lockDir?: string): SyncOptions {
+function runOptions(
+  o: CliOptions,
+  paths: CheckedPaths,
+  log: string | undefined,
+  lockDir?: string,
+  files: string[] = [],
+): SyncOptions {
   // The lock folder lies in the cache folder: a source that holds it (a home folder) leaves it out.
   const cacheDir = paths.cacheDir ?? lockDir;
-  const own = ownFiles(paths.source, {
+  // foldersync's own files can lie only in a source on this machine.
+  const own = o.sourceTarget.kind !== "local" ? { ownFiles: [], ownDirs: [] } : ownFiles(paths.source, {
     ...(log ? { log } : {}),
     ...(cacheDir ? { cacheDir } : {}),
+    files,
   });
   const filter = filterSpec(o.exclude, o.excludeFrom, own);
   return {
@@ -118,7 +133,9 @@ function runOptions(o: CliOptions, paths: CheckedPaths, log: string | undefined,
     deleteExcluded: o.deleteExcluded,
     ...(filter ? { filter } : {}),
     ...(o.maxDelete !== undefined ? { maxDelete: o.maxDelete } : {}),
+    ...(o.maxChange !== undefined ? { maxChange: o.maxChange } : {}),
     ...(paths.backupDir !== undefined ? { backupDir: paths.backupDir } : {}),
+    ...(o.backupKeepMs !== undefined ? { backupKeepMs: o.backupKeepMs } : {}),
     ...(o.hash !== undefined ? { hash: o.hash } : {}),
     ...(o.jobs !== undefined ? { jobs: o.jobs } : {}),
     ...(o.modifyWindowMs ? { modifyWindowMs: o.modifyWindowMs } : {}),
@@ -142,19 +159,55 @@ async function untilStopped<T>(fn: (signal: AbortSignal) => Promise<T>, onStop =
   }
 }
 
+/**
+ * The reporter of `--notify` and `--metrics`, with the notify sink; the metrics sink is added
+ * once its path is checked. Their modules are loaded only now.
+ */
+async function reporterFor(o: CliOptions): Promise<RunReporter> {
+  const { RunReporter } = await import("./lib/run/report.ts");
+  const reporter = new RunReporter({
+    source: o.sourceTarget.kind === "local" ? resolve(o.source) : o.source,
+    replica: o.target.kind === "local" ? resolve(o.replica) : o.replica,
+    dryRun: o.dryRun,
+  });
+  if (o.notify !== undefined) {
+    const { notifySink } = await import("./lib/run/notify.ts");
+    reporter.add(notifySink(o.notify, { userAgent: `foldersync/${VERSION}` }));
+  }
+  return reporter;
+}
+
+/**
+ * Checks the `--metrics` path and, unless this is a dry run, adds its sink to `reporter`.
+ * Returns the files the source leaves out where they lie in it: the file and its temp file.
+ */
+async function metricsFile(o: CliOptions, log: string | undefined, reporter: RunReporter): Promise<string[]> {
+  const { checkMetricsPath, metricsSink, metricsTempPath } = await import("./lib/run/metrics.ts");
+  const file = checkMetricsPath(o.metrics!, {
+    ...(o.target.kind === "local" ? { replica: o.replica } : {}),
+    ...(log !== undefined ? { log } : {}),
+  });
+  // A dry run changes nothing: its planned figures must not pass for the replica's last run.
+  if (o.dryRun) logger.debug("{text}", { text: `Dry run: the metrics file is left as it is: '${file}'` });
+  else reporter.add(metricsSink(file));
+  return [file, metricsTempPath(file)];
+}
+
 /** Checks the folders, takes the replica's lock and runs the schedule; logging is set up. */
-async function sync(o: CliOptions, log: string | undefined): Promise<number> {
+async function sync(o: CliOptions, log: string | undefined, reporter?: RunReporter): Promise<number> {
   const remote = o.target.kind !== "local";
+  const metrics = o.metrics !== undefined ? await metricsFile(o, log, reporter!) : [];
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
     mkpath: o.mkpath,
     remote,
+    remoteSource: o.sourceTarget.kind !== "local",
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     ...(o.backupDir !== undefined ? { backupDir: o.backupDir } : {}),
   });
   // A dry run reads and writes nothing: it takes no lock, and may look while a loop syncs.
   const lockDir = remote || o.dryRun ? undefined : lockFolder(typeof o.cacheDir === "string" ? o.cacheDir : undefined);
-  const options = runOptions(o, paths, log, lockDir);
+  const options = runOptions(o, paths, log, lockDir, metrics);
   const progress = await progressFor(o);
   const activity = trackActivity(progress);
   const stopping = () => {
@@ -165,42 +218,68 @@ async function sync(o: CliOptions, log: string | undefined): Promise<number> {
     const schedule = {
       watch: o.watch,
       signal,
+      ...(reporter ? { reporter } : {}),
       ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
       progress: activity,
     };
     const local = localSides({ ...paths, signal, progress: progress?.inFlight });
+    const source = await openSource(o, paths, signal, local.source);
     if (remote) {
       // Each run connects and locks afresh; the first connection checks the input first.
-      const opener = remoteOpenerFor(o, paths, signal, progress);
+      const opener = remoteOpenerFor(o.target, o, paths, signal, progress);
       await opener.check(o.dryRun);
-      return await runSchedule(options, { ...schedule, sides: { source: local.source, replica: opener.open } });
+      return await runSchedule(options, { ...schedule, sides: { source, replica: opener.open } });
     }
-    if (o.dryRun) return await runSchedule(options, { ...schedule, sides: local });
+    if (o.dryRun) return await runSchedule(options, { ...schedule, sides: { source, replica: local.replica } });
     await createReplica(paths, o);
     using _lock = await lockReplica(paths.replica, lockDir !== undefined ? { lockDir } : {});
-    return await runSchedule(options, { ...schedule, sides: local });
+    return await runSchedule(options, { ...schedule, sides: { source, replica: local.replica } });
   }, stopping);
 }
 
-/** The opener of a remote replica (its backend's module is loaded only when it connects). */
+/**
+ * How each run opens the source: a local folder as it is; a remote one connected once now, so
+ * that bad input (an unknown host, refused credentials, a missing bucket, prefix or folder) is
+ * exit 2 with one line before anything is touched, and afresh for each later run.
+ */
+async function openSource(
+  o: CliOptions,
+  paths: CheckedPaths,
+  signal: AbortSignal,
+  local: Sides["source"],
+): Promise<Sides["source"]> {
+  if (o.sourceTarget.kind === "local") return local;
+  const opener = remoteOpenerFor(o.sourceTarget, o, paths, signal, undefined, "source");
+  const source = await opener.check(true);
+  if ((await source.root())?.kind !== "dir") {
+    await source.close();
+    throw new UsageError(`Source does not exist: '${o.source}'`);
+  }
+  return ({ started }) => opener.open({ started, readOnly: true });
+}
+
+/** The opener of a remote source or replica (its backend's module is loaded only when it connects). */
 function remoteOpenerFor(
+  target: ReplicaTarget,
   o: CliOptions,
   paths: CheckedPaths,
   signal: AbortSignal,
   progress: ProgressSink | undefined,
+  side: "source" | "replica" = "replica",
 ): RemoteOpener {
-  const target = o.target;
-  if (target.kind === "local") throw new Error("Not a remote replica");
+  if (target.kind === "local") throw new Error("Not a remote backend");
   return remoteOpener(target, {
     signal,
     jobs: o.jobs ?? 8,
     mkpath: o.mkpath,
     progress: progress?.inFlight,
-    backupDir: paths.backupDir,
+    backupDir: side === "replica" ? paths.backupDir : undefined,
     cacheDir: paths.cacheDir,
     sshPort: o.sshPort,
     sshKey: o.sshKey,
     knownHosts: o.knownHosts,
+    sshConfig: o.sshConfig,
+    sshOptions: o.sshOptions,
     s3Endpoint: o.s3Endpoint,
     hash: o.hash,
   });
@@ -215,6 +294,7 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   const paths = checkPaths(o.source, o.replica, {
     checksum: o.checksum,
     remote,
+    remoteSource: o.sourceTarget.kind !== "local",
     mustExist: true,
     ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
     // Only to leave the backup folder out, where it lies inside the replica: verify moves nothing.
@@ -222,27 +302,25 @@ async function verify(o: CliOptions, log: string | undefined): Promise<number> {
   });
   const options = runOptions(o, paths, log);
   const progress = await progressFor(o);
-  if (remote) {
-    return await untilStopped(async (signal) => {
-      const opener = remoteOpenerFor(o, paths, signal, progress);
-      const replica = await opener.check(true);
-      if ((await replica.root())?.kind !== "dir") {
-        await replica.close();
-        throw new UsageError(`Replica does not exist: '${o.replica}'`);
-      }
-      const { source } = localSides({ ...paths, signal });
-      const sides = { source, replica: opener.open };
-      return await verifyOnce(options, { sides, signal, ...(progress ? { progress } : {}) });
-    });
+  if (!remote) {
+    try {
+      if (!Deno.statSync(paths.replica).isDirectory) throw new Deno.errors.NotFound();
+    } catch {
+      throw new UsageError(`Replica does not exist: '${o.replica}'`);
+    }
   }
-  try {
-    if (!Deno.statSync(paths.replica).isDirectory) throw new Deno.errors.NotFound();
-  } catch {
-    throw new UsageError(`Replica does not exist: '${o.replica}'`);
-  }
-  return await untilStopped((signal) => {
-    const sides = localSides({ ...paths, signal, progress: progress?.inFlight });
-    return verifyOnce(options, { sides, signal, ...(progress ? { progress } : {}) });
+  return await untilStopped(async (signal) => {
+    const local = localSides({ ...paths, signal, progress: progress?.inFlight });
+    const source = await openSource(o, paths, signal, local.source);
+    const how = { signal, ...(progress ? { progress } : {}) };
+    if (!remote) return await verifyOnce(options, { sides: { source, replica: local.replica }, ...how });
+    const opener = remoteOpenerFor(o.target, o, paths, signal, progress);
+    const replica = await opener.check(true);
+    if ((await replica.root())?.kind !== "dir") {
+      await replica.close();
+      throw new UsageError(`Replica does not exist: '${o.replica}'`);
+    }
+    return await verifyOnce(options, { sides: { source, replica: opener.open }, ...how });
   });
 }
 
@@ -271,7 +349,8 @@ async function createReplica(paths: CheckedPaths, o: CliOptions): Promise<void> 
     if (error instanceof Deno.errors.NotFound) throw missingParent(o.replica);
     throw error;
   }
-  // A new folder takes the source's mtime at once: it is new, not a difference to report.
+  // A new folder takes a local source's mtime at once: it is new, not a difference to report.
+  if (o.sourceTarget.kind !== "local") return;
   const mtime = Deno.statSync(paths.source).mtime;
   if (mtime) await Deno.utime(paths.replica, mtime, mtime).catch(() => {});
 }

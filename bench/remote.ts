@@ -3,14 +3,15 @@
  * on the test servers of `tests/servers/up.sh` (read from `servers.json` in
  * `$FOLDERSYNC_TEST_SERVERS`). Same trees, same servers, tools alternated (A B, B A ...) so
  * machine drift cancels out. Prints medians, foldersync / peer ratios and peak RSS (GNU time).
- * Over S3 it also restores foldersync's copies into empty local folders, with foldersync's
- * caches empty (a new machine), against `rclone sync REMOTE:bucket/prefix local/`, and syncs a
- * restored folder again (a no-op restore, with its HTTP requests).
+ * The `sftp pull` rows go the other way: from a folder on the server into a local one,
+ * against rsync's pull form (`rsync -a --delete -e ssh host:dir/ local/`); the `s3 restore`
+ * rows restore foldersync's copies in a bucket into empty local folders, with foldersync's
+ * caches empty (a new machine), against `rclone sync REMOTE:bucket/prefix local/`.
  *
  * A tool that fails shows `failed` in its cell (its error on stderr) and the bench goes on; a
  * foldersync replica that differs from the source shows `wrong`.
  *
- * Usage: deno task bench --remote [--reps N] [--only sftp,s3,memory] [--dir DIR] [--big-mib N]
+ * Usage: deno task bench --remote [--reps N] [--only sftp,pull,s3,restore,memory] [--dir DIR] [--big-mib N]
  *                                 [--memory] [--objects N]
  * (memory, the S3 peak-memory rows at --objects empty files, 100,000 by default, is slow: it
  * runs only when named in --only or with --memory)
@@ -42,13 +43,8 @@ interface Tool {
 
 /** One side of the bench: a server, the tools that reach it, and how to make a replica there. */
 interface Backend {
-  name: "sftp" | "s3";
+  name: "sftp" | "sftp pull" | "s3" | "s3 restore";
   tools: Tool[];
-  /**
-   * The tools that copy a replica there back into a local folder (`src` is what `fresh` and the
-   * tools' `dst` name), when the server is read as a source too.
-   */
-  restoreTools?: Tool[];
   /** A fresh, empty replica named `name`; returns what the tools take as `dst`. */
   fresh: (name: string) => Promise<string>;
   /** Checks foldersync's replica `dst` holds exactly `src`; returns the differences, or "". */
@@ -86,7 +82,7 @@ export async function benchRemote(args: string[]): Promise<void> {
     },
   });
   const reps = Number(values.reps ?? 3);
-  const only = new Set((values.only ?? "sftp,s3").split(","));
+  const only = new Set((values.only ?? "sftp,pull,s3,restore").split(","));
   if (values.memory) only.add("memory");
   const bigMiB = Number(values["big-mib"] ?? 1024);
   const objects = Number(values.objects ?? 100_000);
@@ -107,7 +103,7 @@ export async function benchRemote(args: string[]): Promise<void> {
     console.error("generating trees ...");
     const small = join(work, "src-small");
     const big = join(work, "src-big");
-    if (only.has("sftp") || only.has("s3")) {
+    if (only.has("sftp") || only.has("pull") || only.has("s3") || only.has("restore")) {
       await genSmall(small, 5_000, 100);
       await genBig(big, bigMiB);
     }
@@ -120,17 +116,34 @@ export async function benchRemote(args: string[]): Promise<void> {
       if (!servers.s3) throw new Error(`No S3 server in ${join(SERVERS_DIR, "servers.json")}`);
       backends.push(await s3Backend(servers.s3, work));
     }
+    if (only.has("pull")) {
+      if (!servers.sftp) throw new Error(`No SFTP server in ${join(SERVERS_DIR, "servers.json")}`);
+      const pull = await sftpPullBackend(servers.sftp, work);
+      backends.push(pull);
+      // The same trees, on the server this time; the replicas are local folders.
+      const [serverSmall, serverBig] = [await pull.upload(small), await pull.upload(big)];
+      const replicas = await bench.initial(pull, "5,000 small files, initial copy", serverSmall);
+      await bench.initial(pull, `one ${bigLabel} file, initial copy`, serverBig);
+      await bench.noop(pull, "5,000 small files, no-op", serverSmall, replicas);
+      await bench.churn(pull, "5,000 small files, 1% changed, some added and deleted", serverSmall, replicas);
+    }
+    if (only.has("restore")) {
+      if (!servers.s3) throw new Error(`No S3 server in ${join(SERVERS_DIR, "servers.json")}`);
+      const restore = await s3RestoreBackend(servers.s3, work);
+      backends.push(restore);
+      // foldersync's own copies of the trees, in a bucket; the replicas are local folders.
+      const [bucketSmall, bucketBig] = [await restore.upload(small), await restore.upload(big)];
+      const restored = await bench.initial(restore, "5,000 small files, restore", bucketSmall);
+      await bench.initial(restore, `one ${bigLabel} file, restore`, bucketBig);
+      await bench.noop(restore, "5,000 small files, no-op restore", bucketSmall, restored);
+      await bench.requests(restore, bucketSmall, restored);
+    }
     for (const backend of backends.filter((b) => only.has(b.name))) {
       const replicas = await bench.initial(backend, "5,000 small files, initial copy", small);
-      const bigReplicas = await bench.initial(backend, `one ${bigLabel} file, initial copy`, big);
+      await bench.initial(backend, `one ${bigLabel} file, initial copy`, big);
       await bench.noop(backend, "5,000 small files, no-op", small, replicas);
       if (backend.name === "s3") await bench.requests(backend, small, replicas);
       await bench.churn(backend, "5,000 small files, 1% changed, some added and deleted", small, replicas);
-      if (backend.restoreTools) {
-        const restored = await bench.restore(backend, "5,000 small files, restore", small, replicas);
-        await bench.restore(backend, `one ${bigLabel} file, restore`, big, bigReplicas);
-        await bench.restoreNoop(backend, "5,000 small files, no-op restore", small, replicas, restored);
-      }
     }
     const s3 = backends.find((b) => b.name === "s3");
     if (s3 && only.has("memory")) {
@@ -199,74 +212,6 @@ class Bench {
     }, src);
   }
 
-  /**
-   * Restores foldersync's replica of `src` (in `replicas`) into a fresh local folder with each
-   * restore tool, with foldersync's caches empty (a new machine); foldersync's first restore is
-   * checked against `src` by rsync. Returns each tool's restored folder.
-   */
-  async restore(
-    backend: Backend,
-    label: string,
-    src: string,
-    replicas: Map<string, string>,
-  ): Promise<Map<string, string>> {
-    const remote = replicas.get("foldersync")!;
-    const restored = new Map<string, string>();
-    await this.#row(
-      backend,
-      label,
-      this.#reps,
-      async (tool, rep) => {
-        const dst = join(this.#work, `restore-${tool.name}-${basename(src)}`);
-        await sh(`rm -rf '${dst}' '${join(this.#work, "cache")}'`);
-        restored.set(tool.name, dst);
-        return { dst, check: tool.name === "foldersync" && rep === 0, from: remote };
-      },
-      src,
-      backend.restoreTools!,
-    );
-    return restored;
-  }
-
-  /**
-   * Each restore tool syncs the bucket into the folder it restored again: nothing to do. Then
-   * foldersync's HTTP requests for it, from its debug output.
-   */
-  async restoreNoop(
-    backend: Backend,
-    label: string,
-    src: string,
-    replicas: Map<string, string>,
-    restored: Map<string, string>,
-  ): Promise<void> {
-    const remote = replicas.get("foldersync")!;
-    const tools = backend.restoreTools!;
-    await this.#row(
-      backend,
-      label,
-      this.#reps,
-      (tool) => {
-        return Promise.resolve({ dst: restored.get(tool.name)!, from: remote });
-      },
-      src,
-      tools,
-    );
-    const foldersync = tools.find((tool) => tool.name === "foldersync")!;
-    let cell = "failed";
-    try {
-      const cmd = foldersync.cmd(remote, restored.get("foldersync")!).map((arg) => arg === "-q" ? "--verbose" : arg);
-      const { stdout, stderr } = await run(cmd, foldersync.env);
-      cell = /S3 requests to '[^']*': (\d+)/.exec(stdout + stderr)?.[1] ?? "n/a";
-    } catch (error) {
-      console.error(`foldersync: ${firstLines(error)}`);
-    }
-    console.log(
-      `| ${backend.name} | ${label}: HTTP requests | ${cell} | ${PEERS.map(() => "-").join(" | ")} | ${
-        PEERS.map(() => "-").join(" | ")
-      } |`,
-    );
-  }
-
   /** How many HTTP requests a no-op sync of a replica in `replicas` sends, from each tool's debug output. */
   async requests(backend: Backend, src: string, replicas: Map<string, string>): Promise<void> {
     const cells = new Map<string, string>();
@@ -302,28 +247,22 @@ class Bench {
     console.log(`| ${line.join(" | ")} |`);
   }
 
-  /**
-   * Runs each of `tools` (the backend's own by default) `reps` times in alternation, each from
-   * `src` (or what `prepare` names as `from`) into what `prepare` names as `dst`; a `check`
-   * compares the result with `src` (a restore: by rsync, as a local folder).
-   */
   async #row(
     backend: Backend,
     label: string,
     reps: number,
-    prepare: (tool: Tool, rep: number) => Promise<{ dst: string; check?: boolean; from?: string }>,
+    prepare: (tool: Tool, rep: number) => Promise<{ dst: string; check?: boolean }>,
     src: string,
-    tools: Tool[] = backend.tools,
   ): Promise<void> {
-    const cells = new Map<string, Cell>(tools.map((t) => [t.name, { samples: [] }]));
+    const cells = new Map<string, Cell>(backend.tools.map((t) => [t.name, { samples: [] }]));
     for (let rep = 0; rep < reps; rep++) {
-      for (const tool of rep % 2 ? [...tools].reverse() : tools) {
+      for (const tool of rep % 2 ? [...backend.tools].reverse() : backend.tools) {
         const cell = cells.get(tool.name)!;
         if ("failed" in cell) continue;
         try {
-          const { dst, check = false, from } = await prepare(tool, rep);
-          cell.samples.push(await timed(tool.cmd(from ?? src, dst), tool.env, this.#work));
-          const diff = !check ? "" : from !== undefined ? await restoredDiff(src, dst) : await backend.verify(src, dst);
+          const { dst, check = false } = await prepare(tool, rep);
+          cell.samples.push(await timed(tool.cmd(src, dst), tool.env, this.#work));
+          const diff = check ? await backend.verify(src, dst) : "";
           if (diff !== "") {
             console.error(`${tool.name}'s replica differs from the source:\n${diff.slice(0, 2000)}`);
             cells.set(tool.name, { failed: "wrong" });
@@ -433,6 +372,125 @@ async function sftpBackend(server: SftpServer, work: string): Promise<Backend> {
   };
 }
 
+/**
+ * foldersync and rsync pulling from a folder on the SFTP server into local folders: `upload`
+ * copies a tree to the server first (untimed), owned by the server's user.
+ */
+async function sftpPullBackend(
+  server: SftpServer,
+  work: string,
+): Promise<Backend & { upload: (tree: string) => Promise<string> }> {
+  const base = join(server.home, `foldersync-bench-pull-${tag()}`);
+  await sh(`mkdir -p '${base}' && chown '${server.user}:' '${base}'`);
+  const ssh = `ssh -p ${server.port} -i ${server.key} -o UserKnownHostsFile=${server.knownHosts}` +
+    " -o StrictHostKeyChecking=yes -o BatchMode=yes";
+  const local = join(work, "pulled");
+  await Deno.mkdir(local, { recursive: true });
+  return {
+    name: "sftp pull",
+    tools: [
+      {
+        name: "foldersync",
+        cmd: (src, dst) => [
+          Deno.execPath(),
+          "run",
+          "--quiet",
+          "-A",
+          MAIN,
+          `sftp://${server.user}@${server.host}:${server.port}${src}`,
+          dst,
+          "--ssh-key",
+          server.key,
+          "--known-hosts",
+          server.knownHosts,
+          "-q",
+        ],
+        env: cacheEnv(work),
+      },
+      {
+        name: "rsync",
+        cmd: (src, dst) => ["rsync", "-a", "--delete", "-e", ssh, `${server.user}@${server.host}:${src}/`, `${dst}/`],
+        env: {},
+      },
+    ],
+    fresh: async (name) => {
+      const dst = join(local, name);
+      await sh(`rm -rf '${dst}' && mkdir '${dst}'`);
+      return dst;
+    },
+    verify: async (src, dst) => {
+      const { stdout } = await run(["rsync", "-rlc", "--delete", "-n", "-i", `${src}/`, `${dst}/`], {});
+      return stdout.trim();
+    },
+    upload: async (tree) => {
+      const dst = join(base, basename(tree));
+      await sh(`cp -a '${tree}' '${dst}' && chown -R '${server.user}:' '${dst}'`);
+      return dst;
+    },
+    cleanup: () => sh(`rm -rf '${base}' '${local}'`),
+  };
+}
+
+/**
+ * foldersync and rclone restoring from a bucket made for the bench into local folders: `upload`
+ * puts a tree there with foldersync first (untimed). foldersync restores with a cache folder of
+ * its own, emptied with each fresh folder: a restore onto a new machine, where every object's
+ * metadata is asked once (a no-op restore then has it).
+ */
+async function s3RestoreBackend(
+  server: S3Server,
+  work: string,
+): Promise<Backend & { upload: (tree: string) => Promise<string> }> {
+  const bucket = `foldersync-bench-restore-${tag()}`;
+  const rclone = rcloneEnv(server);
+  await run(["rclone", "mkdir", `fss3:${bucket}`], rclone);
+  const local = join(work, "restored");
+  const cache = join(work, "restore-cache");
+  await Deno.mkdir(local, { recursive: true });
+  /** The local tree each bucket path holds. */
+  const trees = new Map<string, string>();
+  return {
+    name: "s3 restore",
+    tools: [
+      {
+        name: "foldersync",
+        cmd: (src, dst) => [Deno.execPath(), "run", "--quiet", "-A", MAIN, `s3://${src}`, dst, "-q"],
+        env: { ...s3Env(server), XDG_CACHE_HOME: cache, DENO_DIR },
+      },
+      { name: "rclone", cmd: (src, dst) => ["rclone", "sync", `fss3:${src}`, dst], env: rclone },
+    ],
+    fresh: async (name) => {
+      const dst = join(local, name);
+      await sh(`rm -rf '${dst}' '${cache}' && mkdir '${dst}'`);
+      return dst;
+    },
+    // Contents, links, modes and times, against the tree that was put in the bucket.
+    verify: async (src, dst) => {
+      const { stdout } = await run(
+        ["rsync", "-rlptD", "-c", "--delete", "-n", "-i", `${trees.get(src)}/`, `${dst}/`],
+        {},
+      );
+      return stdout.trim();
+    },
+    upload: async (tree) => {
+      const path = `${bucket}/${basename(tree)}`;
+      await run([Deno.execPath(), "run", "--quiet", "-A", MAIN, tree, `s3://${path}`, "-q"], {
+        ...s3Env(server),
+        ...cacheEnv(work),
+      });
+      trees.set(path, tree);
+      return path;
+    },
+    cleanup: async () => {
+      const conf = join(SERVERS_DIR, "s3", "ceph.conf");
+      await sh(`rm -rf '${local}' '${cache}'`);
+      await run(["radosgw-admin", "-c", conf, "bucket", "rm", `--bucket=${bucket}`, "--purge-objects"], {})
+        .catch(() => run(["rclone", "purge", `fss3:${bucket}`], rclone));
+      await run(["radosgw-admin", "-c", conf, "gc", "process", "--include-all"], {}).catch(() => {});
+    },
+  };
+}
+
 /** foldersync and rclone over S3, replicas under prefixes of one bucket made for the bench. */
 async function s3Backend(server: S3Server, work: string): Promise<Backend> {
   const bucket = `foldersync-bench-${tag()}`;
@@ -453,14 +511,6 @@ async function s3Backend(server: S3Server, work: string): Promise<Backend> {
         env: { ...s3Env(server), ...cacheEnv(work) },
       },
       { name: "rclone", cmd: (src, dst) => ["rclone", "sync", src, `fss3:${dst}`], env: rclone },
-    ],
-    restoreTools: [
-      {
-        name: "foldersync",
-        cmd: (src, dst) => [Deno.execPath(), "run", "--quiet", "-A", MAIN, `s3://${src}`, dst, "-q"],
-        env: { ...s3Env(server), ...cacheEnv(work) },
-      },
-      { name: "rclone", cmd: (src, dst) => ["rclone", "sync", `fss3:${src}`, dst], env: rclone },
     ],
     fresh: async (name) => {
       // A new prefix each time: rclone's purge leaves foldersync's directory markers (it does not
@@ -486,15 +536,6 @@ async function s3Backend(server: S3Server, work: string): Promise<Backend> {
       await collect();
     },
   };
-}
-
-/**
- * The differences between source tree `src` and the folder `dst` restored from its replica, by
- * rsync (`-rlptD -c`: contents, links, modes and times); "" when there are none.
- */
-async function restoredDiff(src: string, dst: string): Promise<string> {
-  const { stdout } = await run(["rsync", "-rlptD", "-c", "--delete", "-n", "-i", `${src}/`, `${dst}/`], {});
-  return stdout.trim();
 }
 
 /**

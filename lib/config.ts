@@ -57,6 +57,12 @@ export interface PathOptions {
    * @default false
    */
   remote?: boolean;
+  /**
+   * The source is remote: it is checked by its backend when it connects, and nothing local
+   * can lie inside it.
+   * @default false
+   */
+  remoteSource?: boolean;
 }
 
 function errorDetail(error: unknown): string {
@@ -105,15 +111,19 @@ function realPathOfPossiblyMissing(path: string): string {
  */
 export function checkPaths(source: string, replica: string, options: PathOptions = {}): CheckedPaths {
   const { cacheDir, checksum = false, mkpath = false, backupDir, remote = false, mustExist = false } = options;
-  const sourceReal = checkSource(source);
+  const { remoteSource = false } = options;
+  const sourceReal = remoteSource ? undefined : checkSource(source);
   if (remote) {
-    const checked: CheckedPaths = { source: sourceReal, replica };
+    const checked: CheckedPaths = { source: sourceReal ?? source, replica };
     if (backupDir !== undefined) checked.backupDir = backupDir;
     const dir = cacheDir === false ? undefined : cacheDir ?? defaultCacheDir();
     if (dir !== undefined) checked.cacheDir = realPathOfPossiblyMissing(dir);
     return checked;
   }
-  return checkLocalPaths(sourceReal, replica, { cacheDir, checksum, mkpath, backupDir, mustExist });
+  // A remote source keeps its metadata cache in the cache folder, as a remote replica does.
+  const caching = checksum || remoteSource;
+  const checked = checkLocalPaths(sourceReal, replica, { cacheDir, checksum: caching, mkpath, backupDir, mustExist });
+  return sourceReal === undefined ? { ...checked, source } : checked;
 }
 
 /** The source's real path, once it is known to be a readable directory. */
@@ -134,7 +144,7 @@ function checkSource(source: string): string {
 
 /** {@linkcode checkPaths} for a local replica. */
 function checkLocalPaths(
-  sourceReal: string,
+  sourceReal: string | undefined,
   replica: string,
   options: {
     cacheDir: string | false | undefined;
@@ -172,14 +182,17 @@ function checkLocalPaths(
     if (!mkpath && isMissing(dirname(replicaReal))) throw missingParent(replica);
   }
 
-  if (isWithin(sourceReal, replicaReal) && isWithin(replicaReal, sourceReal)) {
-    throw new UsageError(`Replica is the source: '${replica}'`);
+  // A remote source (undefined here) holds nothing of this machine, nor this machine it.
+  if (sourceReal !== undefined) {
+    if (isWithin(sourceReal, replicaReal) && isWithin(replicaReal, sourceReal)) {
+      throw new UsageError(`Replica is the source: '${replica}'`);
+    }
+    if (isWithin(sourceReal, replicaReal)) throw new UsageError(`Replica is inside the source: '${replicaReal}'`);
+    if (isWithin(replicaReal, sourceReal)) throw new UsageError(`Source is inside the replica: '${sourceReal}'`);
+    checkMountedAgain(sourceReal, replicaReal);
   }
-  if (isWithin(sourceReal, replicaReal)) throw new UsageError(`Replica is inside the source: '${replicaReal}'`);
-  if (isWithin(replicaReal, sourceReal)) throw new UsageError(`Source is inside the replica: '${sourceReal}'`);
-  checkMountedAgain(sourceReal, replicaReal);
 
-  const checked: CheckedPaths = { source: sourceReal, replica: replicaReal };
+  const checked: CheckedPaths = { source: sourceReal ?? "", replica: replicaReal };
   if (backupDir !== undefined) checked.backupDir = checkBackupDir(backupDir, sourceReal, replicaReal);
   if (checksum && cacheDir !== false) {
     const dir = cacheDir ?? defaultCacheDir();
@@ -190,7 +203,7 @@ function checkLocalPaths(
       // that is the home folder, say) is excluded from the sync instead.
       const inside = isWithin(replicaReal, dirReal);
       if (inside && cacheDir !== undefined) throw new UsageError(`Cache directory is inside the replica: '${dir}'`);
-      if (cacheDir !== undefined && isWithin(sourceReal, dirReal)) {
+      if (cacheDir !== undefined && sourceReal !== undefined && isWithin(sourceReal, dirReal)) {
         throw new UsageError(`Cache directory is inside the source: '${dir}'`);
       }
       // The default place inside the replica (a replica in the home directory, say) is quietly not used.
@@ -236,7 +249,7 @@ function checkMountedAgain(sourceReal: string, replicaReal: string, what = "Repl
  * replica (the sync then leaves it alone), but it must not be the replica, lie inside the
  * source (moving entries there would change the source), nor hold either tree.
  */
-function checkBackupDir(backupDir: string, sourceReal: string, replicaReal: string): string {
+function checkBackupDir(backupDir: string, sourceReal: string | undefined, replicaReal: string): string {
   if (backupDir === "") throw new UsageError("Backup directory must not be an empty path");
   const real = realPathOfPossiblyMissing(backupDir);
   try {
@@ -244,12 +257,16 @@ function checkBackupDir(backupDir: string, sourceReal: string, replicaReal: stri
   } catch (error) {
     if (error instanceof UsageError) throw error;
   }
-  if (isWithin(sourceReal, real)) throw new UsageError(`Backup directory is inside the source: '${backupDir}'`);
+  if (sourceReal !== undefined && isWithin(sourceReal, real)) {
+    throw new UsageError(`Backup directory is inside the source: '${backupDir}'`);
+  }
   if (isWithin(real, replicaReal)) {
     throw new UsageError(`Backup directory is the replica or holds it: '${backupDir}'`);
   }
-  if (isWithin(real, sourceReal)) throw new UsageError(`Backup directory holds the source: '${backupDir}'`);
-  checkMountedAgain(sourceReal, real, "Backup directory");
+  if (sourceReal !== undefined) {
+    if (isWithin(real, sourceReal)) throw new UsageError(`Backup directory holds the source: '${backupDir}'`);
+    checkMountedAgain(sourceReal, real, "Backup directory");
+  }
   return real;
 }
 
@@ -270,11 +287,27 @@ function checkBackupDir(backupDir: string, sourceReal: string, replicaReal: stri
  * ```
  */
 export function checkLogPath(log: string, replica: string | undefined): string {
-  const logReal = realPathOfPossiblyMissing(log);
-  if (replica !== undefined && isWithin(realPathOfPossiblyMissing(replica), logReal)) {
-    throw new UsageError(`Log file is inside the replica: '${log}'`);
+  return checkOwnFile(log, replica, "Log file");
+}
+
+/**
+ * Checks the path of a file foldersync writes besides the replica (the log file, the
+ * `--metrics` file) as {@linkcode checkLogPath} does: not inside the replica; inside the
+ * source it is excluded from the sync (see {@linkcode ownFiles}). Touches nothing.
+ *
+ * @returns The absolute real path of the file (as far as it exists).
+ * @throws {UsageError} When the file lies inside the replica: `${what} is inside the replica: '...'`.
+ * @example Checking a metrics file
+ * ```ts
+ * const metrics = checkOwnFile("/var/lib/node-exporter/foldersync.prom", "/mnt/backup/src", "Metrics file");
+ * ```
+ */
+export function checkOwnFile(path: string, replica: string | undefined, what: string): string {
+  const real = realPathOfPossiblyMissing(path);
+  if (replica !== undefined && isWithin(realPathOfPossiblyMissing(replica), real)) {
+    throw new UsageError(`${what} is inside the replica: '${path}'`);
   }
-  return logReal;
+  return real;
 }
 
 /**
@@ -312,18 +345,23 @@ export function filterSpec(
  * filter's `ownFiles` and `ownDirs`: a sync never copies them, and watch mode never syncs for
  * them.
  *
+ * `files` are more files of its own, wherever they lie (the metrics file and its temp file).
+ *
  * @example Excluding a log file kept in the source
  * ```ts
  * ownFiles("/data/site", { log: "/data/site/sync.log" }); // { ownFiles: ["sync.log"], ownDirs: [] }
  * ```
  */
-export function ownFiles(source: string, own: { log?: string; cacheDir?: string }): {
+export function ownFiles(source: string, own: { log?: string; cacheDir?: string; files?: string[] }): {
   ownFiles: string[];
   ownDirs: string[];
 } {
-  const log = own.log !== undefined ? relativeInside(source, own.log) : undefined;
+  const files = [own.log, ...(own.files ?? [])].flatMap((file) => {
+    const rel = file !== undefined ? relativeInside(source, file) : undefined;
+    return rel !== undefined ? [rel] : [];
+  });
   const cache = own.cacheDir !== undefined ? relativeInside(source, own.cacheDir) : undefined;
-  return { ownFiles: log ? [log] : [], ownDirs: cache ? [cache] : [] };
+  return { ownFiles: files, ownDirs: cache ? [cache] : [] };
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { JOURNAL_NAME } from "../lib/backend/backup_journal.ts";
 import { join } from "node:path";
 import { BackupDir, backupSuffix } from "../lib/backend/local/backup.ts";
 import { parseCommand } from "../lib/cli/cli.ts";
@@ -20,6 +21,7 @@ async function contents(root: string): Promise<string[]> {
   const walk = async (rel: string) => {
     for await (const e of Deno.readDir(rel === "" ? root : join(root, rel))) {
       const path = rel === "" ? e.name : `${rel}/${e.name}`;
+      if (path === JOURNAL_NAME) continue; // the folder's journal (tests/backup_keep_test.ts)
       const full = join(root, path);
       const info = await Deno.lstat(full);
       if (info.isSymlink) out.push(`${path}: link ${await Deno.readLink(full)}`);

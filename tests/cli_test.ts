@@ -62,6 +62,7 @@ Deno.test("parseCommand() reads every flag", () => {
       source: "a",
       replica: "b",
       target: { kind: "local", path: "b" },
+      sourceTarget: { kind: "local", path: "a" },
       checksum: true,
       hash: "md5",
       dryRun: true,
@@ -315,20 +316,29 @@ Deno.test("parseCommand() reads remote replicas and their options", async (t) =>
   await t.step("verify takes a remote replica too", () => {
     assert.equal(parse(["verify", "src", "s3://backups"]).target.kind, "s3");
   });
-  await t.step("options of one backend are refused with another replica", () => {
-    assert.throws(() => parse(["src", "dst", "--ssh-key", "k"]), /needs an SFTP replica.*'--ssh-key'/);
-    assert.throws(() => parse(["src", "host:dst", "--s3-endpoint", "http://x"]), /needs an S3 replica/);
+  await t.step("options of one backend are refused when neither side is of its kind", () => {
+    assert.throws(() => parse(["src", "dst", "--ssh-key", "k"]), /needs an SFTP source or replica.*'--ssh-key'/);
+    assert.throws(() => parse(["src", "host:dst", "--s3-endpoint", "http://x"]), /needs an S3 source or replica/);
+    assert.equal(parse(["s3://abc/x", "host:dst", "--s3-endpoint", "http://x", "--ssh-port", "22"]).sshPort, 22);
     assert.throws(() => parse(["src", "s3://abc", "--s3-endpoint", "ftp://x"]), /must be an http/);
     assert.throws(() => parse(["src", "host:dst", "--ssh-port", "70000"]), /SSH port must be a whole number/);
   });
-  await t.step("a remote source is refused", () => {
-    assert.throws(() => parse(["host:src", "dst"]), /Source must be a local folder: 'host:src'/);
-    assert.throws(() => parse(["s3://abc/x", "dst"]), /Source must be a local folder/);
+  await t.step("a remote source is read as the replica is, and --watch needs a local one", () => {
+    assert.deepEqual(parse(["host:src", "dst"]).sourceTarget, {
+      kind: "sftp",
+      user: undefined,
+      host: "host",
+      path: "src",
+      display: "host:src",
+    });
+    assert.equal(parse(["s3://abc/x", "dst"]).sourceTarget.kind, "s3");
+    assert.equal(parse(["src", "dst"]).sourceTarget.kind, "local");
+    assert.throws(() => parse(["s3://abc/x", "dst", "--watch"]), /--watch needs a local source .*'s3:\/\/abc\/x'/);
   });
   await t.step("malformed URLs are usage errors", () => {
     assert.throws(() => parse(["src", "sftp://"]), UsageError);
     assert.throws(() => parse(["src", "s3://A_B"]), /not a bucket name/);
-    assert.throws(() => parse(["src", "ftp://host/x"]), /Unsupported replica URL/);
+    assert.throws(() => parse(["src", "ftp://host/x"]), /Unsupported URL/);
     assert.throws(() => parse(["src", "sftp://u:pw@host/x"]), /passwords in URLs/);
   });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { attrsDiffer, decide, mtimeWindow, sameMtime } from "../lib/engine/decide.ts";
-import type { Entry } from "../lib/model/listing.ts";
+import { attrsDiffer, decide, modesDiffer, mtimeWindow, sameMtime } from "../lib/engine/decide.ts";
+import { type Entry, UNKNOWN_MODE } from "../lib/model/listing.ts";
 
 const file = (size = 3, mtimeMs = 1000, mode = 0o644): Entry => ({ kind: "file", size, mtimeMs, mode });
 const dir = (mtimeMs = 1000, mode = 0o755): Entry => ({ kind: "dir", size: 0, mtimeMs, mode });
@@ -84,4 +84,13 @@ Deno.test("decide() settles on a replica that rounds mtimes up as well as one th
     assert.equal(sameMtime(1, 2, 0), false);
     assert.equal(sameMtime(2, 2, 0), true);
   });
+});
+
+Deno.test("decide() and attrsDiffer() take what a side does not know as no difference, on either side", () => {
+  const unknown = { kind: "file", size: 3, mtimeMs: 1000, mode: UNKNOWN_MODE } as const;
+  assert.equal(decide(unknown, file(3, 1000, 0o600)), "same");
+  assert.equal(decide(file(3, 1000, 0o600), unknown), "same");
+  assert.equal(attrsDiffer(dir(NaN, 0o755), dir(5000, 0o755), { kind: "dir" }), undefined);
+  assert.equal(attrsDiffer(dir(NaN, UNKNOWN_MODE), dir(5000, 0o700), { kind: "dir" }), undefined);
+  assert.equal(modesDiffer(0o644, 0o600), true);
 });

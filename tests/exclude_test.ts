@@ -6,9 +6,19 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { assertMirrorFiltered, runMain, snapshot, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
+import {
+  assertMirrorFiltered,
+  HAS_RSYNC,
+  runMain,
+  snapshot,
+  startMain,
+  tempDir,
+  waitFor,
+  writeTree,
+} from "./helpers.ts";
 
-const LINUX = Deno.build.os === "linux"; // rsync (the oracle with filter rules), FIFOs, inotify
+// rsync (the oracle with filter rules), FIFOs, inotify; without rsync these skip, said once (tests/helpers.ts).
+const LINUX = Deno.build.os === "linux" && HAS_RSYNC;
 
 /** A content-deployment tree: what nobody deploys, next to what they do. */
 async function siteTrees(root: string) {

@@ -26,6 +26,21 @@ export const POSIX: boolean = Deno.build.os !== "windows";
 /** True when running as root, where permission bits do not stop the process. */
 export const IS_ROOT: boolean = POSIX && Deno.uid() === 0;
 
+/**
+ * Prints `line` once for the whole test run, though every test file loads this module in its
+ * own isolate: the first to create the run's marker for `key` (in the temp folder, by the
+ * process id) says it.
+ */
+export function sayOnce(key: string, line: string): void {
+  const marker = join(Deno.env.get("TMPDIR") ?? "/tmp", `foldersync-test-said-${Deno.pid}-${key}`);
+  try {
+    Deno.writeTextFileSync(marker, "", { createNew: true });
+  } catch {
+    return; // said already
+  }
+  console.log(line);
+}
+
 /** True on Linux under CI=true, where `.ci/run` has installed every test tool: a missing one is a failure. */
 export const CI_LINUX: boolean = Deno.build.os === "linux" && Deno.env.get("CI") === "true";
 
@@ -149,10 +164,16 @@ export async function mirrorDiff(source: string, replica: string, options: Mirro
     const text = decoder.decode(out.stdout) + decoder.decode(out.stderr);
     return out.code === 0 ? text.trim() : `rsync exited ${out.code}: ${text}`;
   }
-  return (await treeDiff(source, replica, "", exclude)).join("\n");
+  return (await treeDiff(source, replica, "", exclude, (options.mtimeResolutionMs ?? 1) - 1)).join("\n");
 }
 
 let rsyncAvailable: boolean | undefined;
+
+/**
+ * True when rsync 3.1 or later is on the PATH. Tests that need it (rsync's own filter rules as
+ * the oracle) skip without it, saying so once; under CI=true its absence fails the run.
+ */
+export const HAS_RSYNC: boolean = await hasRsync();
 /**
  * True when an rsync of 3.1 or later is on the PATH (`-J` is from 3.1). macOS ships an older
  * one (or openrsync, which reports 2.6.9) and Windows none: there the tree comparison is the oracle.
@@ -168,7 +189,13 @@ async function hasRsync(): Promise<boolean> {
       rsyncAvailable = false;
     }
     if (!rsyncAvailable && CI_LINUX) throw new Error("rsync 3.1 or later is missing: .ci/run installs it");
-    if (!rsyncAvailable) console.log("rsync 3.1 or later is missing: the oracle is the tree comparison alone");
+    if (!rsyncAvailable) {
+      sayOnce(
+        "rsync",
+        "rsync 3.1 or later is missing: the tree comparison is the oracle, and the tests that need rsync's filter " +
+          "rules are skipped (bash .ci/run installs it)",
+      );
+    }
   }
   return rsyncAvailable;
 }
@@ -206,8 +233,14 @@ export async function treeDiff(
 ): Promise<string[]> {
   const diffs: string[] = [];
   const names = new Set<string>();
-  for (const root of [a, b]) {
-    for await (const e of Deno.readDir(join(root, rel))) names.add(e.name);
+  for (const [root, side] of [[a, "replica"], [b, "source"]] as const) {
+    try {
+      for await (const e of Deno.readDir(join(root, rel))) names.add(e.name);
+    } catch (error) {
+      // A side that does not exist (yet): everything is only on the other one.
+      if (!(error instanceof Deno.errors.NotFound) || rel !== "") throw error;
+      return [`.: only in ${side}`];
+    }
   }
   for (const name of [...names].sort()) {
     const r = rel === "" ? name : `${rel}/${name}`;

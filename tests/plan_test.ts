@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { countPlan, isEmptyPlan, plan, type PlanTree } from "../lib/engine/plan.ts";
-import type { Entry } from "../lib/model/listing.ts";
+import { type Entry, UNKNOWN_MODE } from "../lib/model/listing.ts";
 
 const dir = (mtimeMs = 1000, mode = 0o755): Entry => ({ kind: "dir", size: 0, mtimeMs, mode });
 const file = (size = 3, mtimeMs = 1000, mode = 0o644): Entry => ({ kind: "file", size, mtimeMs, mode });
@@ -223,4 +223,12 @@ Deno.test("plan() keeps a part's removals apart from its creations, to be applie
   );
   assert.deepEqual(paths(p.removes).sort(), ["a.txt", "cafe\u0301", "cafe\u0301/x", "other"]);
   assert.deepEqual(paths(p.mkdirs), ["caf\u00e9"]);
+});
+
+Deno.test("plan() gives what it creates from a source that keeps no mode 0644 and 0755", () => {
+  const dir = { kind: "dir", size: 0, mtimeMs: 1000, mode: UNKNOWN_MODE } as const;
+  const file = { kind: "file", size: 3, mtimeMs: 1000, mode: UNKNOWN_MODE } as const;
+  const p = plan({ root: dir, entries: new Map<string, Entry>([["d", dir], ["d/f", file]]) }, { entries: new Map() });
+  assert.deepEqual(p.transfers.map((t) => [t.path, t.op === "copy" ? t.mode : undefined]), [["d/f", 0o644]]);
+  assert.deepEqual(p.dirAttrs.map((d) => [d.path, d.mode]), [["d", 0o755], ["", 0o755]]);
 });

@@ -23,8 +23,11 @@ import {
   sftpServer,
 } from "./remote_env.ts";
 
-/** What a remote run may use: the network, ~/.ssh and ~/.aws, and the environment the clients read. */
+/** What an S3 run may use: the network, ~/.aws, and the environment the client reads. */
 const PERMISSIONS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];
+
+/** What an SFTP run may use: ssh, which reads ~/.ssh and reaches the network itself (no --allow-net). */
+const SFTP_PERMISSIONS = ["--allow-read", "--allow-write", "--allow-run=ssh", "--allow-env", "--allow-sys"];
 
 const TREE = {
   "a.txt": "alpha",
@@ -56,8 +59,9 @@ function counts(stdout: string): Record<string, number> {
 
 // ---------------------------------------------------------------------------------------- SFTP
 
+/** The flags that reach the test server, and no ssh config of the machine's (ssh -F /dev/null). */
 function sftpArgs(server: SftpServer): string[] {
-  return ["--ssh-key", server.key, "--known-hosts", server.knownHosts];
+  return ["--ssh-key", server.key, "--known-hosts", server.knownHosts, "--ssh-config", "/dev/null"];
 }
 
 remoteTest("sync into an SFTP replica: initial, no-op, churn and dry run, judged by rsync", "sftp", sftpServer, async (
@@ -70,7 +74,7 @@ remoteTest("sync into an SFTP replica: initial, no-op, churn and dry run, judged
   const args = [src.path, dst.url, ...sftpArgs(server)];
 
   await t.step("the first run copies everything, modes, links and whole-second mtimes included", async () => {
-    const out = await runMain(args, { permissions: PERMISSIONS });
+    const out = await runMain(args, { permissions: SFTP_PERMISSIONS });
     assert.equal(out.code, 0, out.stderr + out.stdout);
     assert.equal(await mirrorDiff(src.path, dst.path), "");
     assert.equal((await Deno.lstat(join(dst.path, "empty"))).isDirectory, true);
@@ -81,7 +85,7 @@ remoteTest("sync into an SFTP replica: initial, no-op, churn and dry run, judged
   });
 
   await t.step("a second run changes nothing: whole-second mtimes are the same file", async () => {
-    const out = await runMain(args, { permissions: PERMISSIONS });
+    const out = await runMain(args, { permissions: SFTP_PERMISSIONS });
     assert.equal(out.code, 0, out.stderr);
     const c = counts(out.stdout);
     assert.deepEqual([c.copied, c.updated, c.attrs, c.removed, c.created], [0, 0, 0, 0, 0], out.stdout);
@@ -93,45 +97,50 @@ remoteTest("sync into an SFTP replica: initial, no-op, churn and dry run, judged
     await Deno.writeTextFile(join(src.path, "docs/deep"), "now a file");
     await Deno.remove(join(src.path, "name with spaces & ü.txt"));
     await writeTree(src.path, { "new": { "n1.txt": "n1", "n2.txt": "n2" } });
-    const dry = await runMain([...args, "--dry-run"], { permissions: PERMISSIONS });
+    const dry = await runMain([...args, "--dry-run"], { permissions: SFTP_PERMISSIONS });
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, /would remove.*docs\/deep\/c\.txt/);
     assert.notEqual(await mirrorDiff(src.path, dst.path), "", "the dry run changed the replica");
-    const out = await runMain(args, { permissions: PERMISSIONS });
+    const out = await runMain(args, { permissions: SFTP_PERMISSIONS });
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stdout, /remove.*name with spaces/);
     assert.equal(await mirrorDiff(src.path, dst.path), "");
   });
 
   await t.step("verify: identical, then one difference", async () => {
-    const same = await runMain(["verify", src.path, dst.url, ...sftpArgs(server)], { permissions: PERMISSIONS });
+    const same = await runMain(["verify", src.path, dst.url, ...sftpArgs(server)], { permissions: SFTP_PERMISSIONS });
     assert.equal(same.code, 0, same.stderr + same.stdout);
     await Deno.writeTextFile(join(src.path, "new/n3.txt"), "n3");
-    const differs = await runMain(["verify", src.path, dst.url, ...sftpArgs(server)], { permissions: PERMISSIONS });
+    const differs = await runMain(["verify", src.path, dst.url, ...sftpArgs(server)], {
+      permissions: SFTP_PERMISSIONS,
+    });
     assert.equal(differs.code, 1);
     assert.match(differs.stdout + differs.stderr, /missing.*new\/n3\.txt/);
   });
 });
 
-remoteTest("SFTP: rsync's host:path form through ~/.ssh/config, and --ssh-port", "sftp", sftpServer, async (server) => {
+remoteTest("SFTP: rsync's host:path form through an ssh config alias, and --ssh-port", "sftp", sftpServer, async (
+  server,
+) => {
   await using src = await tempDir();
   await using home = await tempDir();
   await using dst = await sftpFolder(server);
   await writeSource(src.path);
-  await Deno.mkdir(join(home.path, ".ssh"));
+  const config = join(home.path, "config");
   await Deno.writeTextFile(
-    join(home.path, ".ssh/config"),
-    `Host backup-box\n  HostName ${server.host}\n  Port ${server.port}\n  User ${server.user}\n  IdentityFile ${server.key}\n`,
+    config,
+    `Host backup-box\n  HostName ${server.host}\n  Port ${server.port}\n  User ${server.user}\n  IdentityFile ${server.key}\n` +
+      `  UserKnownHostsFile ${server.knownHosts}\n  IdentityAgent none\n`,
   );
-  await Deno.copyFile(server.knownHosts, join(home.path, ".ssh/known_hosts"));
-  const env = { HOME: home.path, SSH_AUTH_SOCK: "" };
-  const out = await runMain([src.path, `backup-box:${dst.path}`], { permissions: PERMISSIONS, env });
+  const out = await runMain([src.path, `backup-box:${dst.path}`, "--ssh-config", config], {
+    permissions: SFTP_PERMISSIONS,
+  });
   assert.equal(out.code, 0, out.stderr + out.stdout);
   assert.equal(await mirrorDiff(src.path, dst.path), "");
   await Deno.writeTextFile(join(src.path, "more.txt"), "more");
   const direct = await runMain(
     [src.path, `${server.user}@${server.host}:${dst.path}`, "--ssh-port", String(server.port), ...sftpArgs(server)],
-    { permissions: PERMISSIONS, env },
+    { permissions: SFTP_PERMISSIONS },
   );
   assert.equal(direct.code, 0, direct.stderr + direct.stdout);
   assert.equal(await mirrorDiff(src.path, dst.path), "");
@@ -172,18 +181,19 @@ remoteTest("SFTP: bad input is exit 2 with one line, and nothing is touched", "s
     ["a missing parent folder", [`${dst.url}/no/such/parent`, ...sftpArgs(server)], /parent/i],
   ];
   for (const [what, args, message] of cases) {
-    const out = await runMain([src.path, ...args], { permissions: PERMISSIONS });
+    const out = await runMain([src.path, ...args], { permissions: SFTP_PERMISSIONS });
     assert.equal(out.code, 2, `${what}: ${out.stderr}${out.stdout}`);
     const lines = out.stderr.trim().split("\n");
     assert.equal(lines.length, 1, `${what}: one line on stderr: ${out.stderr}`);
     assert.match(lines[0]!, message, what);
     assert.deepEqual([...Deno.readDirSync(dst.path)], [], `${what}: the replica was touched`);
   }
-  const noNet = await runMain([src.path, dst.url, ...sftpArgs(server)], {
-    permissions: ["--allow-read", "--allow-write", "--allow-env", "--allow-sys"],
+  const noRun = await runMain([src.path, dst.url, ...sftpArgs(server)], {
+    permissions: ["--allow-read", "--allow-write", "--allow-env", "--allow-sys", "--allow-net"],
   });
-  assert.equal(noNet.code, 2, noNet.stderr);
-  assert.match(noNet.stderr, /--allow-net=/);
+  assert.equal(noRun.code, 2, noRun.stderr);
+  assert.equal(noRun.stderr.trim().split("\n").length, 1, noRun.stderr);
+  assert.match(noRun.stderr, /add --allow-run=ssh/);
 });
 
 remoteTest("SFTP: the guards, the delete cap, backups and the lock", "sftp", sftpServer, async (server, t) => {
@@ -192,7 +202,7 @@ remoteTest("SFTP: the guards, the delete cap, backups and the lock", "sftp", sft
   await using dst = await sftpFolder(server);
   await writeSource(src.path);
   const sync = (from: string, ...more: string[]) =>
-    runMain([from, dst.url, ...sftpArgs(server), ...more], { permissions: PERMISSIONS });
+    runMain([from, dst.url, ...sftpArgs(server), ...more], { permissions: SFTP_PERMISSIONS });
   assert.equal((await sync(src.path)).code, 0);
 
   await t.step("an empty source does not empty the replica (exit 3)", async () => {
@@ -236,7 +246,7 @@ remoteTest("SFTP: the guards, the delete cap, backups and the lock", "sftp", sft
 
   await t.step("a second foldersync into the same replica is exit 4 while the first runs", async () => {
     const args = [src.path, dst.url, ...sftpArgs(server), "--watch", "--backup-dir", "_backup"];
-    const watcher = startMain(args, PERMISSIONS);
+    const watcher = startMain(args, SFTP_PERMISSIONS);
     try {
       await waitFor(() => watcher.out.text().includes("Sync done"), 20_000, "the watcher's first sync");
       const second = await sync(src.path, "--backup-dir", "_backup");
@@ -262,8 +272,17 @@ remoteTest(
     const key = (await Deno.readTextFile(server.knownHosts)).trim().split(" ").slice(1).join(" ");
     await Deno.writeTextFile(knownHosts, `[127.0.0.1]:${proxy.port} ${key}\n`);
     try {
-      const out = await runMain([src.path, url, "--ssh-key", server.key, "--known-hosts", knownHosts], {
-        permissions: PERMISSIONS,
+      const out = await runMain([
+        src.path,
+        url,
+        "--ssh-key",
+        server.key,
+        "--known-hosts",
+        knownHosts,
+        "--ssh-config",
+        "/dev/null",
+      ], {
+        permissions: SFTP_PERMISSIONS,
       });
       assert.equal(out.code, 1, out.stderr + out.stdout);
       assert.match(out.stdout + out.stderr, /lost|closed|reset/i);
@@ -271,7 +290,7 @@ remoteTest(
     } finally {
       await Deno.remove(knownHosts).catch(() => {});
     }
-    const again = await runMain([src.path, dst.url, ...sftpArgs(server)], { permissions: PERMISSIONS });
+    const again = await runMain([src.path, dst.url, ...sftpArgs(server)], { permissions: SFTP_PERMISSIONS });
     assert.equal(again.code, 0, again.stderr + again.stdout);
     assert.equal(await mirrorDiff(src.path, dst.path), "");
   },

@@ -11,6 +11,7 @@
  */
 
 import { join } from "node:path";
+import { sayOnce } from "./helpers.ts";
 
 /** The SFTP server: a test user with key-only login. */
 export interface SftpServer {
@@ -77,8 +78,6 @@ export async function s3Server(): Promise<S3Server | undefined> {
   return undefined;
 }
 
-const announced = new Set<string>();
-
 /**
  * Registers a test that needs a server: it runs with the server, and without one it is
  * ignored, with one line (once per kind) saying so.
@@ -90,9 +89,8 @@ export function remoteTest<S>(
   fn: (server: S, t: Deno.TestContext) => Promise<void>,
 ): void {
   const present = CI || readServers()[kind] !== undefined;
-  if (!present && !announced.has(kind)) {
-    announced.add(kind);
-    console.log(`No ${kind === "sftp" ? "SFTP" : "S3"} test server: the ${kind} tests are skipped (${HOW_TO_START})`);
+  if (!present) {
+    sayOnce(kind, `No ${kind === "sftp" ? "SFTP" : "S3"} test server: the ${kind} tests are skipped (${HOW_TO_START})`);
   }
   Deno.test({
     name,

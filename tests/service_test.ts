@@ -593,22 +593,38 @@ Deno.test("syncArguments() passes excludes on to the service, with --exclude-fro
   ]);
 });
 
-Deno.test("service print for a remote replica: the network, its variables and ~/.ssh, and no write access to a URL", async () => {
+Deno.test("service print for an SFTP replica: ssh to run, its options, no grant for ~/.ssh, no write access to a URL", async () => {
   await using dir = await tempDir();
   const source = join(dir.path, "site");
   const home = join(dir.path, "home");
   await writeTree(source, { "index.html": "hi" });
   await Deno.mkdir(home);
   const key = join(home, "deploy_key");
-  const argv = ["print", "site", source, "deploy@web1:/var/www/site", "--ssh-key", key, "--ssh-port", "2222"];
+  const config = join(home, "ssh_config");
+  const argv = [
+    "print",
+    "site",
+    source,
+    "deploy@web1:/var/www/site",
+    "--ssh-key",
+    key,
+    "--ssh-port",
+    "2222",
+    "--ssh-config",
+    config,
+    "--ssh-option",
+    "ProxyJump=bastion",
+  ];
   const printed = await service([...argv, "-i", "10m", "--platform", "systemd"], { HOME: home });
   assert.equal(printed.code, 0, printed.err.join("\n"));
   const exec = printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
-  assert.match(exec, / --allow-net /);
+  assert.match(exec, / --allow-run=ssh /);
+  assert.doesNotMatch(exec, / --allow-net/, "ssh reaches the network itself");
   assert.match(exec, / --allow-sys=hostname /);
-  assert.match(exec, / --allow-env=HOME,USER,\S*SSH_AUTH_SOCK/);
-  assert.ok(exec.includes(join(home, ".ssh")), exec);
+  assert.ok(!exec.includes(join(home, ".ssh")), `ssh reads ~/.ssh itself: ${exec}`);
   assert.ok(exec.includes(`--ssh-key ${key}`), exec);
+  assert.ok(exec.includes(`--ssh-config ${config}`), exec);
+  assert.ok(exec.includes("--ssh-option ProxyJump=bastion"), exec);
   assert.match(exec, /deploy@web1:\/var\/www\/site/);
   assert.match(exec, /--ssh-port 2222/);
   const writes = / --allow-write=(\S*)/.exec(exec)?.[1] ?? "";
@@ -763,7 +779,7 @@ remoteTest(
     const run = await new Deno.Command(program!, {
       args,
       cwd: "/",
-      env: { HOME: home, DENO_DIR: denoDir },
+      env: { HOME: home, DENO_DIR: denoDir, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
       clearEnv: true,
       stdout: "piped",
       stderr: "piped",
@@ -791,4 +807,44 @@ Deno.test("README gives the exit codes that the service commands return", async 
   assert.match(section, /exits 2 and\s+writes nothing/);
   const table = readme.slice(readme.indexOf("### Exit codes"), readme.indexOf("### Log lines"));
   assert.match(table, new RegExp(`\\| ${EXIT_MANAGER_FAILED} +\\| \`foldersync service install\``));
+});
+
+Deno.test("service print for an S3 replica: the network, the AWS variables and ~/.aws", async () => {
+  await using dir = await tempDir();
+  const source = join(dir.path, "site");
+  const home = join(dir.path, "home");
+  await writeTree(source, { "index.html": "hi" });
+  await Deno.mkdir(home);
+  const printed = await service(["print", "site", source, "s3://bucket/site", "-i", "10m", "--platform", "systemd"], {
+    HOME: home,
+  });
+  assert.equal(printed.code, 0, printed.err.join("\n"));
+  const exec = printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
+  assert.match(exec, / --allow-net /);
+  assert.doesNotMatch(exec, /--allow-run/);
+  assert.match(exec, / --allow-env=\S*AWS_ACCESS_KEY_ID\S*HOME/);
+  assert.ok(exec.includes(join(home, ".aws")), exec);
+});
+
+Deno.test("service print for a remote source grants what its backend needs, and leaves the local replica writable", async () => {
+  await using dir = await tempDir();
+  const home = join(dir.path, "home");
+  await Deno.mkdir(home);
+  const replica = join(dir.path, "restored");
+  const exec = async (source: string) => {
+    const printed = await service(["print", "restore", source, replica, "-i", "1h", "--platform", "systemd"], {
+      HOME: home,
+    });
+    assert.equal(printed.code, 0, printed.err.join("\n"));
+    return printed.out.split("\n").find((l) => l.startsWith("ExecStart="))!;
+  };
+  const fromBucket = await exec("s3://backups/photos");
+  assert.match(fromBucket, / --allow-read --allow-write /, "a local replica copies links: unscoped grants");
+  assert.doesNotMatch(fromBucket, /--deny-write/, "no local source to keep read-only");
+  assert.match(fromBucket, / --allow-net /);
+  assert.match(fromBucket, / --allow-env=\S*AWS_ACCESS_KEY_ID/);
+  assert.match(fromBucket, / s3:\/\/backups\/photos /);
+  const fromServer = await exec("deploy@web1:/var/www");
+  assert.match(fromServer, / --allow-run=ssh /);
+  assert.doesNotMatch(fromServer, /--allow-net/, "ssh reaches the network itself");
 });

@@ -1,7 +1,7 @@
 /**
- * The SFTP replica against a real OpenSSH server (tests/remote_env.ts finds it), judged from
- * the local view of the server's folder (lstat, rsync); plus the pure parts: ~/.ssh/config and
- * known_hosts.
+ * The SFTP backend as a replica against a real OpenSSH server (tests/remote_env.ts finds it), through the
+ * system's ssh, judged from the local view of the server's folder (lstat, rsync). The pure
+ * parts (ssh's command line, its stderr as one line) are in ssh_command_test.ts.
  */
 
 import assert from "node:assert/strict";
@@ -11,9 +11,8 @@ import { Buffer } from "node:buffer";
 import { remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
 import { mirrorDiff, readingFrom, tempDir, type TestBackend, waitFor, writeTree } from "./helpers.ts";
 import { openSftpReplica, type SftpInternals } from "../lib/backend/sftp/sftp_replica.ts";
-import { readSshConfig } from "../lib/backend/sftp/ssh_config.ts";
-import { checkHostKey } from "../lib/backend/sftp/known_hosts.ts";
-import { parseTarget, type SftpTarget } from "../lib/backend/target.ts";
+import { parseTarget } from "../lib/backend/registry.ts";
+import { type SftpTarget } from "../lib/backend/target.ts";
 import { LOCK_NAME } from "../lib/model/lock.ts";
 import { type Backend, type BackendOptions } from "../lib/backend/backend.ts";
 import { compareNames, type Entry, type ListingBatch } from "../lib/model/listing.ts";
@@ -23,102 +22,24 @@ import { compileFilter } from "../lib/engine/filter_compile.ts";
 import { getHasher } from "../lib/content/hash.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Pure parts
-
-Deno.test("readSshConfig() resolves an alias: patterns, negation, first value wins, Include", async () => {
-  await using dir = await tempDir();
-  const home = dir.path;
-  await Deno.mkdir(join(home, ".ssh/conf.d"), { recursive: true });
-  await Deno.writeTextFile(
-    join(home, ".ssh/config"),
-    [
-      "# comment",
-      "Include conf.d/*.conf",
-      "Host prod web?",
-      "  HostName 10.0.0.5",
-      "  User deploy",
-      "  IdentityFile ~/.ssh/%h_%r",
-      "Host *.example.com !db.example.com",
-      "  Port 2200",
-      "Host *",
-      "  Port 2222",
-      "  User fallback",
-      '  IdentityFile "%d/.ssh/all key"',
-      "  UserKnownHostsFile ~/.ssh/kh1 ~/.ssh/kh2",
-    ].join("\n"),
-  );
-  await Deno.writeTextFile(join(home, ".ssh/conf.d/a.conf"), "Host prod\n  Port=2022\n  HostKeyAlias prod-key\n");
-  const read = (host: string) => readSshConfig(host, { home });
-
-  const prod = read("prod");
-  assert.equal(prod.hostName, "10.0.0.5");
-  assert.equal(prod.port, 2022, "the included file comes first, and the first value wins");
-  assert.equal(prod.user, "deploy");
-  assert.deepEqual(prod.identityFiles, ["~/.ssh/%h_%r", "%d/.ssh/all key"], "IdentityFile accumulates");
-  assert.equal(prod.hostKeyAlias, "prod-key");
-  assert.deepEqual(prod.userKnownHostsFiles, ["~/.ssh/kh1", "~/.ssh/kh2"]);
-
-  assert.equal(read("web1").hostName, "10.0.0.5", "? matches one character");
-  assert.equal(read("web12").hostName, undefined);
-  assert.equal(read("www.example.com").port, 2200);
-  assert.equal(read("db.example.com").port, 2222, "a negated pattern keeps the block out");
-  assert.equal(read("other").user, "fallback");
-});
-
-Deno.test("checkHostKey() knows plain, [host]:port, comma-list and hashed names; sees changed and revoked keys", () => {
-  const key = (seed: number) => {
-    const type = new TextEncoder().encode("ssh-ed25519");
-    const blob = new Uint8Array(4 + type.length + 4 + 32);
-    new DataView(blob.buffer).setUint32(0, type.length);
-    blob.set(type, 4);
-    new DataView(blob.buffer).setUint32(4 + type.length, 32);
-    blob.fill(seed, 8 + type.length);
-    return blob;
-  };
-  const b64 = (blob: Uint8Array) => Buffer.from(blob).toString("base64");
-  const salt = Buffer.from("0123456789abcdefghij");
-  const hashed = `|1|${salt.toString("base64")}|${
-    createHmac("sha1", salt).update("[hashed.example]:2200").digest("base64")
-  }`;
-  const text = [
-    `plain.example ssh-ed25519 ${b64(key(1))}`,
-    `[ported.example]:2200 ssh-ed25519 ${b64(key(2))}`,
-    `a.example,b.example ssh-ed25519 ${b64(key(3))}`,
-    `${hashed} ssh-ed25519 ${b64(key(4))}`,
-    `@cert-authority * ssh-ed25519 ${b64(key(5))}`,
-    `@revoked * ssh-ed25519 ${b64(key(6))}`,
-    `rsa.example ssh-rsa AAAA`,
-  ].join("\n");
-  const files = [{ file: "known_hosts", text }];
-  assert.deepEqual(checkHostKey(files, "plain.example", key(1)), { status: "known" });
-  assert.deepEqual(checkHostKey(files, "[ported.example]:2200", key(2)), { status: "known" });
-  assert.equal(checkHostKey(files, "ported.example", key(2)).status, "unknown", "port 22 is another name");
-  assert.deepEqual(checkHostKey(files, "b.example", key(3)), { status: "known" });
-  assert.deepEqual(checkHostKey(files, "[hashed.example]:2200", key(4)), { status: "known" });
-  assert.equal(checkHostKey(files, "plain.example", key(9)).status, "changed");
-  assert.equal(checkHostKey(files, "new.example", key(5)).status, "unknown", "a CA key is not a host key");
-  assert.equal(checkHostKey(files, "plain.example", key(6)).status, "revoked");
-  assert.deepEqual(checkHostKey(files, "rsa.example", key(7)), { status: "unknown", otherTypes: ["ssh-rsa"] });
-});
-
-// ---------------------------------------------------------------------------------------------
 // Against the real server
 
-/** A home with an empty ssh config and no agent: the tests depend on nothing of the machine's. */
-async function isolated(): Promise<{ home: string; internals: SftpInternals } & AsyncDisposable> {
-  const dir = await tempDir("foldersync-sftp-home-");
-  await Deno.mkdir(join(dir.path, ".ssh"));
-  await Deno.writeTextFile(join(dir.path, ".ssh/config"), "");
-  const env: Record<string, string> = { HOME: dir.path, USER: "nobody-here" };
-  return {
-    home: dir.path,
-    internals: { env: (name) => env[name] },
-    [Symbol.asyncDispose]: () => dir[Symbol.asyncDispose](),
-  };
-}
+/**
+ * No ssh config (`ssh -F /dev/null`) and no agent: the tests depend on nothing of the
+ * machine's ~/.ssh (ssh reads the home of the account, not $HOME).
+ */
+const EMPTY_CONFIG = "/dev/null";
 
 function options(server: SftpServer, extra: Partial<BackendOptions> = {}): BackendOptions {
-  return { jobs: 4, readOnly: false, sshKey: server.key, knownHosts: server.knownHosts, ...extra };
+  return {
+    jobs: 4,
+    readOnly: false,
+    sshKey: server.key,
+    knownHosts: server.knownHosts,
+    sshConfig: EMPTY_CONFIG,
+    sshOptions: ["IdentityAgent=none"],
+    ...extra,
+  };
 }
 
 async function open(
@@ -128,11 +49,7 @@ async function open(
   extra: Partial<BackendOptions> = {},
   internals: SftpInternals = {},
 ): Promise<TestBackend & AsyncDisposable> {
-  await using home = await isolated();
-  const replica = await openSftpReplica(parseTarget(url) as SftpTarget, options(server, extra), {
-    ...home.internals,
-    ...internals,
-  });
+  const replica = await openSftpReplica(parseTarget(url) as SftpTarget, options(server, extra), internals);
   return Object.assign(readingFrom(replica, source), { [Symbol.asyncDispose]: () => replica.close() });
 }
 
@@ -172,7 +89,7 @@ async function sourceFile(
 }
 
 remoteTest(
-  "SftpReplica.list() sorts by UTF-16 order, filters, reads links, hides the lock",
+  "SftpBackend.list() sorts by UTF-16 order, filters, reads links, hides the lock",
   "sftp",
   sftpServer,
   async (server) => {
@@ -217,7 +134,7 @@ remoteTest(
 );
 
 remoteTest(
-  "SftpReplica.copy() puts files in place atomically with mode and mtime",
+  "SftpBackend.copy() puts files in place atomically with mode and mtime",
   "sftp",
   sftpServer,
   async (server, t) => {
@@ -272,7 +189,7 @@ remoteTest(
   },
 );
 
-remoteTest("SftpReplica mirrors a tree that rsync then finds equal", "sftp", sftpServer, async (server) => {
+remoteTest("SftpBackend mirrors a tree that rsync then finds equal", "sftp", sftpServer, async (server) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   await writeTree(src.path, {
@@ -316,7 +233,7 @@ remoteTest("SftpReplica mirrors a tree that rsync then finds equal", "sftp", sft
   assert.equal((await Deno.lstat(join(folder.path, "link"))).mtime!.getTime(), 1_650_000_006_000);
 });
 
-remoteTest("SftpReplica links, attributes and removals", "sftp", sftpServer, async (server, t) => {
+remoteTest("SftpBackend links, attributes and removals", "sftp", sftpServer, async (server, t) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   await writeTree(folder.path, { "f.txt": "f", "d": { "x": "x" }, "old-link": { link: "f.txt" } });
@@ -378,7 +295,7 @@ remoteTest("SftpReplica links, attributes and removals", "sftp", sftpServer, asy
   });
 });
 
-remoteTest("SftpReplica.createRoot() and root() for a missing replica folder", "sftp", sftpServer, async (server) => {
+remoteTest("SftpBackend.createRoot() and root() for a missing replica folder", "sftp", sftpServer, async (server) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   await using replica = await open(server, `${folder.url}/a/b`, src.path);
@@ -392,7 +309,7 @@ remoteTest("SftpReplica.createRoot() and root() for a missing replica folder", "
   assert.ok((await Deno.lstat(join(folder.path, "a/c"))).isDirectory);
 });
 
-remoteTest("SftpReplica with --backup-dir moves old versions aside", "sftp", sftpServer, async (server, t) => {
+remoteTest("SftpBackend with --backup-dir moves old versions aside", "sftp", sftpServer, async (server, t) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   await writeTree(folder.path, { "doc.txt": "v1", "gone.txt": "bye", "sub": { "x.txt": "x" } });
@@ -442,7 +359,7 @@ remoteTest("SftpReplica with --backup-dir moves old versions aside", "sftp", sft
 });
 
 remoteTest(
-  "SftpReplica.lock() is exclusive, takes over a stale lock, and writes nothing read-only",
+  "SftpBackend.lock() is exclusive, takes over a stale lock, and writes nothing read-only",
   "sftp",
   sftpServer,
   async (server, t) => {
@@ -505,7 +422,7 @@ remoteTest(
   },
 );
 
-remoteTest("SftpReplica.digest() hashes the remote file", "sftp", sftpServer, async (server) => {
+remoteTest("SftpBackend.digest() hashes the remote file", "sftp", sftpServer, async (server) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   const big = new Uint8Array(3 * 1024 * 1024 + 5).map((_, i) => (i * 31) & 255);
@@ -549,7 +466,7 @@ remoteTest(
 
     await t.step("unknown: says how to add it", async () => {
       await assert.rejects(tryWith(""), (error: Error) => {
-        assert.ok(error instanceof UsageError);
+        assert.ok(error instanceof UsageError, `${error.name}: ${error.message}`);
         assert.match(error.message, /^Unknown host key for '\[127\.0\.0\.1\]:\d+': ssh-ed25519 SHA256:/);
         assert.match(error.message, new RegExp(`ssh-keyscan -p ${server.port} 127\\.0\\.0\\.1 >> `));
         assert.ok(!error.message.includes("\n"));
@@ -598,11 +515,27 @@ remoteTest(
           error instanceof UsageError && /^Authentication failed for 'fstest@127\.0\.0\.1:\d+'/.test(error.message),
       );
     });
-    await t.step("a key with a passphrase and no agent", async () => {
-      await keygen("locked", "secret");
+    await t.step("the server's own key with a passphrase, and no agent", async () => {
+      const locked = join(dir.path, "locked");
+      await Deno.copyFile(server.key, locked);
+      await Deno.chmod(locked, 0o600);
+      const out = await new Deno.Command("ssh-keygen", { args: ["-q", "-p", "-P", "", "-N", "secret", "-f", locked] })
+        .output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
       await assert.rejects(
-        open(server, url, src.path, { sshKey: join(dir.path, "locked") }),
-        (error: Error) => error instanceof UsageError && /needs a passphrase/.test(error.message),
+        open(server, url, src.path, { sshKey: locked }),
+        (error: Error) =>
+          error instanceof UsageError && error.message.startsWith(`Key '${locked}' needs a passphrase`) &&
+          /ssh-add/.test(error.message),
+      );
+    });
+    await t.step("a key file that does not exist", async () => {
+      const missing = join(dir.path, "no-such-key");
+      await assert.rejects(
+        open(server, url, src.path, { sshKey: missing }),
+        (error: Error) =>
+          error instanceof UsageError &&
+          error.message === `Cannot read the SSH key '${missing}': No such file or directory`,
       );
     });
     await t.step("a refused port", async () => {
@@ -631,9 +564,7 @@ remoteTest(
       await Deno.writeTextFile(config, "Host *\n  ConnectTimeout 1\n");
       try {
         await assert.rejects(
-          open(server, `sftp://${server.user}@127.0.0.1:${listener.addr.port}/tmp`, src.path, {}, {
-            sshConfig: config,
-          }),
+          open(server, `sftp://${server.user}@127.0.0.1:${listener.addr.port}/tmp`, src.path, { sshConfig: config }),
           (error: Error) =>
             error instanceof UsageError && /^Timed out waiting for the SSH handshake/.test(error.message),
         );
@@ -646,24 +577,20 @@ remoteTest(
   },
 );
 
-remoteTest("openSftpReplica() follows an ~/.ssh/config alias", "sftp", sftpServer, async (server) => {
-  await using home = await tempDir();
+remoteTest("openSftpReplica() follows an alias of the ssh config file", "sftp", sftpServer, async (server) => {
+  await using dir = await tempDir();
   await using folder = await sftpFolder(server);
-  await Deno.mkdir(join(home.path, ".ssh"));
-  await Deno.copyFile(server.key, join(home.path, ".ssh/test_key"));
-  await Deno.chmod(join(home.path, ".ssh/test_key"), 0o600);
   const known = await Deno.readTextFile(server.knownHosts);
-  await Deno.writeTextFile(join(home.path, ".ssh/known_hosts"), known.replace(/^\S+/, "the-test-server"));
+  await Deno.writeTextFile(join(dir.path, "known_hosts"), known.replace(/^\S+/, "the-test-server"));
+  const config = join(dir.path, "config");
   await Deno.writeTextFile(
-    join(home.path, ".ssh/config"),
+    config,
     `Host backup-box\n  HostName ${server.host}\n  Port ${server.port}\n  User ${server.user}\n` +
-      `  IdentityFile %d/.ssh/test_key\n  HostKeyAlias the-test-server\n`,
+      `  IdentityFile ${server.key}\n  HostKeyAlias the-test-server\n  UserKnownHostsFile ${dir.path}/known_hosts\n`,
   );
-  const env: Record<string, string> = { HOME: home.path, USER: "someone-else" };
   const replica = await openSftpReplica(
     parseTarget(`backup-box:${folder.path}`) as SftpTarget,
-    { jobs: 1, readOnly: true },
-    { env: (name) => env[name] },
+    { jobs: 1, readOnly: true, sshConfig: config },
   );
   try {
     assert.equal((await replica.root())?.kind, "dir");
@@ -673,7 +600,7 @@ remoteTest("openSftpReplica() follows an ~/.ssh/config alias", "sftp", sftpServe
 });
 
 remoteTest(
-  "SftpReplica: a connection cut mid-upload throws ConnectionLostError and leaves no file",
+  "SftpBackend: a connection cut mid-upload throws ConnectionLostError and leaves no file",
   "sftp",
   sftpServer,
   async (server) => {
@@ -710,7 +637,9 @@ remoteTest(
       }
       await assert.rejects(copying, (error: Error) => {
         assert.ok(error instanceof ConnectionLostError, `${error.name}: ${error.message}`);
-        assert.match(error.message, new RegExp(`^Connection to '127\\.0\\.0\\.1:${listener.addr.port}' lost`));
+        assert.match(error.message, new RegExp(`^Connection to '127\\.0\\.0\\.1:${listener.addr.port}' lost: ssh: `));
+        // What ssh said of the connection, not the statistics it prints as it exits.
+        assert.doesNotMatch(error.message, /Bytes per second|Transferred/);
         return true;
       });
       await assert.rejects(replica.list("", { fixPermissions: false }), ConnectionLostError);
@@ -723,7 +652,7 @@ remoteTest(
   },
 );
 
-remoteTest("SftpReplica read-ahead lists the same as listing one by one", "sftp", sftpServer, async (server) => {
+remoteTest("SftpBackend read-ahead lists the same as listing one by one", "sftp", sftpServer, async (server) => {
   await using folder = await sftpFolder(server);
   await using src = await tempDir();
   const tree: Record<string, Record<string, Record<string, string>>> = {};
@@ -756,3 +685,70 @@ remoteTest("SftpReplica read-ahead lists the same as listing one by one", "sftp"
   const stats = (ahead as unknown as { readAheadStats: { hits: number; misses: number } }).readAheadStats;
   assert.ok(stats.hits > 60, `read-ahead hits: ${JSON.stringify(stats)}`);
 });
+
+remoteTest(
+  "SftpSession reads with many requests in flight, writes a file from disk, and lists, for both directions",
+  "sftp",
+  sftpServer,
+  async (server, t) => {
+    const { planSsh, openSession } = await import("../lib/backend/sftp/connect.ts");
+    await using folder = await sftpFolder(server);
+    await using src = await tempDir();
+    const session = await openSession(
+      await planSsh(parseTarget(folder.url) as SftpTarget, options(server)),
+    );
+    try {
+      assert.ok(session.maxRead >= 32 * 1024 && session.maxWrite >= 32 * 1024);
+      assert.equal(session.maxWrite, 255 * 1024, "OpenSSH's limits@openssh.com: 255 KiB");
+
+      await t.step(
+        "writeFile() sends a file of many requests, a few in flight, and counts what is acknowledged",
+        async () => {
+          const data = new Uint8Array(3 * 1024 * 1024 + 7).map((_, i) => (i * 13) & 255);
+          await Deno.writeFile(join(src.path, "up.bin"), data);
+          using file = await Deno.open(join(src.path, "up.bin"));
+          const remote = `${folder.path}/up.bin`;
+          const handle = await session.open(remote, "wx", { mode: 0o600 });
+          let acknowledged = 0;
+          const written = await session.writeFile(handle, remote, file, {
+            window: 2 * session.maxWrite,
+            onWritten: (n) => acknowledged += n,
+          });
+          await session.close(handle, remote);
+          assert.equal(written, data.length);
+          assert.equal(acknowledged, data.length);
+          assert.deepEqual(await Deno.readFile(join(folder.path, "up.bin")), data);
+        },
+      );
+
+      await t.step("readRange() reads across request boundaries, and fewer bytes at the end of the file", async () => {
+        const remote = `${folder.path}/up.bin`;
+        const data = await Deno.readFile(join(folder.path, "up.bin"));
+        const handle = await session.open(remote, "r");
+        try {
+          const middle = await session.readRange(handle, remote, 1000, 2 * session.maxRead + 5);
+          assert.deepEqual(new Uint8Array(middle), data.subarray(1000, 1000 + 2 * session.maxRead + 5));
+          const tail = await session.readRange(handle, remote, data.length - 10, 1024 * 1024);
+          assert.deepEqual(new Uint8Array(tail), data.subarray(data.length - 10));
+          assert.equal((await session.readRange(handle, remote, data.length + 5, 100)).length, 0);
+        } finally {
+          await session.close(handle, remote);
+        }
+      });
+
+      await t.step("stat, lstat, readdir and readlink", async () => {
+        await Deno.symlink("up.bin", join(folder.path, "link"));
+        await chownTo(server, folder.path);
+        const names = (await session.readdir(folder.path)).map((e) => e.filename).sort();
+        assert.deepEqual(names, ["link", "up.bin"]);
+        assert.equal(await session.readlink(`${folder.path}/link`), "up.bin");
+        assert.equal((await session.stat(`${folder.path}/link`)).size, 3 * 1024 * 1024 + 7);
+        assert.equal((await session.lstat(`${folder.path}/link`)).mode & 0o170000, 0o120000);
+        await assert.rejects(session.lstat(`${folder.path}/none`), Deno.errors.NotFound);
+      });
+    } finally {
+      await session.end();
+    }
+    await assert.rejects(session.lstat(folder.path), ConnectionLostError, "an ended session refuses requests");
+  },
+);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isRemote, parseTarget } from "../lib/backend/target.ts";
+import { isRemote, parseTarget } from "../lib/backend/registry.ts";
 import { UsageError } from "../lib/model/errors.ts";
 
 Deno.test("parseTarget() tells local folders from SFTP and S3 replicas", async (t) => {

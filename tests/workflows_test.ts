@@ -60,9 +60,9 @@ Deno.test("release.yml checks the tag, compiles five targets like `deno task com
     assert.ok(step, "a deno compile step");
     const task = denoJson.tasks.compile;
     assert.deepEqual(runtimeFlags(step.run), runtimeFlags(task));
-    assert.ok(runtimeFlags(task).includes("--allow-run=systemctl,launchctl,schtasks"));
+    assert.ok(runtimeFlags(task).includes("--allow-run=systemctl,launchctl,schtasks,ssh"));
     assert.ok(!runtimeFlags(task).some((f) => f === "--allow-run" || f === "--allow-all" || f === "--allow-sys"));
-    // The network, for remote replicas (their hosts are the user's choice); this host's name, for their locks.
+    // The network, for S3 replicas (their hosts are the user's choice); this host's name, for remote locks.
     assert.ok(runtimeFlags(task).includes("--allow-net"));
     assert.ok(runtimeFlags(task).includes("--allow-sys=hostname"));
     for (const include of task.match(/--include \S+/g) ?? []) assert.ok(step.run.includes(include), include);
@@ -112,7 +112,7 @@ Deno.test("ci.yml runs `deno task test` on Linux, macOS and Windows", () => {
   assert.ok(wf.jobs.test.steps.some((s: Yaml) => s.run === "deno task test"));
 });
 
-Deno.test("the sync, compile and install tasks grant the same permissions, and only three programs to run", () => {
+Deno.test("the sync, compile and install tasks grant the same permissions, and only four programs to run", () => {
   const { sync, compile, install } = denoJson.tasks;
   const grants = (task: string) => runtimeFlags(task).filter((f) => f.startsWith("--allow-"));
   // Only `deno task` runs main.ts away from the user's folder, and says where it was in INIT_CWD.
@@ -120,7 +120,8 @@ Deno.test("the sync, compile and install tasks grant the same permissions, and o
   assert.ok(grants(sync).some((f) => f.startsWith("--allow-env=INIT_CWD,")));
   assert.deepEqual(grants(compile), taskGrants);
   assert.deepEqual(grants(install), taskGrants);
+  // The three service managers, and ssh for SFTP replicas.
   assert.deepEqual(grants(sync).filter((f) => f.startsWith("--allow-run")), [
-    "--allow-run=systemctl,launchctl,schtasks",
+    "--allow-run=systemctl,launchctl,schtasks,ssh",
   ]);
 });

@@ -13,6 +13,7 @@ import type { HashName } from "../model/hash_name.ts";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../model/actions.ts";
 import type { Identity } from "../model/identity.ts";
 import type { Capabilities } from "../model/capabilities.ts";
+import type { PruneOptions } from "./backup_journal.ts";
 
 /** How {@linkcode Backend.list} lists one directory. */
 export interface ListOptions {
@@ -188,6 +189,13 @@ export interface Backend {
   findDir?(match: (identity: Identity) => boolean): string | undefined;
 
   /**
+   * Removes from the backup folder (`--backup-dir`) the versions put there longer ago than
+   * `options.keepMs` (`--backup-keep`), by the folder's journal (see backup_journal.ts), and
+   * returns how many. Optional: a backend without a backup folder has none.
+   */
+  pruneBackups?(options: PruneOptions): Promise<number>;
+
+  /**
    * The backup folder (`--backup-dir`) where it is on this machine: its path and identity,
    * which must not be a folder of the source either. Optional; undefined without one.
    */
@@ -291,12 +299,16 @@ export interface BackendOptions {
   cacheDir?: string | undefined;
   /** Nothing will be written: connect and list only (dry runs, verify). */
   readOnly: boolean;
-  /** `--ssh-port`: the port for rsync's `host:path` form. */
+  /** `--ssh-port`: the port for rsync's `host:path` form (ssh's `-p`). */
   sshPort?: number | undefined;
-  /** `--ssh-key FILE`: the private key to offer. */
+  /** `--ssh-key FILE`: the private key to log in with (ssh's `-i`, with `IdentitiesOnly=yes`). */
   sshKey?: string | undefined;
-  /** `--known-hosts FILE`: where host keys are checked (default ~/.ssh/known_hosts). */
+  /** `--known-hosts FILE`: where host keys are checked (ssh's `UserKnownHostsFile`). */
   knownHosts?: string | undefined;
+  /** `--ssh-config FILE`: the ssh config file instead of ~/.ssh/config (ssh's `-F`). */
+  sshConfig?: string | undefined;
+  /** `--ssh-option Key=Value`, in order: more options for ssh (each an `-o`). */
+  sshOptions?: readonly string[] | undefined;
   /** `--s3-endpoint URL` (else AWS_ENDPOINT_URL, else AWS itself). */
   s3Endpoint?: string | undefined;
   /**
@@ -312,28 +324,3 @@ export interface BackendOptions {
    */
   alive?: ((pid: number) => boolean) | undefined;
 }
-
-/** The variables an SSH login reads: the home that holds ~/.ssh, the local user, the agent's socket. */
-export const SSH_ENV = ["HOME", "USER", "LOGNAME", "USERNAME", "USERPROFILE", "SSH_AUTH_SOCK"] as const;
-
-/** The variables of the AWS credential chain, region and endpoint, and the home that holds ~/.aws. */
-export const AWS_ENV = [
-  "AWS_ACCESS_KEY_ID",
-  "AWS_SECRET_ACCESS_KEY",
-  "AWS_SESSION_TOKEN",
-  "AWS_PROFILE",
-  "AWS_REGION",
-  "AWS_DEFAULT_REGION",
-  "AWS_ENDPOINT_URL",
-  "AWS_ENDPOINT_URL_S3",
-  "AWS_SHARED_CREDENTIALS_FILE",
-  "AWS_CONFIG_FILE",
-  "AWS_WEB_IDENTITY_TOKEN_FILE",
-  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-  "HOME",
-  "USERPROFILE",
-] as const;
-
-/** Every variable a remote replica's clients may read (a service of one is granted these). */
-export const REMOTE_ENV: readonly string[] = [...new Set<string>([...SSH_ENV, ...AWS_ENV])];

@@ -1,5 +1,5 @@
 /**
- * Opens remote replicas: loads the backend a URL names (ssh2 and the S3 client are loaded
+ * Opens remote replicas: loads the backend a URL names (the SFTP and S3 clients are loaded
  * only then: every import costs every start), connects, creates the replica folder when it is
  * missing, and takes the replica's locks: a lock file on this host for the whole process, and
  * the lock entry in the replica for each run.
@@ -13,7 +13,8 @@ import { processAlive } from "../model/lock.ts";
 import type { Backend, BackendOptions, Sides } from "./backend.ts";
 import { lockFile } from "./local/lock.ts";
 import { type FsOps, LocalBackend } from "./local/local_backend.ts";
-import type { S3Target, SftpTarget } from "./target.ts";
+import type { LocalTarget, ReplicaTarget } from "./target.ts";
+import { backendOf } from "./registry.ts";
 
 /** Options for {@linkcode remoteOpener}: what every connection is told, and `--mkpath`. */
 export type OpenerOptions = Omit<BackendOptions, "started" | "readOnly"> & {
@@ -39,17 +40,18 @@ export interface RemoteOpener {
 /**
  * An opener for the remote replica `target`.
  *
- * Needs network permission for the host (and what the backend reads: ~/.ssh, ~/.aws, the
- * environment). A permission missing is a {@linkcode UsageError} naming the flag to add.
+ * Needs `--allow-run=ssh` for an SFTP replica (ssh reads ~/.ssh and reaches the host), network
+ * permission for an S3 endpoint (and what its client reads: ~/.aws, the environment). A
+ * permission missing is a {@linkcode UsageError} naming the flag to add.
  *
  * @example Syncing into a bucket
  * ```ts
- * const opener = remoteOpener(parseTarget("s3://backups/site") as S3Target, { source: "/srv/site", jobs: 8 });
+ * const opener = remoteOpener(parseTarget("s3://backups/site") as S3Target, { jobs: 8 });
  * await opener.check(false);
  * await runOnce(options, { openReplica: opener.open });
  * ```
  */
-export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptions): RemoteOpener {
+export function remoteOpener(target: Exclude<ReplicaTarget, LocalTarget>, options: OpenerOptions): RemoteOpener {
   const { mkpath = false, ...base } = options;
   let kept: Backend | undefined;
   // While this process holds the replica's lock file on this host, a lock entry in the replica
@@ -59,12 +61,7 @@ export function remoteOpener(target: SftpTarget | S3Target, options: OpenerOptio
   base.alive = (pid) => pid !== Deno.pid && !holdsLocalLock && processAlive(pid);
   const connect = async (readOnly: boolean, started: Date): Promise<Backend> => {
     try {
-      if (target.kind === "sftp") {
-        const { openSftpReplica } = await import("./sftp/sftp_replica.ts");
-        return await openSftpReplica(target, { ...base, readOnly, started });
-      }
-      const { openS3Replica } = await import("./s3/s3_replica.ts");
-      return await openS3Replica(target, { ...base, readOnly, started });
+      return await backendOf(target).open(target, { ...base, readOnly, started });
     } catch (error) {
       throw permissionError(error) ?? error;
     }
@@ -154,6 +151,8 @@ function permissionError(error: unknown): UsageError | undefined {
   if (net) return new UsageError(`Permission needed to reach '${net}': add --allow-net=${net}`, { cause: error });
   const env = /env access to "([^"]+)"/.exec(message)?.[1];
   if (env) return new UsageError(`Permission needed to read ${env}: add --allow-env=${env}`, { cause: error });
+  const run = /run access to "([^"]+)"/.exec(message)?.[1];
+  if (run) return new UsageError(`Permission needed to run '${run}': add --allow-run=${run}`, { cause: error });
   const read = /read access to "([^"]+)"/.exec(message)?.[1];
   if (read) return new UsageError(`Permission needed to read '${read}': add --allow-read=${read}`, { cause: error });
   if (/Requires/.test(message)) return new UsageError(`Permission needed: ${message}`, { cause: error });

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { parseNotifyUrl } from "../run/notify.ts";
 import { parseArgs } from "node:util";
 import { patternProblem } from "../model/filter.ts";
 import { UsageError } from "../model/errors.ts";
@@ -17,7 +18,9 @@ import type { HashName } from "../model/hash_name.ts";
 import type { MaxDelete } from "../engine/gate.ts";
 import { HASH_NAMES } from "../model/hash_name.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { parseTarget, type ReplicaTarget } from "../backend/target.ts";
+import { type ReplicaTarget } from "../backend/target.ts";
+import { BACKENDS, parseTarget } from "../backend/registry.ts";
+import { checkSshOption } from "../backend/sftp/ssh_command.ts";
 
 /** The version printed by `--version`, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -30,12 +33,18 @@ export interface CliOptions {
   replica: string;
   /** What the replica names: a local folder, an SFTP folder or an S3 bucket prefix. */
   target: ReplicaTarget;
+  /** What the source names, as the replica: a local folder, an SFTP folder or an S3 bucket prefix. */
+  sourceTarget: ReplicaTarget;
   /** `--ssh-port`: the port for an SFTP replica written `host:path`. */
   sshPort?: number;
   /** `--ssh-key`: the private key file for an SFTP replica. */
   sshKey?: string;
   /** `--known-hosts`: the known_hosts file that checks an SFTP replica's host key. */
   knownHosts?: string;
+  /** `--ssh-config`: the ssh config file for an SFTP replica, instead of ~/.ssh/config. */
+  sshConfig?: string;
+  /** `--ssh-option Key=Value` (repeatable): more options for ssh, in order. */
+  sshOptions?: string[];
   /** `--s3-endpoint`: the S3 endpoint URL (else AWS_ENDPOINT_URL, else AWS). */
   s3Endpoint?: string;
   /** Compare content hashes instead of size and mtime. */
@@ -70,12 +79,20 @@ export interface CliOptions {
   deleteExcluded: boolean;
   /** Remove nothing when a run would remove more than this; see {@linkcode MaxDelete}. */
   maxDelete?: MaxDelete;
+  /** Change nothing that exists in the replica when a run would overwrite or remove more than this. */
+  maxChange?: MaxDelete;
   /** Parallel file copies and hashes. */
   jobs?: number;
   /** Directory for the checksum cache; `false` disables it; undefined: the default place. */
   cacheDir?: string | false;
   /** Move replica entries that would be removed or overwritten into this folder (as typed). */
   backupDir?: string;
+  /** `--backup-keep`: versions moved into the backup folder longer ago than this are removed. */
+  backupKeepMs?: number;
+  /** `--notify`: POST a JSON report of each run to this URL (checked; may hold `{status}`, `{exit_code}`). */
+  notify?: string;
+  /** `--metrics`: replace this file after each run with its figures for Prometheus (as typed). */
+  metrics?: string;
   /** Console verbosity. */
   verbosity: Verbosity;
   /**
@@ -137,9 +154,24 @@ Options:
       --delete-excluded     remove excluded entries from the replica too
       --max-delete N|P%     remove nothing at all if a run would remove more than N entries
                             (or P% of the replica's); copies still run, exit code 5
+      --max-change N|P%     change nothing that exists in the replica (no update, no removal)
+                            if a run would overwrite or remove more than N entries (or P%):
+                            a rewritten source (ransomware, a bad export); new files still
+                            copied, exit code 5
       --backup-dir DIR      move what a sync would remove or overwrite into DIR, under the
                             same path (a taken name gets a suffix ~YYYY-MM-DDTHH-MM-SS, UTC);
                             DIR may lie inside the replica, which then leaves it alone
+      --backup-keep DURATION  after each run, remove the versions moved into the --backup-dir
+                            longer ago than DURATION (30d, 12h ...); only those foldersync put
+                            there, by its journal .foldersync-backups in DIR
+      --notify URL          after each run (and a failure to start), POST a JSON report to
+                            URL (http or https): status ok, failed or refused, exit code,
+                            the summary's counts; {status} and {exit_code} in URL are
+                            filled in (https://hc-ping.com/UUID/{exit_code}); a failed
+                            POST is a warning, never an exit code
+      --metrics FILE        after each run, replace FILE with the run's figures in
+                            Prometheus' text format, for node_exporter's textfile
+                            collector (name it NAME.prom); a dry run leaves it alone
   -j, --jobs N              most parallel copies and hashes (default 8; also capped by cores)
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
@@ -155,12 +187,15 @@ Options:
 
 Remote replicas (the source is always a local folder):
   sftp://[user@]host[:port]/path, or [user@]host:path as rsync writes it (host:dir is in
-  the login folder; ~/.ssh/config's Host, HostName, User, Port and IdentityFile apply)
-      --ssh-port N          port for the host:path form (default: ~/.ssh/config, else 22)
-      --ssh-key FILE        private key to log in with (default: ~/.ssh/config's
-                            IdentityFile, ~/.ssh/id_ed25519, id_ecdsa, id_rsa; and ssh-agent)
-      --known-hosts FILE    host keys to trust (default ~/.ssh/known_hosts); an unknown or
-                            changed host key is refused
+  the login folder); through the system's OpenSSH client (ssh), so ~/.ssh/config, ssh-agent
+  and known_hosts apply as for ssh, scp and rsync; ssh never prompts (BatchMode=yes)
+      --ssh-port N          port for the host:path form (ssh -p; default: ~/.ssh/config, else 22)
+      --ssh-key FILE        the private key to log in with, and no other (ssh -i FILE
+                            -o IdentitiesOnly=yes; default: what ssh offers)
+      --known-hosts FILE    host keys to trust (ssh -o UserKnownHostsFile=FILE; default
+                            ~/.ssh/known_hosts); an unknown or changed host key is refused
+      --ssh-config FILE     the ssh config file to read instead of ~/.ssh/config (ssh -F)
+      --ssh-option KEY=VAL  one more ssh option (ssh -o), e.g. ProxyJump=bastion; repeatable
   s3://bucket[/prefix]      S3-compatible storage; credentials and region from the AWS
                             environment variables, AWS_PROFILE and ~/.aws
       --s3-endpoint URL     the S3 server (default AWS_ENDPOINT_URL, else AWS itself)
@@ -210,13 +245,19 @@ const OPTIONS = {
   "log-keep": { type: "string" },
   "allow-empty-source": { type: "boolean" },
   "max-delete": { type: "string" },
+  "max-change": { type: "string" },
   exclude: { type: "string", short: "x", multiple: true },
   "exclude-from": { type: "string", multiple: true },
   "delete-excluded": { type: "boolean" },
   "backup-dir": { type: "string" },
+  "backup-keep": { type: "string" },
+  notify: { type: "string" },
+  metrics: { type: "string" },
   "ssh-port": { type: "string" },
   "ssh-key": { type: "string" },
   "known-hosts": { type: "string" },
+  "ssh-config": { type: "string" },
+  "ssh-option": { type: "string", multiple: true },
   "s3-endpoint": { type: "string" },
   jobs: { type: "string", short: "j" },
   "cache-dir": { type: "string" },
@@ -265,9 +306,13 @@ export function parseCommand(argv: readonly string[]): Command {
       "watch",
       "dry-run",
       "max-delete",
+      "max-change",
+      "backup-keep",
       "allow-empty-source",
       "mkpath",
       "delete-excluded",
+      "notify",
+      "metrics",
     ] as const;
     const used = syncOnly.find((name) => values[name] !== undefined);
     if (used !== undefined) throw new UsageError(`Option not valid with verify: '--${used}'`);
@@ -294,9 +339,10 @@ export function parseCommand(argv: readonly string[]): Command {
   }
   if (source === "" || replica === "") throw new UsageError("Source and replica must not be empty paths");
   const target = parseTarget(replica);
-  if (parseTarget(source).kind !== "local") {
+  const sourceTarget = parseTarget(source);
+  if (values.watch && sourceTarget.kind !== "local") {
     throw new UsageError(
-      `Source must be a local folder: '${source}' (foldersync mirrors from this machine; a local path with ':' is written ./${source})`,
+      `--watch needs a local source (it follows file-system events): '${source}' (use --interval to poll it)`,
     );
   }
 
@@ -341,6 +387,7 @@ export function parseCommand(argv: readonly string[]): Command {
     source,
     replica,
     target,
+    sourceTarget,
     checksum: values.checksum ?? false,
     dryRun: values["dry-run"] ?? false,
     mkpath: values.mkpath ?? false,
@@ -361,7 +408,23 @@ export function parseCommand(argv: readonly string[]): Command {
     if (values["backup-dir"] === "") throw new UsageError("Backup directory must not be an empty path");
     options.backupDir = values["backup-dir"];
   }
-  if (values["max-delete"] !== undefined) options.maxDelete = parseMaxDelete(values["max-delete"]);
+  if (values["backup-keep"] !== undefined) {
+    if (options.backupDir === undefined) throw new UsageError("--backup-keep needs --backup-dir DIR");
+    const keep = parseDuration(values["backup-keep"]);
+    if (keep === undefined || keep < 1000) {
+      throw new UsageError(
+        `Backup keep must be a duration of at least 1s, such as 30d or 12h: '${values["backup-keep"]}'`,
+      );
+    }
+    options.backupKeepMs = keep;
+  }
+  if (values["max-delete"] !== undefined) options.maxDelete = parseCap(values["max-delete"], "Max delete");
+  if (values["max-change"] !== undefined) options.maxChange = parseCap(values["max-change"], "Max change");
+  if (values.notify !== undefined) options.notify = parseNotifyUrl(values.notify);
+  if (values.metrics !== undefined) {
+    if (values.metrics === "") throw new UsageError("Metrics file must not be an empty path");
+    options.metrics = values.metrics;
+  }
   if (values["log-max-size"] !== undefined) {
     options.logMaxSize = parseSize(values["log-max-size"], "Log max size");
     if (options.logMaxSize < MIN_LOG_MAX_SIZE) {
@@ -382,19 +445,30 @@ export function parseCommand(argv: readonly string[]): Command {
 
 /** The options of remote replicas, each only with a replica of its kind. */
 function remoteOptions(
-  values: { "ssh-port"?: string; "ssh-key"?: string; "known-hosts"?: string; "s3-endpoint"?: string },
+  values: {
+    "ssh-port"?: string;
+    "ssh-key"?: string;
+    "known-hosts"?: string;
+    "ssh-config"?: string;
+    "ssh-option"?: string[];
+    "s3-endpoint"?: string;
+  },
   options: CliOptions,
 ): void {
-  const kind = options.target.kind;
-  for (const name of ["ssh-port", "ssh-key", "known-hosts"] as const) {
-    if (values[name] === undefined) continue;
-    if (kind !== "sftp") {
-      throw new UsageError(`Option needs an SFTP replica (sftp://host/path or host:path): '--${name}'`);
+  // An option of a backend applies to each side of that kind, and needs one.
+  const kinds = new Set<string>([options.target.kind, options.sourceTarget.kind]);
+  for (const backend of BACKENDS) {
+    for (const name of backend.options) {
+      const value = (values as Record<string, string | string[] | undefined>)[name];
+      if (value === undefined) continue;
+      if (!kinds.has(backend.kind)) {
+        const what = backend.kind === "s3" ? "S3" : backend.kind.toUpperCase();
+        throw new UsageError(`Option needs an ${what} source or replica (${backend.forms}): '--${name}'`);
+      }
+      if (value === "") throw new UsageError(`Option needs a value: '--${name}'`);
     }
-    if (values[name] === "") throw new UsageError(`Option needs a value: '--${name}'`);
   }
   if (values["s3-endpoint"] !== undefined) {
-    if (kind !== "s3") throw new UsageError("Option needs an S3 replica (s3://bucket/prefix): '--s3-endpoint'");
     const endpoint = values["s3-endpoint"];
     if (!/^https?:\/\/[^/\s]+/.test(endpoint)) {
       throw new UsageError(`S3 endpoint must be an http:// or https:// URL: '${endpoint}'`);
@@ -404,6 +478,8 @@ function remoteOptions(
   if (values["ssh-port"] !== undefined) options.sshPort = parseCount(values["ssh-port"], "SSH port", 1, 65535);
   if (values["ssh-key"] !== undefined) options.sshKey = values["ssh-key"];
   if (values["known-hosts"] !== undefined) options.knownHosts = values["known-hosts"];
+  if (values["ssh-config"] !== undefined) options.sshConfig = values["ssh-config"];
+  if (values["ssh-option"] !== undefined) options.sshOptions = values["ssh-option"].map(checkSshOption);
 }
 
 /**
@@ -512,8 +588,8 @@ function parseModifyWindow(text: string): number {
   return Math.round(seconds * 1000);
 }
 
-/** `--max-delete`: a whole number of entries, or a percentage such as `50%`. */
-function parseMaxDelete(text: string): MaxDelete {
+/** `--max-delete` and `--max-change`: a whole number of entries, or a percentage such as `50%`. */
+function parseCap(text: string, what: string): MaxDelete {
   const percent = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text);
   if (percent) {
     const value = Number(percent[1]);
@@ -521,5 +597,5 @@ function parseMaxDelete(text: string): MaxDelete {
   } else if (/^\s*\d+\s*$/.test(text)) {
     return { count: Number(text) };
   }
-  throw new UsageError(`Max delete must be a number of entries or a percentage from 0% to 100%: '${text}'`);
+  throw new UsageError(`${what} must be a number of entries or a percentage from 0% to 100%: '${text}'`);
 }

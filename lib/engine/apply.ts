@@ -27,11 +27,13 @@ import type { Backend, CopyResult } from "../backend/backend.ts";
 export type ApplyEvent =
   | {
     type: "op";
-    action: "create" | "copy" | "update" | "link" | "attrs" | "remove" | "backup" | "clean";
+    action: "create" | "copy" | "update" | "link" | "attrs" | "remove" | "backup" | "clean" | "prune";
     path: string;
     size?: number;
     target?: string;
     kind?: string;
+    /** More of the line, after the path (`prune`: when the version was backed up). */
+    detail?: string;
   }
   | { type: "error"; path: string; message: string }
   | { type: "vanished"; path: string }
@@ -47,6 +49,8 @@ export interface Stats {
   removed: number;
   /** Replica entries moved (or, before an overwrite, copied) into the backup folder. */
   backedUp: number;
+  /** Versions in the backup folder put there longer ago than `--backup-keep`, removed. */
+  pruned: number;
   /** Bytes written by copies and updates. */
   bytes: number;
   /** Entries that failed. */
@@ -65,6 +69,7 @@ export function emptyStats(): Stats {
     attrs: 0,
     removed: 0,
     backedUp: 0,
+    pruned: 0,
     bytes: 0,
     errors: 0,
     vanished: 0,

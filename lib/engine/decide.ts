@@ -118,7 +118,7 @@ export function decide(
   if (source.size !== replica.size) return "size";
   if (options.checksum) return "content";
   if (!sameMtime(source.mtimeMs, replica.mtimeMs, window)) return "mtime";
-  return caps.modes && source.mode !== replica.mode && replica.mode !== UNKNOWN_MODE ? "mode" : "same";
+  return caps.modes && modesDiffer(source.mode, replica.mode) ? "mode" : "same";
 }
 
 /** Options for {@linkcode attrsDiffer}. */
@@ -134,7 +134,7 @@ export interface AttrsOptions extends DecideOptions {
 /**
  * Which kept attribute differs, mtime first, or undefined when none does: for directories (whose
  * mtime counts only where the replica keeps directory times), and for files whose content is
- * equal. An attribute the replica does not know (a NaN mtime, {@linkcode UNKNOWN_MODE}) is no
+ * equal. An attribute a side does not know (a NaN mtime, {@linkcode UNKNOWN_MODE}) is no
  * difference.
  *
  * @example Comparing attributes
@@ -149,9 +149,22 @@ export function attrsDiffer(
 ): "mtime" | "mode" | undefined {
   const { caps = FULL_CAPS, kind = "file", modifyWindowMs } = options;
   const times = kind === "file" || caps.dirTimes;
-  const timeKnown = !Number.isNaN(replica.mtimeMs);
+  const timeKnown = !Number.isNaN(replica.mtimeMs) && !Number.isNaN(source.mtimeMs);
   if (times && timeKnown && !sameMtime(source.mtimeMs, replica.mtimeMs, mtimeWindow(caps, modifyWindowMs))) {
     return "mtime";
   }
-  return caps.modes && source.mode !== replica.mode && replica.mode !== UNKNOWN_MODE ? "mode" : undefined;
+  return caps.modes && modesDiffer(source.mode, replica.mode) ? "mode" : undefined;
+}
+
+/**
+ * True when two modes are known and differ: a mode a side does not know ({@linkcode UNKNOWN_MODE},
+ * an object stored without one) is no difference.
+ *
+ * @example An object without a mode
+ * ```ts
+ * modesDiffer(0o644, UNKNOWN_MODE); // false
+ * ```
+ */
+export function modesDiffer(source: number, replica: number): boolean {
+  return source !== replica && source !== UNKNOWN_MODE && replica !== UNKNOWN_MODE;
 }

@@ -1,6 +1,8 @@
 /**
  * PURE: the removal gate. Every removal a run plans passes through here before any of them
  * runs; with a cap (`--max-delete`), a run that would remove more than the cap removes none.
+ * With `--max-change`, every overwrite (an update, a link given another target) waits with the
+ * removals, and a run that would change more existing entries than that cap changes none.
  *
  * rsync and rclone delete the first N and then stop, which leaves a half-mirrored replica.
  * foldersync decides on the whole count instead, so it must hold the removals back until the
@@ -14,8 +16,19 @@
 
 import { emptyPlan, parentOf, type Plan, type RemoveAction } from "../model/actions.ts";
 
-/** A cap on removals: a number of entries, or a percentage of the replica's entries. */
+/**
+ * A cap on removals (`--max-delete`) or on changes to existing entries (`--max-change`): a
+ * number of entries, or a percentage of the replica's entries.
+ */
 export type MaxDelete = { count: number } | { percent: number };
+
+/**
+ * True when transfer `t` overwrites an entry the replica has: an update, or a link given
+ * another target. (A type change is a removal and a creation.)
+ */
+export function isOverwrite(t: Plan["transfers"][number]): boolean {
+  return t.op === "update" || (t.op === "link" && t.replace === "symlink");
+}
 
 /** The gate's verdict on a run's removals. */
 export interface GateVerdict {
@@ -55,6 +68,12 @@ export class HeldPlan {
   #held: Plan = emptyPlan();
   /** Directories with removals in them, and directories created in held parts. */
   #dirs = new Set<string>();
+  #overwrites: boolean;
+
+  /** With `overwrites` (`--max-change`), updates and relinks wait for the verdict too. */
+  constructor(options: { overwrites?: boolean } = {}) {
+    this.#overwrites = options.overwrites ?? false;
+  }
 
   /** The removals held so far. */
   get removes(): readonly RemoveAction[] {
@@ -87,7 +106,8 @@ export class HeldPlan {
     }
     for (const t of part.transfers) {
       const size = t.op === "copy" || t.op === "update" ? t.size : 0;
-      const waits = (t.op !== "attrs" && t.replace !== undefined) || this.#dirs.has(parentOf(t.path));
+      const waits = (t.op !== "attrs" && t.replace !== undefined) || this.#dirs.has(parentOf(t.path)) ||
+        (this.#overwrites && isOverwrite(t));
       const into = waits ? this.#held : now;
       into.transfers.push(t);
       into.bytes += size;

@@ -52,6 +52,13 @@ export interface SyncOptions {
    */
   maxDelete?: MaxDelete;
   /**
+   * Change nothing that exists in the replica (no overwrite, no removal) when a run would
+   * overwrite, replace or remove more than this many replica entries; new entries are still
+   * copied (`--max-change`: a rewritten source, ransomware, a broken export).
+   * @default undefined (no cap)
+   */
+  maxChange?: MaxDelete;
+  /**
    * Excludes (gitignore syntax) and foldersync's own files inside the source: left out of the
    * source and kept in the replica.
    * @default undefined (nothing excluded)
@@ -75,4 +82,10 @@ export interface SyncOptions {
    * @default undefined (entries are removed)
    */
   backupDir?: string;
+  /**
+   * After each run, remove from the backup folder the versions foldersync put there longer
+   * ago than this many milliseconds (`--backup-keep`), by the folder's journal.
+   * @default undefined (versions are kept)
+   */
+  backupKeepMs?: number;
 }

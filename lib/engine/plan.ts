@@ -11,8 +11,7 @@
  */
 
 import { attrsDiffer, decide, type DecideOptions } from "./decide.ts";
-import { FULL_CAPS } from "../model/capabilities.ts";
-import { type Capabilities } from "../model/capabilities.ts";
+import { type Capabilities, FULL_CAPS } from "../model/capabilities.ts";
 import { TEMP_PATTERN } from "../model/names.ts";
 import {
   BatchCursor,
@@ -23,10 +22,18 @@ import {
   INCOMPLETE,
   ListingBatch,
   LOOSENED,
+  UNKNOWN_MODE,
   VANISHED,
 } from "../model/listing.ts";
-import { type CopyAction, type DirAttrs, emptyPlan, parentOf, type Plan, type RemoveAction } from "../model/actions.ts";
-import type { ContentPair } from "../model/actions.ts";
+import {
+  type ContentPair,
+  type CopyAction,
+  type DirAttrs,
+  emptyPlan,
+  parentOf,
+  type Plan,
+  type RemoveAction,
+} from "../model/actions.ts";
 
 /** Options for {@linkcode Planner} and {@linkcode plan}. */
 export interface PlanOptions {
@@ -55,6 +62,13 @@ export interface PlanOptions {
    */
   modifyWindowMs?: number;
 }
+
+/**
+ * The modes a copy gets where the source does not know its entry's (an object stored without
+ * one): what a umask of 022 gives, as rclone does.
+ */
+const DEFAULT_FILE_MODE = 0o644;
+const DEFAULT_DIR_MODE = 0o755;
 
 /** A source directory whose listing the planner still waits for. */
 interface PendingDir {
@@ -392,7 +406,8 @@ export class Planner {
     replace?: EntryKind,
     reason?: CopyAction["reason"],
   ): void {
-    const action: CopyAction = { op, path, size: entry.size, mtimeMs: entry.mtimeMs, mode: entry.mode };
+    const mode = entry.mode === UNKNOWN_MODE ? DEFAULT_FILE_MODE : entry.mode;
+    const action: CopyAction = { op, path, size: entry.size, mtimeMs: entry.mtimeMs, mode };
     if (replace !== undefined) action.replace = replace;
     if (reason !== undefined) action.reason = reason;
     this.#plan.transfers.push(action);
@@ -400,7 +415,8 @@ export class Planner {
   }
 
   #setDirAttrs(path: string, entry: Entry, reason?: DirAttrs["reason"]): void {
-    const attrs: DirAttrs = { path, mtimeMs: entry.mtimeMs, mode: entry.mode };
+    const mode = entry.mode === UNKNOWN_MODE ? DEFAULT_DIR_MODE : entry.mode;
+    const attrs: DirAttrs = { path, mtimeMs: entry.mtimeMs, mode };
     const why = reason ?? this.#dirAttrs.get(path)?.reason;
     if (why !== undefined) attrs.reason = why;
     this.#dirAttrs.set(path, attrs);

@@ -36,7 +36,7 @@ export function logEvent(event: ApplyEvent, dryRun: boolean): void {
         ? ` (${formatBytes(event.size)})`
         : event.target !== undefined
         ? ` -> ${showPath(event.target)}`
-        : "";
+        : event.detail ?? "";
       const fields: Record<string, unknown> = { action: event.action, path: event.path };
       if (event.size !== undefined) fields.size = event.size;
       if (event.target !== undefined) fields.target = event.target;

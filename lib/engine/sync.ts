@@ -22,7 +22,7 @@ import {
   logVanished,
   type VerifyCounts,
 } from "./report.ts";
-import { type GateVerdict, HeldPlan, judgeRemovals, type MaxDelete } from "./gate.ts";
+import { type GateVerdict, HeldPlan, isOverwrite, judgeRemovals, type MaxDelete } from "./gate.ts";
 import { formatBytes, formatDuration } from "../model/units.ts";
 import type { ProgressCounters, ProgressSink } from "../model/progress.ts";
 import { OverlapGuard } from "./overlap.ts";
@@ -33,6 +33,9 @@ import { OverlapGuard } from "./overlap.ts";
  */
 const PART_ACTIONS = 50_000;
 
+/** A cap's refusal: its verdict, and which cap it was. */
+export type Refusal = GateVerdict & { cap: "max-delete" | "max-change" };
+
 /** What one run did. */
 export interface RunResult {
   /** Counts of operations done (for a dry run: planned). */
@@ -41,8 +44,11 @@ export interface RunResult {
   durationMs: number;
   /** True if the run stopped early because the signal was aborted. */
   aborted: boolean;
-  /** Set when the removal gate refused the run's removals (`maxDelete`): none ran. */
-  refused?: GateVerdict;
+  /**
+   * Set when a cap refused the run's removals (`maxDelete`: none ran) or its changes to
+   * existing entries (`maxChange`: no removal and no overwrite ran).
+   */
+  refused?: Refusal;
   /** With `verify`, the differences found. */
   differences?: VerifyCounts;
 }
@@ -75,7 +81,15 @@ export interface RunControl {
    * files) and told when it begins and ends: the live progress line.
    */
   progress?: ProgressSink;
+  /**
+   * Told how each run of {@linkcode syncOnce} and {@linkcode guardedRun} ended: with its result,
+   * or (guardedRun) with the error it logged (the reports to monitoring, lib/run/report.ts).
+   */
+  onEnd?: (end: RunEnd) => void;
 }
+
+/** How a run ended: with a result, or with the error that stopped it before one. */
+export type RunEnd = { result: RunResult } | { error: unknown };
 
 /**
  * Makes the replica an exact copy of the source, once, and logs every operation and a summary.
@@ -144,6 +158,7 @@ async function runWith(
   const dryRun = verify || (options.dryRun ?? false);
   const allowEmptySource = verify || (options.allowEmptySource ?? false);
   const maxDelete = verify ? undefined : options.maxDelete;
+  const maxChange = verify ? undefined : options.maxChange;
   const started = performance.now();
   // Verify's plan is differences, not copies: its line shows the entries scanned alone.
   const counters = verify ? undefined : control.progress?.counters;
@@ -156,8 +171,9 @@ async function runWith(
       onEvent: counters ? countingEvents(counters) : (e) => logEvent(e, false),
     }));
   let applyMs = 0;
-  // With a cap, removals (and what depends on them) wait for the gate's verdict on the whole run.
-  const held = maxDelete ? new HeldPlan() : undefined;
+  // With a cap, removals (and what depends on them; with --max-change, overwrites too) wait for
+  // the gate's verdict on the whole run.
+  const held = maxDelete || maxChange ? new HeldPlan({ overwrites: maxChange !== undefined }) : undefined;
   /** Applies (or reports) one part of the plan. */
   const applyPart = async (whole: Plan) => {
     if (counters) countPlanned(whole, counters);
@@ -246,16 +262,25 @@ async function runWith(
     logger.warn("{text}", { text: `${showPath(skip.path)}: skipped: ${skip.reason}`, action: "skip", path: skip.path });
   }
 
-  let refused: GateVerdict | undefined;
+  let refused: Refusal | undefined;
   if (control.progress) Object.assign(control.progress.counters, { scanned: planner.sourceEntries, final: true });
   if (!signal?.aborted) {
     await applyPart(rest);
-    if (held && maxDelete) {
+    if (held) {
       const last = held.release();
-      const verdict = judgeRemovals(last.removes.length, replicaEntries, maxDelete);
-      if (!verdict.allowed) {
-        refused = verdict;
-        logRefusal(verdict, maxDelete, dryRun);
+      const overwrites = last.transfers.filter(isOverwrite).length;
+      const changes = maxChange && judgeRemovals(last.removes.length + overwrites, replicaEntries, maxChange);
+      const removals = maxDelete && judgeRemovals(last.removes.length, replicaEntries, maxDelete);
+      if (changes && !changes.allowed) {
+        // Nothing that exists in the replica is changed or removed; what is new is still copied.
+        refused = { ...changes, cap: "max-change" };
+        logRefusal(refused, maxChange!, dryRun);
+        applier.refuse(last.removes);
+        last.removes = [];
+        last.transfers = last.transfers.filter((t) => !isOverwrite(t));
+      } else if (removals && !removals.allowed) {
+        refused = { ...removals, cap: "max-delete" };
+        logRefusal(refused, maxDelete!, dryRun);
         applier.refuse(last.removes);
         last.removes = [];
       }
@@ -270,6 +295,21 @@ async function runWith(
     applyMs += performance.now() - t0;
   }
   const stats = applier.stats;
+  if (options.backupKeepMs !== undefined && target.pruneBackups && !verify && !signal?.aborted) {
+    stats.pruned += await target.pruneBackups({
+      keepMs: options.backupKeepMs,
+      now: Date.now(),
+      dryRun,
+      onPrune: (record) => {
+        const when = new Date(record.at).toISOString().slice(0, 19).replace("T", " ");
+        logEvent({ type: "op", action: "prune", path: record.path, detail: ` (backed up ${when} UTC)` }, dryRun);
+      },
+      onError: (path, message) => {
+        stats.errors++;
+        logEntryError(path, message, "", "backup folder: ");
+      },
+    });
+  }
   stats.errors += problems + hashErrors + rest.skipped.length;
   stats.vanished += vanished;
   const durationMs = performance.now() - started;
@@ -282,7 +322,7 @@ async function runWith(
   const scanned = planner.sourceEntries;
   if (verifier) logVerifySummary(verifier.counts, stats.errors, durationMs, { aborted, scanned });
   else {
-    logSummary(stats, durationMs, { dryRun, aborted, scanned, refused: refused?.planned ?? 0, backup: target.backsUp });
+    logSummary(stats, durationMs, { dryRun, aborted, scanned, refused, backup: target.backsUp });
   }
   return {
     stats,
@@ -307,6 +347,13 @@ function overlapGuard(from: Backend, target: Backend): OverlapGuard {
     ...(backup ? { writtenFolders: [backup] } : {}),
     ...(from.findDir ? { findSourceDir: (match) => from.findDir!(match) } : {}),
   });
+}
+
+/** The summary's note of a refusal: `, 4 removals refused by --max-delete`. */
+function refusedText(refused: Refusal | undefined): string {
+  if (!refused) return "";
+  const what = refused.cap === "max-change" ? "changes" : "removals";
+  return `, ${refused.planned} ${what} refused by --${refused.cap}`;
 }
 
 /** `1 entry`, `2 entries` (with `what` between: `1 source entry`). */
@@ -335,15 +382,20 @@ function countingEvents(counters: ProgressCounters): (event: ApplyEvent) => void
   };
 }
 
-/** The one line that says the cap stopped every removal. */
-function logRefusal(verdict: GateVerdict, cap: MaxDelete, dryRun: boolean): void {
+/** The one line that says a cap stopped every removal (and, for --max-change, every overwrite). */
+function logRefusal(verdict: Refusal, cap: MaxDelete, dryRun: boolean): void {
   const what = "count" in cap ? `${cap.count}` : `${cap.percent}% (${entries(verdict.limit)})`;
+  const option = `--${verdict.cap}`;
+  const [verb, done, kept] = verdict.cap === "max-change"
+    ? ["change", "changed or removed in the replica", "new entries"]
+    : ["remove", "removed", "the rest"];
   const text = dryRun
-    ? `Would refuse to remove ${entries(verdict.planned)}: more than --max-delete ${what} allows; ` +
-      `nothing would be removed, the rest would be synced (see them with --dry-run without --max-delete)`
-    : `Refusing to remove ${entries(verdict.planned)}: more than --max-delete ${what} allows; ` +
-      `nothing was removed, the rest was synced (see them with --dry-run without --max-delete)`;
-  logger.error("{text}", { text, action: "refused", planned: verdict.planned, limit: verdict.limit });
+    ? `Would refuse to ${verb} ${entries(verdict.planned)}: more than ${option} ${what} allows; ` +
+      `nothing would be ${done}, ${kept} would be synced (see them with --dry-run without ${option})`
+    : `Refusing to ${verb} ${entries(verdict.planned)}: more than ${option} ${what} allows; ` +
+      `nothing was ${done}, ${kept} ${verdict.cap === "max-change" ? "were" : "was"} synced ` +
+      `(see them with --dry-run without ${option})`;
+  logger.error("{text}", { text, action: "refused", planned: verdict.planned, limit: verdict.limit, cap: verdict.cap });
 }
 
 /** Throws when the replica folder is missing; see {@linkcode RunControl.replicaMustExist}. */
@@ -376,14 +428,15 @@ function logVerifySummary(
 function logSummary(
   stats: Stats,
   durationMs: number,
-  how: { dryRun: boolean; aborted: boolean; scanned: number; refused: number; backup: boolean },
+  how: { dryRun: boolean; aborted: boolean; scanned: number; refused: Refusal | undefined; backup: boolean },
 ): void {
   const head = how.aborted ? "Sync stopped" : how.dryRun ? "Dry run done" : "Sync done";
   const text = `${head}: ${stats.created} created, ${stats.copied} copied, ${stats.updated} updated, ` +
     `${stats.linked} linked, ${stats.attrs} attrs, ${stats.removed} removed, ` +
-    `${how.backup ? `${stats.backedUp} backed up, ` : ""}${stats.errors} errors` +
+    `${how.backup ? `${stats.backedUp} backed up, ` : ""}${stats.pruned > 0 ? `${stats.pruned} pruned, ` : ""}` +
+    `${stats.errors} errors` +
     `${stats.vanished > 0 ? `, ${stats.vanished} vanished` : ""}` +
-    `${how.refused > 0 ? `, ${how.refused} removals refused by --max-delete` : ""}; ` +
+    `${refusedText(how.refused)}; ` +
     `${formatBytes(stats.bytes)} in ${formatDuration(durationMs)} (${entries(how.scanned, "source ")})`;
   const fields = {
     text,
@@ -394,7 +447,7 @@ function logSummary(
     dryRun: how.dryRun,
     aborted: how.aborted,
   };
-  if (stats.errors > 0 || how.refused > 0) logger.warn("{text}", fields);
+  if (stats.errors > 0 || how.refused) logger.warn("{text}", fields);
   else logger.info("{text}", fields);
 }
 
@@ -431,6 +484,7 @@ export async function verifyOnce(
  */
 export async function syncOnce(options: SyncOptions, control: RunControl): Promise<ExitCode> {
   const result = await runOnce(options, control);
+  control.onEnd?.({ result });
   if (result.aborted) return ExitCode.Interrupted;
   if (result.refused) return ExitCode.MaxDelete;
   return result.stats.errors > 0 ? ExitCode.Partial : ExitCode.Ok;
@@ -444,6 +498,7 @@ export async function guardedRun(options: SyncOptions, control: RunControl): Pro
   try {
     return await syncOnce(options, control);
   } catch (error) {
+    control.onEnd?.({ error });
     const text = error instanceof RefusedError ? error.message : `Sync failed: ${describeError(error)}`;
     logger.error("{text}", { text, action: "error", error: text });
     return error instanceof RefusedError ? ExitCode.Refused : ExitCode.Partial;

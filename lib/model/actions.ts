@@ -79,6 +79,7 @@ export interface RemoveAction {
 /** Give a directory the source's mode and mtime, once everything in it is done. */
 export interface DirAttrs {
   path: string;
+  /** The source's mtime; NaN where the source keeps none for this folder (then only the mode is set). */
   mtimeMs: number;
   mode: number;
   /**

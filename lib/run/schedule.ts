@@ -14,6 +14,7 @@ import { SourceFolder } from "./source.ts";
 import { watchLoop } from "./watch.ts";
 import type { ProgressSink } from "../model/progress.ts";
 import { longTimeout, type Timers } from "./timer.ts";
+import type { RunReporter } from "./report.ts";
 
 /** How to repeat runs. */
 export interface ScheduleOptions {
@@ -26,6 +27,8 @@ export interface ScheduleOptions {
   watch?: boolean;
   /** Stops the loop. */
   signal?: AbortSignal;
+  /** Reports each run (`--notify`, `--metrics`), and each run of a loop skipped for a missing source. */
+  reporter?: RunReporter;
   /**
    * The live progress line, fed by every run (once, interval or watch).
    */
@@ -83,17 +86,25 @@ export async function runSchedule(options: SyncOptions, schedule: ScheduleOption
     ...(progress ? { progress } : {}),
     sides,
   };
+  const reporter = schedule.reporter;
   if (watch) {
-    await watchLoop(options, { rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS, ...control });
+    await watchLoop(options, {
+      rescanMs: intervalMs ?? DEFAULT_WATCH_RESCAN_MS,
+      ...control,
+      ...(reporter ? { reporter } : {}),
+    });
   } else if (intervalMs === undefined) {
-    return await syncOnce(options, control);
+    const once = (c: RunControl) => syncOnce(options, c);
+    return await (reporter ? reporter.run(once, control) : once(control));
   } else {
     logger.info("{text}", { text: `Syncing every ${formatDuration(intervalMs)}; stop with Ctrl+C` });
     // A source that is gone is said once, and its runs are skipped until it is back.
     const source = new SourceFolder(options.source);
     while (!signal?.aborted) {
       const started = performance.now();
-      if (source.check() !== "missing") await guardedRun(options, control);
+      const guarded = (c: RunControl) => guardedRun(options, c);
+      if (source.check() !== "missing") await (reporter ? reporter.run(guarded, control) : guarded(control));
+      else await reporter?.missingSource();
       if (signal?.aborted) break;
       const elapsed = performance.now() - started;
       if (elapsed >= intervalMs) {

@@ -22,6 +22,7 @@ import { parentOf } from "../model/actions.ts";
 import { formatDuration } from "../model/units.ts";
 import { SourceFolder } from "./source.ts";
 import { longTimeout } from "./timer.ts";
+import type { RunReporter } from "./report.ts";
 
 /** Options for {@linkcode watchLoop}. */
 export interface WatchOptions {
@@ -29,6 +30,8 @@ export interface WatchOptions {
   rescanMs: number;
   /** Stops the loop. */
   signal?: AbortSignal;
+  /** Reports each run, and the source going missing (once each time it goes). */
+  reporter?: RunReporter;
   /**
    * Quiet time after the last event before a sync starts.
    * @default 100
@@ -199,6 +202,8 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
   let retryAt = Infinity;
   /** While the source is missing: when to look for it again. */
   let pollAt = Infinity;
+  /** The source's going missing was reported; it is again only after it was back. */
+  let missingReported = false;
   while (!signal?.aborted) {
     if (dirty) {
       const burstStart = performance.now();
@@ -212,6 +217,10 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
       dirty = false;
       const state = folder.check(true, gone);
       gone = false;
+      if (state === "missing" && !missingReported) {
+        missingReported = true;
+        await watch.reporter?.missingSource();
+      } else if (state !== "missing") missingReported = false;
       if (state === "missing") {
         // A watcher of a deleted folder hears nothing more: look for the folder now and then.
         disarm();
@@ -236,7 +245,8 @@ export async function watchLoop(options: SyncOptions, watch: WatchOptions): Prom
         ...(watch.progress ? { progress: watch.progress } : {}),
         sides: watch.sides,
       };
-      const code = await guardedRun(options, control);
+      const guarded = (c: RunControl) => guardedRun(options, c);
+      const code = await (watch.reporter ? watch.reporter.run(guarded, control) : guarded(control));
       if (code === ExitCode.Ok) {
         retryDelay = retryMs;
         retryAt = Infinity;

@@ -63,6 +63,10 @@ Service options:
   --scope S           user (default) or system
   --every DURATION    scheduled one-shot runs: 10m, 1h, 1d ...
 
+For a backup that runs unattended, add the guards: --max-change 20% --max-delete 5%
+(a rewritten or emptied source changes nothing) and --backup-dir DIR (every overwritten or
+removed version is kept).
+
 Exit codes: 0 done; 1 not installed (uninstall, status); 2 usage error or bad input,
 nothing written; 6 the files were written (or removed) but the service manager could not
 be run or refused (the message says what to run).

@@ -18,18 +18,23 @@ export type ServicePaths = CheckedPaths & {
   excludeFrom?: string[];
   /** The folder of this host's lock files, as the service will find it (lib/backend/local/lock.ts). */
   lockDir?: string;
+  /** The `--metrics` file, absolute (checked by `checkMetricsPath`). */
+  metrics?: string;
   /**
    * For a remote replica (`paths.replica` is then its URL): what the service reads besides
-   * the trees (the SSH key and known_hosts, ~/.ssh, ~/.aws), absolute. Undefined for a local one.
+   * the trees (~/.aws for S3; nothing for SFTP, whose ssh reads ~/.ssh itself), absolute.
+   * Undefined for a local one.
    */
   remoteReads?: string[];
 };
 import { UsageError } from "../model/errors.ts";
-import { REMOTE_ENV } from "../backend/backend.ts";
+import { backendOf, parseTarget } from "../backend/registry.ts";
 import type { Platform, Scope } from "./cli.ts";
 import { launchdLabel } from "./launchd.ts";
 import { pathsFor } from "./spec.ts";
 import { systemdUnitName } from "./systemd.ts";
+import { notifyGrant } from "../run/notify.ts";
+import { metricsTempPath } from "../run/metrics.ts";
 
 /** Reads an environment variable, or undefined where it is unset or may not be read. */
 export type EnvReader = (name: string) => string | undefined;
@@ -181,13 +186,21 @@ export function syncArguments(o: CliOptions, paths: ServicePaths): string[] {
   if (o.maxDelete !== undefined) {
     args.push("--max-delete", "count" in o.maxDelete ? String(o.maxDelete.count) : `${o.maxDelete.percent}%`);
   }
+  if (o.maxChange !== undefined) {
+    args.push("--max-change", "count" in o.maxChange ? String(o.maxChange.count) : `${o.maxChange.percent}%`);
+  }
   if (o.jobs !== undefined) args.push("--jobs", String(o.jobs));
   if (o.cacheDir === false) args.push("--no-cache");
   else if (paths.cacheDir !== undefined) args.push("--cache-dir", paths.cacheDir);
   if (paths.backupDir !== undefined) args.push("--backup-dir", paths.backupDir);
+  if (o.backupKeepMs !== undefined) args.push("--backup-keep", durationText(o.backupKeepMs));
+  if (o.notify !== undefined) args.push("--notify", o.notify);
+  if (paths.metrics !== undefined) args.push("--metrics", paths.metrics);
   if (o.sshPort !== undefined) args.push("--ssh-port", String(o.sshPort));
   if (o.sshKey !== undefined) args.push("--ssh-key", resolve(o.sshKey));
   if (o.knownHosts !== undefined) args.push("--known-hosts", resolve(o.knownHosts));
+  if (o.sshConfig !== undefined) args.push("--ssh-config", resolve(o.sshConfig));
+  for (const option of o.sshOptions ?? []) args.push("--ssh-option", option);
   if (o.s3Endpoint !== undefined) args.push("--s3-endpoint", o.s3Endpoint);
   if (o.verbosity !== "normal") args.push(`--${o.verbosity}`);
   return args;
@@ -230,6 +243,8 @@ export interface CommandSetup {
    * undefined when the log does not rotate.
    */
   logKeep?: number;
+  /** The `--notify` URL: the network grant names its host and port. */
+  notify?: string;
 }
 
 /**
@@ -238,11 +253,13 @@ export interface CommandSetup {
  *
  * - for a local replica: unscoped `--allow-read` and `--allow-write`, since Deno creates
  *   symbolic links only under those, and `--deny-write` for the source where no file of the
- *   service lies in it (its log, hash cache or lock folder); `--allow-env` for the variables
- *   that locate the lock folder;
+ *   service lies in it (its log, hash cache, lock folder or metrics file); `--allow-env` for
+ *   the variables that locate the lock folder; with `--notify`, the network for the URL's
+ *   host and port alone and the host name (the report names the host);
  * - for a remote replica: `--allow-read` and `--allow-write` scoped to the service's own
- *   files (the log file and its rotated siblings, never its folder; the hash cache), read
- *   access to the source and the app's folder (its workers), and the network.
+ *   files (the log file and its rotated siblings, never its folder; the hash cache; the
+ *   metrics file and its temp file), read access to the source and the app's folder (its
+ *   workers), and the network.
  *
  * @throws {UsageError} When a path holds a comma, which Deno's permission lists cannot name.
  * @example The command from source
@@ -252,7 +269,7 @@ export interface CommandSetup {
  * ```
  */
 export function serviceCommand(args: string[], how: CommandSetup): string[] {
-  const { paths, runtime, logKeep } = how;
+  const { paths, runtime, logKeep, notify } = how;
   if (runtime.mainPath === undefined) return [runtime.execPath, ...args];
   const logs = paths.log !== undefined ? logFiles(paths.log, logKeep) : [];
   const noComma = (list: string[]) => {
@@ -262,10 +279,24 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
       }
     }
   };
+  // What the remote sides' backends need: the programs they run (ssh), the network (fetch),
+  // their variables; and this host's name for their locks and the report.
+  const remotes = [paths.source, paths.replica].map(parseTarget).filter((t) => t.kind !== "local")
+    .map((t) => backendOf(t));
+  const runs = [...new Set(remotes.flatMap((b) => b.run))];
+  const env = [...new Set(remotes.flatMap((b) => b.env))];
+  const net = remotes.some((b) => b.net) ? "" : notify !== undefined ? notifyGrant(notify) : undefined;
+  if (net) noComma([net]);
+  const remoteGrants = [
+    ...(runs.length > 0 ? [`--allow-run=${runs.join(",")}`] : []),
+    ...(net !== undefined ? [net === "" ? "--allow-net" : `--allow-net=${net}`] : []),
+    ...(remotes.length > 0 || net !== undefined ? ["--allow-sys=hostname"] : []),
+  ];
+  const localSource = parseTarget(paths.source).kind === "local";
   if (paths.remoteReads === undefined) {
     // Deno refuses Deno.symlink under path-scoped grants, and a backup must copy links.
-    const own = [paths.log, paths.cacheDir, paths.lockDir].filter((p) => p !== undefined);
-    const readOnlySource = own.every((p) => !isWithin(paths.source, p));
+    const own = [paths.log, paths.cacheDir, paths.lockDir, paths.metrics].filter((p) => p !== undefined);
+    const readOnlySource = localSource && own.every((p) => !isWithin(paths.source, p));
     if (readOnlySource) noComma([paths.source]);
     return [
       runtime.execPath,
@@ -274,16 +305,21 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
       "--allow-read",
       "--allow-write",
       ...(readOnlySource ? [`--deny-write=${paths.source}`] : []),
-      `--allow-env=${LOCK_ENV.join(",")}`,
+      ...remoteGrants,
+      `--allow-env=${[...new Set([...LOCK_ENV, ...env])].join(",")}`,
       runtime.mainPath,
       ...args,
     ];
   }
   // A remote replica and its backup folder are not local paths: the network reaches them.
-  const writes = [...logs, ...(paths.cacheDir !== undefined ? [paths.cacheDir] : [])];
+  const writes = [
+    ...logs,
+    ...(paths.cacheDir !== undefined ? [paths.cacheDir] : []),
+    ...(paths.metrics !== undefined ? [paths.metrics, metricsTempPath(paths.metrics)] : []),
+  ];
   // The app's own folder too: Deno checks read access when it loads the walk, copy and hash workers.
   const reads = [
-    paths.source,
+    ...(localSource ? [paths.source] : []),
     folderOf(runtime.mainPath),
     ...(paths.excludeFrom ?? []),
     ...writes,
@@ -297,9 +333,9 @@ export function serviceCommand(args: string[], how: CommandSetup): string[] {
     `--allow-read=${reads.join(",")}`,
     // Deno refuses an empty list ("Empty path is not allowed"): no files, no flag.
     ...(writes.length > 0 ? [`--allow-write=${writes.join(",")}`] : []),
-    `--allow-net`,
-    `--allow-sys=hostname`,
-    `--allow-env=${REMOTE_ENV.join(",")}`,
+    // SFTP runs ssh, which reaches the network itself; S3 is fetch.
+    ...remoteGrants,
+    ...(env.length > 0 ? [`--allow-env=${env.join(",")}`] : []),
     runtime.mainPath,
     ...args,
   ];

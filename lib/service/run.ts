@@ -6,7 +6,7 @@
  * @module
  */
 
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { type CliOptions, VERSION } from "../cli/cli.ts";
 import { checkLogPath, checkPaths, filterSpec } from "../config.ts";
 import { describeError, exitCodeFor, UsageError } from "../model/errors.ts";
@@ -29,7 +29,9 @@ import {
 import type { ServiceFile, ServiceSpec } from "./spec.ts";
 import { systemdUnits } from "./systemd.ts";
 import { lockFolder } from "../backend/local/lock.ts";
+import { backendOf } from "../backend/registry.ts";
 import { windowsTask } from "./windows.ts";
+import { checkMetricsPath } from "../run/metrics.ts";
 
 /** Options for {@linkcode runService}; every field is there for tests. */
 export interface RunServiceOptions {
@@ -111,10 +113,17 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
       checksum: sync.checksum,
       mkpath: sync.mkpath,
       remote,
+      remoteSource: sync.sourceTarget.kind !== "local",
       ...(sync.cacheDir !== undefined ? { cacheDir: sync.cacheDir } : {}),
       ...(sync.backupDir !== undefined ? { backupDir: sync.backupDir } : {}),
     });
     if (log !== undefined) paths.log = log;
+    if (sync.metrics !== undefined) {
+      paths.metrics = checkMetricsPath(sync.metrics, {
+        ...(remote ? {} : { replica: sync.replica }),
+        ...(log !== undefined ? { log } : {}),
+      });
+    }
     if (remote) paths.remoteReads = remoteReads(sync, env);
     else {
       const lockDir = lockFolder(typeof sync.cacheDir === "string" ? sync.cacheDir : undefined, env);
@@ -124,7 +133,7 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
     filterSpec(sync.exclude, sync.excludeFrom, { ownFiles: [], ownDirs: [] });
     if (sync.excludeFrom.length > 0) paths.excludeFrom = sync.excludeFrom.map((file) => resolve(file));
     if (defaultLog !== undefined && !native) paths.log = defaultLog;
-    for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir, paths.backupDir]) {
+    for (const path of [paths.source, paths.replica, paths.log, paths.cacheDir, paths.backupDir, paths.metrics]) {
       if (path !== undefined && /[\r\n]/.test(path)) throw new UsageError(`Path holds a line break: '${path}'`);
     }
     const runtime = options.runtime ?? currentRuntime();
@@ -136,6 +145,7 @@ export async function runService(argv: readonly string[], options: RunServiceOpt
         paths,
         runtime,
         ...(rotates ? { logKeep: sync.logKeep ?? DEFAULT_LOG_KEEP } : {}),
+        ...(sync.notify !== undefined ? { notify: sync.notify } : {}),
       }),
       ...(runtime.mainPath !== undefined ? { fromSource: remote ? "scoped" : "unscoped" } : {}),
       source: paths.source,
@@ -188,12 +198,12 @@ function locate(
 }
 
 /**
- * What a service of a remote replica reads besides the trees: the key and known_hosts given,
- * and the user's ~/.ssh (config, keys, known_hosts) or ~/.aws (profiles).
+ * What a service of a remote source or replica reads besides the trees, as its backends say:
+ * ~/.aws (profiles) for S3; nothing for SFTP, whose ssh reads ~/.ssh, the key and known_hosts
+ * itself.
  */
 function remoteReads(sync: CliOptions, env: EnvReader): string[] {
   const home = env("HOME") ?? env("USERPROFILE");
-  const reads = [sync.sshKey, sync.knownHosts].filter((p) => p !== undefined).map((p) => resolve(p));
-  if (home !== undefined) reads.push(join(home, sync.target.kind === "s3" ? ".aws" : ".ssh"));
-  return reads;
+  const remotes = [sync.sourceTarget, sync.target].filter((t) => t.kind !== "local");
+  return [...new Set(remotes.flatMap((t) => backendOf(t).reads(home)))];
 }

@@ -11,10 +11,12 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join, relative, sep } from "node:path";
 import { copyFileSync } from "./copy_file.ts";
 import { describeError } from "../../model/errors.ts";
 import type { EntryKind } from "../../model/listing.ts";
+import { type BackupRecord, type BackupStore, JOURNAL_NAME, NotEmptyError } from "../backup_journal.ts";
+import { tempName } from "../../model/names.ts";
 
 /**
  * The timestamp suffix for a run started at `date`: `~YYYY-MM-DDTHH-MM-SS`, in UTC.
@@ -68,6 +70,8 @@ function lstatOrNone(path: string): Deno.FileInfo | undefined {
  */
 export class BackupDir {
   readonly root: string;
+  /** What this run put into the folder, for its journal (see lib/backend/backup_journal.ts). */
+  readonly records: BackupRecord[] = [];
   #suffix: string;
   /** Backup folders already made or found, by relative path: where their contents go. */
   #dirs = new Map<string, string>();
@@ -89,7 +93,7 @@ export class BackupDir {
       if (!info.isDirectory) throw new Error(`Replica entry changed during the sync: '${rel}'`);
       const dir = this.#dir(rel);
       Deno.removeSync(full);
-      return dir;
+      return this.#record(dir, "dir");
     }
     const info = Deno.lstatSync(full);
     const to = this.#free(rel);
@@ -100,7 +104,7 @@ export class BackupDir {
       this.#copy(full, to, info);
       Deno.removeSync(full);
     }
-    return to;
+    return this.#record(to, info.isSymlink ? "symlink" : info.isDirectory ? "dir" : "file");
   }
 
   /**
@@ -118,20 +122,26 @@ export class BackupDir {
       if (info.isSymlink) {
         if (lstatOrNone(to) !== undefined) continue;
         this.#copy(full, to, info);
-        return to;
+        return this.#record(to, "symlink");
       }
       try {
         Deno.linkSync(full, to);
-        return to;
+        return this.#record(to, "file");
       } catch (error) {
         if (error instanceof Deno.errors.AlreadyExists) continue;
         if (error instanceof Deno.errors.NotFound && lstatOrNone(full) === undefined) return undefined;
         // Another file system, or one without hard links: copy.
         if (lstatOrNone(to) !== undefined) continue;
         this.#copy(full, to, info);
-        return to;
+        return this.#record(to, "file");
       }
     }
+  }
+
+  /** Writes down that `to` (absolute, in the folder) was put there now; returns it. */
+  #record(to: string, kind: EntryKind): string {
+    this.records.push({ path: relative(this.root, to).split(sep).join("/"), kind, at: Date.now() });
+    return to;
   }
 
   /** A copy of `from` at the new path `to`, with its mode and mtime, checked for size. */
@@ -217,4 +227,61 @@ export class BackupDir {
     this.#dirs.set(rel, path);
     return path;
   }
+}
+
+/**
+ * The journal and pruning primitives of local backup folder `root` (see
+ * lib/backend/backup_journal.ts). Never follows a symbolic link inside the folder: a path
+ * whose folders are not all real folders is treated as gone.
+ *
+ * Needs read and write permission for `root`.
+ *
+ * @example Pruning a local backup folder
+ * ```ts
+ * await pruneBackups(localBackupStore("/mnt/backup/docs-old"), { keepMs, now: Date.now(), onPrune, onError });
+ * ```
+ */
+export function localBackupStore(root: string): BackupStore {
+  const journal = join(root, JOURNAL_NAME);
+  /** The absolute path of `rel`, once every folder on the way is a real folder (not a link). */
+  const at = (rel: string): string => {
+    const parts = rel.split("/");
+    let path = root;
+    for (const part of parts.slice(0, -1)) {
+      path = join(path, part);
+      const info = lstatOrNone(path);
+      if (!info?.isDirectory) throw new Deno.errors.NotFound(`Not a folder of the backup folder: '${path}'`);
+    }
+    return join(path, parts.at(-1)!);
+  };
+  return {
+    readJournal: () =>
+      Deno.readTextFile(journal).catch((error) => {
+        if (error instanceof Deno.errors.NotFound) return undefined;
+        throw error;
+      }),
+    appendJournal: async (text) => {
+      await Deno.mkdir(root, { recursive: true });
+      await Deno.writeTextFile(journal, text, { append: true, mode: 0o600 });
+    },
+    writeJournal: async (text) => {
+      const tmp = join(root, tempName());
+      await Deno.writeTextFile(tmp, text, { createNew: true, mode: 0o600 });
+      await Deno.rename(tmp, journal);
+    },
+    remove: (rel, kind) => {
+      try {
+        const full = at(rel);
+        const info = Deno.lstatSync(full);
+        if (kind === "dir" && !info.isDirectory) throw new Deno.errors.NotFound(`No longer a folder: '${rel}'`);
+        Deno.removeSync(full);
+        return Promise.resolve();
+      } catch (error) {
+        if ((error as { code?: string }).code === "ENOTEMPTY") {
+          return Promise.reject(new NotEmptyError(`Not empty: '${rel}'`));
+        }
+        return Promise.reject(error);
+      }
+    },
+  };
 }

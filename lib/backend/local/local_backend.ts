@@ -17,7 +17,8 @@ import type { CopyJob, CopyResult } from "./copy_worker.ts";
 import { runInWorkers } from "../../pool.ts";
 import { ChangedError } from "../../model/errors.ts";
 import { copyFile, SMALL_FILE } from "./copy_file.ts";
-import { BackupDir } from "./backup.ts";
+import { BackupDir, localBackupStore } from "./backup.ts";
+import { formatRecords, pruneBackups, type PruneOptions } from "../backup_journal.ts";
 import { type Entry, ListingBatch, toEntry } from "../../model/listing.ts";
 import { type Capabilities } from "../../model/capabilities.ts";
 import type {
@@ -311,11 +312,28 @@ export class LocalBackend implements Backend {
     return { [Symbol.asyncDispose]: () => Promise.resolve(held[Symbol.dispose]()) };
   }
 
-  /** Stops the read-ahead walk, if one runs. */
-  close(): Promise<void> {
+  /**
+   * Prunes the backup folder by its journal (see {@linkcode pruneBackups}), once this run's
+   * own versions are written down in it.
+   */
+  async pruneBackups(options: PruneOptions): Promise<number> {
+    if (this.#backup === undefined) return 0;
+    await this.#journal();
+    return await pruneBackups(localBackupStore(this.#backup.root), options);
+  }
+
+  /** Writes down in the backup folder's journal what this run put there. */
+  async #journal(): Promise<void> {
+    const records = this.#backup?.records;
+    if (!records?.length) return;
+    await localBackupStore(this.#backup!.root).appendJournal(formatRecords(records.splice(0)));
+  }
+
+  /** Stops the read-ahead walk, if one runs; writes down what the run put in the backup folder. */
+  async close(): Promise<void> {
     this.#ahead?.close();
     this.#ahead = undefined;
-    return Promise.resolve();
+    await this.#journal();
   }
 
   /** True when removed and overwritten entries are moved aside. */
@@ -399,6 +417,8 @@ export class LocalBackend implements Backend {
   async setDirAttrs(entry: DirAttrs): Promise<void> {
     const full = this.at(entry.path);
     if (Deno.build.os !== "windows") await this.fs.chmod(full, entry.mode);
+    // A source that keeps no time for this folder (an S3 prefix without a marker): the mode alone.
+    if (Number.isNaN(entry.mtimeMs)) return;
     const mtime = new Date(entry.mtimeMs);
     await this.fs.utime(full, mtime, mtime);
   }
@@ -586,11 +606,26 @@ async function openLocalReader(path: string): Promise<FileReader> {
 /** Chunks read from a remote source at once, and their size: enough to hide the round trips. */
 const READS_IN_FLIGHT = 8;
 const READ_CHUNK = 1024 * 1024;
+/**
+ * Chunks in flight for all the large files copied at once: a file alone reads 8 ahead, 64 at
+ * once 1 each. Without it, 64 files of 16 MiB pulled over SFTP took 634 MB of memory.
+ */
+const READS_IN_FLIGHT_IN_ALL = 64;
+/** Large files being copied from a reader now. */
+let readerCopies = 0;
+
+/** The chunks one large copy may keep in flight now. */
+function readsAhead(): number {
+  return Math.max(1, Math.min(READS_IN_FLIGHT, Math.floor(READS_IN_FLIGHT_IN_ALL / readerCopies)));
+}
 
 /**
- * Copies source file `from` (any backend) into the new file `tmp`, created exclusively: reads
- * of {@linkcode READ_CHUNK} bytes, {@linkcode READS_IN_FLIGHT} at once, written in order. A
- * file that grew or shrank meanwhile is copied as far as it reads; `check()` tells the rest.
+ * Copies source file `from` (any backend) into the new file `tmp`, created exclusively: a
+ * small file read whole and written in one synchronous call (async file calls cost more than
+ * the writes: 5,000 files of 1 to 8 KiB pulled over SFTP, 0.83x the CPU time), a large one in
+ * reads of {@linkcode READ_CHUNK} bytes, up to {@linkcode READS_IN_FLIGHT} at once (fewer
+ * when many large files are copied at once) into buffers reused, written in order. A file
+ * that grew or shrank meanwhile is copied as far as it reads; `check()` tells the rest.
  */
 async function copyFromReader(
   from: SourceFile,
@@ -599,31 +634,48 @@ async function copyFromReader(
 ): Promise<void> {
   const reader = await from.open(how.signal);
   let out: Deno.FsFile | undefined;
+  const pending = new Map<number, Promise<{ buffer: Uint8Array; n: number }>>();
+  let counted = false;
   try {
+    if (how.size <= SMALL_FILE) {
+      const data = new Uint8Array(how.size);
+      const n = how.size > 0 ? await reader.read(0, data) : 0;
+      Deno.writeFileSync(tmp, data.subarray(0, n), { createNew: true, mode: 0o600 });
+      return;
+    }
+    readerCopies++;
+    counted = true;
     out = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-    const chunks = Math.max(1, Math.ceil(how.size / READ_CHUNK));
-    const pending = new Map<number, Promise<Uint8Array>>();
-    const start = (k: number) => {
-      if (k >= chunks || pending.has(k)) return;
-      const buffer = new Uint8Array(Math.min(READ_CHUNK, how.size - k * READ_CHUNK) || READ_CHUNK);
-      const read = reader.read(k * READ_CHUNK, buffer).then((n) => buffer.subarray(0, n));
-      // Awaited in turn; one that fails while an earlier one is awaited, or after the copy gave up, is no unhandled rejection.
-      read.catch(() => {});
-      pending.set(k, read);
+    const chunks = Math.ceil(how.size / READ_CHUNK);
+    const free: Uint8Array[] = [];
+    let made = 0;
+    let started = 0;
+    const start = () => {
+      const k = started++;
+      const buffer = free.pop() ?? (made++, new Uint8Array(READ_CHUNK));
+      const into = buffer.subarray(0, Math.min(READ_CHUNK, how.size - k * READ_CHUNK));
+      const reading = reader.read(k * READ_CHUNK, into).then((n) => ({ buffer, n }));
+      reading.catch(() => {}); // awaited in turn; one that fails while another is written is not unhandled
+      pending.set(k, reading);
     };
     let written = 0;
     for (let k = 0; k < chunks; k++) {
       how.signal?.throwIfAborted();
-      for (let ahead = k; ahead < k + READS_IN_FLIGHT; ahead++) start(ahead);
-      const chunk = await pending.get(k)!;
+      while (started < chunks && started - k < readsAhead()) start();
+      const { buffer, n } = await pending.get(k)!;
       pending.delete(k);
+      const chunk = buffer.subarray(0, n);
       for (let off = 0; off < chunk.length;) off += await out.write(chunk.subarray(off));
-      written += chunk.length;
+      if (made > readsAhead()) made--; // more large files now share the budget: let it go
+      else free.push(buffer);
+      written += n;
       how.onProgress?.(written);
-      if (chunk.length < READ_CHUNK) break; // the end of the file
+      if (n < READ_CHUNK) break; // the end of the file
     }
-    await Promise.allSettled(pending.values());
   } finally {
+    // Reads still in flight (a failure, the end of a file that shrank) are waited for, their errors dropped.
+    await Promise.allSettled(pending.values());
+    if (counted) readerCopies--;
     out?.close();
     await reader.close();
   }

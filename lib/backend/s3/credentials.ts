@@ -16,7 +16,7 @@ import { UsageError } from "../../model/errors.ts";
 import type { Credentials } from "./sigv4.ts";
 
 /** Every environment variable this module and the S3 replica read (listed beside the SSH ones). */
-export { AWS_ENV } from "../backend.ts";
+export { AWS_ENV } from "./descriptor.ts";
 
 /** Where credentials come from: fixed ones, or a function that fetches (and refreshes) them. */
 export type CredentialSource = () => Promise<Credentials>;

@@ -12,6 +12,8 @@
 
 import { backupSuffix } from "../local/backup.ts";
 import type { EntryKind } from "../../model/listing.ts";
+import { type BackupRecord, type BackupStore, JOURNAL_NAME, NotEmptyError } from "../backup_journal.ts";
+import { tempName } from "../../model/names.ts";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type SftpSession, type SftpStats } from "./session.ts";
 import { Buffer } from "node:buffer";
 import { ConnectionLostError } from "../../model/errors.ts";
@@ -35,6 +37,8 @@ const COPY_WINDOW = 16;
 export class RemoteBackup {
   /** Absolute path of the backup folder on the host. */
   readonly root: string;
+  /** What this run put into the folder, for its journal (see lib/backend/backup_journal.ts). */
+  readonly records: BackupRecord[] = [];
   #session: SftpSession;
   #suffix: string;
   #dirs = new Map<string, Promise<string>>();
@@ -60,22 +64,23 @@ export class RemoteBackup {
       if ((info.mode & S_IFMT) !== S_IFDIR) throw new Error(`Replica entry changed during the sync: '${rel}'`);
       const dir = await this.#dir(rel);
       await session.rmdir(full);
-      return dir;
+      return this.#record(dir, "dir");
     }
+    const kind2: EntryKind = (info.mode & S_IFMT) === S_IFLNK ? "symlink" : "file";
     for (let n = 1;; n++) {
       const to = await this.#candidate(rel, n);
       if (this.#reserved.has(to) || await exists(session, to)) continue;
       this.#reserved.add(to);
       try {
         await session.rename(full, to);
-        return to;
+        return this.#record(to, kind2);
       } catch (error) {
         if (error instanceof ConnectionLostError || error instanceof Deno.errors.NotFound) throw error;
         if (await exists(session, to)) continue; // taken meanwhile
         // Another file system: OpenSSH's rename does not copy.
         await this.#copy(full, to, info);
         await session.unlink(full);
-        return to;
+        return this.#record(to, kind2);
       } finally {
         this.#reserved.delete(to);
       }
@@ -105,18 +110,24 @@ export class RemoteBackup {
         if ((info.mode & S_IFMT) === S_IFREG && session.has("hardlink@openssh.com")) {
           try {
             await session.hardlink(full, to);
-            return to;
+            return this.#record(to, "file");
           } catch (error) {
             if (await exists(session, to)) continue;
             if (error instanceof Deno.errors.NotFound) return undefined;
           }
         }
         await this.#copy(full, to, info);
-        return to;
+        return this.#record(to, (info.mode & S_IFMT) === S_IFLNK ? "symlink" : "file");
       } finally {
         this.#reserved.delete(to);
       }
     }
+  }
+
+  /** Writes down that `to` (absolute, in the folder) was put there now; returns it. */
+  #record(to: string, kind: EntryKind): string {
+    this.records.push({ path: to.slice(this.root.length + 1), kind, at: Date.now() });
+    return to;
   }
 
   /** A copy of remote `from` at the new remote path `to`, made through this client. */
@@ -253,4 +264,94 @@ export async function copyRemoteFile(session: SftpSession, from: string, to: str
   } finally {
     await session.close(source, from).catch(() => {});
   }
+}
+
+/**
+ * The journal and pruning primitives of backup folder `root` on an SFTP host (see
+ * lib/backend/backup_journal.ts). Never follows a symbolic link inside the folder: a path
+ * whose folders are not all real folders is treated as gone.
+ *
+ * @example Pruning a backup folder on a host
+ * ```ts
+ * await pruneBackups(sftpBackupStore(session, "/srv/backup-old"), { keepMs, now: Date.now(), onPrune, onError });
+ * ```
+ */
+export function sftpBackupStore(session: SftpSession, root: string): BackupStore {
+  const journal = `${root}/${JOURNAL_NAME}`;
+  /** The absolute path of `rel`, once every folder on the way is a real folder (not a link). */
+  const at = async (rel: string): Promise<string> => {
+    const parts = rel.split("/");
+    let path = root;
+    for (const part of parts.slice(0, -1)) {
+      path = `${path}/${part}`;
+      const info = await lstatOrNone(session, path);
+      if (!info || (info.mode & S_IFMT) !== S_IFDIR) {
+        throw new Deno.errors.NotFound(`Not a folder of the backup folder: '${path}'`);
+      }
+    }
+    return `${path}/${parts.at(-1)!}`;
+  };
+  /** Writes `text` to `path` with `flags`, from offset 0 (with "a", the server appends). */
+  const write = async (path: string, flags: string, text: string) => {
+    const data = Buffer.from(text);
+    const handle = await session.open(path, flags, { mode: 0o600 });
+    try {
+      for (let off = 0; off < data.length; off += session.maxWrite) {
+        await session.write(handle, data, off, Math.min(session.maxWrite, data.length - off), off, path);
+      }
+    } finally {
+      await session.close(handle, path);
+    }
+  };
+  return {
+    async readJournal() {
+      let handle: Buffer;
+      try {
+        handle = await session.open(journal, "r");
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return undefined;
+        throw error;
+      }
+      try {
+        const chunks: Uint8Array[] = [];
+        for (let at = 0;;) {
+          const chunk = await session.readRange(handle, journal, at, 1024 * 1024);
+          if (chunk.length === 0) break;
+          chunks.push(chunk);
+          at += chunk.length;
+        }
+        return new TextDecoder().decode(Buffer.concat(chunks));
+      } finally {
+        await session.close(handle, journal);
+      }
+    },
+    async appendJournal(text) {
+      await mkdirs(session, root);
+      await write(journal, "a", text);
+    },
+    async writeJournal(text) {
+      const tmp = `${root}/${tempName()}`;
+      await write(tmp, "wx", text);
+      await session.posixRename(tmp, journal);
+    },
+    async remove(rel, kind) {
+      const full = await at(rel);
+      const info = await session.lstat(full);
+      if (kind !== "dir") {
+        if ((info.mode & S_IFMT) === S_IFDIR) throw new Deno.errors.NotFound(`Now a folder: '${rel}'`);
+        return await session.unlink(full);
+      }
+      if ((info.mode & S_IFMT) !== S_IFDIR) throw new Deno.errors.NotFound(`No longer a folder: '${rel}'`);
+      try {
+        await session.rmdir(full);
+      } catch (error) {
+        // SFTP v3 has no "not empty" status: look.
+        const left = (await session.readdir(full).catch(() => [])).filter((e) =>
+          e.filename !== "." && e.filename !== ".."
+        );
+        if (left.length > 0) throw new NotEmptyError(`Not empty: '${rel}'`);
+        throw error;
+      }
+    },
+  };
 }
