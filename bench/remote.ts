@@ -454,8 +454,11 @@ async function s3RestoreBackend(
     tools: [
       {
         name: "foldersync",
-        cmd: (src, dst) => [Deno.execPath(), "run", "--quiet", "-A", MAIN, `s3://${src}`, dst, "-q"],
-        env: { ...s3Env(server), XDG_CACHE_HOME: cache, DENO_DIR },
+        cmd: (
+          src,
+          dst,
+        ) => [Deno.execPath(), "run", "--quiet", "-A", MAIN, `s3://${src}`, dst, "--cache-dir", cache, "-q"],
+        env: s3Env(server),
       },
       { name: "rclone", cmd: (src, dst) => ["rclone", "sync", `fss3:${src}`, dst], env: rclone },
     ],
