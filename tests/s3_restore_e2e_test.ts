@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mirrorDiff, runMain, snapshot, tempDir, writeTree } from "./helpers.ts";
-import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server } from "./remote_env.ts";
+import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server, sftpFolder, sftpServer } from "./remote_env.ts";
 import { countingProxy, cuttingProxy, type SeenRequest } from "./s3_proxy.ts";
 import { S3Client } from "../lib/backend/s3/client.ts";
 
@@ -306,5 +306,47 @@ remoteTest(
     const again = await main([url, local.path]);
     assert.equal(again.code, 0, again.stderr + again.stdout);
     assert.equal(await mirrorDiff(src.path, local.path), "");
+  },
+);
+
+remoteTest(
+  "server to bucket and back: sftp -> s3 streamed through this machine (MD5 on the way), s3 -> sftp, judged by rclone and rsync",
+  "s3",
+  s3Server,
+  async (s3server) => {
+    const server = await sftpServer();
+    if (!server) {
+      throw new Error("The SFTP test server is not running (start them with: sudo bash tests/servers/up.sh start)");
+    }
+    await using from = await sftpFolder(server, "to-s3-");
+    await using back = await sftpFolder(server, "from-s3-");
+    await using cache = await tempDir();
+    await using bucket = await s3Bucket(s3server);
+    await writeSource(from.path);
+    await new Deno.Command("chown", { args: ["-R", `${server.user}:`, from.path] }).output();
+    const sftp = ["--ssh-key", server.key, "--known-hosts", server.knownHosts, "--ssh-config", "/dev/null"];
+    await using proxy = countingProxy(s3server.endpoint);
+    const main = (args: string[]) =>
+      runMain([...args, ...sftp, "--cache-dir", cache.path, "--s3-endpoint", proxy.endpoint], {
+        permissions: [...PERMISSIONS, "--allow-run=ssh"],
+        env: s3Env(s3server),
+      });
+    const url = `${bucket.url}/from-sftp`;
+    const up = await main([from.url, url]);
+    assert.equal(up.code, 0, up.stderr + up.stdout);
+    await rclone(s3server, ["check", "--links", from.path, `fss3:${bucket.name}/from-sftp`]);
+    const s3 = client(s3server, bucket.name);
+    assert.match((await s3.head("from-sftp/docs/big.bin"))!.etag, /-\d+$/, "uploaded in parts");
+    // The MD5 computed on the way is remembered: --checksum reads the server's files, not the bucket's.
+    proxy.requests.length = 0;
+    const verified = await main(["verify", from.url, url, "--checksum"]);
+    assert.equal(verified.code, 0, verified.stderr + verified.stdout);
+    assert.deepEqual(objectReads(proxy.requests), []);
+    const down = await main([url, back.url]);
+    assert.equal(down.code, 0, down.stderr + down.stdout);
+    assert.equal(await mirrorDiff(from.path, back.path), "");
+    const again = await main([url, back.url]);
+    const c = counts(again.stdout);
+    assert.deepEqual([c.copied, c.updated, c.attrs], [0, 0, 0], again.stdout);
   },
 );
