@@ -350,3 +350,30 @@ remoteTest(
     assert.deepEqual([c.copied, c.updated, c.attrs], [0, 0, 0], again.stdout);
   },
 );
+
+remoteTest(
+  "restore from S3: a no-op over a tree whose root holds only folders lists the bucket once (the guard reads the listing again)",
+  "s3",
+  s3Server,
+  async (server) => {
+    await using src = await tempDir();
+    await using local = await tempDir();
+    await using cache = await tempDir();
+    await using bucket = await s3Bucket(server);
+    await writeTree(src.path, { d1: { "f.txt": "f" }, d2: { deeper: { "g.txt": "g" } } });
+    await using proxy = countingProxy(server.endpoint);
+    const main = (args: string[]) =>
+      runMain([...args, "--s3-endpoint", proxy.endpoint, "--cache-dir", cache.path], {
+        permissions: PERMISSIONS,
+        env: s3Env(server),
+      });
+    const url = `${bucket.url}/folders`;
+    assert.equal((await main([src.path, url])).code, 0);
+    assert.equal((await main([url, local.path])).code, 0);
+    assert.equal(await mirrorDiff(src.path, local.path), "");
+    proxy.requests.length = 0;
+    const out = await main([url, local.path]);
+    assert.equal(out.code, 0, out.stderr + out.stdout);
+    assert.deepEqual(proxy.requests.map((r) => r.method), ["GET"], "one LIST");
+  },
+);

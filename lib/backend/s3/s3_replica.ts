@@ -386,8 +386,12 @@ class S3Backend implements Backend {
   /** Stops the metadata read ahead of the walk. */
   #ahead: AbortController | undefined;
   #tree: DirNode = new DirNode();
-  /** The tree was listed and not yet walked from its root. */
-  #fresh = false;
+  /**
+   * The tree is to be listed (again) before it is read from its root: not listed yet, or this
+   * backend wrote since. A tree nothing wrote to is listed once however often it is walked (the
+   * empty-source guard walks a source of folders again): an instance serves one run.
+   */
+  #stale = true;
 
   constructor(target: S3Target, options: BackendOptions, tuning: S3Tuning, client: S3Client, endpoint: string) {
     this.display = target.display;
@@ -524,7 +528,7 @@ class S3Backend implements Backend {
     }
     this.#cache.retain(seen);
     this.#tree = tree;
-    this.#fresh = true;
+    this.#stale = false;
     logger.debug("{text}", {
       text: `S3 listing of '${this.display}': ${objects} objects in ${this.#client.requests - start} requests`,
     });
@@ -664,7 +668,7 @@ class S3Backend implements Backend {
   }
 
   async root(): Promise<Entry | undefined> {
-    if (!this.#fresh) await this.#listTree();
+    if (this.#stale) await this.#listTree();
     const tree = this.#tree;
     const empty = tree.dirs.size === 0 && tree.files.size === 0 && tree.links.size === 0;
     if (this.#base !== "" && empty && !tree.marker) {
@@ -687,10 +691,7 @@ class S3Backend implements Backend {
   }
 
   async list(dir: string, options: ListOptions): Promise<ListingBatch> {
-    if (dir === "") {
-      if (!this.#fresh) await this.#listTree();
-      this.#fresh = false;
-    }
+    if (dir === "" && this.#stale) await this.#listTree();
     const batch = new ListingBatch();
     const k = batch.begin(dir);
     const node = this.#node(dir);
@@ -1380,9 +1381,13 @@ class S3Backend implements Backend {
     return hasher.digest();
   }
 
-  /** Refuses writes in a read-only replica: a dry run or a verify must never change it. */
+  /**
+   * Refuses writes in a read-only replica (a dry run or a verify must never change it); else
+   * the listed tree is stale from now on.
+   */
   #writable(): void {
     if (this.#options.readOnly) throw new Error(`Replica is open read-only: '${this.display}'`);
+    this.#stale = true;
   }
 
   /**
