@@ -4,12 +4,14 @@
  * `$FOLDERSYNC_TEST_SERVERS`). Same trees, same servers, tools alternated (A B, B A ...) so
  * machine drift cancels out. Prints medians, foldersync / peer ratios and peak RSS (GNU time).
  * The `sftp pull` rows go the other way: from a folder on the server into a local one,
- * against rsync's pull form (`rsync -a --delete -e ssh host:dir/ local/`).
+ * against rsync's pull form (`rsync -a --delete -e ssh host:dir/ local/`); the `s3 restore`
+ * rows restore foldersync's copies in a bucket into empty local folders, with foldersync's
+ * caches empty (a new machine), against `rclone sync REMOTE:bucket/prefix local/`.
  *
  * A tool that fails shows `failed` in its cell (its error on stderr) and the bench goes on; a
  * foldersync replica that differs from the source shows `wrong`.
  *
- * Usage: deno task bench --remote [--reps N] [--only sftp,pull,s3,memory] [--dir DIR] [--big-mib N]
+ * Usage: deno task bench --remote [--reps N] [--only sftp,pull,s3,restore,memory] [--dir DIR] [--big-mib N]
  *                                 [--memory] [--objects N]
  * (memory, the S3 peak-memory rows at --objects empty files, 100,000 by default, is slow: it
  * runs only when named in --only or with --memory)
@@ -41,7 +43,7 @@ interface Tool {
 
 /** One side of the bench: a server, the tools that reach it, and how to make a replica there. */
 interface Backend {
-  name: "sftp" | "sftp pull" | "s3";
+  name: "sftp" | "sftp pull" | "s3" | "s3 restore";
   tools: Tool[];
   /** A fresh, empty replica named `name`; returns what the tools take as `dst`. */
   fresh: (name: string) => Promise<string>;
@@ -80,7 +82,7 @@ export async function benchRemote(args: string[]): Promise<void> {
     },
   });
   const reps = Number(values.reps ?? 3);
-  const only = new Set((values.only ?? "sftp,pull,s3").split(","));
+  const only = new Set((values.only ?? "sftp,pull,s3,restore").split(","));
   if (values.memory) only.add("memory");
   const bigMiB = Number(values["big-mib"] ?? 1024);
   const objects = Number(values.objects ?? 100_000);
@@ -101,7 +103,7 @@ export async function benchRemote(args: string[]): Promise<void> {
     console.error("generating trees ...");
     const small = join(work, "src-small");
     const big = join(work, "src-big");
-    if (only.has("sftp") || only.has("pull") || only.has("s3")) {
+    if (only.has("sftp") || only.has("pull") || only.has("s3") || only.has("restore")) {
       await genSmall(small, 5_000, 100);
       await genBig(big, bigMiB);
     }
@@ -124,6 +126,17 @@ export async function benchRemote(args: string[]): Promise<void> {
       await bench.initial(pull, `one ${bigLabel} file, initial copy`, serverBig);
       await bench.noop(pull, "5,000 small files, no-op", serverSmall, replicas);
       await bench.churn(pull, "5,000 small files, 1% changed, some added and deleted", serverSmall, replicas);
+    }
+    if (only.has("restore")) {
+      if (!servers.s3) throw new Error(`No S3 server in ${join(SERVERS_DIR, "servers.json")}`);
+      const restore = await s3RestoreBackend(servers.s3, work);
+      backends.push(restore);
+      // foldersync's own copies of the trees, in a bucket; the replicas are local folders.
+      const [bucketSmall, bucketBig] = [await restore.upload(small), await restore.upload(big)];
+      const restored = await bench.initial(restore, "5,000 small files, restore", bucketSmall);
+      await bench.initial(restore, `one ${bigLabel} file, restore`, bucketBig);
+      await bench.noop(restore, "5,000 small files, no-op restore", bucketSmall, restored);
+      await bench.requests(restore, bucketSmall, restored);
     }
     for (const backend of backends.filter((b) => only.has(b.name))) {
       const replicas = await bench.initial(backend, "5,000 small files, initial copy", small);
@@ -415,6 +428,69 @@ async function sftpPullBackend(
       return dst;
     },
     cleanup: () => sh(`rm -rf '${base}' '${local}'`),
+  };
+}
+
+/**
+ * foldersync and rclone restoring from a bucket made for the bench into local folders: `upload`
+ * puts a tree there with foldersync first (untimed). foldersync restores with a cache folder of
+ * its own, emptied with each fresh folder: a restore onto a new machine, where every object's
+ * metadata is asked once (a no-op restore then has it).
+ */
+async function s3RestoreBackend(
+  server: S3Server,
+  work: string,
+): Promise<Backend & { upload: (tree: string) => Promise<string> }> {
+  const bucket = `foldersync-bench-restore-${tag()}`;
+  const rclone = rcloneEnv(server);
+  await run(["rclone", "mkdir", `fss3:${bucket}`], rclone);
+  const local = join(work, "restored");
+  const cache = join(work, "restore-cache");
+  await Deno.mkdir(local, { recursive: true });
+  /** The local tree each bucket path holds. */
+  const trees = new Map<string, string>();
+  return {
+    name: "s3 restore",
+    tools: [
+      {
+        name: "foldersync",
+        cmd: (
+          src,
+          dst,
+        ) => [Deno.execPath(), "run", "--quiet", "-A", MAIN, `s3://${src}`, dst, "--cache-dir", cache, "-q"],
+        env: s3Env(server),
+      },
+      { name: "rclone", cmd: (src, dst) => ["rclone", "sync", `fss3:${src}`, dst], env: rclone },
+    ],
+    fresh: async (name) => {
+      const dst = join(local, name);
+      await sh(`rm -rf '${dst}' '${cache}' && mkdir '${dst}'`);
+      return dst;
+    },
+    // Contents, links, modes and times, against the tree that was put in the bucket.
+    verify: async (src, dst) => {
+      const { stdout } = await run(
+        ["rsync", "-rlptD", "-c", "--delete", "-n", "-i", `${trees.get(src)}/`, `${dst}/`],
+        {},
+      );
+      return stdout.trim();
+    },
+    upload: async (tree) => {
+      const path = `${bucket}/${basename(tree)}`;
+      await run([Deno.execPath(), "run", "--quiet", "-A", MAIN, tree, `s3://${path}`, "-q"], {
+        ...s3Env(server),
+        ...cacheEnv(work),
+      });
+      trees.set(path, tree);
+      return path;
+    },
+    cleanup: async () => {
+      const conf = join(SERVERS_DIR, "s3", "ceph.conf");
+      await sh(`rm -rf '${local}' '${cache}'`);
+      await run(["radosgw-admin", "-c", conf, "bucket", "rm", `--bucket=${bucket}`, "--purge-objects"], {})
+        .catch(() => run(["rclone", "purge", `fss3:${bucket}`], rclone));
+      await run(["radosgw-admin", "-c", conf, "gc", "process", "--include-all"], {}).catch(() => {});
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 /**
- * A replica in S3-compatible object storage: a bucket and key prefix, laid out as rclone lays
- * it out, so that rclone and foldersync read one bucket alike.
+ * A bucket and key prefix in S3-compatible object storage, read as a source and written as a
+ * replica, laid out as rclone lays it out, so that rclone and foldersync read one bucket alike.
  *
  * - A file is the object `prefix/path`, with its mtime in the user metadata `mtime` (seconds
  *   with a nine-digit fraction, as rclone writes it) and its mode in `mode` (octal with the
@@ -13,34 +13,51 @@
  * told `--metadata`, and no directory markers): a file without `mode`, and a directory without
  * a marker or its metadata, list with {@linkcode UNKNOWN_MODE} and a NaN mtime, which the
  * engine never counts as a difference, so a bucket rclone wrote gets no write request. A file
- * without `mtime` lists with its LastModified, as rclone reads it; when its content is equal
- * after all (the update finds the source's MD5 equal to the object's), only its metadata is
- * replaced, by a copy onto itself: nothing is uploaded again.
+ * without `mtime` lists with its LastModified (as the listing gives it, to the millisecond), as
+ * rclone reads it; when its content is equal after all (the update finds the source's MD5
+ * equal to the object's), only its metadata is replaced, by a copy onto itself: nothing is
+ * uploaded again.
  * - A symbolic link is the object `prefix/path.rclonelink` whose content is the target
  *   (rclone's `--links`), with the link's mtime in its metadata.
  *
  * A no-op run costs one LIST request per 1,000 objects: the whole prefix is listed once, flat,
  * and the metadata a listing lacks comes from {@linkcode MetaCache} (see there why it is
- * exact); only objects it does not know get a HEAD (a link object a GET), once.
+ * exact); only objects it does not know get a HEAD (a link object a GET), once, read ahead of
+ * the walk across directories.
  *
- * Uploads: a file up to the multipart threshold is one PUT from memory with Content-MD5 (an S3
- * PUT replaces an object atomically, so no temp object is needed); a larger one goes up in
- * parts, several at a time, and an upload that fails or is stopped is always aborted. Uploads
- * a killed run left incomplete are aborted when the replica is next opened for writing and
- * no live run holds its lock.
+ * Reading (a source): a prefix without any object is a source that does not exist. A file is
+ * read through ranged GETs that name the listed version (`If-Match` on its ETag), so an object
+ * replaced meanwhile fails the copy with a ChangedError (the engine then copies it as it now
+ * is) rather than mixing two versions; a small file is one GET, a large one is read in blocks
+ * fetched ahead in parallel into reused buffers (see {@linkcode ObjectReader}).
+ *
+ * Writing (a replica): a file up to the multipart threshold is one PUT from memory with
+ * Content-MD5 (an S3 PUT replaces an object atomically, so no temp object is needed); a larger
+ * one goes up in parts, several at a time, and an upload that fails or is stopped is always
+ * aborted. Uploads a killed run left incomplete are aborted when the replica is next opened for
+ * writing and no live run holds its lock. A source file from another backend is read through
+ * its reader (its MD5 computed on the way); one from this endpoint and bucket is copied on the
+ * server.
  *
  * Needs `--allow-net` for the endpoint, `--allow-env` for {@linkcode AWS_ENV}, `--allow-read`
- * for the source, `~/.aws` and the cache folder, `--allow-write` for the cache folder.
+ * for a local source, `~/.aws` and the cache folder, `--allow-write` for the cache folder.
  *
  * @module
  */
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
+import { ChangedError, ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import { type Capabilities } from "../../model/capabilities.ts";
-import { type Backend, type BackendOptions, type CopyResult, type ListOptions, type SourceFile } from "../backend.ts";
+import {
+  type Backend,
+  type BackendOptions,
+  type CopyResult,
+  type FileReader,
+  type ListOptions,
+  type SourceFile,
+} from "../backend.ts";
 import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
 import type { S3Target } from "../target.ts";
 import {
@@ -59,8 +76,10 @@ import { backupSuffix } from "../backup_names.ts";
 import { type ListedObject, type ObjectHead, S3Client, S3Error } from "./client.ts";
 import { resolveCredentials, resolveRegion } from "./credentials.ts";
 import { MetaCache, type MetaRecord } from "./meta_cache.ts";
+import { BlockPool, ObjectReader } from "./object_reader.ts";
+import { Slots } from "./slots.ts";
 
-/** Fine-tuning of the S3 replica (tests make the sizes small). */
+/** Fine-tuning of the S3 backend (tests make the sizes small). */
 export interface S3Tuning {
   /**
    * Files larger than this go up in parts.
@@ -88,6 +107,33 @@ export interface S3Tuning {
    * @default 3
    */
   attempts?: number;
+  /**
+   * Bytes one ranged GET fetches for a copy that reads a source object in order.
+   * @default 8 MiB
+   */
+  readBlockSize?: number;
+  /**
+   * Blocks fetched ahead of a copy that reads a source object in order, besides the one it needs.
+   * @default 3
+   */
+  readAhead?: number;
+  /**
+   * Blocks held at once over all copies out of the bucket (each holds `readBlockSize` bytes); a
+   * read that finds none free fetches just its own range.
+   * @default 12
+   */
+  readBlocks?: number;
+  /**
+   * The largest object copied server-side in one request (S3's limit); larger ones are copied
+   * in parts on the server.
+   * @default 5 GiB
+   */
+  maxCopy?: number;
+  /**
+   * Size of each part of a server-side copy in parts.
+   * @default 512 MiB
+   */
+  copyPartSize?: number;
 }
 
 /** The suffix of link objects (rclone's `--links`). */
@@ -105,6 +151,40 @@ const MD5_ETAG = /^[0-9a-f]{32}$/;
 /** The largest object a single server-side copy can take (larger ones need a multipart copy). */
 const MAX_COPY = 5 * 1024 ** 3;
 
+const MIB = 1024 * 1024;
+
+/** A source file's object, for a replica in the same bucket to copy it on the server. */
+export interface S3ObjectRef {
+  /** The endpoint's URL. */
+  endpoint: string;
+  bucket: string;
+  /** The object's key. */
+  key: string;
+  /** The version listed, which the copy must take. */
+  etag: string;
+  size: number;
+}
+
+/** A source file of an S3 bucket: where its object lives (see {@linkcode s3ObjectOf}). */
+interface S3SourceFile extends SourceFile {
+  readonly s3: S3ObjectRef;
+}
+
+/**
+ * The object behind source file `from` when it is in a bucket, else undefined: an S3 replica
+ * on the same endpoint and bucket copies it on the server instead of reading it.
+ *
+ * @example Telling a bucket's file
+ * ```ts
+ * const object = s3ObjectOf(source.file(entry));
+ * if (object?.bucket === "backups") console.log(object.key);
+ * ```
+ */
+export function s3ObjectOf(from: SourceFile): S3ObjectRef | undefined {
+  const ref = (from as Partial<S3SourceFile>).s3;
+  return ref !== undefined && typeof ref.key === "string" && typeof ref.etag === "string" ? ref : undefined;
+}
+
 /** An object in the flat listing, by key relative to the prefix. */
 interface Obj {
   key: string;
@@ -119,44 +199,6 @@ class DirNode {
   files = new Map<string, Obj>();
   links = new Map<string, Obj>();
   marker: Obj | undefined;
-}
-
-/** Thrown when a source file changed while it was being uploaded. */
-class ChangedError extends Error {
-  override name = "ChangedError";
-}
-
-/** A counting semaphore. */
-class Slots {
-  #free: number;
-  #waiting: Array<() => void> = [];
-
-  constructor(count: number) {
-    this.#free = count;
-  }
-
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--;
-      return;
-    }
-    await new Promise<void>((resolve) => this.#waiting.push(resolve));
-  }
-
-  release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#free++;
-  }
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire();
-    try {
-      return await fn();
-    } finally {
-      this.release();
-    }
-  }
 }
 
 /**
@@ -249,26 +291,28 @@ function endpointFor(
 }
 
 /**
- * Opens a bucket prefix as a replica: resolves credentials, region and endpoint, checks that
- * the bucket can be listed, and lists the prefix once. Unless `options.readOnly`, aborts the
- * incomplete multipart uploads under the prefix when no live run holds its lock.
+ * Opens a bucket prefix, as a source (read-only) or a replica: resolves credentials, region
+ * and endpoint, checks that the bucket can be listed, and lists the prefix once. Unless
+ * `options.readOnly`, aborts the incomplete multipart uploads under the prefix when no live run
+ * holds its lock. A prefix without any object is there for {@linkcode Backend.root} only once
+ * written: a source that does not exist.
  *
  * Needs `--allow-net` for the endpoint, `--allow-env` for the AWS variables, `--allow-read`
- * for `~/.aws`, the source and `options.cacheDir`, `--allow-write` for `options.cacheDir`.
+ * for `~/.aws` and `options.cacheDir`, `--allow-write` for `options.cacheDir`.
  *
  * @throws {UsageError} Before writing anything, for a `--hash` other than MD5 (before any
  *   request: every object compared would be downloaded on every run), a malformed endpoint, an
  *   endpoint that cannot be reached, no or bad credentials, a bucket that does not exist or
  *   cannot be listed, a backup folder in another bucket.
- * @example Opening a replica
+ * @example Opening a bucket prefix to restore from
  * ```ts
- * const replica = await openS3Replica(
+ * const source = await openS3Backend(
  *   { kind: "s3", bucket: "backups", prefix: "photos", display: "s3://backups/photos" },
- *   { source: "/home/ana/photos", jobs: 8, readOnly: false },
+ *   { jobs: 8, readOnly: true },
  * );
  * ```
  */
-export async function openS3Replica(
+export async function openS3Backend(
   target: S3Target,
   options: BackendOptions,
   tuning: S3Tuning = {},
@@ -290,13 +334,16 @@ export async function openS3Replica(
     bucket: target.bucket,
     ...(tuning.attempts !== undefined ? { attempts: tuning.attempts } : {}),
   });
-  const replica = new S3Replica(target, options, tuning, client, endpoint.url.href);
-  await replica.open();
-  return replica;
+  const backend = new S3Backend(target, options, tuning, client, endpoint.url.href);
+  await backend.open();
+  return backend;
 }
 
-/** The S3 replica; made by {@linkcode openS3Replica}. */
-class S3Replica implements Backend {
+/** {@linkcode openS3Backend} under the name lib/backend/open.ts imports. */
+export const openS3Replica: typeof openS3Backend = openS3Backend;
+
+/** A bucket prefix, read and written; made by {@linkcode openS3Backend}. */
+class S3Backend implements Backend {
   readonly display: string;
   /** MD5 digests come with the listing (single-part ETags) or the metadata (md5chksum): --checksum uses MD5. */
   readonly caps: Capabilities = {
@@ -326,9 +373,25 @@ class S3Replica implements Backend {
   #partBuffers: Uint8Array[] = [];
   #parts: Slots;
   #heads: Slots;
+  #headCount: number;
+  /** The endpoint's URL, which with the bucket tells a source object a server-side copy can take. */
+  #endpoint: string;
+  #readAhead: number;
+  /** The buffers of the blocks readers of source objects fetch (see {@linkcode ObjectReader}). */
+  #readPool: BlockPool;
+  #maxCopy: number;
+  #copyPartSize: number;
+  /** Metadata being read (HEADs, link GETs), by key relative to the prefix: asked once. */
+  #pending = new Map<string, Promise<MetaRecord | undefined>>();
+  /** Stops the metadata read ahead of the walk. */
+  #ahead: AbortController | undefined;
   #tree: DirNode = new DirNode();
-  /** The tree was listed and not yet walked from its root. */
-  #fresh = false;
+  /**
+   * The tree is to be listed (again) before it is read from its root: not listed yet, or this
+   * backend wrote since. A tree nothing wrote to is listed once however often it is walked (the
+   * empty-source guard walks a source of folders again): an instance serves one run.
+   */
+  #stale = true;
 
   constructor(target: S3Target, options: BackendOptions, tuning: S3Tuning, client: S3Client, endpoint: string) {
     this.display = target.display;
@@ -342,7 +405,13 @@ class S3Replica implements Backend {
     this.#threshold = tuning.multipartThreshold ?? 16 * 1024 * 1024;
     this.#partSize = tuning.partSize ?? 16 * 1024 * 1024;
     this.#parts = new Slots(tuning.partSlots ?? 4);
-    this.#heads = new Slots(tuning.heads ?? 16);
+    this.#headCount = tuning.heads ?? 16;
+    this.#heads = new Slots(this.#headCount);
+    this.#endpoint = endpoint;
+    this.#readAhead = tuning.readAhead ?? 3;
+    this.#readPool = new BlockPool(tuning.readBlocks ?? 12, tuning.readBlockSize ?? 8 * MIB);
+    this.#maxCopy = tuning.maxCopy ?? MAX_COPY;
+    this.#copyPartSize = tuning.copyPartSize ?? 512 * MIB;
     const backup = this.#backupPrefix(options.backupDir);
     this.#backupBase = backup?.base;
     this.protect = backup?.protect;
@@ -459,7 +528,7 @@ class S3Replica implements Backend {
     }
     this.#cache.retain(seen);
     this.#tree = tree;
-    this.#fresh = true;
+    this.#stale = false;
     logger.debug("{text}", {
       text: `S3 listing of '${this.display}': ${objects} objects in ${this.#client.requests - start} requests`,
     });
@@ -514,10 +583,68 @@ class S3Replica implements Backend {
     return dir;
   }
 
-  /** The metadata of a listed object: from the cache, else a HEAD (a GET for a link), then cached. */
-  async #meta(obj: Obj, kind: EntryKind): Promise<MetaRecord | undefined> {
+  /**
+   * The metadata of a listed object: from the cache, else a HEAD (a GET for a link), then
+   * cached; asked of the server once however many callers wait for it.
+   */
+  #meta(obj: Obj, kind: EntryKind): Promise<MetaRecord | undefined> {
     const known = this.#cache.match(obj.key, obj.size, obj.etag, obj.lastModified);
-    if (known) return known;
+    if (known) return Promise.resolve(known);
+    const id = `${kind}\0${obj.key}\0${obj.etag}\0${obj.lastModified}`;
+    let pending = this.#pending.get(id);
+    if (!pending) {
+      pending = this.#readMeta(obj, kind).finally(() => this.#pending.delete(id));
+      this.#pending.set(id, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * Reads the metadata of the whole tree that the cache does not know, in the order the walk
+   * lists it, {@linkcode S3Tuning.heads} at a time, so that no listing waits for its objects'
+   * HEADs one directory at a time. Excluded entries are left alone; the listings themselves
+   * report what fails.
+   */
+  prefetch(options: ListOptions): void {
+    this.#ahead?.abort();
+    const stop = this.#ahead = new AbortController();
+    const todo = this.#unknown(options.filter);
+    const worker = async () => {
+      for (let next = todo.next(); !next.done && !stop.signal.aborted; next = todo.next()) {
+        await this.#meta(next.value.obj, next.value.kind).catch(() => {});
+      }
+    };
+    for (let i = 0; i < this.#headCount; i++) void worker();
+  }
+
+  /** The objects of the tree whose metadata the cache does not know, depth first in walk order. */
+  *#unknown(filter: ListOptions["filter"]): Generator<{ obj: Obj; kind: EntryKind }> {
+    const stack: Array<[string, DirNode]> = [["", this.#tree]];
+    const known = (obj: Obj) => this.#cache.match(obj.key, obj.size, obj.etag, obj.lastModified) !== undefined;
+    while (stack.length > 0) {
+      const [dir, node] = stack.pop()!;
+      const prefix = dir === "" ? "" : `${dir}/`;
+      const subdirs: Array<[string, DirNode]> = [];
+      for (const [name, child] of node.dirs) {
+        if (filter?.excludes(prefix + name, true)) continue;
+        subdirs.push([prefix + name, child]);
+        if (child.marker && !known(child.marker)) yield { obj: child.marker, kind: "dir" };
+      }
+      for (const [name, obj] of node.files) {
+        if (!node.dirs.has(name) && !filter?.excludes(prefix + name, false) && !known(obj)) yield { obj, kind: "file" };
+      }
+      for (const [name, obj] of node.links) {
+        const kind = node.dirs.has(name) || node.files.has(name) ? "file" : "symlink";
+        const shown = kind === "file" ? name + LINK_SUFFIX : name;
+        if (!filter?.excludes(prefix + shown, false) && !known(obj)) yield { obj, kind };
+      }
+      subdirs.sort((a, b) => compareNames(b[0], a[0]));
+      stack.push(...subdirs);
+    }
+  }
+
+  /** Reads the metadata of a listed object from the server, and caches it. */
+  async #readMeta(obj: Obj, kind: EntryKind): Promise<MetaRecord | undefined> {
     return await this.#heads.run(async () => {
       let head: ObjectHead | undefined;
       let target: string | undefined;
@@ -531,18 +658,17 @@ class S3Replica implements Backend {
         head = await this.#client.head(this.#key(obj.key), this.#signal);
       }
       if (!head) return undefined;
-      const record = recordOf(head, kind, target);
       // Changed between the listing and now: right for this run, but not to be cached under the listing's key.
-      if (head.etag === obj.etag && head.size === obj.size) {
-        record.lastModified = obj.lastModified;
-        this.#cache.set(obj.key, record);
-      }
+      if (head.etag !== obj.etag || head.size !== obj.size) return recordOf(head, kind, target);
+      // The listing's LastModified has milliseconds; the HEAD's Last-Modified whole seconds.
+      const record = recordOf({ ...head, lastModified: obj.lastModified || head.lastModified }, kind, target);
+      this.#cache.set(obj.key, record);
       return record;
     });
   }
 
   async root(): Promise<Entry | undefined> {
-    if (!this.#fresh) await this.#listTree();
+    if (this.#stale) await this.#listTree();
     const tree = this.#tree;
     const empty = tree.dirs.size === 0 && tree.files.size === 0 && tree.links.size === 0;
     if (this.#base !== "" && empty && !tree.marker) {
@@ -565,10 +691,7 @@ class S3Replica implements Backend {
   }
 
   async list(dir: string, options: ListOptions): Promise<ListingBatch> {
-    if (dir === "") {
-      if (!this.#fresh) await this.#listTree();
-      this.#fresh = false;
-    }
+    if (dir === "" && this.#stale) await this.#listTree();
     const batch = new ListingBatch();
     const k = batch.begin(dir);
     const node = this.#node(dir);
@@ -632,14 +755,139 @@ class S3Replica implements Backend {
     return kind === "dir" ? `${rel}/` : kind === "symlink" ? `${rel}${LINK_SUFFIX}` : rel;
   }
 
-  /** Reading an S3 bucket as a source comes with the reading half of this backend. */
-  stat(_rel: string): Promise<Entry | undefined> {
-    return Promise.reject(new Error("Reading an S3 bucket as a source is not supported yet"));
+  /**
+   * The entry at `rel` now, asked of the server: a file (HEAD), else a link (its
+   * `.rclonelink` object), else a directory (its marker, or any key under it); undefined when
+   * there is none. A file or link found so replaces the listed version, so that a copy made
+   * after it reads the object as it now is.
+   */
+  async stat(rel: string): Promise<Entry | undefined> {
+    if (rel === "") return await this.root();
+    const key = this.#key(rel);
+    const head = await this.#client.head(key, this.#signal);
+    if (head) {
+      this.#relist(rel, "file", head);
+      const record = recordOf(head, "file", undefined);
+      return { kind: "file", size: record.size, mtimeMs: record.mtimeMs, mode: record.mode };
+    }
+    const link = await this.#client.get(this.#key(rel + LINK_SUFFIX), this.#signal);
+    if (link) {
+      this.#relist(rel, "symlink", link.head);
+      const target = new TextDecoder().decode(link.body);
+      const record = recordOf(link.head, "symlink", target);
+      return { kind: "symlink", size: link.body.length, mtimeMs: record.mtimeMs, mode: 0o777, target };
+    }
+    const first = await this.#client.first(`${key}/`, this.#signal);
+    if (first === undefined) return undefined;
+    const marker = first === `${key}/` ? await this.#client.head(first, this.#signal) : undefined;
+    const record = marker ? recordOf(marker, "dir", undefined) : undefined;
+    return { kind: "dir", size: 0, mtimeMs: record?.mtimeMs ?? NaN, mode: record?.mode ?? UNKNOWN_MODE };
   }
 
-  /** Reading an S3 bucket as a source comes with the reading half of this backend. */
-  file(_entry: { path: string; size: number; mtimeMs: number; mode: number }): SourceFile {
-    throw new Error("Reading an S3 bucket as a source is not supported yet");
+  /** Puts the object of file or link `rel` as `head` shows it now into the listed tree. */
+  #relist(rel: string, kind: "file" | "symlink", head: ObjectHead): void {
+    const parts = rel.split("/");
+    const name = parts.pop()!;
+    let node = this.#tree;
+    for (const part of parts) {
+      let next = node.dirs.get(part);
+      if (!next) node.dirs.set(part, next = new DirNode());
+      node = next;
+    }
+    const key = kind === "symlink" ? rel + LINK_SUFFIX : rel;
+    const obj = { key, size: head.size, etag: head.etag, lastModified: head.lastModified };
+    (kind === "symlink" ? node.links : node.files).set(name, obj);
+  }
+
+  /**
+   * Source file `entry.path`: the object version listed (or found by {@linkcode stat} since),
+   * read with ranged GETs that name its ETag (`If-Match`), so that an object replaced
+   * meanwhile is a {@linkcode ChangedError}, never a mix of two versions. Reads in order are
+   * served from blocks fetched ahead in parallel (see {@linkcode ObjectReader}). Its `s3` field
+   * tells a replica in the same bucket where the object lives, to copy it on the server.
+   */
+  file(entry: { path: string; size: number; mtimeMs: number; mode: number }): SourceFile {
+    const rel = entry.path;
+    const key = this.#key(rel);
+    const listed = this.#listed(rel, "file");
+    const version = listed ? { ...listed } : undefined;
+    /** A GET that named the listed version succeeded: what was read is that version. */
+    let confirmed = false;
+    /** The version to read: the listed one, else the object as it is now. */
+    const resolve = async (): Promise<Obj> => {
+      if (version) return version;
+      const head = await this.#client.head(key, this.#signal);
+      if (!head) throw new Deno.errors.NotFound(`Source file is gone: '${rel}'`);
+      return { key: rel, size: head.size, etag: head.etag, lastModified: head.lastModified };
+    };
+    const file: SourceFile & { s3?: S3ObjectRef } = {
+      path: rel,
+      size: entry.size,
+      mtimeMs: entry.mtimeMs,
+      mode: entry.mode,
+      open: async (signal?: AbortSignal): Promise<FileReader> => {
+        const obj = await resolve();
+        const stop = signal && this.#signal ? AbortSignal.any([signal, this.#signal]) : signal ?? this.#signal;
+        const fetch = async (start: number, end: number, abort: AbortSignal, into?: Uint8Array) => {
+          const body = await this.#readVersion(rel, obj, { start, end, into }, abort);
+          confirmed = true;
+          return body;
+        };
+        return new ObjectReader(obj.size, fetch, { ahead: this.#readAhead, pool: this.#readPool, signal: stop });
+      },
+      check: async () => {
+        if (confirmed) return;
+        const obj = await resolve();
+        const head = await this.#client.head(key, this.#signal);
+        if (!head) throw new Deno.errors.NotFound(`Source file is gone: '${rel}'`);
+        if (head.etag !== obj.etag) throw changed();
+      },
+      knownMd5: async () => {
+        const obj = await resolve();
+        return MD5_ETAG.test(obj.etag) ? obj.etag : (await this.#meta(obj, "file"))?.md5;
+      },
+    };
+    if (version) {
+      file.s3 = {
+        endpoint: this.#endpoint,
+        bucket: this.#target.bucket,
+        key,
+        etag: version.etag,
+        size: version.size,
+      };
+    }
+    return file;
+  }
+
+  /**
+   * Bytes `range.start` to `range.end` of version `obj` of source file `rel` (all of it
+   * without a Range header when that is the whole object), into `range.into` when given. Throws {@linkcode ChangedError} when the object is
+   * another version now, `Deno.errors.NotFound` when it is gone.
+   */
+  async #readVersion(
+    rel: string,
+    obj: Obj,
+    range: { start: number; end: number; into?: Uint8Array | undefined },
+    signal: AbortSignal,
+  ): Promise<Uint8Array> {
+    const { start, end, into } = range;
+    const whole = start === 0 && end === obj.size;
+    let got: { head: ObjectHead; body: Uint8Array } | undefined;
+    try {
+      got = await this.#client.getObject(this.#key(rel), {
+        ...(whole ? {} : { start, end }),
+        ifMatch: obj.etag,
+        into,
+        signal,
+      });
+    } catch (error) {
+      if (error instanceof S3Error && error.status === 412) throw changed();
+      throw error;
+    }
+    if (!got) throw new Deno.errors.NotFound(`Source file is gone: '${rel}'`);
+    // A server that ignores If-Match still names the version it sent.
+    if (got.head.etag !== obj.etag || got.body.length !== end - start) throw changed();
+    return got.body;
   }
 
   async remove(action: RemoveAction): Promise<boolean> {
@@ -708,12 +956,29 @@ class S3Replica implements Backend {
     await this.#client.put(this.#base, new Uint8Array(0), {}, this.#signal);
   }
 
+  /**
+   * Copies source file `from` to the object of `action.path`, with its mtime and mode in the
+   * metadata: from a local file by path; from an object of this endpoint and bucket on the
+   * server; from any other source through its reader. Returns the bytes copied (0 when only the
+   * metadata had to change).
+   */
   async copy(action: CopyAction, from: SourceFile): Promise<CopyResult> {
     this.#writable();
-    if (from.localPath === undefined) throw new Error("Copying into S3 from a remote source is not supported yet");
     const backedUp = action.op === "update" && this.#backupBase !== undefined &&
       await this.#backup(action.path, "file", false);
-    return { size: await this.#upload(action.path, from.localPath), backedUp };
+    if (from.localPath !== undefined) return { size: await this.#upload(action.path, from.localPath), backedUp };
+    const object = s3ObjectOf(from);
+    if (object && object.endpoint === this.#endpoint && object.bucket === this.#target.bucket) {
+      return { size: await this.#copyOnServer(action, object, from), backedUp };
+    }
+    return { size: await this.#uploadFrom(action, from), backedUp };
+  }
+
+  /** The metadata of a copy of `action`: its mtime, and its mode unless the source does not know it. */
+  #metaOf(action: CopyAction): Record<string, string> {
+    const meta: Record<string, string> = { mtime: formatMtime(action.mtimeMs) };
+    if (action.mode !== UNKNOWN_MODE) meta.mode = formatMode("file", action.mode);
+    return meta;
   }
 
   /**
@@ -732,7 +997,7 @@ class S3Replica implements Backend {
     const meta = { mtime: formatMtime(mtimeMs), mode: formatMode("file", mode) };
     const key = this.#key(rel);
     const listed = this.#listed(rel, "file");
-    const there = listed && listed.size === before.size && before.size <= MAX_COPY
+    const there = listed && listed.size === before.size && before.size <= this.#maxCopy
       ? await this.#knownMd5(listed)
       : undefined;
     let etag: string;
@@ -749,10 +1014,146 @@ class S3Replica implements Backend {
         this.#unchanged(from, before, before.size);
         if (await this.#replaceMeta(rel, listed!, meta, md5, mode, mtimeMs)) return 0;
       }
-      etag = await this.#multipart(key, from, before, meta, md5);
+      using file = await Deno.open(from);
+      // Parts are read in turn: one handle, one position.
+      let turn: Promise<unknown> = Promise.resolve();
+      const fill = (offset: number, part: Uint8Array) => {
+        const read = turn.then(() => readFullAt(file, offset, part));
+        turn = read.catch(() => {});
+        return read;
+      };
+      etag = await this.#multipart(key, before.size, meta, {
+        md5,
+        fill,
+        check: () => this.#unchanged(from, before, before.size),
+      });
     }
     this.#cache.set(rel, { size: before.size, etag, lastModified: "", mtimeMs, mode, md5 });
     return before.size;
+  }
+
+  /**
+   * Uploads source file `from` of any backend through its reader: a small one in one PUT, a
+   * large one in parts read several at a time; its MD5 comes from the source where it knows it
+   * (then a content already there only gets its metadata replaced), else is computed on the
+   * way and remembered in the metadata cache. A source that changed meanwhile
+   * (`from.check()`) is a {@linkcode ChangedError}, and nothing is put in place.
+   */
+  async #uploadFrom(action: CopyAction, from: SourceFile): Promise<number> {
+    const { path: rel, size, mtimeMs, mode } = action;
+    const meta = this.#metaOf(action);
+    const key = this.#key(rel);
+    const known = await from.knownMd5?.();
+    const listed = this.#listed(rel, "file");
+    const there = listed && listed.size === size && size <= this.#maxCopy ? await this.#knownMd5(listed) : undefined;
+    if (known !== undefined && known === there && await this.#replaceMeta(rel, listed!, meta, known, mode, mtimeMs)) {
+      return 0;
+    }
+    const reader = await from.open(this.#signal);
+    let etag: string;
+    let md5: string;
+    try {
+      if (size <= this.#threshold) {
+        const data = new Uint8Array(size);
+        if (size > 0 && await reader.read(0, data) !== size) throw shrank();
+        await from.check();
+        md5 = known ?? createHash("md5").update(data).digest("hex");
+        if (md5 === there && await this.#replaceMeta(rel, listed!, meta, md5, mode, mtimeMs)) return 0;
+        etag = await this.#client.put(key, data, metaHeaders(meta), this.#signal) ?? "";
+      } else {
+        const hash = known === undefined ? createHash("md5") : undefined;
+        etag = await this.#multipart(key, size, meta, {
+          md5: known,
+          hash,
+          fill: (offset, part) => reader.read(offset, part),
+          check: () => from.check(),
+        });
+        md5 = known ?? hash!.digest("hex");
+      }
+    } finally {
+      await reader.close();
+    }
+    this.#cache.set(rel, { size, etag, lastModified: "", mtimeMs, mode, md5 });
+    return size;
+  }
+
+  /**
+   * Copies object `object` of this bucket to file `action.path`'s object on the server, its
+   * metadata replaced by the action's, only while it is the version listed (else a
+   * {@linkcode ChangedError}): one request up to {@linkcode S3Tuning.maxCopy}, else a multipart
+   * upload whose parts are copied on the server. Returns the object's size.
+   */
+  async #copyOnServer(action: CopyAction, object: S3ObjectRef, from: SourceFile): Promise<number> {
+    const rel = action.path;
+    const key = this.#key(rel);
+    const meta = this.#metaOf(action);
+    const md5 = MD5_ETAG.test(object.etag) ? object.etag : await from.knownMd5?.();
+    // A copy's ETag need not be its MD5: rclone's md5chksum keeps it known.
+    if (md5 !== undefined) meta.md5chksum = Buffer.from(md5, "hex").toString("base64");
+    let etag: string;
+    if (object.size <= this.#maxCopy) {
+      try {
+        etag = (await this.#client.copy(object.key, key, meta, this.#signal, object.etag)).etag;
+      } catch (error) {
+        throw sourceError(error, rel);
+      }
+    } else {
+      etag = await this.#copyParts(key, object, meta, rel);
+    }
+    this.#cache.set(rel, {
+      size: object.size,
+      etag,
+      lastModified: "",
+      mtimeMs: action.mtimeMs,
+      mode: action.mode,
+      md5,
+    });
+    logger.debug("{text}", { text: `${rel}: copied on the server from '${object.key}'` });
+    return object.size;
+  }
+
+  /**
+   * Copies `object` to `key` in parts on the server (UploadPartCopy), a few at a time; checks
+   * that the source is still the version listed before completing (radosgw ignores the
+   * condition on part copies). A failed copy is aborted.
+   */
+  async #copyParts(key: string, object: S3ObjectRef, meta: Record<string, string>, rel: string): Promise<string> {
+    const partSize = Math.max(this.#copyPartSize, Math.ceil(object.size / 10_000));
+    const count = Math.ceil(object.size / partSize);
+    const uploadId = await this.#client.createUpload(key, metaHeaders(meta), this.#signal);
+    try {
+      const etags: string[] = [];
+      let next = 1;
+      const lane = async () => {
+        for (let n = next++; n <= count; n = next++) {
+          const start = (n - 1) * partSize;
+          const end = Math.min(object.size, start + partSize);
+          const from = { key: object.key, start, end, ifMatch: object.etag };
+          try {
+            etags[n - 1] = await this.#client.copyPart(key, uploadId, n, from, this.#signal);
+          } catch (error) {
+            throw sourceError(error, rel);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(count, 4) }, lane));
+      const now = await this.#client.head(object.key, this.#signal);
+      if (!now) throw new Deno.errors.NotFound(`Source file is gone: '${rel}'`);
+      if (now.etag !== object.etag) throw changed();
+      return await this.#client.completeUpload(key, uploadId, etags, this.#signal);
+    } catch (error) {
+      await this.#abort(key, uploadId);
+      throw error;
+    }
+  }
+
+  /** Aborts an upload; one that cannot be aborted now is left to the next run, with a warning. */
+  async #abort(key: string, uploadId: string): Promise<void> {
+    await this.#client.abortUpload(key, uploadId).catch((abortError) => {
+      logger.warning("{text}", {
+        text: `Could not abort the upload of '${key}' (the next run aborts it): ${abortError.message}`,
+      });
+    });
   }
 
   /** The MD5 of a listed object when it is known without reading it: its ETag, or its metadata's. */
@@ -799,78 +1200,75 @@ class S3Replica implements Backend {
       !after.isFile || after.size !== before.size || read !== before.size ||
       after.mtime?.getTime() !== before.mtime?.getTime()
     ) {
-      throw new ChangedError("Source file changed while it was being copied; will retry on the next run");
+      throw changed();
     }
   }
 
   /**
-   * Uploads a large file in parts, several at a time, with its MD5 (`md5`, read before) in
-   * `md5chksum`, as rclone does; returns the object's ETag. A failed or stopped upload is aborted.
+   * Uploads `size` bytes to `key` in parts, several at a time (each holds a part slot and its
+   * buffer): `how.fill` reads a part (they may overlap), `how.hash`, when given, takes the
+   * parts in order, and `how.check` runs once all are sent, before the upload is completed. With
+   * the MD5 known before (`how.md5`), it goes into `md5chksum`, as rclone does. Returns the
+   * object's ETag. A failed or stopped upload is aborted.
    */
   async #multipart(
     key: string,
-    from: string,
-    before: Deno.FileInfo,
+    size: number,
     meta: Record<string, string>,
-    md5: string,
+    how: {
+      md5?: string | undefined;
+      hash?: { update(data: Uint8Array): unknown } | undefined;
+      fill: (offset: number, part: Uint8Array) => Promise<number>;
+      check: () => void | Promise<void>;
+    },
   ): Promise<string> {
-    const size = before.size;
-    const headers = metaHeaders({ ...meta, md5chksum: Buffer.from(md5, "hex").toString("base64") });
+    const headers = metaHeaders(
+      how.md5 !== undefined ? { ...meta, md5chksum: Buffer.from(how.md5, "hex").toString("base64") } : meta,
+    );
     const partSize = Math.max(this.#partSize, Math.ceil(size / 10_000));
     const count = Math.max(1, Math.ceil(size / partSize));
     const progress = this.#options.progress;
     let streamed = 0;
     const uploadId = await this.#client.createUpload(key, headers, this.#signal);
-    let file: Deno.FsFile | undefined;
     try {
-      file = await Deno.open(from);
       const etags: string[] = [];
       const inFlight = new Set<Promise<void>>();
       let failure: unknown;
+      let hashed: Promise<unknown> = Promise.resolve();
       for (let n = 1; n <= count && failure === undefined; n++) {
         await this.#parts.acquire();
         // Part buffers are reused: allocating one a part left hundreds of MB for the collector.
         let buffer = this.#partBuffers.pop();
         if (!buffer || buffer.length < partSize) buffer = new Uint8Array(partSize);
-        const part = buffer.subarray(0, Math.min(partSize, size - (n - 1) * partSize));
-        const release = () => {
-          this.#partBuffers.push(buffer);
-          this.#parts.release();
-        };
-        try {
-          if (await readFull(file, part) !== part.length) {
-            throw new ChangedError("Source file shrank while it was being copied");
-          }
-        } catch (error) {
-          release();
-          throw error;
-        }
-        const upload: Promise<void> = this.#client.uploadPart(key, uploadId, n, part, this.#signal).then(
-          (etag) => {
-            etags[n - 1] = etag;
-            if (progress) Atomics.add(progress, 0, BigInt(part.length));
-            streamed += part.length;
-          },
+        const offset = (n - 1) * partSize;
+        const part = buffer.subarray(0, Math.min(partSize, size - offset));
+        const filled = how.fill(offset, part).then((got) => {
+          if (got !== part.length) throw shrank();
+        });
+        const digested = hashed = hashed.then(() => filled).then(() => how.hash?.update(part));
+        const sent = filled.then(() => this.#client.uploadPart(key, uploadId, n, part, this.#signal)).then((etag) => {
+          etags[n - 1] = etag;
+          if (progress) Atomics.add(progress, 0, BigInt(part.length));
+          streamed += part.length;
+        });
+        const done: Promise<void> = Promise.all([sent, digested]).then(
+          () => {},
           (error) => void (failure ??= error),
         ).finally(() => {
-          release();
-          inFlight.delete(upload);
+          this.#partBuffers.push(buffer);
+          this.#parts.release();
+          inFlight.delete(done);
         });
-        inFlight.add(upload);
+        inFlight.add(done);
       }
       await Promise.all(inFlight);
       if (failure !== undefined) throw failure;
-      this.#unchanged(from, before, size);
+      await how.check();
       return await this.#client.completeUpload(key, uploadId, etags, this.#signal);
     } catch (error) {
-      await this.#client.abortUpload(key, uploadId).catch((abortError) => {
-        logger.warning("{text}", {
-          text: `Could not abort the upload of '${key}' (the next run aborts it): ${abortError.message}`,
-        });
-      });
+      await this.#abort(key, uploadId);
       throw error;
     } finally {
-      file?.close();
       if (progress) Atomics.sub(progress, 0, BigInt(streamed));
     }
   }
@@ -983,9 +1381,13 @@ class S3Replica implements Backend {
     return hasher.digest();
   }
 
-  /** Refuses writes in a read-only replica: a dry run or a verify must never change it. */
+  /**
+   * Refuses writes in a read-only replica (a dry run or a verify must never change it); else
+   * the listed tree is stale from now on.
+   */
   #writable(): void {
     if (this.#options.readOnly) throw new Error(`Replica is open read-only: '${this.display}'`);
+    this.#stale = true;
   }
 
   /**
@@ -1071,10 +1473,33 @@ class S3Replica implements Backend {
   }
 
   close(): Promise<void> {
+    this.#ahead?.abort();
     this.#cache.save();
     logger.debug("{text}", { text: `S3 requests to '${this.display}': ${this.#client.requests}` });
     return Promise.resolve();
   }
+}
+
+/** The error of a source file that changed while it was read. */
+function changed(): ChangedError {
+  return new ChangedError("Source file changed while it was being copied; will retry on the next run");
+}
+
+/** The error of a source file that ended before its listed size. */
+function shrank(): ChangedError {
+  return new ChangedError("Source file shrank while it was being copied; will retry on the next run");
+}
+
+/**
+ * A failed server-side copy as the source's error: the source object is another version now
+ * ({@linkcode ChangedError}), or gone (`Deno.errors.NotFound`); else `error` itself.
+ */
+function sourceError(error: unknown, rel: string): unknown {
+  if (error instanceof S3Error && error.status === 412) return changed();
+  if (error instanceof S3Error && error.status === 404) {
+    return new Deno.errors.NotFound(`Source file is gone: '${rel}'`, { cause: error });
+  }
+  return error;
 }
 
 function describeHolder(info: LockInfo | undefined): string {
@@ -1112,8 +1537,9 @@ function recordOf(head: ObjectHead, kind: EntryKind, target: string | undefined)
   };
 }
 
-/** Reads until `buffer` is full or the file ends; returns the bytes read. */
-async function readFull(file: Deno.FsFile, buffer: Uint8Array): Promise<number> {
+/** Reads from `offset` until `buffer` is full or the file ends; returns the bytes read. */
+async function readFullAt(file: Deno.FsFile, offset: number, buffer: Uint8Array): Promise<number> {
+  await file.seek(offset, Deno.SeekMode.Start);
   let done = 0;
   while (done < buffer.length) {
     const n = await file.read(buffer.subarray(done));
