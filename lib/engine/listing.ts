@@ -234,29 +234,6 @@ export class ListingBatch {
     return entry;
   }
 
-  /**
-   * Directory `k` alone, as a batch of its own (its entries' columns copied, its problems
-   * with it), for a listing read ahead in a batch of many.
-   */
-  extract(k: number): ListingBatch {
-    const one = new ListingBatch();
-    const from = this.start(k);
-    const to = this.end(k);
-    const dir = this.dirs[k]!;
-    one.dirs = [dir];
-    one.flags = [this.flags[k]!];
-    one.#starts = [0];
-    one.names = this.names.slice(from, to);
-    one.#numbers = this.#numbers.slice(from * NUMS, Math.max(to, from + 1) * NUMS);
-    one.#meta = this.#meta.slice(from, Math.max(to, from + 1));
-    for (const [i, target] of this.#targets) if (i >= from && i < to) one.#targets.set(i - from, target);
-    const prefix = dir === "" ? "" : `${dir}/`;
-    one.problems = this.problems.filter((p) =>
-      p.path === dir || (p.path.startsWith(prefix) && !p.path.includes("/", prefix.length))
-    );
-    return one;
-  }
-
   /** The batch as plain data plus the buffers to transfer; the batch must not be used after. */
   pack(): { packed: PackedBatch; transfer: ArrayBuffer[] } {
     const count = this.names.length;

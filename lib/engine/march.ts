@@ -95,7 +95,7 @@ export async function marchTrees(
 ): Promise<March> {
   const { fixPermissions = true, allowEmptySource = false, useWorker = true, onProblem = () => {}, signal } = options;
   const filter = options.filter;
-  const target = typeof replica === "string" ? new LocalReplica(source, replica) : replica;
+  const target: Replica = typeof replica === "string" ? new LocalReplica(source, replica) : replica;
   // The replica's side: excluded entries stay out of sight (kept), unless they are to go.
   const replicaFilter = options.deleteExcluded ? undefined : filter;
   const listing = { fixPermissions, ...(replicaFilter ? { filter: replicaFilter } : {}) };

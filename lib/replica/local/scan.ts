@@ -229,8 +229,6 @@ export class SourceWalk {
   /** Directories still to list in this thread before a worker is started; -1 for none. */
   #beforeWorker: number;
   #batchEntries: number;
-  /** Every batch is new, and stays valid after the next call (for a caller that keeps them). */
-  #fresh: boolean;
 
   /**
    * Starts walking `root`; `useWorker: false` keeps the whole walk in this thread. A worker is
@@ -239,8 +237,7 @@ export class SourceWalk {
    * entries it puts in a batch (default 2048). With `descend`, the walk stays in this thread and
    * enters only the subdirectories it approves, asked once the caller has handled their
    * parent's listing. With `filter`, excluded entries are left out of every listing (and the
-   * worker compiles the same filter from its spec). With `freshBatches`, every batch returned
-   * is a new one that stays valid (by default the batches listed in this thread are reused).
+   * worker compiles the same filter from its spec).
    */
   constructor(
     root: string,
@@ -250,11 +247,9 @@ export class SourceWalk {
       batchEntries?: number;
       descend?: (dir: string) => boolean;
       filter?: PathFilter | undefined;
-      freshBatches?: boolean;
     } = {},
   ) {
     this.#root = root;
-    this.#fresh = options.freshBatches ?? false;
     this.#descend = options.descend;
     this.#filter = options.filter;
     this.#batchEntries = options.batchEntries ?? 2048;
@@ -308,8 +303,7 @@ export class SourceWalk {
       this.#remote = true;
       return this.next();
     }
-    if (this.#fresh) this.#local = new ListingBatch();
-    else this.#local.reset();
+    this.#local.reset();
     walkStep(this.#local, this.#root, this.#stack, this.#filter);
     if (this.#beforeWorker > 0 && --this.#beforeWorker === 0) this.#startWorker();
     return this.#local;
