@@ -12,7 +12,6 @@
  * @module
  */
 
-import { sep as SEP } from "node:path";
 import type { PathFilter } from "../../engine/filter.ts";
 import {
   compareNames,
@@ -23,6 +22,12 @@ import {
   type PackedBatch,
   VANISHED,
 } from "../../engine/listing.ts";
+
+/**
+ * The path separator, without node:path: the walk's worker would load Node's path module and
+ * what it pulls in (~13 ms of CPU time and ~4 MB for each worker) for this one character.
+ */
+const SEP = Deno.build.os === "windows" ? "\\" : "/";
 
 /**
  * Lists directory `rel` of the tree at `root` into `batch`, sorted by name, one lstat per
