@@ -234,7 +234,11 @@ export class ListingBatch {
     return entry;
   }
 
-  /** The batch as plain data plus the buffers to transfer; the batch must not be used after. */
+  /**
+   * The batch as plain data plus the buffers to transfer (copies of the columns). The plain
+   * data shares the batch's arrays: post it before the batch changes; once posted (postMessage
+   * copies it), the batch may be reset and filled again.
+   */
   pack(): { packed: PackedBatch; transfer: ArrayBuffer[] } {
     const count = this.names.length;
     const numbers = this.#numbers.slice(0, count * NUMS);

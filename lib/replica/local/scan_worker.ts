@@ -32,9 +32,12 @@ self.onmessage = async (event: MessageEvent<Start | { stack: string[] }>) => {
   }
   const stack = event.data.stack;
   let sent = 0;
+  // One batch, filled again after each post: a new one per post grew its columns from 256
+  // entries up each time, and that churn of buffers kept the worker's memory high.
+  const batch = new ListingBatch();
   try {
     while (stack.length > 0) {
-      const batch = new ListingBatch();
+      batch.reset();
       while (stack.length > 0 && batch.names.length < batchEntries) walkStep(batch, root, stack, filter);
       for (let consumed; sent - (consumed = Atomics.load(shared, 1)) >= MAX_AHEAD;) {
         Atomics.wait(shared, 1, consumed, 1000);
