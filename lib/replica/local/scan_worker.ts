@@ -8,12 +8,12 @@
 /// <reference lib="deno.worker" />
 
 import { ListingBatch } from "../../engine/listing.ts";
-import { MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
+import { BATCH_ENTRIES, MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
 import type { CompiledFilter, PathFilter } from "../../engine/filter.ts";
 
 let root = "";
 /** Entries a batch collects before it is sent. */
-let batchEntries = 2048;
+let batchEntries = BATCH_ENTRIES;
 let shared: Int32Array = new Int32Array(2);
 
 let filter: PathFilter | undefined;
