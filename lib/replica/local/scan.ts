@@ -113,6 +113,7 @@ function readEntries(
     for (const dirent of Deno.readDirSync(full)) names.push(dirent.name);
   }
   names.sort(compareNames);
+  batch.reserve(names.length);
   for (const name of names) {
     const childFull = `${full}${SEP}${name}`;
     try {
