@@ -52,13 +52,13 @@ Deno.test("marchTrees() with a scope recreates a named directory the replica los
   await assertMirror(src, dst);
 });
 
-Deno.test("marchTrees() plans the same with the replica read ahead in a worker as listed on demand", {
+Deno.test("marchTrees() plans the same with the source walked in a worker as walked in this thread", {
   ignore: !POSIX,
 }, async () => {
   await using tmp = await tempDir();
   const src = join(tmp.path, "src");
   const dst = join(tmp.path, "dst");
-  // Enough folders for the read-ahead walk to move into its worker (it starts after 16).
+  // Enough folders for the source walk to move into its worker (it starts after 16).
   const tree: Record<string, Record<string, string | Record<string, string>>> = {};
   for (let i = 0; i < 60; i++) tree[`d${String(i).padStart(2, "0")}`] = { "f.txt": `f${i}`, sub: { "g.txt": "g" } };
   await writeTree(src, tree);
@@ -90,8 +90,8 @@ Deno.test("marchTrees() plans the same with the replica read ahead in a worker a
       dirAttrs: p.dirAttrs.map((a) => a.path),
     });
   const onDemand = await planLocal(src, dst, { useWorker: false, fixPermissions: false, filter });
-  const ahead = await planLocal(src, dst, { useWorker: true, fixPermissions: false, filter });
-  assert.equal(shape(ahead), shape(onDemand));
+  const inWorker = await planLocal(src, dst, { useWorker: true, fixPermissions: false, filter });
+  assert.equal(shape(inWorker), shape(onDemand));
   assert.ok(onDemand.removes.some((r) => r.path === "a-only/x/y/z.txt"), "the plan removes replica-only folders");
   assert.ok(!onDemand.removes.some((r) => r.path === "d06/sub/keep.log"), "an excluded file is kept");
   assert.ok(!onDemand.removes.some((r) => r.path === "d06"), "and so is the folder that holds it");

@@ -88,3 +88,27 @@ Deno.test("SourceWalk throws NotFound for a missing root and closes cleanly", as
   await assert.rejects(walkAll(new SourceWalk(join(tmp.path, "missing"))), Deno.errors.NotFound);
   new SourceWalk(tmp.path).close(); // must not keep the process or the test alive
 });
+
+Deno.test("scan_worker.ts loads no Node built-in or npm package when it starts", async () => {
+  // Each one costs every walk's worker its load time and memory (node:path: ~13 ms, ~4 MB).
+  const worker = new URL("../lib/replica/local/scan_worker.ts", import.meta.url).href;
+  const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json", worker], stdout: "piped" }).output();
+  assert.ok(out.success, "deno info failed");
+  const graph: {
+    modules: Array<{ specifier: string; dependencies?: Array<{ code?: { specifier: string }; isDynamic?: boolean }> }>;
+  } = JSON.parse(new TextDecoder().decode(out.stdout));
+  const bySpecifier = new Map(graph.modules.map((m) => [m.specifier, m]));
+  // What runs at start: static imports that carry code (type-only imports are erased).
+  const loaded = new Set<string>();
+  const stack = [worker];
+  while (stack.length > 0) {
+    const specifier = stack.pop()!;
+    if (loaded.has(specifier)) continue;
+    loaded.add(specifier);
+    for (const dep of bySpecifier.get(specifier)?.dependencies ?? []) {
+      if (dep.code && !dep.isDynamic) stack.push(dep.code.specifier);
+    }
+  }
+  assert.ok(loaded.has(new URL("../lib/replica/local/scan.ts", import.meta.url).href), "the walk is in the graph");
+  assert.deepEqual([...loaded].filter((s) => !s.startsWith("file:")), []);
+});

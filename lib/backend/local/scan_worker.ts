@@ -8,12 +8,12 @@
 /// <reference lib="deno.worker" />
 
 import { ListingBatch } from "../../model/listing.ts";
-import { MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
+import { BATCH_ENTRIES, MAX_AHEAD, type WalkMessage, walkStep } from "./scan.ts";
 import type { CompiledFilter, PathFilter } from "../../model/filter.ts";
 
 let root = "";
 /** Entries a batch collects before it is sent. */
-let batchEntries = 2048;
+let batchEntries = BATCH_ENTRIES;
 let shared: Int32Array = new Int32Array(2);
 
 let filter: PathFilter | undefined;
@@ -32,9 +32,12 @@ self.onmessage = async (event: MessageEvent<Start | { stack: string[] }>) => {
   }
   const stack = event.data.stack;
   let sent = 0;
+  // One batch, filled again after each post: a new one per post grew its columns from 256
+  // entries up each time, and that churn of buffers kept the worker's memory high.
+  const batch = new ListingBatch();
   try {
     while (stack.length > 0) {
-      const batch = new ListingBatch();
+      batch.reset();
       while (stack.length > 0 && batch.names.length < batchEntries) walkStep(batch, root, stack, filter);
       for (let consumed; sent - (consumed = Atomics.load(shared, 1)) >= MAX_AHEAD;) {
         Atomics.wait(shared, 1, consumed, 1000);
