@@ -371,6 +371,20 @@ remoteTest(
       await held[Symbol.asyncDispose]();
     });
 
+    await t.step("of two runs taking over one stale lock at once, one wins", async () => {
+      const old = { host: "gone", pid: 1, time: Date.now() - 11 * 60_000 };
+      await s3.put(`l/${LOCK_NAME}`, JSON.stringify(old));
+      const results = await Promise.allSettled([a.lock(), b.lock()]);
+      const won = results.filter((r) => r.status === "fulfilled");
+      assert.equal(won.length, 1, JSON.stringify(results));
+      const lost = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+      assert.ok(lost.reason instanceof LockedError, String(lost.reason));
+      const now = JSON.parse(new TextDecoder().decode((await s3.get(`l/${LOCK_NAME}`))!.body));
+      assert.equal(now.pid, Deno.pid);
+      await (won[0] as PromiseFulfilledResult<AsyncDisposable>).value[Symbol.asyncDispose]();
+      assert.equal(await s3.head(`l/${LOCK_NAME}`), undefined, "the winner's release removes it");
+    });
+
     await t.step("a live lock elsewhere is respected", async () => {
       await s3.put(`l/${LOCK_NAME}`, JSON.stringify({ host: "elsewhere", pid: 1, time: Date.now() }));
       await assert.rejects(a.lock(), (e) => e instanceof LockedError && /elsewhere/.test(e.message));

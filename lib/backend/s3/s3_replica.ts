@@ -47,7 +47,7 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { ChangedError, ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
+import { ChangedError, ConnectionLostError, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import { type Capabilities } from "../../model/capabilities.ts";
 import {
@@ -58,7 +58,8 @@ import {
   type ListOptions,
   type SourceFile,
 } from "../backend.ts";
-import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
+import { LOCK_NAME, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
+import { type LockEntry, takeRemoteLock } from "../remote_lock.ts";
 import type { S3Target } from "../target.ts";
 import {
   compareNames,
@@ -1412,48 +1413,41 @@ class S3Backend implements Backend {
 
   async lock(): Promise<AsyncDisposable> {
     if (this.#options.readOnly) return { [Symbol.asyncDispose]: () => Promise.resolve() };
+    return await takeRemoteLock(this.#lockEntry(), {
+      display: this.display,
+      ...(this.#options.alive ? { alive: this.#options.alive } : {}),
+    });
+  }
+
+  /**
+   * The lock object, for {@linkcode takeRemoteLock}: created with If-None-Match, replaced with
+   * If-Match on the version last read or written, where the server honours the conditions
+   * (radosgw, AWS); takeRemoteLock reads it back for a server that ignores them.
+   */
+  #lockEntry(): LockEntry {
     const key = this.#key(LOCK_NAME);
-    const token = crypto.randomUUID();
-    const body = () => JSON.stringify({ host: Deno.hostname(), pid: Deno.pid, time: Date.now(), token });
+    /** The ETag of the version last read or written; undefined when there was none. */
     let etag: string | undefined;
-    for (let attempt = 0; attempt < 3 && etag === undefined; attempt++) {
-      etag = await this.#client.put(key, body(), { "if-none-match": "*" }, this.#signal);
-      if (etag !== undefined) break;
-      const held = await this.#client.get(key, this.#signal);
-      if (!held) continue; // released meanwhile
-      const info = parseLock(new TextDecoder().decode(held.body));
-      if (!lockIsStale(info, this.#here())) throw this.#locked(info);
-      // Taken over only if nobody else took it over first.
-      etag = await this.#putIfMatch(key, body(), held.head.etag);
-      if (etag !== undefined) {
-        logger.info("{text}", { text: `Took over a stale lock of ${describeHolder(info)} in '${this.display}'` });
-      }
-    }
-    // A server that ignores the conditions would let two runs both "create" the lock: read it back.
-    const check = await this.#client.get(key, this.#signal);
-    const mine = check &&
-      (parseLock(new TextDecoder().decode(check.body)) as (LockInfo & { token?: string }) | undefined);
-    if (etag === undefined || !mine || mine.token !== token) throw this.#locked(mine || undefined);
-    let current = etag;
-    let refreshing: Promise<void> = Promise.resolve();
-    const timer = setInterval(() => {
-      refreshing = (async () => {
-        const next = await this.#putIfMatch(key, body(), current).catch(() => undefined);
-        if (next === undefined) {
-          logger.warning("{text}", { text: `Could not refresh the lock in '${this.display}'` });
-        } else current = next;
-      })();
-    }, LOCK_REFRESH_MS);
-    Deno.unrefTimer(timer);
     return {
-      [Symbol.asyncDispose]: async () => {
-        clearInterval(timer);
-        await refreshing;
-        const now = await this.#client.get(key).catch(() => undefined);
-        const info = now &&
-          (parseLock(new TextDecoder().decode(now.body)) as (LockInfo & { token?: string }) | undefined);
-        if (info?.token === token) await this.#client.delete(key).catch(() => {});
+      create: async (text) => {
+        const written = await this.#client.put(key, text, { "if-none-match": "*" }, this.#signal);
+        if (written !== undefined) etag = written;
+        return written !== undefined;
       },
+      // Not with the run's signal: a run stopped by it still reads and removes its lock.
+      read: async () => {
+        const got = await this.#client.get(key);
+        etag = got?.head.etag;
+        return got && new TextDecoder().decode(got.body);
+      },
+      replace: async (text) => {
+        const written = etag === undefined
+          ? await this.#client.put(key, text, { "if-none-match": "*" }, this.#signal)
+          : await this.#putIfMatch(key, text, etag);
+        if (written !== undefined) etag = written;
+        return written !== undefined;
+      },
+      remove: () => this.#client.delete(key),
     };
   }
 
@@ -1464,12 +1458,6 @@ class S3Backend implements Backend {
   async #putIfMatch(key: string, body: string, etag: string): Promise<string | undefined> {
     return await this.#client.put(key, body, { "if-match": etag }, this.#signal) ??
       await this.#client.put(key, body, { "if-match": `"${etag}"` }, this.#signal);
-  }
-
-  #locked(info: LockInfo | undefined): LockedError {
-    return new LockedError(
-      `Another foldersync is already syncing into the replica: '${this.display}' (${describeHolder(info)})`,
-    );
   }
 
   close(): Promise<void> {
@@ -1500,10 +1488,6 @@ function sourceError(error: unknown, rel: string): unknown {
     return new Deno.errors.NotFound(`Source file is gone: '${rel}'`, { cause: error });
   }
   return error;
-}
-
-function describeHolder(info: LockInfo | undefined): string {
-  return info ? `pid ${info.pid} on '${info.host}', ${new Date(info.time).toISOString()}` : "unreadable lock";
 }
 
 /** Metadata as request headers. */
