@@ -73,7 +73,9 @@ import {
 import { createHasher } from "../../content/hash.ts";
 import { type HashName } from "../../model/hash_name.ts";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
-import { backupSuffix } from "../backup_names.ts";
+import { backupName, backupSuffix } from "../backup_names.ts";
+import { type BackupRecord, formatRecords, pruneBackups, type PruneOptions } from "../backup_journal.ts";
+import { s3BackupStore } from "./backup_store.ts";
 import { type ListedObject, type ObjectHead, S3Client, S3Error } from "./client.ts";
 import { resolveCredentials, resolveRegion } from "./credentials.ts";
 import { MetaCache, type MetaRecord } from "./meta_cache.ts";
@@ -367,6 +369,8 @@ class S3Backend implements Backend {
   #base: string;
   /** The backup folder's key prefix, with its trailing slash; undefined without one. */
   #backupBase: string | undefined;
+  /** What this run put into the backup folder, for its journal (see lib/backend/backup_journal.ts). */
+  #backupRecords: BackupRecord[] = [];
   #suffix: string;
   #threshold: number;
   #partSize: number;
@@ -920,9 +924,10 @@ class S3Backend implements Backend {
         if (!(error instanceof S3Error && error.status === 404)) throw error;
         await this.#client.put(to, new Uint8Array(0), {}, this.#signal);
       }
+      this.#backupRecords.push({ path: rel, kind, at: Date.now() });
     } else {
       for (let n = 1;; n++) {
-        const name = n === 1 ? rel : n === 2 ? `${rel}${this.#suffix}` : `${rel}${this.#suffix}-${n - 1}`;
+        const name = backupName(rel, n, this.#suffix);
         const to = `${this.#backupBase}${this.#relKey(name, kind)}`;
         if (await this.#client.head(to, this.#signal)) continue;
         try {
@@ -934,6 +939,7 @@ class S3Backend implements Backend {
           }
           throw error;
         }
+        this.#backupRecords.push({ path: name, kind, at: Date.now() });
         break;
       }
     }
@@ -1443,7 +1449,7 @@ class S3Backend implements Backend {
       replace: async (text) => {
         const written = etag === undefined
           ? await this.#client.put(key, text, { "if-none-match": "*" }, this.#signal)
-          : await this.#putIfMatch(key, text, etag);
+          : await this.#client.putIfMatch(key, text, etag, this.#signal);
         if (written !== undefined) etag = written;
         return written !== undefined;
       },
@@ -1452,19 +1458,35 @@ class S3Backend implements Backend {
   }
 
   /**
-   * PUT only over the version with ETag `etag`. radosgw 16.2 matches If-Match against the bare
-   * ETag and refuses the quoted form HTTP prescribes (which AWS takes), so both are tried.
+   * Prunes the backup folder by its journal (see {@linkcode pruneBackups}), once this run's
+   * own versions are written down in it.
    */
-  async #putIfMatch(key: string, body: string, etag: string): Promise<string | undefined> {
-    return await this.#client.put(key, body, { "if-match": etag }, this.#signal) ??
-      await this.#client.put(key, body, { "if-match": `"${etag}"` }, this.#signal);
+  async pruneBackups(options: PruneOptions): Promise<number> {
+    if (this.#backupBase === undefined) return 0;
+    await this.#journal();
+    return await pruneBackups(s3BackupStore(this.#client, this.#backupBase, this.#backupKey, this.#signal), options);
   }
 
-  close(): Promise<void> {
+  /** The key under the backup folder of a version's path there, named as the replica names its objects. */
+  #backupKey = (path: string, kind: EntryKind): string => this.#relKey(path, kind);
+
+  /** Writes down in the backup folder's journal what this run put there. */
+  async #journal(): Promise<void> {
+    if (this.#backupBase === undefined || this.#backupRecords.length === 0) return;
+    // Not with the run's signal: a run stopped by it still writes down what it moved aside.
+    await s3BackupStore(this.#client, this.#backupBase, this.#backupKey).appendJournal(
+      formatRecords(this.#backupRecords.splice(0)),
+    );
+  }
+
+  async close(): Promise<void> {
     this.#ahead?.abort();
     this.#cache.save();
+    await this.#journal().catch((error) => {
+      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      logger.warning("{text}", { text: `Cannot write the backup folder's journal: ${text}` });
+    });
     logger.debug("{text}", { text: `S3 requests to '${this.display}': ${this.#client.requests}` });
-    return Promise.resolve();
   }
 }
 
