@@ -10,6 +10,7 @@ import { openS3Replica, parseMode, parseMtime, type S3Tuning } from "../lib/back
 import { MetaCache } from "../lib/backend/s3/meta_cache.ts";
 import { type ListedObject, S3Client } from "../lib/backend/s3/client.ts";
 import { LOCK_NAME } from "../lib/model/lock.ts";
+import { JOURNAL_NAME, parseJournal } from "../lib/backend/backup_journal.ts";
 import { type Backend, type BackendOptions } from "../lib/backend/backend.ts";
 import { readingFrom, type TestBackend } from "./helpers.ts";
 import { type Entry, ListingBatch, UNKNOWN_MODE } from "../lib/model/listing.ts";
@@ -329,6 +330,13 @@ remoteTest(
       await rclone(server, ["cat", `fss3:${bucket.name}/r/old/f.txt`]) +
         await rclone(server, ["cat", `fss3:${bucket.name}/r/old/f.txt~2026-11-22T20-51-03`]),
       "v1v2",
+    );
+    await replica.close();
+    const journal = await client(server, bucket.name).get(`r/old/${JOURNAL_NAME}`);
+    assert.deepEqual(
+      parseJournal(new TextDecoder().decode(journal!.body)).map((r) => `${r.kind} ${r.path}`),
+      ["file f.txt", "file f.txt~2026-11-22T20-51-03"],
+      "close() writes down what the run put aside",
     );
     await assert.rejects(
       open(bucket.name, "r", src, { backupDir: "s3://other-bucket/x" }),
