@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { expiredRecords, formatRecords, parseJournal } from "../lib/backend/backup_journal.ts";
 import { assertMirror, mirrorDiff, runMain, tempDir, writeTree } from "./helpers.ts";
-import { remoteTest, sftpFolder, sftpServer } from "./remote_env.ts";
+import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server, sftpFolder, sftpServer } from "./remote_env.ts";
+import { S3Client } from "../lib/backend/s3/client.ts";
 
 Deno.test("parseJournal() and expiredRecords() read the journal and choose by when a version was put there", () => {
   const text = formatRecords([
@@ -109,5 +110,131 @@ remoteTest(
     assert.equal(await Deno.readTextFile(join(old.path, "b.txt")), "b1");
     assert.equal(await Deno.readTextFile(join(old.path, "mine.txt")), "not foldersync's");
     assert.equal(await mirrorDiff(src, folder.path), "");
+  },
+);
+
+/** What an S3 run may use: the network, the variables, the host name. */
+const S3 = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];
+
+/** Every key of bucket `name` with its content (a folder marker as ""), by the S3 client. */
+async function bucketKeys(server: S3Server, name: string): Promise<Map<string, string>> {
+  const client = new S3Client({
+    endpoint: new URL(server.endpoint),
+    pathStyle: true,
+    region: server.region,
+    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
+    bucket: name,
+  });
+  const keys = new Map<string, string>();
+  for await (const page of client.list("")) {
+    for (const object of page) {
+      const got = await client.get(object.key);
+      keys.set(object.key, new TextDecoder().decode(got!.body));
+    }
+  }
+  return keys;
+}
+
+remoteTest(
+  "main.ts --backup-keep prunes a backup folder in a bucket by its journal, and never a key outside it",
+  "s3",
+  s3Server,
+  async (server, t) => {
+    await using tmp = await tempDir();
+    await using bucket = await s3Bucket(server);
+    const env = s3Env(server);
+    const src = join(tmp.path, "src");
+    const replica = `${bucket.url}/r`;
+    const run = (...more: string[]) =>
+      runMain([src, replica, "--cache-dir", join(tmp.path, "cache"), "--backup-dir", `${bucket.url}/old`, ...more], {
+        permissions: S3,
+        env,
+      });
+    const check = () => rclone(server, ["check", "--links", "--one-way=false", src, `fss3:${bucket.name}/r`]);
+    await writeTree(src, { "a.txt": "a1", "b.txt": "b1", d: { "c.txt": "c1" } });
+    await Deno.symlink("a.txt", join(src, "link"));
+    assert.equal((await run()).code, 0);
+
+    // The first versions go aside: a.txt overwritten, the link changed, d removed.
+    await Deno.writeTextFile(join(src, "a.txt"), "a2");
+    await Deno.remove(join(src, "link"));
+    await Deno.symlink("b.txt", join(src, "link"));
+    await Deno.remove(join(src, "d"), { recursive: true });
+    const first = await run("--backup-keep", "2s");
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /4 backed up/);
+    await check();
+    let keys = await bucketKeys(server, bucket.name);
+    const journal = parseJournal(keys.get("old/.foldersync-backups") ?? "");
+    assert.deepEqual(journal.map((r) => `${r.kind} ${r.path}`).sort(), [
+      "dir d",
+      "file a.txt",
+      "file d/c.txt",
+      "symlink link",
+    ]);
+    assert.equal(keys.get("old/a.txt"), "a1");
+    assert.equal(keys.get("old/link.rclonelink"), "a.txt");
+
+    // What foldersync did not put there, and keys beside the folder that share its name's start.
+    const s3 = new S3Client({
+      endpoint: new URL(server.endpoint),
+      pathStyle: true,
+      region: server.region,
+      credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
+      bucket: bucket.name,
+    });
+    await s3.put("old/mine.txt", "not foldersync's");
+    await s3.put("old/d/also-mine.txt", "mine too");
+    await s3.put("oldish/a.txt", "beside the folder");
+    // A journal line that names a key outside the folder is never followed there.
+    const text = keys.get("old/.foldersync-backups")!;
+    await s3.put(
+      "old/.foldersync-backups",
+      text +
+        formatRecords([{ path: "../r/b.txt", kind: "file", at: 0 }, { path: "../oldish/a.txt", kind: "file", at: 0 }]),
+    );
+
+    // Older than 2 s by the time the next run ends; what that run puts aside is fresh.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await Deno.writeTextFile(join(src, "b.txt"), "b-two");
+    keys = await bucketKeys(server, bucket.name);
+
+    await t.step("a dry run shows what it would prune, and changes no key", async () => {
+      const dry = await run("--backup-keep", "2s", "--dry-run");
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.match(dry.stdout, /would prune a\.txt \(backed up \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)/);
+      assert.match(dry.stdout, /would prune d\/c\.txt/);
+      assert.match(dry.stdout, /would prune link /);
+      assert.deepEqual(await bucketKeys(server, bucket.name), keys);
+    });
+
+    await t.step("a run prunes the old versions, keeps its own fresh one and every foreign key", async () => {
+      const out = await run("--backup-keep", "2s");
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /INFO {2}prune a\.txt \(backed up /);
+      assert.match(out.stdout, /INFO {2}prune d\/c\.txt \(backed up /);
+      assert.match(out.stdout, /INFO {2}prune link \(backed up /);
+      assert.match(out.stdout, /1 backed up, 3 pruned, 0 errors/);
+      await check();
+      const now = await bucketKeys(server, bucket.name);
+      const old = [...now.keys()].filter((k) => k.startsWith("old/")).sort();
+      assert.deepEqual(old, ["old/.foldersync-backups", "old/b.txt", "old/d/", "old/d/also-mine.txt", "old/mine.txt"]);
+      assert.equal(now.get("old/b.txt"), "b1", "this run's version is fresh");
+      assert.equal(now.get("old/mine.txt"), "not foldersync's");
+      assert.equal(now.get("oldish/a.txt"), "beside the folder");
+      assert.equal(now.get("r/b.txt"), "b-two");
+      const left = parseJournal(now.get("old/.foldersync-backups")!).map((r) => r.path).sort();
+      assert.deepEqual(left, ["b.txt", "d"], "the folder stays in the journal until it is empty");
+    });
+
+    await t.step("once its foreign file is gone, the folder's marker is pruned too", async () => {
+      await s3.delete("old/d/also-mine.txt");
+      const out = await run("--backup-keep", "2s");
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /INFO {2}prune d \(backed up /);
+      const now = await bucketKeys(server, bucket.name);
+      assert.equal(now.has("old/d/"), false);
+      await check();
+    });
   },
 );

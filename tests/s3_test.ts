@@ -10,6 +10,7 @@ import { openS3Replica, parseMode, parseMtime, type S3Tuning } from "../lib/back
 import { MetaCache } from "../lib/backend/s3/meta_cache.ts";
 import { type ListedObject, S3Client } from "../lib/backend/s3/client.ts";
 import { LOCK_NAME } from "../lib/model/lock.ts";
+import { JOURNAL_NAME, parseJournal } from "../lib/backend/backup_journal.ts";
 import { type Backend, type BackendOptions } from "../lib/backend/backend.ts";
 import { readingFrom, type TestBackend } from "./helpers.ts";
 import { type Entry, ListingBatch, UNKNOWN_MODE } from "../lib/model/listing.ts";
@@ -330,6 +331,13 @@ remoteTest(
         await rclone(server, ["cat", `fss3:${bucket.name}/r/old/f.txt~2026-11-22T20-51-03`]),
       "v1v2",
     );
+    await replica.close();
+    const journal = await client(server, bucket.name).get(`r/old/${JOURNAL_NAME}`);
+    assert.deepEqual(
+      parseJournal(new TextDecoder().decode(journal!.body)).map((r) => `${r.kind} ${r.path}`),
+      ["file f.txt", "file f.txt~2026-11-22T20-51-03"],
+      "close() writes down what the run put aside",
+    );
     await assert.rejects(
       open(bucket.name, "r", src, { backupDir: "s3://other-bucket/x" }),
       (e) => e instanceof UsageError && /same bucket|replica's bucket/.test(e.message),
@@ -369,6 +377,20 @@ remoteTest(
       const now = JSON.parse(new TextDecoder().decode((await s3.get(`l/${LOCK_NAME}`))!.body));
       assert.equal(now.pid, Deno.pid);
       await held[Symbol.asyncDispose]();
+    });
+
+    await t.step("of two runs taking over one stale lock at once, one wins", async () => {
+      const old = { host: "gone", pid: 1, time: Date.now() - 11 * 60_000 };
+      await s3.put(`l/${LOCK_NAME}`, JSON.stringify(old));
+      const results = await Promise.allSettled([a.lock(), b.lock()]);
+      const won = results.filter((r) => r.status === "fulfilled");
+      assert.equal(won.length, 1, JSON.stringify(results));
+      const lost = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+      assert.ok(lost.reason instanceof LockedError, String(lost.reason));
+      const now = JSON.parse(new TextDecoder().decode((await s3.get(`l/${LOCK_NAME}`))!.body));
+      assert.equal(now.pid, Deno.pid);
+      await (won[0] as PromiseFulfilledResult<AsyncDisposable>).value[Symbol.asyncDispose]();
+      assert.equal(await s3.head(`l/${LOCK_NAME}`), undefined, "the winner's release removes it");
     });
 
     await t.step("a live lock elsewhere is respected", async () => {

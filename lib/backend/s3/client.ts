@@ -394,6 +394,21 @@ export class S3Client {
   }
 
   /**
+   * {@linkcode S3Client.put} only over the version with ETag `etag`; undefined when the object
+   * is another version now (or gone). radosgw 16.2 matches If-Match against the bare ETag and
+   * refuses the quoted form HTTP prescribes (which AWS takes), so both are tried.
+   */
+  async putIfMatch(
+    key: string,
+    body: Uint8Array | string,
+    etag: string,
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    return await this.put(key, body, { "if-match": etag }, signal) ??
+      await this.put(key, body, { "if-match": `"${etag}"` }, signal);
+  }
+
+  /**
    * Copies an object within the bucket on the server: with `meta`, its user metadata replaced
    * by it, else kept; with `ifMatch`, only while the source's ETag is that one. Returns the new
    * ETag and LastModified. Throws S3Error `NoSuchKey`, and `PreconditionFailed` (412) when the

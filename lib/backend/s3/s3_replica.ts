@@ -47,7 +47,7 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { ChangedError, ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
+import { ChangedError, ConnectionLostError, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import { type Capabilities } from "../../model/capabilities.ts";
 import {
@@ -58,7 +58,8 @@ import {
   type ListOptions,
   type SourceFile,
 } from "../backend.ts";
-import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
+import { LOCK_NAME, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
+import { type LockEntry, takeRemoteLock } from "../remote_lock.ts";
 import type { S3Target } from "../target.ts";
 import {
   compareNames,
@@ -72,7 +73,9 @@ import {
 import { createHasher } from "../../content/hash.ts";
 import { type HashName } from "../../model/hash_name.ts";
 import type { AttrsAction, CopyAction, DirAttrs, LinkAction, RemoveAction } from "../../model/actions.ts";
-import { backupSuffix } from "../backup_names.ts";
+import { backupName, backupSuffix } from "../backup_names.ts";
+import { type BackupRecord, formatRecords, pruneBackups, type PruneOptions } from "../backup_journal.ts";
+import { s3BackupStore } from "./backup_store.ts";
 import { type ListedObject, type ObjectHead, S3Client, S3Error } from "./client.ts";
 import { resolveCredentials, resolveRegion } from "./credentials.ts";
 import { MetaCache, type MetaRecord } from "./meta_cache.ts";
@@ -366,6 +369,8 @@ class S3Backend implements Backend {
   #base: string;
   /** The backup folder's key prefix, with its trailing slash; undefined without one. */
   #backupBase: string | undefined;
+  /** What this run put into the backup folder, for its journal (see lib/backend/backup_journal.ts). */
+  #backupRecords: BackupRecord[] = [];
   #suffix: string;
   #threshold: number;
   #partSize: number;
@@ -919,9 +924,10 @@ class S3Backend implements Backend {
         if (!(error instanceof S3Error && error.status === 404)) throw error;
         await this.#client.put(to, new Uint8Array(0), {}, this.#signal);
       }
+      this.#backupRecords.push({ path: rel, kind, at: Date.now() });
     } else {
       for (let n = 1;; n++) {
-        const name = n === 1 ? rel : n === 2 ? `${rel}${this.#suffix}` : `${rel}${this.#suffix}-${n - 1}`;
+        const name = backupName(rel, n, this.#suffix);
         const to = `${this.#backupBase}${this.#relKey(name, kind)}`;
         if (await this.#client.head(to, this.#signal)) continue;
         try {
@@ -933,6 +939,7 @@ class S3Backend implements Backend {
           }
           throw error;
         }
+        this.#backupRecords.push({ path: name, kind, at: Date.now() });
         break;
       }
     }
@@ -1412,71 +1419,74 @@ class S3Backend implements Backend {
 
   async lock(): Promise<AsyncDisposable> {
     if (this.#options.readOnly) return { [Symbol.asyncDispose]: () => Promise.resolve() };
+    return await takeRemoteLock(this.#lockEntry(), {
+      display: this.display,
+      ...(this.#options.alive ? { alive: this.#options.alive } : {}),
+    });
+  }
+
+  /**
+   * The lock object, for {@linkcode takeRemoteLock}: created with If-None-Match, replaced with
+   * If-Match on the version last read or written, where the server honours the conditions
+   * (radosgw, AWS); takeRemoteLock reads it back for a server that ignores them.
+   */
+  #lockEntry(): LockEntry {
     const key = this.#key(LOCK_NAME);
-    const token = crypto.randomUUID();
-    const body = () => JSON.stringify({ host: Deno.hostname(), pid: Deno.pid, time: Date.now(), token });
+    /** The ETag of the version last read or written; undefined when there was none. */
     let etag: string | undefined;
-    for (let attempt = 0; attempt < 3 && etag === undefined; attempt++) {
-      etag = await this.#client.put(key, body(), { "if-none-match": "*" }, this.#signal);
-      if (etag !== undefined) break;
-      const held = await this.#client.get(key, this.#signal);
-      if (!held) continue; // released meanwhile
-      const info = parseLock(new TextDecoder().decode(held.body));
-      if (!lockIsStale(info, this.#here())) throw this.#locked(info);
-      // Taken over only if nobody else took it over first.
-      etag = await this.#putIfMatch(key, body(), held.head.etag);
-      if (etag !== undefined) {
-        logger.info("{text}", { text: `Took over a stale lock of ${describeHolder(info)} in '${this.display}'` });
-      }
-    }
-    // A server that ignores the conditions would let two runs both "create" the lock: read it back.
-    const check = await this.#client.get(key, this.#signal);
-    const mine = check &&
-      (parseLock(new TextDecoder().decode(check.body)) as (LockInfo & { token?: string }) | undefined);
-    if (etag === undefined || !mine || mine.token !== token) throw this.#locked(mine || undefined);
-    let current = etag;
-    let refreshing: Promise<void> = Promise.resolve();
-    const timer = setInterval(() => {
-      refreshing = (async () => {
-        const next = await this.#putIfMatch(key, body(), current).catch(() => undefined);
-        if (next === undefined) {
-          logger.warning("{text}", { text: `Could not refresh the lock in '${this.display}'` });
-        } else current = next;
-      })();
-    }, LOCK_REFRESH_MS);
-    Deno.unrefTimer(timer);
     return {
-      [Symbol.asyncDispose]: async () => {
-        clearInterval(timer);
-        await refreshing;
-        const now = await this.#client.get(key).catch(() => undefined);
-        const info = now &&
-          (parseLock(new TextDecoder().decode(now.body)) as (LockInfo & { token?: string }) | undefined);
-        if (info?.token === token) await this.#client.delete(key).catch(() => {});
+      create: async (text) => {
+        const written = await this.#client.put(key, text, { "if-none-match": "*" }, this.#signal);
+        if (written !== undefined) etag = written;
+        return written !== undefined;
       },
+      // Not with the run's signal: a run stopped by it still reads and removes its lock.
+      read: async () => {
+        const got = await this.#client.get(key);
+        etag = got?.head.etag;
+        return got && new TextDecoder().decode(got.body);
+      },
+      replace: async (text) => {
+        const written = etag === undefined
+          ? await this.#client.put(key, text, { "if-none-match": "*" }, this.#signal)
+          : await this.#client.putIfMatch(key, text, etag, this.#signal);
+        if (written !== undefined) etag = written;
+        return written !== undefined;
+      },
+      remove: () => this.#client.delete(key),
     };
   }
 
   /**
-   * PUT only over the version with ETag `etag`. radosgw 16.2 matches If-Match against the bare
-   * ETag and refuses the quoted form HTTP prescribes (which AWS takes), so both are tried.
+   * Prunes the backup folder by its journal (see {@linkcode pruneBackups}), once this run's
+   * own versions are written down in it.
    */
-  async #putIfMatch(key: string, body: string, etag: string): Promise<string | undefined> {
-    return await this.#client.put(key, body, { "if-match": etag }, this.#signal) ??
-      await this.#client.put(key, body, { "if-match": `"${etag}"` }, this.#signal);
+  async pruneBackups(options: PruneOptions): Promise<number> {
+    if (this.#backupBase === undefined) return 0;
+    await this.#journal();
+    return await pruneBackups(s3BackupStore(this.#client, this.#backupBase, this.#backupKey, this.#signal), options);
   }
 
-  #locked(info: LockInfo | undefined): LockedError {
-    return new LockedError(
-      `Another foldersync is already syncing into the replica: '${this.display}' (${describeHolder(info)})`,
+  /** The key under the backup folder of a version's path there, named as the replica names its objects. */
+  #backupKey = (path: string, kind: EntryKind): string => this.#relKey(path, kind);
+
+  /** Writes down in the backup folder's journal what this run put there. */
+  async #journal(): Promise<void> {
+    if (this.#backupBase === undefined || this.#backupRecords.length === 0) return;
+    // Not with the run's signal: a run stopped by it still writes down what it moved aside.
+    await s3BackupStore(this.#client, this.#backupBase, this.#backupKey).appendJournal(
+      formatRecords(this.#backupRecords.splice(0)),
     );
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.#ahead?.abort();
     this.#cache.save();
+    await this.#journal().catch((error) => {
+      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      logger.warning("{text}", { text: `Cannot write the backup folder's journal: ${text}` });
+    });
     logger.debug("{text}", { text: `S3 requests to '${this.display}': ${this.#client.requests}` });
-    return Promise.resolve();
   }
 }
 
@@ -1500,10 +1510,6 @@ function sourceError(error: unknown, rel: string): unknown {
     return new Deno.errors.NotFound(`Source file is gone: '${rel}'`, { cause: error });
   }
   return error;
-}
-
-function describeHolder(info: LockInfo | undefined): string {
-  return info ? `pid ${info.pid} on '${info.host}', ${new Date(info.time).toISOString()}` : "unreadable lock";
 }
 
 /** Metadata as request headers. */

@@ -23,7 +23,7 @@
 
 import { posix } from "node:path";
 import { Buffer } from "node:buffer";
-import { ConnectionLostError, LockedError, UsageError } from "../../model/errors.ts";
+import { ConnectionLostError, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import {
   compareNames,
@@ -49,8 +49,9 @@ import {
   type ListOptions,
   type SourceFile,
 } from "../backend.ts";
-import { LOCK_NAME, LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../../model/lock.ts";
-import { randomId, tempName } from "../../model/names.ts";
+import { LOCK_NAME } from "../../model/lock.ts";
+import { type LockEntry, takeRemoteLock } from "../remote_lock.ts";
+import { tempName } from "../../model/names.ts";
 import { parseTarget } from "../registry.ts";
 import { type SftpTarget } from "../target.ts";
 import { openSession, planSsh, type SshPlan } from "./connect.ts";
@@ -614,62 +615,68 @@ class SftpBackend implements Backend {
 
   async lock(): Promise<AsyncDisposable> {
     if (this.#options.readOnly) return { [Symbol.asyncDispose]: () => Promise.resolve() };
-    const session = this.#session;
-    const path = this.#at(LOCK_NAME);
-    const host = Deno.hostname();
-    const id = randomId();
-    const content = (time: number) => JSON.stringify({ host, pid: Deno.pid, time, id });
     // The lock entry comes and goes in the root: its mtime is put back as it was, unless the run sets it.
-    const before = await session.lstat(this.#root).catch(() => undefined);
-    this.#rootBeforeLock = before;
+    this.#rootBeforeLock = await this.#session.lstat(this.#root).catch(() => undefined);
     this.#rootTimesSet = false;
-    if (!await this.#createLock(path, content(Date.now()))) {
-      const held = parseLock(
-        await this.#readText(path).catch((error) => {
-          if (error instanceof Deno.errors.NotFound) return "";
-          throw error;
-        }),
-      );
-      if (!lockIsStale(held, { host, now: Date.now(), alive: this.#options.alive ?? processAlive })) {
-        throw new LockedError(
-          `Another foldersync is already syncing into the replica: '${this.display}' (${describeHolder(held!)})`,
-        );
-      }
-      // Taken over by a rename, then read back: of two runs taking it over at once, one wins.
-      const tmp = this.#at(tempName());
-      await this.#createLock(tmp, content(Date.now()));
-      await session.posixRename(tmp, path).catch(async (error) => {
-        await session.unlink(tmp).catch(() => {});
-        throw error;
-      });
-      const now = parseLock(await this.#readText(path)) as (LockInfo & { id?: string }) | undefined;
-      if (now?.id !== id) {
-        throw new LockedError(`Another foldersync took over the replica's stale lock first: '${this.display}'`);
-      }
-      logger.warn(
-        `Took over the stale lock of '${this.display}' (${held ? describeHolder(held) : "unreadable lock entry"})`,
-      );
-    }
-    // Refreshed in place (same length: only the time changes), so that a reader never sees it missing.
-    const timer = setInterval(() => {
-      this.#overwrite(path, content(Date.now())).catch((error) => {
-        logger.warn(`Cannot refresh the lock of '${this.display}': ${errorText(error)}`);
-      });
-    }, LOCK_REFRESH_MS);
-    Deno.unrefTimer(timer);
+    const lock = await takeRemoteLock(this.#lockEntry(), {
+      display: this.display,
+      ...(this.#options.alive ? { alive: this.#options.alive } : {}),
+    });
     const release = async () => {
-      clearInterval(timer);
       this.#release = undefined;
-      if (session.lost) return;
-      const now = parseLock(await this.#readText(path).catch(() => "")) as (LockInfo & { id?: string }) | undefined;
-      if (now?.id !== id) return;
-      // Removing the lock touches the root's mtime: it is put back as the run left it (or as it was before the lock).
-      const root = this.#rootTimesSet ? await session.lstat(this.#root).catch(() => undefined) : before;
-      await session.unlink(path).catch(() => {});
-      if (root) await session.setstat(this.#root, { atime: root.atime, mtime: root.mtime }).catch(() => {});
+      await lock.release();
     };
     this.#release = release;
     return { [Symbol.asyncDispose]: () => this.#release === release ? release() : Promise.resolve() };
+  }
+
+  /**
+   * The lock entry in the root, for {@linkcode takeRemoteLock}. SFTP has no conditional write:
+   * a replacement looks first whether the entry is still the text last read or written, then
+   * takes a stale entry over by a rename of a complete one over it, and refreshes its own in
+   * place (the same length: only the time changes), so that a reader never sees it missing.
+   * Its removal puts the root's mtime back as the run left it (or as it was before the lock).
+   */
+  #lockEntry(): LockEntry {
+    const session = this.#session;
+    const path = this.#at(LOCK_NAME);
+    /** The text last read or written, and the text this run last wrote. */
+    let seen: string | undefined;
+    let written: string | undefined;
+    const read = () =>
+      this.#readText(path).catch((error) => {
+        if (error instanceof Deno.errors.NotFound) return undefined;
+        throw error;
+      });
+    return {
+      create: async (text) => {
+        if (!await this.#createLock(path, text)) return false;
+        seen = written = text;
+        return true;
+      },
+      read: async () => seen = await read(),
+      replace: async (text) => {
+        const now = await read();
+        if (now !== seen) return false;
+        if (now !== undefined && now === written && now.length === text.length) {
+          await this.#overwrite(path, text);
+        } else {
+          const tmp = this.#at(tempName());
+          await this.#createLock(tmp, text);
+          await session.posixRename(tmp, path).catch(async (error) => {
+            await session.unlink(tmp).catch(() => {});
+            throw error;
+          });
+        }
+        seen = written = text;
+        return true;
+      },
+      remove: async () => {
+        const root = this.#rootTimesSet ? await session.lstat(this.#root).catch(() => undefined) : this.#rootBeforeLock;
+        await session.unlink(path).catch(() => {});
+        if (root) await session.setstat(this.#root, { atime: root.atime, mtime: root.mtime }).catch(() => {});
+      },
+    };
   }
 
   /** Creates `path` exclusively with `text`; false when something is there already. */
@@ -766,9 +773,4 @@ async function writeAll(session: SftpSession, handle: Buffer, tmp: string, data:
 async function readWhole(reader: FileReader, size: number): Promise<Uint8Array> {
   const data = new Uint8Array(size);
   return data.subarray(0, await reader.read(0, data));
-}
-
-function describeHolder(info: LockInfo): string {
-  const minutes = Math.round((Date.now() - info.time) / 60_000);
-  return `held by process ${info.pid} on '${info.host}', refreshed ${minutes} min ago`;
 }
