@@ -638,16 +638,17 @@ async function contract(subject: Subject, t: Deno.TestContext): Promise<void> {
     });
 
     await t.step(`${name}: lock() is exclusive: a second is LockedError until the first is released`, async () => {
-      const held = await backend.lock();
+      let held: AsyncDisposable | undefined = await backend.lock();
       const other = await subject.open();
       try {
         await assert.rejects(other.lock(), LockedError);
         assert.equal((await freshTree(subject)).has(LOCK_NAME), false, "the lock entry is never listed");
         await held[Symbol.asyncDispose]();
+        held = undefined;
         const second = await other.lock();
         await second[Symbol.asyncDispose]();
       } finally {
-        await held[Symbol.asyncDispose]();
+        await held?.[Symbol.asyncDispose]();
         await other.close();
       }
       assert.equal((await native.tree("", false)).has(LOCK_NAME), false, "nothing left once released");
