@@ -299,6 +299,19 @@ export async function snapshot(root: string): Promise<string[]> {
   return out;
 }
 
+/**
+ * The counts of a run's summary line (`Sync done: 1 created, 2 copied, ...`, or a dry run's),
+ * by what they count; a count the line does not show is undefined.
+ */
+export function summaryCounts(stdout: string): Record<string, number> {
+  const line = stdout.split("\n").find((l) => /Sync done|Dry run done/.test(l)) ?? "";
+  const result: Record<string, number> = {};
+  for (const [, n, what] of line.matchAll(/(\d+) (created|copied|updated|linked|attrs|removed|errors)/g)) {
+    result[what!] = Number(n);
+  }
+  return result;
+}
+
 /** Polls `check` until it returns true or `timeoutMs` passes; never a fixed sleep. */
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = "condition") {
   const deadline = Date.now() + timeoutMs;

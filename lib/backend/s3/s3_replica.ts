@@ -1325,16 +1325,14 @@ class S3Backend implements Backend {
 
   async setDirAttrs(entry: DirAttrs): Promise<void> {
     this.#writable();
-    const record: MetaRecord = {
-      size: 0,
-      etag: EMPTY_MD5,
-      lastModified: "",
-      mtimeMs: entry.mtimeMs,
-      mode: entry.mode,
-    };
+    // A source that keeps no time for this folder (NaN): the mode alone changes; the time the folder has is kept.
+    const node = Number.isNaN(entry.mtimeMs) ? this.#node(entry.path) : undefined;
+    const mtimeMs = node ? (await this.#dirEntry(node)).mtimeMs : entry.mtimeMs;
+    const record: MetaRecord = { size: 0, etag: EMPTY_MD5, lastModified: "", mtimeMs, mode: entry.mode };
     if (entry.path === "" && this.#base === "") return this.#cache.set("", record);
     const relKey = entry.path === "" ? "" : `${entry.path}/`;
-    const meta = { mtime: formatMtime(entry.mtimeMs), mode: formatMode("dir", entry.mode) };
+    const meta: Record<string, string> = { mode: formatMode("dir", entry.mode) };
+    if (!Number.isNaN(mtimeMs)) meta.mtime = formatMtime(mtimeMs);
     record.etag = await this.#client.put(this.#key(relKey), new Uint8Array(0), metaHeaders(meta), this.#signal) ??
       EMPTY_MD5;
     this.#cache.set(relKey, record);
