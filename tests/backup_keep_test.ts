@@ -6,8 +6,17 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { expiredRecords, formatRecords, parseJournal } from "../lib/backend/backup_journal.ts";
 import { assertMirror, mirrorDiff, runMain, tempDir, writeTree } from "./helpers.ts";
-import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server, sftpFolder, sftpServer } from "./remote_env.ts";
-import { S3Client } from "../lib/backend/s3/client.ts";
+import {
+  rclone,
+  remoteTest,
+  s3Bucket,
+  s3Client,
+  s3Env,
+  type S3Server,
+  s3Server,
+  sftpFolder,
+  sftpServer,
+} from "./remote_env.ts";
 
 Deno.test("parseJournal() and expiredRecords() read the journal and choose by when a version was put there", () => {
   const text = formatRecords([
@@ -118,13 +127,7 @@ const S3 = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--al
 
 /** Every key of bucket `name` with its content (a folder marker as ""), by the S3 client. */
 async function bucketKeys(server: S3Server, name: string): Promise<Map<string, string>> {
-  const client = new S3Client({
-    endpoint: new URL(server.endpoint),
-    pathStyle: true,
-    region: server.region,
-    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
-    bucket: name,
-  });
+  const client = s3Client(server, name);
   const keys = new Map<string, string>();
   for await (const page of client.list("")) {
     for (const object of page) {
@@ -176,13 +179,7 @@ remoteTest(
     assert.equal(keys.get("old/link.rclonelink"), "a.txt");
 
     // What foldersync did not put there, and keys beside the folder that share its name's start.
-    const s3 = new S3Client({
-      endpoint: new URL(server.endpoint),
-      pathStyle: true,
-      region: server.region,
-      credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
-      bucket: bucket.name,
-    });
+    const s3 = s3Client(server, bucket.name);
     await s3.put("old/mine.txt", "not foldersync's");
     await s3.put("old/d/also-mine.txt", "mine too");
     await s3.put("oldish/a.txt", "beside the folder");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Entry, ListingBatch } from "../lib/engine/listing.ts";
+import { type Entry, ListingBatch } from "../lib/model/listing.ts";
 
 /** A distinct entry for index `i`, every column different. */
 function entryFor(i: number): Entry {

@@ -10,11 +10,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mirrorDiff, runMain, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
-import { S3Client } from "../lib/backend/s3/client.ts";
 import {
   rclone,
   remoteTest,
   s3Bucket,
+  s3Client,
   s3Env,
   type S3Server,
   s3Server,
@@ -551,13 +551,7 @@ remoteTest(
     const big = new Uint8Array(3 << 20).map((_, i) => (i * 7) % 251);
     await writeTree(src.path, { "same.txt": "same content", "docs": { "changed.txt": "abcdef" }, "big.bin": big });
     // Another tool's upload: the content alone, no metadata at all.
-    const s3 = new S3Client({
-      endpoint: new URL(server.endpoint),
-      pathStyle: true,
-      region: server.region,
-      credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
-      bucket: bucket.name,
-    });
+    const s3 = s3Client(server, bucket.name);
     await s3.put("x/same.txt", "same content");
     await s3.put("x/docs/changed.txt", "ABCDEF"); // same size, other content
     await s3.put("x/big.bin", big);

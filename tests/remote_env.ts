@@ -12,6 +12,7 @@
 
 import { join } from "node:path";
 import { sayOnce } from "./helpers.ts";
+import { S3Client } from "../lib/backend/s3/client.ts";
 
 /** The SFTP server: a test user with key-only login. */
 export interface SftpServer {
@@ -181,20 +182,33 @@ export async function s3Bucket(
   };
 }
 
+/** An S3 client of bucket `bucket` on `server`, with the server's keys. */
+export function s3Client(server: S3Server, bucket: string): S3Client {
+  return new S3Client({
+    endpoint: new URL(server.endpoint),
+    pathStyle: true,
+    region: server.region,
+    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
+    bucket,
+  });
+}
+
+/** Points this process's AWS variables at `server` (its keys and endpoint; AWS_PROFILE cleared). */
+export function useS3Server(server: S3Server): void {
+  for (const [name, value] of Object.entries(s3Env(server))) {
+    if (value === "") Deno.env.delete(name);
+    else Deno.env.set(name, value);
+  }
+  Deno.env.delete("AWS_PROFILE");
+}
+
 /**
  * Deletes every object of bucket `name` and the bucket. Not through rclone: rclone never deletes
  * `dir/` marker objects (it does not list them as objects), so its purge leaves such a bucket
  * behind.
  */
 async function removeBucket(server: S3Server, name: string): Promise<void> {
-  const { S3Client } = await import("../lib/backend/s3/client.ts");
-  const client = new S3Client({
-    endpoint: new URL(server.endpoint),
-    pathStyle: true,
-    region: server.region,
-    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
-    bucket: name,
-  });
+  const client = s3Client(server, name);
   for (const upload of await client.uploads("")) await client.abortUpload(upload.key, upload.uploadId);
   for await (const page of client.list("")) {
     await Promise.all(page.map((object) => client.delete(object.key)));

@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server } from "./remote_env.ts";
+import { rclone, remoteTest, s3Bucket, s3Client, s3Server, useS3Server } from "./remote_env.ts";
 import { countingProxy, cuttingProxy } from "./s3_proxy.ts";
 import { openS3Backend, s3ObjectOf, type S3Tuning } from "../lib/backend/s3/s3_replica.ts";
-import { type ListedObject, S3Client } from "../lib/backend/s3/client.ts";
+import type { ListedObject } from "../lib/backend/s3/client.ts";
 import type { Backend, BackendOptions, SourceFile } from "../lib/backend/backend.ts";
 import { LocalBackend } from "../lib/backend/local/local_backend.ts";
 import { type Entry, UNKNOWN_MODE } from "../lib/model/listing.ts";
@@ -21,25 +21,6 @@ import { runOnce } from "../lib/engine/sync.ts";
 import { tempDir, writeTree } from "./helpers.ts";
 
 const MIB = 1024 * 1024;
-
-/** Points this process's AWS variables at `server`. */
-function useServer(server: S3Server): void {
-  for (const [name, value] of Object.entries(s3Env(server))) {
-    if (value === "") Deno.env.delete(name);
-    else Deno.env.set(name, value);
-  }
-  Deno.env.delete("AWS_PROFILE");
-}
-
-function client(server: S3Server, bucket: string): S3Client {
-  return new S3Client({
-    endpoint: new URL(server.endpoint),
-    pathStyle: true,
-    region: server.region,
-    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
-    bucket,
-  });
-}
 
 type Opened = Backend & AsyncDisposable & { requests: number };
 
@@ -123,12 +104,12 @@ remoteTest(
   "s3",
   s3Server,
   async (server, t) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using src = await tempDir();
     await writeSource(src.path);
     const lstat = (rel: string) => Deno.lstatSync(join(src.path, rel));
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
 
     // foldersync writes its layout: markers with directory attributes, modes, links.
     await runOnce({ source: src.path, replica: `${bucket.url}/fs` }, {
@@ -274,10 +255,10 @@ remoteTest(
   "s3",
   s3Server,
   async (server, t) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using dst = await tempDir();
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
     const data = bytes(20 * MIB + 12345);
     // Uploaded in parts, as a big file is: an ETag that is no MD5, and md5chksum as rclone writes it.
     const md5 = createHash("md5").update(data).digest("hex");
@@ -367,9 +348,9 @@ remoteTest(
   "s3",
   s3Server,
   async (server) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
     {
       await using whole = await open(bucket.name, "");
       assert.equal((await whole.root())?.kind, "dir", "an empty bucket's root");
@@ -391,7 +372,7 @@ remoteTest(
   "s3",
   s3Server,
   async (server, t) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using other = await s3Bucket(server);
     await using src = await tempDir();
@@ -471,7 +452,7 @@ remoteTest(
         });
       }
       await rclone(server, ["check", "--download", src.path, `fss3:${other.name}/dst`, "--exclude", "link-to-a"]);
-      const s3 = client(server, other.name);
+      const s3 = s3Client(server, other.name);
       assert.match((await s3.head("dst/docs/big.bin"))!.etag, /-3$/, "uploaded in three parts");
       await using again = await open(other.name, "dst", { cacheDir: cache.path });
       await walk(again);
@@ -487,10 +468,10 @@ remoteTest(
   "s3",
   s3Server,
   async (server) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using dst = await tempDir();
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
     const data = bytes(24 * MIB);
     await s3.put("c/big.bin", data);
     await using proxy = cuttingProxy(server.endpoint, 9 * MIB);

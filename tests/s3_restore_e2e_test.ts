@@ -12,9 +12,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mirrorDiff, runMain, snapshot, tempDir, writeTree } from "./helpers.ts";
-import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server, sftpFolder, sftpServer } from "./remote_env.ts";
+import { rclone, remoteTest, s3Bucket, s3Client, s3Env, s3Server, sftpFolder, sftpServer } from "./remote_env.ts";
 import { countingProxy, cuttingProxy, type SeenRequest } from "./s3_proxy.ts";
-import { S3Client } from "../lib/backend/s3/client.ts";
 
 /** What a run with a bucket may use: the network, ~/.aws and the cache folder, the AWS variables. */
 const PERMISSIONS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];
@@ -78,16 +77,6 @@ function tempFiles(root: string, rel = ""): string[] {
     if (entry.isDirectory) out.push(...tempFiles(root, path));
   }
   return out;
-}
-
-function client(server: S3Server, bucket: string): S3Client {
-  return new S3Client({
-    endpoint: new URL(server.endpoint),
-    pathStyle: true,
-    region: server.region,
-    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
-    bucket,
-  });
 }
 
 remoteTest(
@@ -235,7 +224,7 @@ remoteTest(
     await writeTree(local.path, { "keep.txt": "keep", sub: { "more.txt": "more" } });
     const env = s3Env(server);
     const main = (args: string[]) => runMain([...args, "--cache-dir", cache.path], { permissions: PERMISSIONS, env });
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
     const before = await snapshot(local.path);
 
     await t.step("a prefix of empty folders (markers) against a full folder: exit 3, nothing touched", async () => {
@@ -335,7 +324,7 @@ remoteTest(
     const up = await main([from.url, url]);
     assert.equal(up.code, 0, up.stderr + up.stdout);
     await rclone(s3server, ["check", "--links", from.path, `fss3:${bucket.name}/from-sftp`]);
-    const s3 = client(s3server, bucket.name);
+    const s3 = s3Client(s3server, bucket.name);
     assert.match((await s3.head("from-sftp/docs/big.bin"))!.etag, /-\d+$/, "uploaded in parts");
     // The MD5 computed on the way is remembered: --checksum reads the server's files, not the bucket's.
     proxy.requests.length = 0;

@@ -5,10 +5,10 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server } from "./remote_env.ts";
+import { rclone, remoteTest, s3Bucket, s3Client, type S3Server, s3Server, useS3Server } from "./remote_env.ts";
 import { openS3Replica, parseMode, parseMtime, type S3Tuning } from "../lib/backend/s3/s3_replica.ts";
 import { MetaCache } from "../lib/backend/s3/meta_cache.ts";
-import { type ListedObject, S3Client } from "../lib/backend/s3/client.ts";
+import type { ListedObject } from "../lib/backend/s3/client.ts";
 import { LOCK_NAME } from "../lib/model/lock.ts";
 import { JOURNAL_NAME, parseJournal } from "../lib/backend/backup_journal.ts";
 import { type Backend, type BackendOptions } from "../lib/backend/backend.ts";
@@ -19,13 +19,12 @@ import { getHasher } from "../lib/content/hash.ts";
 import { compileFilter } from "../lib/engine/filter_compile.ts";
 import { ConnectionLostError, LockedError, UsageError } from "../lib/model/errors.ts";
 
-/** Points this process's AWS variables at `server` (AWS_CA_BUNDLE cleared). */
 /**
  * Runs `fn` with no keys in the environment, HOME at `home` and AWS_PROFILE `profile`, so that
  * credentials come from that profile alone; then puts HOME and the server's keys back.
  */
 async function withProfile(server: S3Server, home: string, profile: string, fn: () => Promise<void>): Promise<void> {
-  useServer(server);
+  useS3Server(server);
   const saved = Deno.env.get("HOME")!;
   Deno.env.delete("AWS_ACCESS_KEY_ID");
   Deno.env.delete("AWS_SECRET_ACCESS_KEY");
@@ -35,16 +34,8 @@ async function withProfile(server: S3Server, home: string, profile: string, fn: 
     await fn();
   } finally {
     Deno.env.set("HOME", saved);
-    useServer(server);
+    useS3Server(server);
   }
-}
-
-function useServer(server: S3Server): void {
-  for (const [name, value] of Object.entries(s3Env(server))) {
-    if (value === "") Deno.env.delete(name);
-    else Deno.env.set(name, value);
-  }
-  Deno.env.delete("AWS_PROFILE");
 }
 
 type Opened = TestBackend & AsyncDisposable & { requests: number };
@@ -92,7 +83,6 @@ async function tempTree(): Promise<{ path: string } & AsyncDisposable> {
   return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}) };
 }
 
-/** `rclone lsjson -R --metadata` of a bucket path, by path. */
 /** One item of `rclone lsjson --metadata --hash`. */
 interface LsItem {
   Path: string;
@@ -109,16 +99,6 @@ async function lsjson(server: S3Server, path: string, extra: string[] = []): Pro
   return new Map(items.map((item) => [item.Path, item]));
 }
 
-function client(server: S3Server, bucket: string): S3Client {
-  return new S3Client({
-    endpoint: new URL(server.endpoint),
-    pathStyle: true,
-    region: server.region,
-    credentials: () => Promise.resolve({ accessKeyId: server.accessKey, secretAccessKey: server.secretKey }),
-    bucket,
-  });
-}
-
 const MIB = 1024 * 1024;
 
 remoteTest(
@@ -126,7 +106,7 @@ remoteTest(
   "s3",
   s3Server,
   async (server) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     const src = srcDir.path;
@@ -139,7 +119,7 @@ remoteTest(
     for (const name of ["é", "ｚ", "😀", "skip.tmp"]) await Deno.writeTextFile(join(src, name), name);
     await Deno.symlink("../top.txt", join(src, "a/link"));
     await rclone(server, ["copy", "--links", "--metadata", src, `fss3:${bucket.name}/tree`]);
-    await client(server, bucket.name).put("tree/empty/", new Uint8Array(0));
+    await s3Client(server, bucket.name).put("tree/empty/", new Uint8Array(0));
 
     await using replica = await open(bucket.name, "tree", src);
     const entries = await walk(replica, ["*.tmp"]);
@@ -164,7 +144,7 @@ remoteTest(
   "s3",
   s3Server,
   async (server, t) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     const src = srcDir.path;
@@ -250,7 +230,7 @@ remoteTest(
   "s3",
   s3Server,
   async (server, t) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     const src = srcDir.path;
@@ -266,7 +246,7 @@ remoteTest(
       mtimeMs: info.mtime!.getTime(),
       mode: 0o644,
     } as const;
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
 
     await t.step("uploads in parts; rclone sees the MD5 and the mtime", async () => {
       const progress = new BigInt64Array(new SharedArrayBuffer(8));
@@ -305,7 +285,7 @@ remoteTest(
   "s3",
   s3Server,
   async (server) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     const src = srcDir.path;
@@ -332,7 +312,7 @@ remoteTest(
       "v1v2",
     );
     await replica.close();
-    const journal = await client(server, bucket.name).get(`r/old/${JOURNAL_NAME}`);
+    const journal = await s3Client(server, bucket.name).get(`r/old/${JOURNAL_NAME}`);
     assert.deepEqual(
       parseJournal(new TextDecoder().decode(journal!.body)).map((r) => `${r.kind} ${r.path}`),
       ["file f.txt", "file f.txt~2026-11-22T20-51-03"],
@@ -350,11 +330,11 @@ remoteTest(
   "s3",
   s3Server,
   async (server, t) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     const src = srcDir.path;
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
     await using a = await open(bucket.name, "l", src);
     await using b = await open(bucket.name, "l", src);
 
@@ -425,7 +405,7 @@ remoteTest(
       endpoint?: string,
     ) => {
       await t.step(name, async () => {
-        useServer(server);
+        useS3Server(server);
         for (const [key, value] of Object.entries(env)) {
           if (value === undefined) Deno.env.delete(key);
           else Deno.env.set(key, value);
@@ -440,12 +420,12 @@ remoteTest(
           assert.match(error.message, pattern);
           assert.doesNotMatch(error.message, /\n|\.$/);
         } finally {
-          useServer(server);
+          useS3Server(server);
         }
       });
     };
     await t.step("a missing bucket", async () => {
-      useServer(server);
+      useS3Server(server);
       await assert.rejects(
         open("nosuch-bucket-fs", "", src),
         (e) => e instanceof UsageError && /^Bucket does not exist: 'nosuch-bucket-fs'/.test(e.message),
@@ -509,7 +489,7 @@ remoteTest(
   "s3",
   s3Server,
   async (server) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     const src = srcDir.path;
@@ -589,7 +569,7 @@ remoteTest(
   "s3",
   s3Server,
   async (server) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     const src = srcDir.path;
@@ -606,7 +586,7 @@ remoteTest(
       ConnectionLostError,
     );
     await cut;
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
     assert.equal(await s3.head("c/big.bin"), undefined);
     assert.equal((await s3.uploads("c/")).length, 1, "the abort could not reach the server either");
     await using _next = await open(bucket.name, "c", src);
@@ -663,11 +643,11 @@ remoteTest(
   "s3",
   s3Server,
   async (server) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     await using cacheDir = await tempTree();
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
     await s3.put("u/f.txt", "f", { "x-amz-meta-mtime": "1700000000.123456789" }); // as rclone writes it
     await s3.put("u/g.txt", "g"); // another tool: no metadata at all
     await s3.put("u/d/h.txt", "h", { "x-amz-meta-mtime": "1700000000" }); // d has no marker
@@ -709,11 +689,11 @@ remoteTest(
   "s3",
   s3Server,
   async (server) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     await using cacheDir = await tempTree();
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
     const data = new Uint8Array(11 * MIB).map((_, i) => (i * 31) % 253);
     // Another tool's multipart upload: an ETag that is no MD5, and no md5chksum.
     const id = await s3.createUpload("k/big.bin", {});
@@ -762,7 +742,7 @@ remoteTest(
   "s3",
   s3Server,
   async (server, t) => {
-    useServer(server);
+    useS3Server(server);
     await using bucket = await s3Bucket(server);
     await using srcDir = await tempTree();
     const src = srcDir.path;
@@ -770,7 +750,7 @@ remoteTest(
     await Deno.chmod(join(src, "f.txt"), 0o640);
     const mtimeMs = (await Deno.lstat(join(src, "f.txt"))).mtime!.getTime();
     const action = { op: "update", path: "f.txt", size: 5, mtimeMs, mode: 0o640 } as const;
-    const s3 = client(server, bucket.name);
+    const s3 = s3Client(server, bucket.name);
 
     await t.step("same content: a copy onto itself, nothing sent", async () => {
       const etag = await s3.put("v/f.txt", "hello");

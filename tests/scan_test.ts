@@ -91,7 +91,7 @@ Deno.test("SourceWalk throws NotFound for a missing root and closes cleanly", as
 
 Deno.test("scan_worker.ts loads no Node built-in or npm package when it starts", async () => {
   // Each one costs every walk's worker its load time and memory (node:path: ~13 ms, ~4 MB).
-  const worker = new URL("../lib/replica/local/scan_worker.ts", import.meta.url).href;
+  const worker = new URL("../lib/backend/local/scan_worker.ts", import.meta.url).href;
   const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json", worker], stdout: "piped" }).output();
   assert.ok(out.success, "deno info failed");
   const graph: {
@@ -109,6 +109,6 @@ Deno.test("scan_worker.ts loads no Node built-in or npm package when it starts",
       if (dep.code && !dep.isDynamic) stack.push(dep.code.specifier);
     }
   }
-  assert.ok(loaded.has(new URL("../lib/replica/local/scan.ts", import.meta.url).href), "the walk is in the graph");
+  assert.ok(loaded.has(new URL("../lib/backend/local/scan.ts", import.meta.url).href), "the walk is in the graph");
   assert.deepEqual([...loaded].filter((s) => !s.startsWith("file:")), []);
 });
