@@ -579,14 +579,14 @@ remoteTest(
   },
 );
 
-Deno.test("README's chat relay, run as written there, forwards a failed run's report and not a clean one's", {
+Deno.test("docs/running.md's chat relay, run as written there, forwards a failed run's report and not a clean one's", {
   ignore: !POSIX,
 }, async () => {
   await using tmp = await tempDir();
   await using chat = notifyServer();
-  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
-  const code = /```ts\n(\/\/ relay\.ts[^]*?)```/.exec(readme)?.[1];
-  assert.ok(code, "the relay's code block in README.md");
+  const page = await Deno.readTextFile(join(ROOT, "docs", "running.md"));
+  const code = /```ts\n(\/\/ relay\.ts[^]*?)```/.exec(page)?.[1];
+  assert.ok(code, "the relay's code block in docs/running.md");
   const port = closedPort();
   assert.match(code, /port: 8787/);
   const relayFile = join(tmp.path, "relay.ts");

@@ -793,9 +793,9 @@ remoteTest(
   },
 );
 
-Deno.test("README gives the exit codes that the service commands return", async () => {
-  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
-  const section = readme.slice(readme.indexOf("## Run as a service"), readme.indexOf("### Linux (systemd)"));
+Deno.test("docs/running.md and docs/safety.md give the exit codes that the service commands return", async () => {
+  const running = await Deno.readTextFile(join(ROOT, "docs", "running.md"));
+  const section = running.slice(running.indexOf("## Run as a service"), running.indexOf("### Linux (systemd)"));
   const manager = /service manager does not run[^.]*?exits (\d+)/s.exec(section)?.[1];
   assert.equal(Number(manager), EXIT_MANAGER_FAILED, "install where the service manager does not run");
   const status = /`status` [^.]*?exits (\d+) when installed, (\d+)\s+when not/s.exec(section);
@@ -805,7 +805,8 @@ Deno.test("README gives the exit codes that the service commands return", async 
   );
   assert.deepEqual(uninstall?.slice(1).map(Number), [0, EXIT_NOT_INSTALLED, EXIT_MANAGER_FAILED]);
   assert.match(section, /exits 2 and\s+writes nothing/);
-  const table = readme.slice(readme.indexOf("### Exit codes"), readme.indexOf("### Log lines"));
+  const safety = await Deno.readTextFile(join(ROOT, "docs", "safety.md"));
+  const table = safety.slice(safety.indexOf("## Exit codes"));
   assert.match(table, new RegExp(`\\| ${EXIT_MANAGER_FAILED} +\\| \`foldersync service install\``));
 });
 

@@ -211,6 +211,8 @@ Exit codes:
   5    --max-delete refused the run's removals: none was made, everything else was synced
   6    service install/uninstall/status: files written, but the service manager failed
   130  a one-shot sync was stopped by SIGINT or SIGTERM before it finished
+
+Every option in full, and the rest (backends, services, safety): docs/usage.md and docs/
 `;
 
 /** Command words: a first positional that is one of them is always the command. */
