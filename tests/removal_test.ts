@@ -124,13 +124,17 @@ Deno.test("runOnce() counts a source file that vanished mid-run as a warning, no
   const vanishing: FsOps = {
     ...denoFs,
     copyFile: async (from, to, size) => {
-      if (from.endsWith("gone.txt")) await Deno.remove(from);
+      if (from.endsWith("gone.txt")) await new Promise((r) => setTimeout(r, 30)).then(() => Deno.remove(from));
       await denoFs.copyFile(from, to, size);
     },
   };
   const run = await runLocal({ source: src, replica: dst }, { fs: vanishing });
   assert.deepEqual([run.stats.errors, run.stats.vanished, run.stats.copied], [0, 1, 1]);
   assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name), ["stay.txt"], "no temp file is left");
+  // The removal (30 ms on: past the kernel's timestamp tick) moved the source root's mtime after
+  // it was listed: the run set the time it listed, and the next run, with nothing to copy, the new one.
+  const next = await runLocal({ source: src, replica: dst });
+  assert.deepEqual([next.stats.errors, next.stats.copied, next.stats.vanished], [0, 0, 0]);
   await assertMirror(src, dst);
 });
 

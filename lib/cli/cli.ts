@@ -172,7 +172,8 @@ Options:
       --metrics FILE        after each run, replace FILE with the run's figures in
                             Prometheus' text format, for node_exporter's textfile
                             collector (name it NAME.prom); a dry run leaves it alone
-  -j, --jobs N              most parallel copies and hashes (default 8; also capped by cores)
+  -j, --jobs N              most parallel copies and hashes (default: local 8, SFTP 64,
+                            S3 32; worker threads also capped by cores)
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
       --no-cache            do not use the hash cache
@@ -185,7 +186,7 @@ Options:
   -s, --source PATH         the source folder (instead of the first argument)
   -r, --replica PATH        the replica folder (instead of the second argument)
 
-Remote replicas (the source is always a local folder):
+Remote folders (either side: the source, the replica or both):
   sftp://[user@]host[:port]/path, or [user@]host:path as rsync writes it (host:dir is in
   the login folder); through the system's OpenSSH client (ssh), so ~/.ssh/config, ssh-agent
   and known_hosts apply as for ssh, scp and rsync; ssh never prompts (BatchMode=yes)
@@ -208,7 +209,8 @@ Exit codes:
   2    usage error or bad input; nothing was touched
   3    refused for safety (an empty source and a non-empty replica); nothing was touched
   4    another foldersync is already syncing into this replica; nothing was touched
-  5    --max-delete refused the run's removals: none was made, everything else was synced
+  5    --max-delete or --max-change refused the run's removals or changes: none was made,
+       everything else was synced
   6    service install/uninstall/status: files written, but the service manager failed
   130  a one-shot sync was stopped by SIGINT or SIGTERM before it finished
 
