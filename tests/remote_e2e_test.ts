@@ -179,6 +179,21 @@ remoteTest("SFTP: bad input is exit 2 with one line, and nothing is touched", "s
     ["a refused connection", [`sftp://${server.user}@127.0.0.1:1${dst.path}`, ...sftpArgs(server)], /refused|connect/i],
     ["an unknown host", [`sftp://${server.user}@no-such-host.invalid${dst.path}`, ...sftpArgs(server)], /host/i],
     ["a missing parent folder", [`${dst.url}/no/such/parent`, ...sftpArgs(server)], /parent/i],
+    [
+      "a backup folder in a bucket",
+      [dst.url, ...sftpArgs(server), "--backup-dir", "s3://bucket/old"],
+      /Backup directory must be on the replica's host/,
+    ],
+    [
+      "a backup folder on another host",
+      [dst.url, ...sftpArgs(server), "--backup-dir", "elsewhere.invalid:/old"],
+      /Backup directory must be on the replica's host/,
+    ],
+    [
+      "a backup folder that is the replica",
+      [dst.url, ...sftpArgs(server), "--backup-dir", dst.path],
+      /Backup directory is the replica itself/,
+    ],
   ];
   for (const [what, args, message] of cases) {
     const out = await runMain([src.path, ...args], { permissions: SFTP_PERMISSIONS });

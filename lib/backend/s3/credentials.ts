@@ -5,7 +5,7 @@
  * `credential_process`, web identity, container or instance credentials) are handed to the
  * AWS SDK's own provider chain, loaded only then.
  *
- * Reads the environment variables in {@linkcode AWS_ENV} and, for profiles, `~/.aws/credentials`
+ * Reads the environment variables in `AWS_ENV` (descriptor.ts) and, for profiles, `~/.aws/credentials`
  * and `~/.aws/config` (or the files AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE name).
  *
  * @module
@@ -16,7 +16,6 @@ import { UsageError } from "../../model/errors.ts";
 import type { Credentials } from "./sigv4.ts";
 
 /** Every environment variable this module and the S3 replica read (listed beside the SSH ones). */
-export { AWS_ENV } from "./descriptor.ts";
 
 /** Where credentials come from: fixed ones, or a function that fetches (and refreshes) them. */
 export type CredentialSource = () => Promise<Credentials>;

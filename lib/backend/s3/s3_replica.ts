@@ -39,7 +39,7 @@
  * its reader (its MD5 computed on the way); one from this endpoint and bucket is copied on the
  * server.
  *
- * Needs `--allow-net` for the endpoint, `--allow-env` for {@linkcode AWS_ENV}, `--allow-read`
+ * Needs `--allow-net` for the endpoint, `--allow-env` for the variables in `AWS_ENV` (descriptor.ts), `--allow-read`
  * for a local source, `~/.aws` and the cache folder, `--allow-write` for the cache folder.
  *
  * @module

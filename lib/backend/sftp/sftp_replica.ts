@@ -52,7 +52,7 @@ import {
 import { LOCK_NAME } from "../../model/lock.ts";
 import { type LockEntry, takeRemoteLock } from "../remote_lock.ts";
 import { tempName } from "../../model/names.ts";
-import { parseTarget } from "../registry.ts";
+import { parseSftp } from "./target.ts";
 import { type SftpTarget } from "../target.ts";
 import { openSession, planSsh, type SshPlan } from "./connect.ts";
 import {
@@ -143,11 +143,13 @@ function backupPlace(
 ): { path: string; protect?: string } {
   let path = backupDir;
   let base = root;
-  const parsed = parseTarget(backupDir);
-  if (parsed.kind === "s3") {
+  // Another backend's URL (s3://...) cannot be on this host.
+  const elsewhere = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(backupDir) && !/^sftp:\/\//i.test(backupDir);
+  if (elsewhere) {
     throw new UsageError(`Backup directory must be on the replica's host '${target.host}': '${backupDir}'`);
   }
-  if (parsed.kind === "sftp") {
+  const parsed = parseSftp(backupDir);
+  if (parsed) {
     const samePort = (parsed.port ?? plan.resolved.port) === plan.resolved.port;
     const sameHost = parsed.host === target.host || parsed.host === plan.resolved.hostName;
     if (!sameHost || !samePort) {
