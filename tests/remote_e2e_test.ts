@@ -22,6 +22,7 @@ import {
   type SftpServer,
   sftpServer,
 } from "./remote_env.ts";
+import { countingProxy, cuttingProxy, type SeenRequest } from "./proxy.ts";
 
 /** What an S3 run may use: the network, ~/.aws, and the environment the client reads. */
 const PERMISSIONS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];
@@ -281,7 +282,7 @@ remoteTest(
     await using dst = await sftpFolder(server);
     await writeTree(src.path, { "small.txt": "small" });
     await writeBig(join(src.path, "big.bin"), 64 << 20);
-    await using proxy = cuttingProxy(server.host, server.port, 8 << 20);
+    await using proxy = cuttingProxy(`tcp://${server.host}:${server.port}`, 8 << 20, "upstream");
     const url = `sftp://${server.user}@127.0.0.1:${proxy.port}${dst.path}`;
     const knownHosts = join(src.path, "..", `kh-${proxy.port}`);
     const key = (await Deno.readTextFile(server.knownHosts)).trim().split(" ").slice(1).join(" ");
@@ -470,10 +471,9 @@ remoteTest(
     await using bucket = await s3Bucket(server);
     await writeTree(src.path, { "small.txt": "small" });
     await writeBig(join(src.path, "big.bin"), 96 << 20);
-    const endpoint = new URL(server.endpoint);
-    await using proxy = cuttingProxy(endpoint.hostname, Number(endpoint.port), 24 << 20);
+    await using proxy = cuttingProxy(server.endpoint, 24 << 20, "upstream");
     const env = s3Env(server);
-    const out = await runMain([src.path, `${bucket.url}/cut`, "--s3-endpoint", `http://127.0.0.1:${proxy.port}`], {
+    const out = await runMain([src.path, `${bucket.url}/cut`, "--s3-endpoint", proxy.endpoint], {
       permissions: PERMISSIONS,
       env,
     });
@@ -507,13 +507,12 @@ remoteTest(
     >;
     assert.ok(listed.some((e) => !e.IsDir && e.Metadata?.mtime !== undefined), "rclone wrote mtime metadata");
     assert.ok(listed.every((e) => e.Metadata?.mode === undefined), "rclone wrote no mode metadata");
-    const endpoint = new URL(server.endpoint);
-    await using proxy = countingProxy(endpoint.hostname, Number(endpoint.port));
+    await using proxy = countingProxy(server.endpoint);
     const args = [
       src.path,
       `${bucket.url}/site`,
       "--s3-endpoint",
-      `http://127.0.0.1:${proxy.port}`,
+      proxy.endpoint,
       "--cache-dir",
       cache.path,
     ];
@@ -570,13 +569,12 @@ remoteTest(
     await s3.put("x/same.txt", "same content");
     await s3.put("x/docs/changed.txt", "ABCDEF"); // same size, other content
     await s3.put("x/big.bin", big);
-    const endpoint = new URL(server.endpoint);
-    await using proxy = countingProxy(endpoint.hostname, Number(endpoint.port));
+    await using proxy = countingProxy(server.endpoint);
     const args = [
       src.path,
       `${bucket.url}/x`,
       "--s3-endpoint",
-      `http://127.0.0.1:${proxy.port}`,
+      proxy.endpoint,
       "--cache-dir",
       cache.path,
     ];
@@ -632,9 +630,8 @@ remoteTest(
     ]);
     const big = JSON.parse(await rclone(server, ["lsjson", "--hash", "--metadata", `${remote}/big.bin`]))[0];
     assert.equal(big.Hashes?.md5, undefined, "rclone knows no MD5 for the multipart object");
-    const endpoint = new URL(server.endpoint);
-    await using proxy = countingProxy(endpoint.hostname, Number(endpoint.port));
-    const via = ["--s3-endpoint", `http://127.0.0.1:${proxy.port}`, "--cache-dir", cache.path];
+    await using proxy = countingProxy(server.endpoint);
+    const via = ["--s3-endpoint", proxy.endpoint, "--cache-dir", cache.path];
     const env = s3Env(server);
     const run = (...more: string[]) => {
       proxy.requests.length = 0;
@@ -705,157 +702,9 @@ async function writeBig(path: string, size: number): Promise<void> {
   }
 }
 
-/**
- * A TCP proxy on 127.0.0.1 to `host:port` that cuts every connection once `cutAfter` bytes
- * have gone upstream in total: the network dropping under a real server.
- */
-function cuttingProxy(
-  host: string,
-  port: number,
-  cutAfter: number,
-): { port: number } & AsyncDisposable {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const open = new Set<Deno.Conn>();
-  let sent = 0;
-  const cutAll = () => {
-    for (const conn of open) {
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    }
-    open.clear();
-  };
-  const pump = async (from: Deno.Conn, to: Deno.Conn, upstream: boolean) => {
-    const buffer = new Uint8Array(64 * 1024);
-    try {
-      for (;;) {
-        const n = await from.read(buffer);
-        if (n === null) break;
-        if (upstream) {
-          sent += n;
-          if (sent > cutAfter) return cutAll();
-        }
-        let off = 0;
-        while (off < n) off += await to.write(buffer.subarray(off, n));
-      }
-    } catch { /* cut */ }
-    await to.closeWrite().catch(() => {});
-  };
-  const accepting = (async () => {
-    for await (const client of listener) {
-      if (sent > cutAfter) {
-        client.close();
-        continue;
-      }
-      const server = await Deno.connect({ hostname: host, port });
-      open.add(client);
-      open.add(server);
-      pump(client, server, true);
-      pump(server, client, false);
-    }
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    [Symbol.asyncDispose]: async () => {
-      listener.close();
-      cutAll();
-      await accepting;
-    },
-  };
-}
-
-/** One request seen by {@linkcode countingProxy}. */
-interface SeenRequest {
-  method: string;
-  /** The request target: path and query. */
-  target: string;
-  /** A server-side copy (a PUT with `x-amz-copy-source`). */
-  copy: boolean;
-  /** A ranged read (a GET with `Range`). */
-  range: boolean;
-}
-
-/**
- * A TCP proxy on 127.0.0.1 to `host:port` that passes every byte through unchanged and reads
- * the HTTP/1.1 requests going upstream (head, then a `Content-Length` body): an independent
- * count of what a run sent, by method and key, with nothing of foldersync's own bookkeeping.
- */
-function countingProxy(host: string, port: number): { port: number; requests: SeenRequest[] } & AsyncDisposable {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const requests: SeenRequest[] = [];
-  const open = new Set<Deno.Conn>();
-  const pumps: Promise<void>[] = [];
-  /** Reads requests out of one connection's upstream bytes. */
-  const reader = () => {
-    const latin1 = new TextDecoder("latin1");
-    let head = "";
-    let bodyLeft = 0;
-    return (chunk: Uint8Array) => {
-      let i = 0;
-      while (i < chunk.length) {
-        if (bodyLeft > 0) {
-          const n = Math.min(bodyLeft, chunk.length - i);
-          bodyLeft -= n;
-          i += n;
-          continue;
-        }
-        const before = head.length;
-        head += latin1.decode(chunk.subarray(i));
-        const end = head.indexOf("\r\n\r\n");
-        if (end === -1) return;
-        i += end + 4 - before;
-        const [first = "", ...lines] = head.slice(0, end).split("\r\n");
-        head = "";
-        const headers = new Map(
-          lines.map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1)]),
-        );
-        if (headers.get("transfer-encoding")?.includes("chunked")) throw new Error("chunked request bodies not parsed");
-        const [method = "", target = ""] = first.split(" ");
-        requests.push({ method, target, copy: headers.has("x-amz-copy-source"), range: headers.has("range") });
-        bodyLeft = Number(headers.get("content-length") ?? 0);
-      }
-    };
-  };
-  const pump = async (from: Deno.Conn, to: Deno.Conn, read?: (chunk: Uint8Array) => void) => {
-    const buffer = new Uint8Array(64 * 1024);
-    try {
-      for (;;) {
-        const n = await from.read(buffer);
-        if (n === null) break;
-        read?.(buffer.subarray(0, n));
-        let off = 0;
-        while (off < n) off += await to.write(buffer.subarray(off, n));
-      }
-    } catch { /* closed */ }
-    await to.closeWrite().catch(() => {});
-  };
-  const accepting = (async () => {
-    for await (const client of listener) {
-      const server = await Deno.connect({ hostname: host, port });
-      open.add(client);
-      open.add(server);
-      pumps.push(pump(client, server, reader()), pump(server, client));
-    }
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    requests,
-    [Symbol.asyncDispose]: async () => {
-      listener.close();
-      for (const conn of open) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
-      await accepting;
-      await Promise.all(pumps);
-    },
-  };
-}
-
 /** The requests that write (PUT, POST, DELETE), the replica's own lock entry left out. */
 function writes(requests: readonly SeenRequest[]): string[] {
   return requests
     .filter((r) => ["PUT", "POST", "DELETE"].includes(r.method) && !r.target.includes(".foldersync.lock"))
-    .map((r) => `${r.copy ? "COPY" : r.method} ${decodeURIComponent(r.target)}`);
+    .map((r) => `${r.copy ? "COPY" : r.method} ${r.target}`);
 }

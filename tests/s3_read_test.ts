@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { rclone, remoteTest, s3Bucket, s3Client, s3Server, useS3Server } from "./remote_env.ts";
-import { countingProxy, cuttingProxy } from "./s3_proxy.ts";
+import { countingProxy, cuttingProxy } from "./proxy.ts";
 import { openS3Backend, s3ObjectOf, type S3Tuning } from "../lib/backend/s3/s3_replica.ts";
 import type { ListedObject } from "../lib/backend/s3/client.ts";
 import type { Backend, BackendOptions, SourceFile } from "../lib/backend/backend.ts";

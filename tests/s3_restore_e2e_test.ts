@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mirrorDiff, runMain, snapshot, tempDir, writeTree } from "./helpers.ts";
 import { rclone, remoteTest, s3Bucket, s3Client, s3Env, s3Server, sftpFolder, sftpServer } from "./remote_env.ts";
-import { countingProxy, cuttingProxy, type SeenRequest } from "./s3_proxy.ts";
+import { countingProxy, cuttingProxy, type SeenRequest } from "./proxy.ts";
 
 /** What a run with a bucket may use: the network, ~/.aws and the cache folder, the AWS variables. */
 const PERMISSIONS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-sys"];

@@ -1,8 +1,8 @@
 /**
- * TCP proxies in front of the test radosgw, for the S3 reading tests: one that counts the
- * HTTP requests going through (what a run really sent, by method, key and headers), and one
- * that cuts every connection once enough bytes came back from the server (a network that
- * drops mid-download).
+ * TCP proxies in front of the test servers: one that counts the HTTP requests going through to
+ * radosgw (what a run really sent, by method, key and headers), and one that cuts every
+ * connection once enough bytes went one way (a network that drops mid-upload or
+ * mid-download, under S3's HTTP or SFTP's ssh alike).
  *
  * @module
  */
@@ -18,9 +18,10 @@ export interface SeenRequest {
   range: boolean;
 }
 
-/** A proxy on 127.0.0.1 to `endpoint`: `endpoint` is its own URL. */
+/** A proxy on 127.0.0.1 to `endpoint`: `endpoint` is its own URL (http://127.0.0.1:PORT). */
 export interface Proxy extends AsyncDisposable {
   endpoint: string;
+  port: number;
 }
 
 /**
@@ -72,20 +73,25 @@ export function countingProxy(endpoint: string): Proxy & { requests: SeenRequest
 
 /**
  * A proxy that cuts every connection, and refuses new ones, once `cutAfter` bytes in total
- * have come back from the server. `cut` resolves when it has.
+ * have come back from the server (`downstream`, the default) or gone to it (`upstream`).
+ * `endpoint` may be any URL with a host and port (`tcp://127.0.0.1:2222` for an sshd). `cut`
+ * resolves when it has cut.
  */
-export function cuttingProxy(endpoint: string, cutAfter: number): Proxy & { cut: Promise<void> } {
-  let received = 0;
+export function cuttingProxy(
+  endpoint: string,
+  cutAfter: number,
+  direction: "upstream" | "downstream" = "downstream",
+): Proxy & { cut: Promise<void> } {
+  let passed = 0;
   let cut!: () => void;
   const done = new Promise<void>((resolve) => cut = resolve);
-  const proxy = tcpProxy(endpoint, {
-    downstream: () => (chunk) => {
-      received += chunk.length;
-      if (received <= cutAfter) return true;
-      cut();
-      return false;
-    },
-  });
+  const count = () => (chunk: Uint8Array) => {
+    passed += chunk.length;
+    if (passed <= cutAfter) return true;
+    cut();
+    return false;
+  };
+  const proxy = tcpProxy(endpoint, { [direction]: count });
   return Object.assign(proxy, { cut: done });
 }
 
@@ -140,8 +146,10 @@ function tcpProxy(
       pumps.push(pump(client, server, watch.upstream?.()), pump(server, client, watch.downstream?.()));
     }
   })().catch(() => {});
+  const port = (listener.addr as Deno.NetAddr).port;
   return {
-    endpoint: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
     [Symbol.asyncDispose]: async () => {
       listener.close();
       cutAll();
