@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ApplyEvent } from "../lib/engine/apply.ts";
-import { denoFs, type FsOps } from "../lib/backend/local/local_backend.ts";
+import { denoFs, type FsOps, LocalBackend } from "../lib/backend/local/local_backend.ts";
+import type { Backend } from "../lib/backend/backend.ts";
+import type { Capabilities } from "../lib/model/capabilities.ts";
+import { runOnce } from "../lib/engine/sync.ts";
 import { TEMP_PATTERN } from "../lib/model/names.ts";
 import { applyLocal, assertMirror, planLocal, POSIX, runLocal, tempDir, writeTree } from "./helpers.ts";
 
@@ -137,4 +140,51 @@ Deno.test("runOnce() applied in parts of two creations gives the same exact mirr
   const checked = await runLocal({ source: src, replica: dst, checksum: true }, { partActions: 2 });
   assert.deepEqual([checked.stats.updated, checked.stats.errors], [2, 0]);
   await assertMirror(src, dst);
+});
+
+Deno.test("runOnce() copies as many files at once as the replica's jobs, else the source's readJobs, else its jobs", async (t) => {
+  await using tmp = await tempDir();
+  const src = join(tmp.path, "src");
+  await writeTree(src, Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`f${i}.txt`, `file ${i}`])));
+  /** `backend` with other capabilities; as a replica, copies one at a time per lane, counted, and no copyMany. */
+  const dressed = (backend: Backend, caps: Partial<Capabilities>, seen?: { now: number; most: number }): Backend =>
+    new Proxy(backend, {
+      get(target, key) {
+        if (key === "caps") return { ...target.caps, ...caps };
+        if (key === "copyMany") return undefined;
+        if (key === "copy" && seen) {
+          return async (...args: Parameters<Backend["copy"]>) => {
+            seen.most = Math.max(seen.most, ++seen.now);
+            await new Promise((resolve) => setTimeout(resolve, 15));
+            try {
+              return await target.copy(...args);
+            } finally {
+              seen.now--;
+            }
+          };
+        }
+        const value = Reflect.get(target, key, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  const cases: Array<[string, Partial<Capabilities>, Partial<Capabilities>, number]> = [
+    ["the replica's jobs", { jobs: 5, readJobs: 4 }, { jobs: 2 }, 2],
+    ["the source's readJobs", { jobs: 5, readJobs: 4 }, {}, 4],
+    ["the source's jobs", { jobs: 3 }, {}, 3],
+  ];
+  for (const [what, sourceCaps, replicaCaps, expected] of cases) {
+    await t.step(what, async () => {
+      const dst = join(tmp.path, `dst-${expected}`);
+      const seen = { now: 0, most: 0 };
+      const { stats } = await runOnce({ source: src, replica: dst }, {
+        sides: {
+          source: () => Promise.resolve(dressed(new LocalBackend(src), sourceCaps)),
+          replica: () => Promise.resolve(dressed(new LocalBackend(dst), replicaCaps, seen)),
+        },
+      });
+      assert.equal(stats.copied, 12);
+      assert.equal(seen.most, expected);
+      await assertMirror(src, dst);
+    });
+  }
 });

@@ -173,7 +173,7 @@ Options:
                             Prometheus' text format, for node_exporter's textfile
                             collector (name it NAME.prom); a dry run leaves it alone
   -j, --jobs N              most parallel copies and hashes (default: local 8, SFTP 64,
-                            S3 32; worker threads also capped by cores)
+                            S3 32, a restore from S3 64; worker threads also capped by cores)
       --cache-dir DIR       where --checksum keeps its hash cache
                             (default $XDG_CACHE_HOME/foldersync or ~/.cache/foldersync)
       --no-cache            do not use the hash cache

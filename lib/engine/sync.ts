@@ -150,7 +150,7 @@ async function runWith(
   const {
     checksum = false,
     hash = target.caps.hash ?? from.caps.hash ?? DEFAULT_HASH,
-    jobs = target.caps.jobs ?? from.caps.jobs ?? 8,
+    jobs = target.caps.jobs ?? from.caps.readJobs ?? from.caps.jobs ?? 8,
     cacheDir,
   } = options;
   const { signal, partActions = PART_ACTIONS, replicaMustExist = false, verify = false } = control;

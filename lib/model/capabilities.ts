@@ -34,6 +34,12 @@ export interface Capabilities {
    * @default 8
    */
   jobs?: number;
+  /**
+   * Transfers in flight by default when this backend is the source and the replica names no
+   * `jobs` of its own (a bucket restored into a local folder): reads may go wider than writes.
+   * @default jobs
+   */
+  readJobs?: number;
 }
 
 /** A replica that keeps everything to the millisecond: a local folder. */

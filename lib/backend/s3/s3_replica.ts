@@ -357,6 +357,10 @@ class S3Backend implements Backend {
     hash: S3_HASH,
     // One request a small file: many at once hide its round trip.
     jobs: 32,
+    // A restore into a local folder: GETs are radosgw's cheapest requests, and the local side
+    // holds at most 1 MiB a file in memory (5,000 small objects: 0.65x the time of 32 at once,
+    // 0.80x the CPU, 5% more memory; 128 gained 6% more for 9% more CPU).
+    readJobs: 64,
   };
   readonly protect: string | undefined;
   readonly backsUp: boolean;
