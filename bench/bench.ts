@@ -15,6 +15,11 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 
+/** What `--help` prints. */
+const USAGE = `Usage: deno task bench [--quick] [--reps N] [--only small,large,real,huge] [--dir DIR] [--excludes]
+       deno task bench --remote --help   (the SFTP and S3 bench, its own options)
+(huge, a million empty files for the memory row, runs only when named)`;
+
 if (Deno.args.includes("--remote")) {
   // Loaded only when asked for: it needs the test servers and takes other options.
   const { benchRemote } = await import("./remote.ts");
@@ -25,6 +30,7 @@ if (Deno.args.includes("--remote")) {
 const { values } = parseArgs({
   args: Deno.args,
   options: {
+    help: { type: "boolean", short: "h" },
     quick: { type: "boolean" },
     reps: { type: "string" },
     only: { type: "string" },
@@ -32,6 +38,10 @@ const { values } = parseArgs({
     excludes: { type: "boolean" },
   },
 });
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
 const QUICK = values.quick ?? false;
 const REPS = Number(values.reps ?? (QUICK ? 3 : 5));
 const ONLY = new Set((values.only ?? "small,large,real").split(","));

@@ -73,6 +73,7 @@ export async function benchRemote(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
     options: {
+      help: { type: "boolean", short: "h" },
       reps: { type: "string" },
       only: { type: "string" },
       dir: { type: "string" },
@@ -81,6 +82,14 @@ export async function benchRemote(args: string[]): Promise<void> {
       objects: { type: "string" },
     },
   });
+  if (values.help) {
+    console.log(
+      "Usage: deno task bench --remote [--reps N] [--only sftp,pull,s3,restore,memory] [--dir DIR] [--big-mib N]\n" +
+        "                                [--memory] [--objects N]\n" +
+        "(against the test servers of tests/servers/up.sh; memory, the S3 peak-memory rows, runs only when named)",
+    );
+    return;
+  }
   const reps = Number(values.reps ?? 3);
   const only = new Set((values.only ?? "sftp,pull,s3,restore").split(","));
   if (values.memory) only.add("memory");
