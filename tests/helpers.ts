@@ -7,6 +7,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
+import { TEMP_PATTERN } from "../lib/model/names.ts";
 import { localSides } from "../lib/backend/open.ts";
 import { type FsOps, LocalBackend } from "../lib/backend/local/local_backend.ts";
 import type { Backend, CopyResult, Sides, SourceFile } from "../lib/backend/backend.ts";
@@ -310,6 +311,31 @@ export function summaryCounts(stdout: string): Record<string, number> {
     result[what!] = Number(n);
   }
   return result;
+}
+
+/** Temp files foldersync left anywhere under `dir` (full paths). */
+export async function tempsUnder(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (at: string) => {
+    for await (const entry of Deno.readDir(at)) {
+      if (TEMP_PATTERN.test(entry.name)) found.push(join(at, entry.name));
+      if (entry.isDirectory) await walk(join(at, entry.name));
+    }
+  };
+  await walk(dir);
+  return found;
+}
+
+/** Runs main.ts, expecting exit 2 and one line on stderr, which it returns without its time and level. */
+export async function failsWithOneLine(
+  args: string[],
+  permissions = ["--allow-read", "--allow-write", "--allow-run=ssh", "--allow-env", "--allow-sys"],
+): Promise<string> {
+  const out = await runMain(args, { permissions });
+  assert.equal(out.code, 2, `exit code: ${out.stderr}${out.stdout}`);
+  const lines = out.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, `one line on stderr: ${out.stderr}`);
+  return lines[0]!.replace(/^\S+ \S+ ERROR +|^foldersync: /, ""); // the log line's time and level, or the usage prefix
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes; never a fixed sleep. */

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { mirrorDiff, runMain, startMain, tempDir, waitFor, writeTree } from "./helpers.ts";
+import { mirrorDiff, runMain, startMain, summaryCounts, tempDir, waitFor, writeTree } from "./helpers.ts";
 import {
   rclone,
   remoteTest,
@@ -18,8 +18,8 @@ import {
   s3Env,
   type S3Server,
   s3Server,
+  sftpArgs,
   sftpFolder,
-  type SftpServer,
   sftpServer,
 } from "./remote_env.ts";
 import { countingProxy, cuttingProxy, type SeenRequest } from "./proxy.ts";
@@ -48,22 +48,7 @@ async function writeSource(root: string): Promise<void> {
   await Deno.utime(join(root, "a.txt"), new Date(1_700_000_000_123), new Date(1_700_000_000_789));
 }
 
-/** The summary line's counts. */
-function counts(stdout: string): Record<string, number> {
-  const line = stdout.split("\n").find((l) => /Sync done|Dry run done/.test(l)) ?? "";
-  const result: Record<string, number> = {};
-  for (const [, n, what] of line.matchAll(/(\d+) (created|copied|updated|linked|attrs|removed|errors)/g)) {
-    result[what!] = Number(n);
-  }
-  return result;
-}
-
 // ---------------------------------------------------------------------------------------- SFTP
-
-/** The flags that reach the test server, and no ssh config of the machine's (ssh -F /dev/null). */
-function sftpArgs(server: SftpServer): string[] {
-  return ["--ssh-key", server.key, "--known-hosts", server.knownHosts, "--ssh-config", "/dev/null"];
-}
 
 remoteTest("sync into an SFTP replica: initial, no-op, churn and dry run, judged by rsync", "sftp", sftpServer, async (
   server,
@@ -88,7 +73,7 @@ remoteTest("sync into an SFTP replica: initial, no-op, churn and dry run, judged
   await t.step("a second run changes nothing: whole-second mtimes are the same file", async () => {
     const out = await runMain(args, { permissions: SFTP_PERMISSIONS });
     assert.equal(out.code, 0, out.stderr);
-    const c = counts(out.stdout);
+    const c = summaryCounts(out.stdout);
     assert.deepEqual([c.copied, c.updated, c.attrs, c.removed, c.created], [0, 0, 0, 0, 0], out.stdout);
   });
 
@@ -388,7 +373,7 @@ remoteTest("sync into an S3 bucket: initial, no-op, churn and dry run, judged by
   await t.step("a second run changes nothing", async () => {
     const out = await run();
     assert.equal(out.code, 0, out.stderr);
-    const c = counts(out.stdout);
+    const c = summaryCounts(out.stdout);
     assert.deepEqual([c.copied, c.updated, c.attrs, c.removed, c.created], [0, 0, 0, 0, 0], out.stdout);
   });
 
@@ -413,7 +398,7 @@ remoteTest("sync into an S3 bucket: initial, no-op, churn and dry run, judged by
     assert.equal(same.code, 0, same.stderr + same.stdout);
     const out = await run("-c");
     assert.equal(out.code, 0, out.stderr);
-    assert.equal(counts(out.stdout).updated, 0, out.stdout);
+    assert.equal(summaryCounts(out.stdout).updated, 0, out.stdout);
   });
 });
 
@@ -523,7 +508,7 @@ remoteTest(
         proxy.requests.length = 0;
         const out = await runMain(args, { permissions: PERMISSIONS, env });
         assert.equal(out.code, 0, out.stderr + out.stdout);
-        const c = counts(out.stdout);
+        const c = summaryCounts(out.stdout);
         assert.deepEqual(
           [c.copied, c.updated, c.attrs, c.linked, c.removed, c.created],
           [0, 0, 0, 0, 0, 0],
@@ -545,7 +530,7 @@ remoteTest(
       proxy.requests.length = 0;
       const out = await runMain(args, { permissions: PERMISSIONS, env });
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      assert.equal(counts(out.stdout).updated, 1, out.stdout);
+      assert.equal(summaryCounts(out.stdout).updated, 1, out.stdout);
       assert.ok(writes(proxy.requests).includes(`PUT /${bucket.name}/site/run.sh`), writes(proxy.requests).join("\n"));
       await rclone(server, ["check", "--links", src.path, remote]);
       const run = JSON.parse(await rclone(server, ["lsjson", "--metadata", `${remote}/run.sh`]))[0];
@@ -583,7 +568,7 @@ remoteTest(
     await t.step("equal content gets its metadata by a server-side copy; changed content is uploaded", async () => {
       const out = await runMain(args, { permissions: PERMISSIONS, env });
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      assert.equal(counts(out.stdout).updated, 3, out.stdout);
+      assert.equal(summaryCounts(out.stdout).updated, 3, out.stdout);
       const files = writes(proxy.requests).filter((w) => !w.endsWith("/")).sort();
       assert.deepEqual(files, [
         `COPY /${bucket.name}/x/big.bin`,
@@ -597,7 +582,7 @@ remoteTest(
       proxy.requests.length = 0;
       const out = await runMain(args, { permissions: PERMISSIONS, env });
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      const c = counts(out.stdout);
+      const c = summaryCounts(out.stdout);
       assert.deepEqual([c.copied, c.updated, c.attrs, c.created], [0, 0, 0, 0], out.stdout);
       assert.deepEqual(writes(proxy.requests), []);
     });
@@ -643,7 +628,7 @@ remoteTest(
     await t.step("the first -c run reads the multipart object to hash it, and copies nothing", async () => {
       const out = await run("-c");
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      const c = counts(out.stdout);
+      const c = summaryCounts(out.stdout);
       assert.deepEqual([c.copied, c.updated, c.attrs, c.linked, c.created], [0, 0, 0, 0, 0], out.stdout);
       assert.deepEqual(writes(proxy.requests), []);
       assert.ok(bigReads() >= 1, "big.bin was read");
@@ -652,7 +637,7 @@ remoteTest(
     await t.step("a second -c run copies nothing and reads nothing: the read MD5 is remembered", async () => {
       const out = await run("-c");
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      const c = counts(out.stdout);
+      const c = summaryCounts(out.stdout);
       assert.deepEqual([c.copied, c.updated, c.attrs, c.linked, c.created], [0, 0, 0, 0, 0], out.stdout);
       assert.deepEqual(writes(proxy.requests), []);
       assert.equal(bigReads(), 0);
@@ -661,7 +646,7 @@ remoteTest(
     await t.step("--hash md5 is what the bucket knows: nothing copied", async () => {
       const out = await run("-c", "--hash", "md5");
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      assert.equal(counts(out.stdout).updated, 0, out.stdout);
+      assert.equal(summaryCounts(out.stdout).updated, 0, out.stdout);
     });
 
     await t.step("--hash xxh3 is exit 2 with one line, before a single request", async () => {
@@ -683,7 +668,7 @@ remoteTest(
       await Deno.writeTextFile(join(src.path, "a.txt"), "ALPHA");
       const out = await run("-c");
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      assert.equal(counts(out.stdout).updated, 1, out.stdout);
+      assert.equal(summaryCounts(out.stdout).updated, 1, out.stdout);
       await rclone(server, ["check", "--links", src.path, remote]);
     });
   },

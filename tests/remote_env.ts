@@ -130,6 +130,17 @@ export async function sftpFolder(
   };
 }
 
+/** The flags that reach the test SFTP server, and no ssh config of the machine's (ssh -F /dev/null). */
+export function sftpArgs(server: SftpServer): string[] {
+  return ["--ssh-key", server.key, "--known-hosts", server.knownHosts, "--ssh-config", "/dev/null"];
+}
+
+/** Gives the tree at `path` to the SFTP server's user, as if that user had made it. */
+export async function chownTo(server: SftpServer, path: string): Promise<void> {
+  const out = await new Deno.Command("chown", { args: ["-R", `${server.user}:`, path] }).output();
+  if (!out.success) throw new Error(`chown -R ${server.user}: ${path} failed`);
+}
+
 /** Environment for foldersync (and the AWS SDK) to reach `server`; AWS_CA_BUNDLE cleared. */
 export function s3Env(server: S3Server): Record<string, string> {
   return {

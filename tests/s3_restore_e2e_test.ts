@@ -11,8 +11,19 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { mirrorDiff, runMain, snapshot, tempDir, writeTree } from "./helpers.ts";
-import { rclone, remoteTest, s3Bucket, s3Client, s3Env, s3Server, sftpFolder, sftpServer } from "./remote_env.ts";
+import { mirrorDiff, runMain, snapshot, summaryCounts, tempDir, tempsUnder, writeTree } from "./helpers.ts";
+import {
+  chownTo,
+  rclone,
+  remoteTest,
+  s3Bucket,
+  s3Client,
+  s3Env,
+  s3Server,
+  sftpArgs,
+  sftpFolder,
+  sftpServer,
+} from "./remote_env.ts";
 import { countingProxy, cuttingProxy, type SeenRequest } from "./proxy.ts";
 
 /** What a run with a bucket may use: the network, ~/.aws and the cache folder, the AWS variables. */
@@ -50,33 +61,12 @@ function bigBytes(size: number): Uint8Array {
   return out;
 }
 
-/** The summary line's counts. */
-function counts(stdout: string): Record<string, number> {
-  const line = stdout.split("\n").find((l) => /Sync done|Dry run done/.test(l)) ?? "";
-  const result: Record<string, number> = {};
-  for (const [, n, what] of line.matchAll(/(\d+) (created|copied|updated|linked|attrs|removed|errors)/g)) {
-    result[what!] = Number(n);
-  }
-  return result;
-}
-
 /** The GETs of an object's content among `requests` (not a LIST, not the lock). */
 function objectReads(requests: readonly SeenRequest[]): string[] {
   return requests
     .filter((r) => r.method === "GET" && !/[?&](list-type|uploads)/.test(r.target))
     .filter((r) => !r.target.includes(".foldersync.lock"))
     .map((r) => r.target);
-}
-
-/** Every temp file foldersync may have left under `root`. */
-function tempFiles(root: string, rel = ""): string[] {
-  const out: string[] = [];
-  for (const entry of Deno.readDirSync(join(root, rel))) {
-    const path = rel === "" ? entry.name : `${rel}/${entry.name}`;
-    if (/^\.foldersync-.*\.tmp$/.test(entry.name)) out.push(path);
-    if (entry.isDirectory) out.push(...tempFiles(root, path));
-  }
-  return out;
 }
 
 remoteTest(
@@ -115,7 +105,7 @@ remoteTest(
       proxy.requests.length = 0;
       const out = await main([url, target]);
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      const c = counts(out.stdout);
+      const c = summaryCounts(out.stdout);
       assert.deepEqual([c.copied, c.updated, c.attrs, c.removed, c.created, c.linked], [0, 0, 0, 0, 0, 0], out.stdout);
       assert.deepEqual(objectReads(proxy.requests), []);
       assert.deepEqual(proxy.requests.map((r) => r.method), ["GET"], "one LIST, for fewer than 1,000 objects");
@@ -143,11 +133,11 @@ remoteTest(
       await Deno.writeTextFile(path, "BRAVO");
       await Deno.utime(path, info.atime!, info.mtime!);
       const plain = await main([url, target]);
-      assert.equal(counts(plain.stdout).updated, 0, plain.stdout);
+      assert.equal(summaryCounts(plain.stdout).updated, 0, plain.stdout);
       proxy.requests.length = 0;
       const out = await main([url, target, "--checksum"]);
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      assert.equal(counts(out.stdout).updated, 1, out.stdout);
+      assert.equal(summaryCounts(out.stdout).updated, 1, out.stdout);
       assert.deepEqual(objectReads(proxy.requests), [`/${bucket.name}/site/docs/b.md`], "the big file's MD5 is known");
       assert.equal(await mirrorDiff(src.path, target), "");
     });
@@ -204,7 +194,7 @@ remoteTest(
     for (const { path, mode, expected } of all) assert.equal(mode, expected, path);
     const again = await runMain(args, { permissions: PERMISSIONS, env });
     assert.equal(again.code, 0, again.stderr + again.stdout);
-    const c = counts(again.stdout);
+    const c = summaryCounts(again.stdout);
     assert.deepEqual(
       [c.copied, c.updated, c.attrs],
       [0, 0, 0],
@@ -291,7 +281,7 @@ remoteTest(
       now.length === old.length && (now.every((b, i) => b === old[i]) || now.every((b, i) => b === next[i])),
       "the old file or the new one at the final name",
     );
-    assert.deepEqual(tempFiles(local.path), []);
+    assert.deepEqual(await tempsUnder(local.path), []);
     const again = await main([url, local.path]);
     assert.equal(again.code, 0, again.stderr + again.stdout);
     assert.equal(await mirrorDiff(src.path, local.path), "");
@@ -312,8 +302,8 @@ remoteTest(
     await using cache = await tempDir();
     await using bucket = await s3Bucket(s3server);
     await writeSource(from.path);
-    await new Deno.Command("chown", { args: ["-R", `${server.user}:`, from.path] }).output();
-    const sftp = ["--ssh-key", server.key, "--known-hosts", server.knownHosts, "--ssh-config", "/dev/null"];
+    await chownTo(server, from.path);
+    const sftp = sftpArgs(server);
     await using proxy = countingProxy(s3server.endpoint);
     const main = (args: string[]) =>
       runMain([...args, ...sftp, "--cache-dir", cache.path, "--s3-endpoint", proxy.endpoint], {
@@ -335,7 +325,7 @@ remoteTest(
     assert.equal(down.code, 0, down.stderr + down.stdout);
     assert.equal(await mirrorDiff(from.path, back.path), "");
     const again = await main([url, back.url]);
-    const c = counts(again.stdout);
+    const c = summaryCounts(again.stdout);
     assert.deepEqual([c.copied, c.updated, c.attrs], [0, 0, 0], again.stdout);
   },
 );

@@ -12,7 +12,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mirrorDiff, runMain, snapshot, summaryCounts, tempDir, writeTree } from "./helpers.ts";
-import { rclone, remoteTest, s3Bucket, s3Env, type S3Server, s3Server, sftpFolder, sftpServer } from "./remote_env.ts";
+import {
+  rclone,
+  remoteTest,
+  s3Bucket,
+  s3Env,
+  type S3Server,
+  s3Server,
+  sftpArgs,
+  sftpFolder,
+  sftpServer,
+} from "./remote_env.ts";
 import { TEMP_PATTERN } from "../lib/model/names.ts";
 import { LOCK_NAME } from "../lib/model/lock.ts";
 
@@ -81,7 +91,7 @@ remoteTest(
     await using cache = await tempDir();
     await using bucket = await s3Bucket(s3server);
     await writeSource(src.path);
-    const sftp = ["--ssh-key", server.key, "--known-hosts", server.knownHosts, "--ssh-config", "/dev/null"];
+    const sftp = sftpArgs(server);
     const run = (args: string[]) =>
       runMain([...args, "--cache-dir", cache.path], { permissions: PERMISSIONS, env: s3Env(s3server) });
     /** A pull into the SFTP folder (the ssh options are refused without an SFTP side). */

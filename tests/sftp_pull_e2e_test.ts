@@ -10,17 +10,20 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { mirrorDiff, runMain, snapshot, tempDir, writeTree } from "./helpers.ts";
-import { remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
-import { TEMP_PATTERN } from "../lib/model/names.ts";
+import {
+  failsWithOneLine,
+  mirrorDiff,
+  runMain,
+  snapshot,
+  summaryCounts,
+  tempDir,
+  tempsUnder,
+  writeTree,
+} from "./helpers.ts";
+import { chownTo, remoteTest, sftpArgs, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
 
 /** What an SFTP run may use: ssh, which reads ~/.ssh and reaches the network itself (no --allow-net). */
 const PERMISSIONS = ["--allow-read", "--allow-write", "--allow-run=ssh", "--allow-env", "--allow-sys"];
-
-/** The flags that reach the test server, and no ssh config of the machine's. */
-function sftpArgs(server: SftpServer): string[] {
-  return ["--ssh-key", server.key, "--known-hosts", server.knownHosts, "--ssh-config", "/dev/null"];
-}
 
 /** A 3 MiB file: read in 1 MiB chunks (the reader path), not whole. */
 const LARGE = Uint8Array.from({ length: 3 * 1024 * 1024 + 5 }, (_, i) => (i * 7 + (i >> 12)) & 0xff);
@@ -46,43 +49,6 @@ async function writeServerTree(server: SftpServer, root: string): Promise<void> 
   await chownTo(server, root);
 }
 
-async function chownTo(server: SftpServer, path: string): Promise<void> {
-  const out = await new Deno.Command("chown", { args: ["-R", `${server.user}:`, path] }).output();
-  assert.ok(out.success);
-}
-
-/** The summary line's counts. */
-function counts(stdout: string): Record<string, number> {
-  const line = stdout.split("\n").find((l) => /Sync done|Dry run done/.test(l)) ?? "";
-  const result: Record<string, number> = {};
-  for (const [, n, what] of line.matchAll(/(\d+) (created|copied|updated|linked|attrs|removed|errors)/g)) {
-    result[what!] = Number(n);
-  }
-  return result;
-}
-
-/** Temp files left anywhere under `dir`. */
-async function tempsUnder(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  const walk = async (at: string) => {
-    for await (const entry of Deno.readDir(at)) {
-      if (TEMP_PATTERN.test(entry.name)) found.push(join(at, entry.name));
-      if (entry.isDirectory) await walk(join(at, entry.name));
-    }
-  };
-  await walk(dir);
-  return found;
-}
-
-/** Runs main.ts, expecting exit 2 and one line on stderr, which it returns. */
-async function failsWithOneLine(args: string[]): Promise<string> {
-  const out = await runMain(args, { permissions: PERMISSIONS });
-  assert.equal(out.code, 2, `exit code: ${out.stderr}${out.stdout}`);
-  const lines = out.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, `one line on stderr: ${out.stderr}`);
-  return lines[0]!.replace(/^\S+ \S+ ERROR +|^foldersync: /, "");
-}
-
 remoteTest(
   "pull from an SFTP folder: initial, no-op, churn, dry run, --checksum and verify, judged by rsync",
   "sftp",
@@ -98,7 +64,7 @@ remoteTest(
       const out = await run();
       assert.equal(out.code, 0, out.stderr + out.stdout);
       assert.equal(await mirrorDiff(src.path, dst.path), "");
-      const c = counts(out.stdout);
+      const c = summaryCounts(out.stdout);
       assert.deepEqual([c.copied, c.linked, c.errors], [7, 2, 0], out.stdout);
       assert.equal((await Deno.lstat(join(dst.path, "empty"))).isDirectory, true);
       assert.equal(await Deno.readLink(join(dst.path, "dangling")), "nowhere/at/all");
@@ -113,7 +79,7 @@ remoteTest(
     await t.step("a second run changes nothing", async () => {
       const out = await run();
       assert.equal(out.code, 0, out.stderr);
-      const c = counts(out.stdout);
+      const c = summaryCounts(out.stdout);
       assert.deepEqual([c.created, c.copied, c.updated, c.linked, c.attrs, c.removed], [0, 0, 0, 0, 0, 0], out.stdout);
     });
 
@@ -150,7 +116,7 @@ remoteTest(
       assert.equal(await Deno.readTextFile(join(dst.path, "docs/b.md")), "bravo", "sizes and mtimes are equal");
       const out = await run("--checksum");
       assert.equal(out.code, 0, out.stderr + out.stdout);
-      assert.equal(counts(out.stdout).updated, 1, out.stdout);
+      assert.equal(summaryCounts(out.stdout).updated, 1, out.stdout);
       assert.equal(await mirrorDiff(src.path, dst.path), "");
     });
 
@@ -198,7 +164,7 @@ remoteTest(
       assert.deepEqual(await tempsUnder(b.path), []);
       const again = await runMain(args, { permissions: PERMISSIONS });
       assert.equal(again.code, 0, again.stderr);
-      const c = counts(again.stdout);
+      const c = summaryCounts(again.stdout);
       assert.deepEqual([c.created, c.copied, c.updated, c.attrs, c.removed], [0, 0, 0, 0, 0], again.stdout);
     });
 

@@ -10,8 +10,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
-import { mirrorDiff, tempDir, writeTree } from "./helpers.ts";
+import { chownTo, remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
+import { mirrorDiff, tempDir, tempsUnder, writeTree } from "./helpers.ts";
 import { openSftpReplica, type SftpInternals } from "../lib/backend/sftp/sftp_replica.ts";
 import { parseTarget } from "../lib/backend/registry.ts";
 import { type SftpTarget } from "../lib/backend/target.ts";
@@ -19,7 +19,6 @@ import type { Backend, BackendOptions, FileReader } from "../lib/backend/backend
 import { LocalBackend } from "../lib/backend/local/local_backend.ts";
 import { compareNames, type Entry, type ListingBatch } from "../lib/model/listing.ts";
 import { ChangedError, ConnectionLostError } from "../lib/model/errors.ts";
-import { TEMP_PATTERN } from "../lib/model/names.ts";
 import { listWalk } from "../lib/engine/walk.ts";
 import { getHasher } from "../lib/content/hash.ts";
 
@@ -46,29 +45,10 @@ async function open(
   return Object.assign(backend, { [Symbol.asyncDispose]: () => backend.close() });
 }
 
-/** Gives the tree to the server's user, as if that user had made it. */
-async function chownTo(server: SftpServer, path: string): Promise<void> {
-  const out = await new Deno.Command("chown", { args: ["-R", `${server.user}:`, path] }).output();
-  assert.ok(out.success);
-}
-
 function entries(batch: ListingBatch): Array<[string, Entry]> {
   const out: Array<[string, Entry]> = [];
   for (let i = batch.start(0); i < batch.end(0); i++) out.push([batch.names[i]!, batch.entry(i)]);
   return out;
-}
-
-/** Temp files left anywhere under `dir`. */
-async function tempsUnder(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  const walk = async (at: string) => {
-    for await (const entry of Deno.readDir(at)) {
-      if (TEMP_PATTERN.test(entry.name)) found.push(join(at, entry.name));
-      if (entry.isDirectory) await walk(join(at, entry.name));
-    }
-  };
-  await walk(dir);
-  return found;
 }
 
 /** `size` bytes that differ at every offset from those of a shifted copy. */

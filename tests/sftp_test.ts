@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createHmac } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
+import { chownTo, remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
 import { mirrorDiff, readingFrom, tempDir, type TestBackend, waitFor, writeTree } from "./helpers.ts";
 import { openSftpReplica, type SftpInternals } from "../lib/backend/sftp/sftp_replica.ts";
 import { parseTarget } from "../lib/backend/registry.ts";
@@ -51,12 +51,6 @@ async function open(
 ): Promise<TestBackend & AsyncDisposable> {
   const replica = await openSftpReplica(parseTarget(url) as SftpTarget, options(server, extra), internals);
   return Object.assign(readingFrom(replica, source), { [Symbol.asyncDispose]: () => replica.close() });
-}
-
-/** Gives the tree to the server's user, as if that user had made it. */
-async function chownTo(server: SftpServer, path: string): Promise<void> {
-  const out = await new Deno.Command("chown", { args: ["-R", `${server.user}:`, path] }).output();
-  assert.ok(out.success);
 }
 
 function entries(batch: ListingBatch): Array<[string, Entry]> {

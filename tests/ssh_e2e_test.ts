@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { mirrorDiff, runMain, tempDir, writeTree } from "./helpers.ts";
+import { failsWithOneLine, mirrorDiff, runMain, tempDir, writeTree } from "./helpers.ts";
 import { remoteTest, sftpFolder, type SftpServer, sftpServer } from "./remote_env.ts";
 
 /** What an SFTP run needs: ssh (which reads ~/.ssh and reaches the network itself). */
@@ -21,15 +21,6 @@ const TREE = { "a.txt": "alpha", docs: { "b.md": "bravo" }, "link": { link: "a.t
 async function hostKeyAs(server: SftpServer, name: string): Promise<string> {
   const [, type, key] = (await Deno.readTextFile(server.knownHosts)).trim().split(/\s+/);
   return `${name} ${type} ${key}\n`;
-}
-
-/** Runs main.ts and checks it failed with exit 2 and one line on stderr, which it returns. */
-async function failsWithOneLine(args: string[], permissions = PERMISSIONS): Promise<string> {
-  const out = await runMain(args, { permissions });
-  assert.equal(out.code, 2, `exit code: ${out.stderr}${out.stdout}`);
-  const lines = out.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, `one line on stderr: ${out.stderr}`);
-  return lines[0]!.replace(/^\S+ \S+ ERROR +|^foldersync: /, ""); // the log line's time and level, or the usage prefix
 }
 
 remoteTest(
