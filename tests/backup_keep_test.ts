@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { expiredRecords, formatRecords, parseJournal } from "../lib/backend/backup_journal.ts";
+import { type BackupRecord, expiredRecords, formatRecords, parseJournal } from "../lib/backend/backup_journal.ts";
 import { assertMirror, mirrorDiff, runMain, tempDir, writeTree } from "./helpers.ts";
 import {
   rclone,
@@ -29,6 +29,12 @@ Deno.test("parseJournal() and expiredRecords() read the journal and choose by wh
   const { expired, kept } = expiredRecords(records, 5000, 10_000);
   assert.deepEqual(expired.map((r) => r.path), ["a/old.txt", "a"], "deeper first");
   assert.deepEqual(kept.map((r) => r.path), ["new.txt"]);
+});
+
+Deno.test("parseJournal() passes over a line whose path would lead outside the backup folder", () => {
+  const forged = ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", ""].map((path) => ({ path, kind: "file", at: 0 }));
+  const text = formatRecords([{ path: "a/b.txt", kind: "file", at: 0 }, ...forged] as BackupRecord[]);
+  assert.deepEqual(parseJournal(text).map((r) => r.path), ["a/b.txt"]);
 });
 
 Deno.test("main.ts --backup-keep prunes old versions, keeps fresh ones and never touches a foreign file", async (t) => {

@@ -74,7 +74,7 @@ export function parseJournal(text: string): BackupRecord[] {
     try {
       const r = JSON.parse(line);
       const kinds = ["file", "dir", "symlink", "other"];
-      if (typeof r?.path === "string" && r.path !== "" && kinds.includes(r.kind) && Number.isFinite(r.at)) {
+      if (typeof r?.path === "string" && inFolder(r.path) && kinds.includes(r.kind) && Number.isFinite(r.at)) {
         records.push({ path: r.path, kind: r.kind, at: r.at });
       }
     } catch {
@@ -82,6 +82,14 @@ export function parseJournal(text: string): BackupRecord[] {
     }
   }
   return records;
+}
+
+/**
+ * True when `path` names an entry under the backup folder: no empty, `.` or `..` part, so that
+ * a torn or forged journal line never leads pruning outside it, whatever the backend.
+ */
+function inFolder(path: string): boolean {
+  return path !== "" && !path.split("/").some((part) => part === "" || part === "." || part === "..");
 }
 
 /**
