@@ -6,7 +6,7 @@
  */
 
 import { dirname, join, resolve } from "node:path";
-import { UsageError } from "./model/errors.ts";
+import { errorLine, UsageError } from "./model/errors.ts";
 import { sameIdentity } from "./model/identity.ts";
 import { localIdentity } from "./backend/local/identity.ts";
 import type { FilterSpec } from "./model/filter.ts";
@@ -63,10 +63,6 @@ export interface PathOptions {
    * @default false
    */
   remoteSource?: boolean;
-}
-
-function errorDetail(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 /**
@@ -137,7 +133,7 @@ function checkSource(source: string): string {
   } catch (error) {
     if (error instanceof UsageError) throw error;
     if (error instanceof Deno.errors.NotFound) throw new UsageError(`Source does not exist: '${source}'`);
-    throw new UsageError(`Cannot read source: '${source}': ${errorDetail(error)}`);
+    throw new UsageError(`Cannot read source: '${source}': ${errorLine(error)}`);
   }
   return sourceReal;
 }
@@ -166,7 +162,7 @@ function checkLocalPaths(
       throw new UsageError(`Replica path runs through a file: '${firstNonDirectoryAncestor(resolve(replica))}'`);
     }
     if (!(error instanceof Deno.errors.NotFound)) {
-      throw new UsageError(`Cannot read replica: '${replica}': ${errorDetail(error)}`);
+      throw new UsageError(`Cannot read replica: '${replica}': ${errorLine(error)}`);
     }
     if (mustExist) throw new UsageError(`Replica does not exist: '${replica}'`);
     try {
@@ -332,7 +328,7 @@ export function filterSpec(
     try {
       return Deno.readTextFileSync(file).split(/\r?\n/);
     } catch (error) {
-      throw new UsageError(`Cannot read exclude file: '${file}': ${errorDetail(error)}`);
+      throw new UsageError(`Cannot read exclude file: '${file}': ${errorLine(error)}`);
     }
   });
   const all = [...fromFiles, ...patterns];

@@ -12,6 +12,7 @@
  */
 
 import type { EntryKind } from "../model/listing.ts";
+import { errorLine } from "../model/errors.ts";
 
 /** The journal's name, at the root of the backup folder. */
 export const JOURNAL_NAME = ".foldersync-backups";
@@ -167,7 +168,7 @@ export async function pruneBackups(store: BackupStore, options: PruneOptions): P
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) continue;
       stay.push(record);
-      if (!(error instanceof NotEmptyError)) onError(record.path, errorText(error));
+      if (!(error instanceof NotEmptyError)) onError(record.path, errorLine(error));
     }
   }
   if (dryRun) return pruned;
@@ -184,8 +185,4 @@ export async function pruneBackups(store: BackupStore, options: PruneOptions): P
 function parentOf(path: string): string {
   const slash = path.lastIndexOf("/");
   return slash === -1 ? "" : path.slice(0, slash);
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { LockedError } from "../model/errors.ts";
+import { errorLine, LockedError } from "../model/errors.ts";
 import { LOCK_REFRESH_MS, type LockInfo, lockIsStale, parseLock, processAlive } from "../model/lock.ts";
 import { randomId } from "../model/names.ts";
 import { logger } from "../log.ts";
@@ -127,7 +127,7 @@ export async function takeRemoteLock(entry: LockEntry, options: RemoteLockOption
           logger.warn(`Cannot refresh the lock of '${display}': another foldersync holds it now`);
         }
       } catch (error) {
-        logger.warn(`Cannot refresh the lock of '${display}': ${errorText(error)}`);
+        logger.warn(`Cannot refresh the lock of '${display}': ${errorLine(error)}`);
       }
     });
   }, refreshMs);
@@ -164,8 +164,4 @@ function holder(info: LockInfo | undefined): string {
   if (!info || typeof info.pid !== "number" || typeof info.time !== "number") return "unreadable lock entry";
   const minutes = Math.round((Date.now() - info.time) / 60_000);
   return `held by process ${info.pid} on '${info.host}', refreshed ${minutes} min ago`;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

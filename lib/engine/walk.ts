@@ -7,7 +7,7 @@
  */
 
 import type { Backend, TreeWalk, WalkOptions } from "../backend/backend.ts";
-import type { ListingBatch } from "../model/listing.ts";
+import { type ListingBatch, pushSubdirs } from "../model/listing.ts";
 
 /**
  * Walks `backend` from its root with {@linkcode Backend.list}; see {@linkcode WalkOptions} for
@@ -30,12 +30,12 @@ export function listWalk(backend: Backend, options: WalkOptions): TreeWalk {
   let closed = false;
   return {
     async next() {
-      if (last && descend) pushSubdirs(last, stack, descend);
+      if (last && descend) pushSubdirs(last, 0, stack, descend);
       last = undefined;
       const dir = stack.pop();
       if (dir === undefined || closed) return undefined;
       const batch = await backend.list(dir, listing);
-      if (!descend) pushSubdirs(batch, stack);
+      if (!descend) pushSubdirs(batch, 0, stack);
       last = batch;
       return batch;
     },
@@ -43,15 +43,4 @@ export function listWalk(backend: Backend, options: WalkOptions): TreeWalk {
       closed = true;
     },
   };
-}
-
-/** Pushes the subdirectories of a one-directory batch (those `keep` approves) in reverse, so that popping visits them in order. */
-function pushSubdirs(batch: ListingBatch, stack: string[], keep?: (dir: string) => boolean): void {
-  const dir = batch.dirs[0]!;
-  const prefix = dir === "" ? "" : `${dir}/`;
-  for (let i = batch.end(0) - 1; i >= batch.start(0); i--) {
-    if (batch.kind(i) !== "dir") continue;
-    const child = prefix + batch.names[i]!;
-    if (!keep || keep(child)) stack.push(child);
-  }
 }

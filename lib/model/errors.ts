@@ -133,3 +133,16 @@ export function describeError(error: unknown): string {
   }
   return String(error);
 }
+
+/**
+ * An error as one line with its class name always (`NotFound: ...`), for warnings where the
+ * kind of failure matters (see {@linkcode describeError} for the line a user is shown).
+ *
+ * @example
+ * ```ts
+ * errorLine(new Deno.errors.NotFound("gone")); // "NotFound: gone"
+ * ```
+ */
+export function errorLine(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

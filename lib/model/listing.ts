@@ -376,3 +376,17 @@ export class BatchCursor implements EntryView {
     return this.#batch.target(this.#i);
   }
 }
+
+/**
+ * Pushes the subdirectories of listing `k` (those `keep` approves) in reverse, so that popping
+ * visits them in sorted order.
+ */
+export function pushSubdirs(batch: ListingBatch, k: number, stack: string[], keep?: (dir: string) => boolean): void {
+  const dir = batch.dirs[k]!;
+  const prefix = dir === "" ? "" : `${dir}/`;
+  for (let i = batch.end(k) - 1; i >= batch.start(k); i--) {
+    if (batch.kind(i) !== "dir") continue;
+    const child = prefix + batch.names[i]!;
+    if (!keep || keep(child)) stack.push(child);
+  }
+}

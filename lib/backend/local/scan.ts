@@ -20,6 +20,7 @@ import {
   ListingBatch,
   LOOSENED,
   type PackedBatch,
+  pushSubdirs,
   VANISHED,
 } from "../../model/listing.ts";
 
@@ -172,20 +173,6 @@ function readEntries(
 export function walkStep(batch: ListingBatch, root: string, stack: string[], filter?: PathFilter): void {
   listDirectory(batch, root, stack.pop()!, false, filter);
   pushSubdirs(batch, batch.dirs.length - 1, stack);
-}
-
-/**
- * Pushes the subdirectories of listing `k` (those `keep` approves) in reverse, so that popping
- * visits them in sorted order.
- */
-function pushSubdirs(batch: ListingBatch, k: number, stack: string[], keep?: (dir: string) => boolean): void {
-  const dir = batch.dirs[k]!;
-  const prefix = dir === "" ? "" : `${dir}/`;
-  for (let i = batch.end(k) - 1; i >= batch.start(k); i--) {
-    if (batch.kind(i) !== "dir") continue;
-    const child = prefix + batch.names[i]!;
-    if (!keep || keep(child)) stack.push(child);
-  }
 }
 
 /**

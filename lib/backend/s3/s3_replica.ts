@@ -47,7 +47,7 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { ChangedError, ConnectionLostError, UsageError } from "../../model/errors.ts";
+import { ChangedError, ConnectionLostError, errorLine, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import { type Capabilities } from "../../model/capabilities.ts";
 import {
@@ -1485,8 +1485,7 @@ class S3Backend implements Backend {
     this.#ahead?.abort();
     this.#cache.save();
     await this.#journal().catch((error) => {
-      const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      logger.warning("{text}", { text: `Cannot write the backup folder's journal: ${text}` });
+      logger.warning("{text}", { text: `Cannot write the backup folder's journal: ${errorLine(error)}` });
     });
     logger.debug("{text}", { text: `S3 requests to '${this.display}': ${this.#client.requests}` });
   }

@@ -23,7 +23,7 @@
 
 import { posix } from "node:path";
 import { Buffer } from "node:buffer";
-import { ConnectionLostError, UsageError } from "../../model/errors.ts";
+import { ConnectionLostError, errorLine, UsageError } from "../../model/errors.ts";
 import { logger } from "../../log.ts";
 import {
   compareNames,
@@ -181,10 +181,6 @@ function seconds(ms: number): number {
   return Math.floor(ms / 1000);
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
 /** A folder on an SFTP host, a source or a replica; see {@linkcode openSftpReplica}. */
 class SftpBackend implements Backend {
   readonly display: string;
@@ -293,7 +289,7 @@ class SftpBackend implements Backend {
         batch.problems.push({ path: dir, message: "vanished", directory: true, vanished: true });
       } else {
         batch.flags[k]! |= FAILED;
-        batch.problems.push({ path: dir, message: `Cannot read directory: ${errorText(error)}`, directory: true });
+        batch.problems.push({ path: dir, message: `Cannot read directory: ${errorLine(error)}`, directory: true });
       }
       return batch;
     }
@@ -328,7 +324,7 @@ class SftpBackend implements Backend {
             batch.problems.push({ path: prefix + name, message: "vanished", vanished: true });
           } else {
             batch.flags[k]! |= INCOMPLETE;
-            batch.problems.push({ path: prefix + name, message: `Cannot read link: ${errorText(error)}` });
+            batch.problems.push({ path: prefix + name, message: `Cannot read link: ${errorLine(error)}` });
           }
         }
       }
@@ -752,7 +748,7 @@ class SftpBackend implements Backend {
   async close(): Promise<void> {
     this.#ahead?.stop();
     await this.#journal().catch((error) => {
-      logger.warn(`Cannot write the backup folder's journal: ${errorText(error)}`);
+      logger.warn(`Cannot write the backup folder's journal: ${errorLine(error)}`);
     });
     await this.#release?.(); // a lock still held goes with the connection
     await this.#session.end();
