@@ -32,6 +32,7 @@ import type {
 } from "../backend.ts";
 import { tempName } from "../../model/names.ts";
 import { listDirectory, SourceWalk } from "./scan.ts";
+import { openLocalReader } from "../local_reader.ts";
 import { lockReplica } from "./lock.ts";
 import { inferResolution, probeResolution, sampleMtimes } from "./mtime_probe.ts";
 import { findDir, localIdentity } from "./identity.ts";
@@ -557,33 +558,6 @@ async function copyCounted(
   } finally {
     Atomics.sub(slot, 0, BigInt(streamed));
   }
-}
-
-/** Reads a local file at any offset; reads are taken one at a time (one handle, one position). */
-async function openLocalReader(path: string): Promise<FileReader> {
-  const file = await Deno.open(path, { read: true });
-  let queue: Promise<unknown> = Promise.resolve();
-  const readAt = async (offset: number, into: Uint8Array): Promise<number> => {
-    await file.seek(offset, Deno.SeekMode.Start);
-    let done = 0;
-    while (done < into.length) {
-      const n = await file.read(into.subarray(done));
-      if (n === null) break;
-      done += n;
-    }
-    return done;
-  };
-  return {
-    read(offset, into) {
-      const next = queue.then(() => readAt(offset, into));
-      queue = next.catch(() => {});
-      return next;
-    },
-    close() {
-      file.close();
-      return Promise.resolve();
-    },
-  };
 }
 
 /** Chunks read from a remote source at once, and their size: enough to hide the round trips. */

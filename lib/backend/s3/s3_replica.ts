@@ -81,6 +81,7 @@ import { resolveCredentials, resolveRegion } from "./credentials.ts";
 import { MetaCache, type MetaRecord } from "./meta_cache.ts";
 import { BlockPool, ObjectReader } from "./object_reader.ts";
 import { Slots } from "./slots.ts";
+import { openLocalReader } from "../local_reader.ts";
 
 /** Fine-tuning of the S3 backend (tests make the sizes small). */
 export interface S3Tuning {
@@ -1025,19 +1026,16 @@ class S3Backend implements Backend {
         this.#unchanged(from, before, before.size);
         if (await this.#replaceMeta(rel, listed!, meta, md5, mode, mtimeMs)) return 0;
       }
-      using file = await Deno.open(from);
-      // Parts are read in turn: one handle, one position.
-      let turn: Promise<unknown> = Promise.resolve();
-      const fill = (offset: number, part: Uint8Array) => {
-        const read = turn.then(() => readFullAt(file, offset, part));
-        turn = read.catch(() => {});
-        return read;
-      };
-      etag = await this.#multipart(key, before.size, meta, {
-        md5,
-        fill,
-        check: () => this.#unchanged(from, before, before.size),
-      });
+      const reader = await openLocalReader(from);
+      try {
+        etag = await this.#multipart(key, before.size, meta, {
+          md5,
+          fill: (offset, part) => reader.read(offset, part),
+          check: () => this.#unchanged(from, before, before.size),
+        });
+      } finally {
+        await reader.close();
+      }
     }
     this.#cache.set(rel, { size: before.size, etag, lastModified: "", mtimeMs, mode, md5 });
     return before.size;
@@ -1542,18 +1540,6 @@ function recordOf(head: ObjectHead, kind: EntryKind, target: string | undefined)
     target,
     md5,
   };
-}
-
-/** Reads from `offset` until `buffer` is full or the file ends; returns the bytes read. */
-async function readFullAt(file: Deno.FsFile, offset: number, buffer: Uint8Array): Promise<number> {
-  await file.seek(offset, Deno.SeekMode.Start);
-  let done = 0;
-  while (done < buffer.length) {
-    const n = await file.read(buffer.subarray(done));
-    if (n === null) break;
-    done += n;
-  }
-  return done;
 }
 
 /** The hex MD5 of a file, read in 1 MiB chunks. */
