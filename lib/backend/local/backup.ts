@@ -227,14 +227,20 @@ export class BackupDir {
  */
 export function localBackupStore(root: string): BackupStore {
   const journal = join(root, JOURNAL_NAME);
-  /** The absolute path of `rel`, once every folder on the way is a real folder (not a link). */
+  /**
+   * The absolute path of `rel`, once every folder on the way is a real folder (not a link);
+   * each folder is checked once per store (pruning removes what is in a folder before it).
+   */
+  const real = new Set<string>();
   const at = (rel: string): string => {
     const parts = rel.split("/");
     let path = root;
     for (const part of parts.slice(0, -1)) {
       path = join(path, part);
+      if (real.has(path)) continue;
       const info = lstatOrNone(path);
       if (!info?.isDirectory) throw new Deno.errors.NotFound(`Not a folder of the backup folder: '${path}'`);
+      real.add(path);
     }
     return join(path, parts.at(-1)!);
   };

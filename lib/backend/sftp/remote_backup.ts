@@ -274,16 +274,22 @@ export async function copyRemoteFile(session: SftpSession, from: string, to: str
  */
 export function sftpBackupStore(session: SftpSession, root: string): BackupStore {
   const journal = `${root}/${JOURNAL_NAME}`;
-  /** The absolute path of `rel`, once every folder on the way is a real folder (not a link). */
+  /**
+   * The absolute path of `rel`, once every folder on the way is a real folder (not a link);
+   * each folder is checked once per store, not once per version in it (a round trip each).
+   */
+  const real = new Set<string>();
   const at = async (rel: string): Promise<string> => {
     const parts = rel.split("/");
     let path = root;
     for (const part of parts.slice(0, -1)) {
       path = `${path}/${part}`;
+      if (real.has(path)) continue;
       const info = await lstatOrNone(session, path);
       if (!info || (info.mode & S_IFMT) !== S_IFDIR) {
         throw new Deno.errors.NotFound(`Not a folder of the backup folder: '${path}'`);
       }
+      real.add(path);
     }
     return `${path}/${parts.at(-1)!}`;
   };
