@@ -24,7 +24,6 @@ import { type Capabilities } from "../../model/capabilities.ts";
 import type {
   Backend,
   CopyResult as BackendCopyResult,
-  FileReader,
   ListOptions,
   SourceFile,
   TreeWalk,
